@@ -1,0 +1,187 @@
+"""The service catalog: OpenStack services, their proxies, packages and config keys, as data.
+
+The data lives in `services.toml` next to this module; this module only turns it into frozen
+values and answers questions about it (which proxies a release balances, which packages a
+platform family installs). Nothing here knows about hosts or SSH.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from hadeploy.errors import CatalogError
+
+Release = Literal["grizzly", "modern"]
+Family = Literal["el", "debian"]
+RELEASES: tuple[Release, ...] = ("grizzly", "modern")
+FAMILIES: tuple[Family, ...] = ("el", "debian")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """One haproxy frontend/backend pair: a port the VIP answers on for a service."""
+
+    name: str
+    port: int
+    release: str = "any"
+    mode: str = ""
+    balance: str | None = None
+    check_port: int | None = None
+    cookie: bool = False
+    frontend: tuple[str, ...] = ()
+    backend: tuple[str, ...] = ()
+    server: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Packages and daemons of a service on one platform family and release."""
+
+    family: Family
+    release: str
+    packages: tuple[str, ...]
+    daemons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VipKey:
+    """An ini key on the original controller that must name the VIP."""
+
+    file: str
+    section: str
+    key: str
+    release: str = "any"
+    value: str = ""
+    rehost: bool = False
+    if_present: bool = False
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """An ini key that must hold a controller's own address after the tree is copied."""
+
+    file: str
+    section: str
+    key: str
+    kind: Literal["address", "bind"]
+    release: str = "any"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One OpenStack (or supporting) service as the guides treat it."""
+
+    name: str
+    title: str
+    etc: str
+    releases: tuple[Release, ...]
+    lb_only: bool
+    proxies: tuple[Proxy, ...]
+    variants: tuple[Variant, ...]
+    vip_keys: tuple[VipKey, ...]
+    host_keys: tuple[HostKey, ...]
+
+    def proxies_for(self, release: Release) -> tuple[Proxy, ...]:
+        """The proxies this service has on `release`."""
+        return tuple(p for p in self.proxies if p.release in ("any", release))
+
+    def variant(self, family: Family, release: Release) -> Variant:
+        """Packages and daemons for a platform family and release."""
+        for v in self.variants:
+            if v.family == family and v.release in ("any", release):
+                return v
+        raise CatalogError(f"service {self.name} has no packages for {family}/{release}")
+
+    def vip_keys_for(self, release: Release) -> tuple[VipKey, ...]:
+        """The keys to point at the VIP on `release`."""
+        return tuple(k for k in self.vip_keys if k.release in ("any", release))
+
+    def host_keys_for(self, release: Release) -> tuple[HostKey, ...]:
+        """The per-controller keys to rewrite on `release`."""
+        return tuple(k for k in self.host_keys if k.release in ("any", release))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every service hadeploy knows, by name."""
+
+    services: dict[str, Service]
+
+    def names(self) -> list[str]:
+        """Known service names, sorted."""
+        return sorted(self.services)
+
+    def proxy_names(self) -> list[str]:
+        """Every proxy name of every service, sorted."""
+        return sorted({p.name for s in self.services.values() for p in s.proxies})
+
+    def __getitem__(self, name: str) -> Service:
+        return self.services[name]
+
+
+def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
+    """Build a dataclass from a TOML table, turning lists into tuples."""
+    fields = {f for f in cls.__dataclass_fields__}
+    unknown = set(raw) - fields
+    if unknown:
+        raise CatalogError(f"catalog {where}: unknown keys {sorted(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise CatalogError(f"catalog {where}: {exc}") from exc
+
+
+def parse_catalog(data: dict[str, Any]) -> Catalog:
+    """Turn the catalog's TOML data into a `Catalog`, checking it for consistency."""
+    services: dict[str, Service] = {}
+    seen_ports: dict[tuple[int, str], str] = {}
+    for name, raw in data.get("services", {}).items():
+        where = f"services.{name}"
+        proxies = tuple(_build(Proxy, p, f"{where}.proxies") for p in raw.get("proxies", []))
+        variants = tuple(_build(Variant, v, f"{where}.variants") for v in raw.get("variants", []))
+        vip_keys = tuple(_build(VipKey, k, f"{where}.vip_keys") for k in raw.get("vip_keys", []))
+        host_keys = tuple(
+            _build(HostKey, k, f"{where}.host_keys") for k in raw.get("host_keys", [])
+        )
+        service = Service(
+            name=name,
+            title=raw["title"],
+            etc=raw.get("etc", ""),
+            releases=tuple(raw["releases"]),
+            lb_only=bool(raw.get("lb_only", False)),
+            proxies=proxies,
+            variants=variants,
+            vip_keys=vip_keys,
+            host_keys=host_keys,
+        )
+        for proxy in proxies:
+            for release in service.releases:
+                if proxy.release not in ("any", release):
+                    continue
+                key = (proxy.port, release)
+                if key in seen_ports:
+                    raise CatalogError(
+                        f"catalog: port {proxy.port} used by {seen_ports[key]} and {proxy.name}"
+                    )
+                seen_ports[key] = proxy.name
+        for key_def in vip_keys:
+            if bool(key_def.value) == key_def.rehost:
+                raise CatalogError(f"catalog {where}: {key_def.key} needs value or rehost")
+        if not service.lb_only:
+            for family in FAMILIES:
+                for release in service.releases:
+                    service.variant(family, release)
+        services[name] = service
+    return Catalog(services=services)
+
+
+@cache
+def load_catalog() -> Catalog:
+    """The catalog shipped with hadeploy (parsed once per process)."""
+    text = resources.files("hadeploy.catalog").joinpath("services.toml").read_text("utf-8")
+    return parse_catalog(tomllib.loads(text))

@@ -1,0 +1,31 @@
+"""The inventory: one TOML file describing a deployment, validated up front.
+
+`load_inventory(path)` returns a frozen `Inventory` or raises `InventoryError` listing every
+problem, each with the key and the fix. See README.md for the reference of every key.
+"""
+
+from hadeploy.inventory.load import load_inventory
+from hadeploy.inventory.model import (
+    HaproxySettings,
+    Inventory,
+    KeepalivedSettings,
+    Monitor,
+    Node,
+    OpenStackSettings,
+    RcFile,
+    SshSettings,
+    Vip,
+)
+
+__all__ = [
+    "HaproxySettings",
+    "Inventory",
+    "KeepalivedSettings",
+    "Monitor",
+    "Node",
+    "OpenStackSettings",
+    "RcFile",
+    "SshSettings",
+    "Vip",
+    "load_inventory",
+]

@@ -1,0 +1,236 @@
+"""Rules that span several keys: the lessons an operator would otherwise learn the hard way."""
+
+from __future__ import annotations
+
+from collections import Counter
+from ipaddress import IPv4Address, IPv4Network
+
+from hadeploy.catalog import load_catalog
+from hadeploy.inventory.model import Inventory, Node
+from hadeploy.inventory.schema import PLAIN_NAME
+
+RENAMED = {("quantum", "modern"): "neutron", ("neutron", "grizzly"): "quantum"}
+
+
+def check_rules(inv: Inventory) -> list[str]:
+    """Every cross-key problem of `inv`, each naming the key and the fix."""
+    problems: list[str] = []
+    problems += _topology(inv)
+    problems += _unique_nodes(inv)
+    problems += _original(inv)
+    problems += _priorities(inv)
+    problems += _vip(inv)
+    problems += _services(inv)
+    problems += _haproxy_names(inv)
+    problems += _ssh(inv)
+    problems += _rc_files(inv)
+    return problems
+
+
+def _label(node: Node) -> str:
+    return f"{'lb' if node.role == 'lb' else 'controller'} {node.name}"
+
+
+def _topology(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    if inv.topology == "dedicated":
+        if len(inv.lbs) < 2:
+            problems.append(
+                f"lb: {len(inv.lbs)} load-balancer node(s); the dedicated topology needs at "
+                "least 2 [[lb]] tables (keepalived needs a node to fail over to), or set "
+                "deployment.topology = \"colocated\""
+            )
+        for c in inv.controllers:
+            if c.priority is not None:
+                problems.append(
+                    f"controller {c.name}.priority: only load balancers have a VRRP priority in "
+                    "the dedicated topology; remove it or set topology = \"colocated\""
+                )
+    else:
+        if inv.lbs:
+            problems.append(
+                "lb: the colocated topology runs haproxy on the controllers; remove the "
+                "[[lb]] tables and give each [[controller]] a priority"
+            )
+        for c in inv.controllers:
+            if c.api_bind is None or c.api_bind == IPv4Address("0.0.0.0"):
+                problems.append(
+                    f"controller {c.name}.api_bind: the colocated topology needs each API bound "
+                    f"to the node's own address (haproxy holds the VIP's ports on the same "
+                    f"host, so both would want 0.0.0.0:port); set api_bind = \"{c.address}\""
+                )
+            elif c.api_bind == inv.vip.address:
+                problems.append(
+                    f"controller {c.name}.api_bind: {c.api_bind} is the VIP, which haproxy "
+                    f"holds; set api_bind = \"{c.address}\""
+                )
+    if len(inv.controllers) < 2:
+        problems.append(
+            f"controller: {len(inv.controllers)} controller(s); list the original and at least "
+            "one new controller as [[controller]] tables"
+        )
+    return problems
+
+
+def _unique_nodes(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    nodes = [*inv.lbs, *inv.controllers]
+    for name, count in Counter(n.name for n in nodes).items():
+        if count > 1:
+            problems.append(f"{name}: the name is used by {count} nodes; give each a unique name")
+    by_address: dict[IPv4Address, list[str]] = {}
+    for n in nodes:
+        by_address.setdefault(n.address, []).append(n.name)
+    for address, names in by_address.items():
+        if len(names) > 1:
+            problems.append(
+                f"{', '.join(names)}: address {address} is used by {len(names)} nodes; each node "
+                "needs its own address"
+            )
+    return problems
+
+
+def _original(inv: Inventory) -> list[str]:
+    originals = [c.name for c in inv.controllers if c.original]
+    if len(originals) == 1:
+        return []
+    if not originals:
+        return ["controller: no controller has original = true; mark the controller packstack "
+                "deployed (whose configuration is copied to the others) with original = true"]
+    return [f"controller: {len(originals)} controllers have original = true "
+            f"({', '.join(originals)}); exactly one may be the original"]
+
+
+def _priorities(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    balancers = inv.balancers
+    kind = "lb" if inv.topology == "dedicated" else "controller"
+    missing = [n.name for n in balancers if n.priority is None]
+    for name in missing:
+        problems.append(
+            f"{kind} {name}.priority: missing; every keepalived node needs a unique priority "
+            "in 1..254"
+        )
+    priorities = [n.priority for n in balancers if n.priority is not None]
+    for value, count in Counter(priorities).items():
+        if count > 1:
+            names = [n.name for n in balancers if n.priority == value]
+            problems.append(
+                f"{kind} {', '.join(names)}.priority: {value} is used {count} times; keepalived "
+                "priorities must be unique (e.g. 101, 102, 103)"
+            )
+    if len(priorities) >= 2:
+        spread = max(priorities) - min(priorities)
+        weight = inv.keepalived.script_weight
+        if weight <= spread:
+            problems.append(
+                f"keepalived.script_weight: {weight} is not greater than the priority spread "
+                f"{max(priorities)} - {min(priorities)} = {spread}, so a node whose haproxy dies "
+                f"would keep the VIP (failover would silently not happen); set script_weight "
+                f"to at least {spread + 1} or bring the priorities closer together"
+            )
+    return problems
+
+
+def _vip(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    vip = inv.vip.address
+    for node in inv.nodes:
+        if node.address == vip:
+            problems.append(
+                f"vip.address: {vip} is the address of {_label(node)}; the VIP must be a free "
+                f"address in {inv.vip.network}"
+            )
+    for node in inv.balancers:
+        subnet = IPv4Network(f"{node.address}/{inv.vip.prefix}", strict=False)
+        if vip not in subnet:
+            problems.append(
+                f"vip.address: {vip} is outside {_label(node)}'s subnet {subnet}; keepalived can "
+                f"only hold a VIP on the nodes' own network: pick an address in {subnet} or fix "
+                "vip.prefix"
+            )
+    network = inv.vip.network
+    if inv.vip.prefix < 31 and vip in (network.network_address, network.broadcast_address):
+        problems.append(
+            f"vip.address: {vip} is the network or broadcast address of {network}; pick a host "
+            "address"
+        )
+    return problems
+
+
+def _services(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    catalog = load_catalog()
+    if not inv.services:
+        problems.append("services.balance: empty; list the services to put behind the VIP")
+    for name, count in Counter(inv.services).items():
+        if count > 1:
+            problems.append(f"services.balance: {name} is listed {count} times; list it once")
+    proxies: set[str] = set()
+    for name in dict.fromkeys(inv.services):
+        if (name, inv.release) in RENAMED:
+            problems.append(
+                f"services.balance: {name} does not exist in release {inv.release}; it is "
+                f"called {RENAMED[(name, inv.release)]} there"
+            )
+            continue
+        if name not in catalog.services:
+            problems.append(
+                f"services.balance: unknown service {name!r}; known services are "
+                f"{', '.join(catalog.names())}"
+            )
+            continue
+        proxies.update(p.name for p in catalog[name].proxies_for(inv.release))
+    for proxy in inv.omit_proxies:
+        if proxy not in proxies:
+            problems.append(
+                f"services.omit_proxies: {proxy!r} is not a proxy of the balanced services; "
+                f"they have {', '.join(sorted(proxies)) or 'none'}"
+            )
+    monitor = inv.haproxy.monitor
+    if monitor is not None:
+        for name in dict.fromkeys(inv.services):
+            if name not in catalog.services:
+                continue
+            for proxy in catalog[name].proxies_for(inv.release):
+                if proxy.port == monitor.port and proxy.name not in inv.omit_proxies:
+                    problems.append(
+                        f"haproxy.monitor.port: {monitor.port} is also the port of proxy "
+                        f"{proxy.name}; pick another monitor port"
+                    )
+    return problems
+
+
+def _haproxy_names(inv: Inventory) -> list[str]:
+    problems: list[str] = []
+    for key in ("frontend_name", "backend_name"):
+        template = getattr(inv.haproxy, key)
+        sample = template.replace("{proxy}", "keystone-admin")
+        if "{proxy}" not in template or not PLAIN_NAME.fullmatch(sample):
+            problems.append(
+                f"haproxy.{key}: {template!r} must contain {{proxy}} and otherwise only plain "
+                "characters, e.g. \"{proxy}-vip\" or \"vip-{proxy}\""
+            )
+    if inv.haproxy.frontend_name == inv.haproxy.backend_name:
+        problems.append(
+            "haproxy.backend_name: equals frontend_name; haproxy needs distinct names, e.g. "
+            "frontend_name = \"{proxy}-vip\" and backend_name = \"{proxy}-api\""
+        )
+    return problems
+
+
+def _ssh(inv: Inventory) -> list[str]:
+    if inv.ssh.user != "root" and not inv.ssh.sudo:
+        return [f"ssh.sudo: user {inv.ssh.user!r} is not root, so hadeploy needs sudo to install "
+                "packages and write /etc; set sudo = true or user = \"root\""]
+    return []
+
+
+def _rc_files(inv: Inventory) -> list[str]:
+    names = {n.name for n in inv.nodes}
+    return [
+        f"openstack.rc_files: host {rc.host!r} is not a node of this inventory; use one of "
+        f"{', '.join(sorted(names))}"
+        for rc in inv.openstack.rc_files
+        if rc.host not in names
+    ]

@@ -1,0 +1,163 @@
+"""The inventory's keys, their types, defaults and per-value checks, as data.
+
+`check_table` walks one TOML table against a schema and returns every problem it finds, each
+naming the key and how to fix it; it never stops at the first one, so the operator sees all
+of them in one run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import AddressValueError, IPv4Address
+from typing import Any
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+REMOTE_PATH = re.compile(r"/[A-Za-z0-9._/+-]{0,4095}")
+LOCAL_PATH = re.compile(r"(~/|/|\./)?[A-Za-z0-9._/+-]{1,4095}")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+HAPROXY_TIME = re.compile(r"[0-9]{1,9}(us|ms|s|m|h|d)?")
+URI_PATH = re.compile(r"/[A-Za-z0-9._/~-]{0,255}")
+GATEWAY = re.compile(r"([A-Za-z0-9._-]{1,64}@)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?")
+MAX_TEXT = 255
+SECRET_WORDS = ("password", "passwd", "secret", "token", "auth_pass")
+
+Check = Callable[[Any], str | None]
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One inventory key: its TOML type, default (or REQUIRED) and an optional value check."""
+
+    kind: type | tuple[type, ...]
+    default: Any = REQUIRED
+    check: Check | None = None
+    hint: str = ""
+
+
+def kind_name(kind: type | tuple[type, ...]) -> str:
+    """How a TOML type is called in messages."""
+    names = {str: "a string", int: "an integer", bool: "true or false", float: "a number",
+             list: "a list", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that TOML booleans are not integers and integers are numbers."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def matches(pattern: re.Pattern[str], what: str) -> Check:
+    """A check that the whole value matches `pattern`, described as `what`."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and pattern.fullmatch(value):
+            return None
+        return f"{value!r} is not {what}"
+
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    """A check that the value is one of `choices`."""
+
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"{value!r} is not one of {', '.join(choices)}"
+
+    return check
+
+
+def in_range(low: int, high: int) -> Check:
+    """A check that an integer lies in [low, high]."""
+
+    def check(value: Any) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"{value} is outside {low}..{high}"
+
+    return check
+
+
+def ipv4(value: Any) -> str | None:
+    """A check that the value is a dotted IPv4 address."""
+    try:
+        IPv4Address(value)
+    except (AddressValueError, ValueError):
+        return f"{value!r} is not an IPv4 address such as 10.15.85.31"
+    return None
+
+
+def str_list(item_check: Check) -> Check:
+    """A check that every element of a list is a string passing `item_check`."""
+
+    def check(value: Any) -> str | None:
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                return f"element {index + 1} ({item!r}) is not a string"
+            problem = item_check(item)
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+NAME = matches(PLAIN_NAME, "a plain name (letters, digits, '.', '_', '-'; at most 63)")
+PATH = matches(REMOTE_PATH, "an absolute path of plain characters (letters, digits, . _ / + -)")
+LOCAL = matches(LOCAL_PATH, "a path of plain characters (letters, digits, . _ / + - and ~/)")
+ENV = matches(ENV_NAME, "an environment variable name such as HADEPLOY_STATS_PASSWORD")
+TIME = matches(HAPROXY_TIME, "a haproxy time such as 10s, 500ms or 90m")
+PORT = in_range(1, 65535)
+
+
+def check_table(
+    table: Mapping[str, Any], schema: Mapping[str, Key], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Check `table` against `schema`; return the values with defaults filled and the problems."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        lowered = key.lower()
+        if key not in schema and any(word in lowered for word in SECRET_WORDS):
+            problems.append(
+                f"{where}.{key}: secrets are never written in the inventory; remove it, set "
+                f"{key}_env = \"SOME_VARIABLE\" and export SOME_VARIABLE before running"
+            )
+            continue
+        if key not in schema:
+            problems.append(
+                f"{where}.{key}: unknown key; known keys here are {', '.join(sorted(schema))}"
+            )
+    for key, spec in schema.items():
+        if key not in table:
+            if spec.default is REQUIRED:
+                hint = f" ({spec.hint})" if spec.hint else ""
+                problems.append(f"{where}.{key}: missing; add it{hint}")
+            else:
+                values[key] = spec.default
+            continue
+        value = table[key]
+        if not type_ok(value, spec.kind):
+            problems.append(f"{where}.{key}: must be {kind_name(spec.kind)}, not {value!r}")
+            continue
+        if isinstance(value, str) and len(value) > MAX_TEXT and spec.check is not PATH:
+            problems.append(f"{where}.{key}: {len(value)} characters is too long (at most 255)")
+            continue
+        problem = spec.check(value) if spec.check else None
+        if problem:
+            hint = f"; {spec.hint}" if spec.hint else ""
+            problems.append(f"{where}.{key}: {problem}{hint}")
+            continue
+        values[key] = value
+    return values, problems

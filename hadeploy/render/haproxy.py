@@ -1,0 +1,117 @@
+"""Render haproxy.cfg: one frontend and backend per proxy of every balanced service.
+
+Identical on every load-balancer node, so it takes no node argument. Backends list every
+controller; in the colocated topology they point at each API's own bind address because
+haproxy itself holds the VIP's ports on the same hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hadeploy.catalog import Proxy, load_catalog
+from hadeploy.inventory.model import Inventory, Node
+from hadeploy.render.secrets import secret
+
+INDENT = "    "
+
+
+def balanced_proxies(inv: Inventory) -> list[Proxy]:
+    """The proxies the VIP serves, in the order of `services.balance` then the catalog."""
+    catalog = load_catalog()
+    return [
+        proxy
+        for name in inv.services
+        for proxy in catalog[name].proxies_for(inv.release)
+        if proxy.name not in inv.omit_proxies
+    ]
+
+
+def backend_address(inv: Inventory, node: Node) -> str:
+    """Where haproxy reaches a controller's APIs."""
+    if inv.topology == "colocated" and node.api_bind is not None:
+        return str(node.api_bind)
+    return str(node.address)
+
+
+def _section(header: str, lines: list[str]) -> list[str]:
+    return [header, *(INDENT + line for line in lines), ""]
+
+
+def _global(inv: Inventory) -> list[str]:
+    lines = ["daemon"]
+    if inv.haproxy.stats_socket:
+        lines.append(f"stats socket {inv.haproxy.stats_socket} mode 600 level admin")
+    return _section("global", lines)
+
+
+def _defaults(inv: Inventory) -> list[str]:
+    h = inv.haproxy
+    return _section("defaults", [
+        f"mode {h.mode}",
+        f"maxconn {h.maxconn}",
+        f"timeout connect {h.timeout_connect}",
+        f"timeout client {h.timeout_client}",
+        f"timeout server {h.timeout_server}",
+    ])
+
+
+def _monitor(inv: Inventory, secrets: Mapping[str, str] | None) -> list[str]:
+    monitor = inv.haproxy.monitor
+    if monitor is None:
+        return []
+    password = secret(secrets, monitor.stats_password_env)
+    realm = monitor.stats_realm.replace(" ", "\\ ")
+    return _section("listen monitor", [
+        f"bind {inv.vip.address}:{monitor.port}",
+        "mode http",
+        f"monitor-uri {monitor.uri}",
+        "stats enable",
+        f"stats uri {monitor.stats_uri}",
+        f"stats realm {realm}",
+        f"stats auth {monitor.stats_user}:{password}",
+        f"stats refresh {monitor.stats_refresh}",
+    ])
+
+
+def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
+    h = inv.haproxy
+    tuned = h.catalog_options
+    frontend = h.frontend_name.replace("{proxy}", proxy.name)
+    backend = h.backend_name.replace("{proxy}", proxy.name)
+    mode = proxy.mode if tuned and proxy.mode and proxy.mode != h.mode else ""
+    front = [f"bind {inv.vip.address}:{proxy.port}"]
+    front += [f"mode {mode}"] if mode else []
+    front += list(proxy.frontend) if tuned else []
+    front.append(f"default_backend {backend}")
+
+    balance = h.balance if proxy.balance is None or not tuned else proxy.balance
+    back = [f"mode {mode}"] if mode else []
+    back += [f"balance {balance}"] if balance else []
+    if tuned and proxy.cookie:
+        back.append("cookie SERVERID insert indirect nocache")
+    back += list(proxy.backend) if tuned else []
+    for node in inv.controllers:
+        server = f"server {node.name} {backend_address(inv, node)}:{proxy.port} check inter"
+        server += f" {h.check_inter}"
+        if tuned and proxy.check_port:
+            server += f" port {proxy.check_port}"
+        if tuned and proxy.cookie:
+            server += f" cookie {node.name}"
+        if tuned and proxy.server:
+            server += " " + " ".join(proxy.server)
+        back.append(server)
+    return _section(f"frontend {frontend}", front) + _section(f"backend {backend}", back)
+
+
+def render_haproxy_cfg(inv: Inventory, secrets: Mapping[str, str] | None = None) -> str:
+    """haproxy.cfg for every load-balancer node; secrets are masked when not given."""
+    lines = [
+        f"# Managed by hadeploy for deployment {inv.name}: edits here are replaced by the",
+        "# next `deploy-lb`. Change the inventory instead.",
+        "",
+    ]
+    lines += _global(inv) + _defaults(inv) + _monitor(inv, secrets)
+    for proxy in balanced_proxies(inv):
+        lines += _proxy(inv, proxy)
+    return "\n".join(lines).rstrip("\n") + "\n"

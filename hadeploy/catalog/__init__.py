@@ -125,7 +125,7 @@ class Catalog:
 
 def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
     """Build a dataclass from a TOML table, turning lists into tuples."""
-    fields = {f for f in cls.__dataclass_fields__}
+    fields = set(cls.__dataclass_fields__)
     unknown = set(raw) - fields
     if unknown:
         raise CatalogError(f"catalog {where}: unknown keys {sorted(unknown)}")

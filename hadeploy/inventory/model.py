@@ -72,7 +72,7 @@ class Monitor:
     uri: str = "/status"
     stats_uri: str = "/admin"
     stats_user: str = "admin"
-    stats_password_env: str = "HADEPLOY_STATS_PASSWORD"
+    stats_password_env: str = "HADEPLOY_STATS_PASSWORD"  # noqa: S105 (a variable's name)
     stats_realm: str = "Haproxy Statistics"
     stats_refresh: str = "5s"
 

@@ -53,7 +53,7 @@ def _topology(inv: Inventory) -> list[str]:
                 "[[lb]] tables and give each [[controller]] a priority"
             )
         for c in inv.controllers:
-            if c.api_bind is None or c.api_bind == IPv4Address("0.0.0.0"):
+            if c.api_bind is None or c.api_bind == IPv4Address("0.0.0.0"):  # noqa: S104
                 problems.append(
                     f"controller {c.name}.api_bind: the colocated topology needs each API bound "
                     f"to the node's own address (haproxy holds the VIP's ports on the same "
@@ -77,15 +77,18 @@ def _unique_nodes(inv: Inventory) -> list[str]:
     nodes = [*inv.lbs, *inv.controllers]
     for name, count in Counter(n.name for n in nodes).items():
         if count > 1:
-            problems.append(f"{name}: the name is used by {count} nodes; give each a unique name")
+            problems.append(
+                f"name: {name!r} is used by {count} nodes ([[lb]]/[[controller]]); give each "
+                "node a unique name"
+            )
     by_address: dict[IPv4Address, list[str]] = {}
     for n in nodes:
-        by_address.setdefault(n.address, []).append(n.name)
-    for address, names in by_address.items():
-        if len(names) > 1:
+        by_address.setdefault(n.address, []).append(_label(n))
+    for address, labels in by_address.items():
+        if len(labels) > 1:
             problems.append(
-                f"{', '.join(names)}: address {address} is used by {len(names)} nodes; each node "
-                "needs its own address"
+                f"address: {address} is used by {len(labels)} nodes ({', '.join(labels)}); give "
+                "each node its own address"
             )
     return problems
 
@@ -114,10 +117,10 @@ def _priorities(inv: Inventory) -> list[str]:
     priorities = [n.priority for n in balancers if n.priority is not None]
     for value, count in Counter(priorities).items():
         if count > 1:
-            names = [n.name for n in balancers if n.priority == value]
+            keys = [f"{kind} {n.name}.priority" for n in balancers if n.priority == value]
             problems.append(
-                f"{kind} {', '.join(names)}.priority: {value} is used {count} times; keepalived "
-                "priorities must be unique (e.g. 101, 102, 103)"
+                f"{', '.join(keys)}: {value} is used {count} times; keepalived priorities must "
+                "be unique (e.g. 101, 102, 103)"
             )
     if len(priorities) >= 2:
         spread = max(priorities) - min(priorities)
@@ -181,10 +184,10 @@ def _services(inv: Inventory) -> list[str]:
             )
             continue
         proxies.update(p.name for p in catalog[name].proxies_for(inv.release))
-    for proxy in inv.omit_proxies:
-        if proxy not in proxies:
+    for omitted in inv.omit_proxies:
+        if omitted not in proxies:
             problems.append(
-                f"services.omit_proxies: {proxy!r} is not a proxy of the balanced services; "
+                f"services.omit_proxies: {omitted!r} is not a proxy of the balanced services; "
                 f"they have {', '.join(sorted(proxies)) or 'none'}"
             )
     monitor = inv.haproxy.monitor

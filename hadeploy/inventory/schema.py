@@ -56,13 +56,58 @@ def type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, so a 10 kB value does not drown the message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
 def matches(pattern: re.Pattern[str], what: str) -> Check:
     """A check that the whole value matches `pattern`, described as `what`."""
 
     def check(value: Any) -> str | None:
         if isinstance(value, str) and pattern.fullmatch(value):
             return None
-        return f"{value!r} is not {what}"
+        return f"{shown(value)} is not {what}"
+
+    return check
+
+
+def env_name(value: Any) -> str | None:
+    """A check that the value names an environment variable; never echoes the value, which
+    may be the secret itself written where its variable's name belongs."""
+    if isinstance(value, str) and ENV_NAME.fullmatch(value):
+        return None
+    return ("is not an environment variable name (A-Z, 0-9, _) such as "
+            "HADEPLOY_STATS_PASSWORD; write the variable's name here and export the secret in "
+            "that variable, never the secret itself")
+
+
+HAPROXY_UNITS_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_600_000,
+                    "d": 86_400_000}
+HAPROXY_MAX_MS = 2_147_483_647
+
+
+def haproxy_time(value: Any) -> str | None:
+    """A check that the value is a haproxy time haproxy accepts: > 0 and at most ~24.8 days."""
+    match = HAPROXY_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return f"{shown(value)} is not a haproxy time such as 10s, 500ms or 90m"
+    number = int(value[: match.start(1)] if match.group(1) else value)
+    millis = number * HAPROXY_UNITS_MS[match.group(1) or ""]
+    if number == 0 or millis > HAPROXY_MAX_MS:
+        return (f"{value!r} is outside what haproxy accepts (more than 0, at most 24d, "
+                "i.e. 2147483647 ms); use e.g. 10s, 500ms or 90m")
+    return None
+
+
+def float_range(low: float, high: float) -> Check:
+    """A check that a number lies in (low, high] (and is not nan)."""
+
+    def check(value: Any) -> str | None:
+        if low < value <= high:
+            return None
+        return f"{value} is outside {low:g} (excluded)..{high:g}"
 
     return check
 
@@ -116,8 +161,8 @@ def str_list(item_check: Check) -> Check:
 NAME = matches(PLAIN_NAME, "a plain name (letters, digits, '.', '_', '-'; at most 63)")
 PATH = matches(REMOTE_PATH, "an absolute path of plain characters (letters, digits, . _ / + -)")
 LOCAL = matches(LOCAL_PATH, "a path of plain characters (letters, digits, . _ / + - and ~/)")
-ENV = matches(ENV_NAME, "an environment variable name such as HADEPLOY_STATS_PASSWORD")
-TIME = matches(HAPROXY_TIME, "a haproxy time such as 10s, 500ms or 90m")
+ENV = env_name
+TIME = haproxy_time
 PORT = in_range(1, 65535)
 
 
@@ -127,17 +172,24 @@ def check_table(
     """Check `table` against `schema`; return the values with defaults filled and the problems."""
     problems: list[str] = []
     values: dict[str, Any] = {}
-    for key, value in table.items():
+    for key in table:
         lowered = key.lower()
         if key not in schema and any(word in lowered for word in SECRET_WORDS):
-            problems.append(
-                f"{where}.{key}: secrets are never written in the inventory; remove it, set "
-                f"{key}_env = \"SOME_VARIABLE\" and export SOME_VARIABLE before running"
-            )
+            env_keys = sorted(k for k in schema if k.endswith("_env"))
+            if f"{key}_env" in schema:
+                fix = (f"remove it, set {key}_env = \"SOME_VARIABLE\" and export SOME_VARIABLE "
+                       "before running")
+            elif env_keys:
+                fix = (f"remove it; to give a secret, set {' or '.join(env_keys)} = "
+                       "\"SOME_VARIABLE\" and export SOME_VARIABLE before running")
+            else:
+                fix = "remove it; this table takes no secret"
+            problems.append(f"{where}.{key}: secrets are never written in the inventory; {fix}")
             continue
         if key not in schema:
             problems.append(
-                f"{where}.{key}: unknown key; known keys here are {', '.join(sorted(schema))}"
+                f"{where}.{key if len(key) <= 40 else key[:30] + '...'}: unknown key; known "
+                f"keys here are {', '.join(sorted(schema))}"
             )
     for key, spec in schema.items():
         if key not in table:
@@ -149,7 +201,7 @@ def check_table(
             continue
         value = table[key]
         if not type_ok(value, spec.kind):
-            problems.append(f"{where}.{key}: must be {kind_name(spec.kind)}, not {value!r}")
+            problems.append(f"{where}.{key}: must be {kind_name(spec.kind)}, not {shown(value)}")
             continue
         if isinstance(value, str) and len(value) > MAX_TEXT and spec.check is not PATH:
             problems.append(f"{where}.{key}: {len(value)} characters is too long (at most 255)")

@@ -16,6 +16,7 @@ from hadeploy.inventory.schema import (
     TIME,
     URI_PATH,
     Key,
+    float_range,
     in_range,
     ipv4,
     matches,
@@ -45,7 +46,8 @@ SSH = {
                            "strict refuses unknown keys; accept-new records them on first use"),
     "gateway": Key(str, None, matches(GATEWAY, "a jump host such as admin@bastion:22")),
     "config": Key(str, None, LOCAL),
-    "connect_timeout": Key(float, 10.0),
+    "connect_timeout": Key(float, 10.0, float_range(0, 3600),
+                           "seconds to wait for an SSH connection, e.g. 10"),
 }
 
 VIP = {

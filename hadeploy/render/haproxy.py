@@ -7,6 +7,7 @@ haproxy itself holds the VIP's ports on the same hosts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from hadeploy.catalog import Proxy, load_catalog
@@ -14,6 +15,18 @@ from hadeploy.inventory.model import Inventory, Node
 from hadeploy.render.secrets import secret
 
 INDENT = "    "
+# Characters haproxy's config parser reads literally outside quotes (no space, '#', quote,
+# backslash or '$'); any other word is single-quoted, where nothing is interpreted.
+HAPROXY_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./*!?^~-]+")
+
+
+def haproxy_word(value: str) -> str:
+    """`value` as one haproxy config word that haproxy reads back unchanged."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a haproxy config value cannot contain control characters or newlines")
+    if HAPROXY_PLAIN.fullmatch(value):
+        return value
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 def balanced_proxies(inv: Inventory) -> list[Proxy]:
@@ -60,7 +73,7 @@ def _monitor(inv: Inventory, secrets: Mapping[str, str] | None) -> list[str]:
     monitor = inv.haproxy.monitor
     if monitor is None:
         return []
-    password = secret(secrets, monitor.stats_password_env)
+    password = haproxy_word(secret(secrets, monitor.stats_password_env))
     realm = monitor.stats_realm.replace(" ", "\\ ")
     return _section("listen monitor", [
         f"bind {inv.vip.address}:{monitor.port}",
@@ -79,7 +92,8 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     tuned = h.catalog_options
     frontend = h.frontend_name.replace("{proxy}", proxy.name)
     backend = h.backend_name.replace("{proxy}", proxy.name)
-    mode = proxy.mode if tuned and proxy.mode and proxy.mode != h.mode else ""
+    # The mode is not tuning: MySQL or AMQP proxied in http mode would not work at all.
+    mode = proxy.mode if proxy.mode and proxy.mode != h.mode else ""
     front = [f"bind {inv.vip.address}:{proxy.port}"]
     front += [f"mode {mode}"] if mode else []
     front += list(proxy.frontend) if tuned else []

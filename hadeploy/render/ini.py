@@ -16,6 +16,9 @@ KEY = re.compile(
     r"^(?P<lead>[ \t]*(?P<key>[^=:#;\s\[][^=:\r\n]*?)[ \t]*[=:][ \t]*)(?P<value>[^\r\n]*?)"
     r"(?P<eol>\r\n|\n|\r)?$"
 )
+# Only CR, LF and CRLF end a line, as for oslo.config and paste (universal newlines);
+# str.splitlines() would also split on form feeds, U+0085, U+2028... inside values and comments.
+LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+\Z")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ def _lines(text: str) -> list[_Line]:
     """Each line with the section it belongs to and, for key lines, its key."""
     result: list[_Line] = []
     section: str | None = None
-    for line in text.splitlines(keepends=True):
+    for line in LINE.findall(text):
         header = SECTION.match(line)
         if header:
             section = header.group("name").strip()
@@ -80,9 +83,8 @@ def set_ini_value(text: str, section: str, key: str, value: str) -> str:
     last_in_section = None
     for index, line in enumerate(lines):
         header = SECTION.match(line.text)
-        if header and header.group("name").strip() == section:
-            last_in_section = index
-        elif line.section == section and line.text.strip():
+        in_header = header is not None and header.group("name").strip() == section
+        if in_header or (line.section == section and line.text.strip()):
             last_in_section = index
     if last_in_section is None:
         prefix = text if not text or text.endswith(("\n", "\r")) else text + nl

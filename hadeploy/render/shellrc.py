@@ -9,6 +9,8 @@ ASSIGN = re.compile(
     r"^(?P<lead>[ \t]*(?:export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)(?P<value>[^\r\n]*?)"
     r"(?P<eol>\r\n|\n|\r)?$"
 )
+# The shell ends lines at LF only; str.splitlines() would also split inside values.
+LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
 SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 
 
@@ -23,7 +25,7 @@ def _unquote(raw: str) -> str:
 def get_shell_var(text: str, name: str) -> str | None:
     """The value of the last assignment of `name`, unquoted."""
     value: str | None = None
-    for line in text.splitlines():
+    for line in LINE.findall(text):
         match = ASSIGN.match(line)
         if match and match.group("name") == name:
             value = _unquote(match.group("value"))
@@ -43,7 +45,7 @@ def set_shell_var(text: str, name: str, value: str) -> str:
     """`text` with every assignment of `name` set to `value`; appended (exported) if absent."""
     out: list[str] = []
     found = False
-    for line in text.splitlines(keepends=True):
+    for line in LINE.findall(text):
         match = ASSIGN.match(line)
         if match and match.group("name") == name:
             quoted = _quoted_like(match.group("value"), value)

@@ -1,0 +1,429 @@
+"""The engine: the one loop that executes runbooks, journals every transition, resumes, and
+rolls back newest-first. It never imports rich or invoke: it reports through events.
+
+Per step, per host (hosts in parallel unless the step is serial):
+  1. one round trip runs every operation's probe (batched);
+  2. operations already done are `ok`; the others are journaled (intent first, so an
+     interrupted command can still be undone) and applied, command by command;
+  3. one more round trip re-probes and verifies; then the host is `changed`.
+A failure rolls back that step's changes on that host (when it is reachable) and stops the
+run after the step; the journal is left resumable.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hadeploy.errors import CommandFailed, HadeployError, StepFailed, TransportError
+from hadeploy.events import Event, Listener
+from hadeploy.inventory.model import Node
+from hadeploy.journal import DONE_STATES, HostEntry, Journal, now
+from hadeploy.ops.base import UNDO, Command, HostContext, Operation, Probe
+from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect, profile_for
+from hadeploy.redact import Redactor
+from hadeploy.steps import Runbook, Step
+from hadeploy.transport.base import Result, Transport
+
+
+class Interrupted(HadeployError):
+    """The operator asked to stop (SIGINT/SIGTERM); the journal is resumable."""
+
+
+@dataclass
+class PlanItem:
+    """What a plan shows for one host in one step."""
+
+    step: Step
+    host: str
+    pending: list[tuple[Operation, list[Command], str]] = field(default_factory=list)
+    done: list[Operation] = field(default_factory=list)
+    error: str | None = None
+
+
+def batch_probe(ops: tuple[Operation, ...], ctx: HostContext, token: str) -> str:
+    """One script running every probe, each framed by markers carrying its index and rc."""
+    parts = []
+    for index, op in enumerate(ops):
+        parts.append(
+            f"echo '@@{token} {index}'; ( {op.probe(ctx)}\n) 2>/dev/null; "
+            f"echo \"@@{token} rc $?\""
+        )
+    return "\n".join(parts)
+
+
+def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
+    """Split `batch_probe` output back into one `Probe` per operation."""
+    results: list[Probe] = []
+    chunks = stdout.split(f"@@{token} ")[1:]
+    index_chunks = [c for c in chunks if not c.startswith("rc ")]
+    rc_chunks = [c for c in chunks if c.startswith("rc ")]
+    for i in range(count):
+        body = index_chunks[i].split("\n", 1)[1] if i < len(index_chunks) else ""
+        rc_text = rc_chunks[i][3:].split("\n", 1)[0] if i < len(rc_chunks) else "255"
+        results.append(Probe(body, int(rc_text) if rc_text.isdigit() else 255))
+    return results
+
+
+class Engine:
+    """Runs runbooks over a transport with a journal; see the module docstring."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        nodes: Mapping[str, Node],
+        platform: str,
+        listener: Listener,
+        redactor: Redactor | None = None,
+        secrets: Mapping[str, str] | None = None,
+        stop: threading.Event | None = None,
+        max_parallel: int = 32,
+    ) -> None:
+        self.transport = transport
+        self.nodes = dict(nodes)
+        self.platform = platform
+        self.listener = listener
+        self.redact = redactor or Redactor()
+        self.secrets = dict(secrets or {})
+        self.stop = stop or threading.Event()
+        self.max_parallel = max_parallel
+        self.profiles: dict[str, Profile] = {}
+        self.facts: dict[str, dict[str, str]] = {}
+        self._save_lock = threading.Lock()
+        self.run_id = ""
+        self._token = pysecrets.token_hex(6)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def emit(self, event: str, step: str | None = None, host: str | None = None,
+             **data: Any) -> None:
+        """Send an event to the listener, with secrets masked in every string."""
+        clean = {k: self.redact(v) if isinstance(v, str) else v for k, v in data.items()}
+        self.listener(Event(event, self.run_id, step, host, clean))
+
+    def _parallel(self, hosts: list[str], work: Callable[[str], None]) -> None:
+        if len(hosts) <= 1:
+            for host in hosts:
+                work(host)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(hosts))) as pool:
+            for future in [pool.submit(work, h) for h in hosts]:
+                future.result()
+
+    def _run(self, host: str, command: Command, step: str | None) -> Result:
+        if self.stop.is_set():
+            raise Interrupted("stopped at the operator's request")
+        stdin = command.stdin
+        if command.stdin_from is not None:
+            source = command.stdin_from
+            stdin = self.transport.read(source.host, source.script)
+        started = time.monotonic()
+        result = self.transport.run(host, command.script, stdin=stdin)
+        self.emit("command", step, host, command=command.shown(), exited=result.exited,
+                  duration=round(time.monotonic() - started, 3))
+        return result.check(self.redact(command.shown()))
+
+    def _ctx(self, step_id: str, host: str, journal: Journal | None,
+             detail: bool = False) -> HostContext:
+        changed = journal.changed_steps(host) if journal else frozenset()
+        return HostContext(node=self.nodes[host], profile=self.profiles[host],
+                           run_id=journal.run_id if journal else "plan", step_id=step_id,
+                           secrets=self.secrets, changed_steps=changed, detail=detail)
+
+    def _save(self, journal: Journal | None) -> None:
+        if journal is None:
+            return
+        with self._save_lock:
+            journal.save()
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None) -> None:
+        """Detect platform and init system on every host in one round trip each."""
+        failures: dict[str, BaseException] = {}
+
+        def detect(host: str) -> None:
+            try:
+                result = self.transport.run(host, DETECT_PROBE).check("detect platform")
+            except HadeployError as exc:
+                failures[host] = exc
+                return
+            detected, init = parse_detect(result.stdout)
+            self.facts[host] = {"platform": detected, "init": init}
+
+        self._parallel(list(hosts), detect)
+        if failures:
+            raise StepFailed("facts", failures)
+        self.apply_facts(self.facts)
+        if journal is not None:
+            journal.facts = dict(self.facts)
+            self._save(journal)
+        for host in hosts:
+            self.emit("facts", None, host, **self.facts[host])
+
+    def apply_facts(self, facts: Mapping[str, Mapping[str, str]]) -> None:
+        """Build each host's profile from facts (or from the inventory alone when offline)."""
+        for host, values in facts.items():
+            self.facts[host] = dict(values)
+            platform = self.platform if self.platform != "auto" else values.get("platform", "")
+            init = values.get("init")
+            self.profiles[host] = profile_for(platform or "debian",
+                                              "systemd" if init == "systemd" else
+                                              "sysv" if init == "sysv" else None)
+
+    def assume_profiles(self, hosts: tuple[str, ...]) -> None:
+        """Profiles from the inventory only (offline plans)."""
+        platform = self.platform if self.platform != "auto" else "debian"
+        for host in hosts:
+            self.profiles.setdefault(host, profile_for(platform))
+
+    # -- probing ---------------------------------------------------------------------------
+
+    def probe(self, host: str, ops: tuple[Operation, ...], ctx: HostContext) -> list[Probe]:
+        """Run every operation's probe on `host` in one round trip."""
+        if not ops:
+            return []
+        script = batch_probe(ops, ctx, self._token)
+        result = self.transport.run(host, script)
+        if not result.ok and f"@@{self._token}" not in result.stdout:
+            raise CommandFailed(host, "probe (read-only checks)", result.exited, result.stderr)
+        return split_probe(result.stdout, len(ops), self._token)
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def plan(self, runbook: Runbook, offline: bool = False) -> list[PlanItem]:
+        """What a run would do, from read-only probes (or none when offline); changes nothing."""
+        items: list[PlanItem] = []
+        lock = threading.Lock()
+        for step in runbook.steps:
+            step_items: dict[str, PlanItem] = {}
+
+            def plan_host(host: str, step: Step = step,
+                          step_items: dict[str, PlanItem] = step_items) -> None:
+                item = PlanItem(step, host)
+                ops = step.ops[host]
+                ctx = self._ctx(step.id, host, None, detail=True)
+                try:
+                    seen = (self.probe(host, ops, ctx) if not offline
+                            else [Probe("") for _ in ops])
+                    for op, probe in zip(ops, seen, strict=True):
+                        if not offline and op.done(ctx, probe):
+                            item.done.append(op)
+                            continue
+                        try:
+                            commands = op.apply(ctx, probe)
+                            preview = op.preview(ctx, probe) if not offline else ""
+                        except (FileNotFoundError, UnicodeDecodeError, ValueError) as exc:
+                            commands, preview = [], f"  (decided on the host at run time: {exc})\n"
+                        item.pending.append((op, commands, self.redact(preview)))
+                except HadeployError as exc:
+                    item.error = self.redact(str(exc))
+                with lock:
+                    step_items[host] = item
+
+            self._parallel(list(step.hosts), plan_host)
+            items += [step_items[h] for h in step.hosts]
+        return items
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(self, runbook: Runbook, journal: Journal) -> None:
+        """Execute `runbook`, resuming from `journal`'s progress; raise on the first failure."""
+        self.run_id = journal.run_id
+        journal.status = "running"
+        self._save(journal)
+        self.emit("run-started", phase=runbook.phase, kind=journal.kind)
+        try:
+            for step in runbook.steps:
+                self._run_step(step, journal)
+        except Interrupted:
+            journal.status = "interrupted"
+            self._save(journal)
+            self.emit("run-failed", status="interrupted")
+            raise
+        except HadeployError as exc:
+            journal.status = "failed"
+            self._save(journal)
+            self.emit("run-failed", status="failed", error=str(exc))
+            raise
+        journal.status = "done"
+        journal.finished = now()
+        self._save(journal)
+        self.emit("run-finished", status="done")
+
+    def _run_step(self, step: Step, journal: Journal) -> None:
+        entry = journal.ensure_step(step.id, step.title, list(step.hosts))
+        todo = [h for h in step.hosts if entry.hosts[h].state not in DONE_STATES]
+        if not todo:
+            self.emit("step-skipped", step.id, title=step.title, reason="done in this run")
+            return
+        self.emit("step-started", step.id, title=step.title, hosts=todo)
+        failures: dict[str, BaseException] = {}
+        interrupted: list[Interrupted] = []
+
+        def work(host: str, first_probe: list[Probe] | None = None) -> None:
+            try:
+                self._host_step(step, host, journal, first_probe)
+            except Interrupted as exc:
+                interrupted.append(exc)
+            except HadeployError as exc:
+                failures[host] = exc
+
+        if step.serial:
+            order = self._serial_order(step, todo)
+            for host in order:
+                work(host)
+                if failures or interrupted:
+                    break
+        else:
+            self._parallel(todo, work)
+        if interrupted:
+            raise interrupted[0]
+        self.emit("step-finished", step.id, failed=sorted(failures))
+        if failures:
+            raise StepFailed(step.id, {h: HadeployError(self.redact(str(e)))
+                                       for h, e in failures.items()})
+        if self.stop.is_set():
+            raise Interrupted("stopped at the operator's request")
+
+    def _serial_order(self, step: Step, hosts: list[str]) -> list[str]:
+        if not step.last_probe:
+            return hosts
+        last: set[str] = set()
+
+        def look(host: str) -> None:
+            result = self.transport.run(host, step.last_probe or "true")
+            if result.stdout.strip() == "last":
+                last.add(host)
+
+        self._parallel(hosts, look)
+        return [h for h in hosts if h not in last] + [h for h in hosts if h in last]
+
+    def _host_step(self, step: Step, host: str, journal: Journal,
+                   first_probe: list[Probe] | None) -> None:
+        entry: HostEntry = journal.step(step.id).hosts[host]
+        entry.state, entry.started, entry.error = "running", now(), None
+        self._save(journal)
+        self.emit("host-started", step.id, host)
+        ctx = self._ctx(step.id, host, journal)
+        ops = step.ops[host]
+        applied: list[dict[str, Any]] = []
+        try:
+            seen = first_probe or self.probe(host, ops, ctx)
+            pending = [(op, p) for op, p in zip(ops, seen, strict=True) if not op.done(ctx, p)]
+            for op, probe in pending:
+                applied.append(self._apply_op(step, host, op, probe, ctx, entry, journal))
+            if pending:
+                verify_ops = tuple(op for op, _ in pending)
+                again = self.probe(host, verify_ops, ctx)
+                bad = [op.title() for op, p in zip(verify_ops, again, strict=True)
+                       if not op.verify(ctx, p)]
+                if bad:
+                    raise HadeployError(f"{host}: not in the desired state after applying: "
+                                        f"{', '.join(bad)}")
+        except Interrupted:
+            entry.state, entry.error = "pending", "interrupted by the operator"
+            self._save(journal)
+            raise
+        except HadeployError as exc:
+            entry.error = self.redact(str(exc))
+            if applied and not isinstance(exc, TransportError):
+                self._undo_changes(host, ctx, applied, step.id, journal)
+            entry.state, entry.finished = "failed", now()
+            self._save(journal)
+            self.emit("host-failed", step.id, host, error=str(exc))
+            raise
+        entry.state, entry.finished = ("changed" if pending else "ok"), now()
+        self._save(journal)
+        self.emit(f"host-{entry.state}", step.id, host,
+                  duration=round(entry.finished - (entry.started or entry.finished), 3))
+
+    def _apply_op(self, step: Step, host: str, op: Operation, probe: Probe,
+                  ctx: HostContext, entry: HostEntry, journal: Journal) -> dict[str, Any]:
+        change = next((c for c in entry.changes
+                       if c["op"] == op.op_id and not c.get("rolled_back")), None)
+        if change is None:
+            record = op.intent(ctx, probe)
+            change = {"op": op.op_id, "title": op.title(), "record": record}
+            if record:
+                entry.changes.append(change)
+                self._save(journal)
+        outputs = [self._run(host, command, step.id).stdout for command in op.apply(ctx, probe)]
+        extra = op.outcome(ctx, outputs)
+        if extra:
+            change["record"].update(extra)
+            self._save(journal)
+        return change
+
+    # -- rollback --------------------------------------------------------------------------
+
+    def _undo_changes(self, host: str, ctx: HostContext, changes: list[dict[str, Any]],
+                      step_id: str, journal: Journal | None) -> None:
+        """Undo `changes` on `host`, newest first, marking each as rolled back."""
+        for change in reversed(changes):
+            if change.get("rolled_back") or not change.get("record"):
+                continue
+            undo = UNDO[change["record"]["kind"]]
+            for command in undo(ctx, change["record"]):
+                self._run(host, command, step_id)
+            change["rolled_back"] = True
+            self._save(journal)
+
+    def rollback(self, journals: list[Journal], rollback_journal: Journal) -> None:
+        """Undo every change recorded in `journals` (newest run, newest step first)."""
+        self.run_id = rollback_journal.run_id
+        self.emit("run-started", phase=rollback_journal.phase, kind="rollback")
+        rollback_journal.status = "running"
+        self._save(rollback_journal)
+        try:
+            for journal in sorted(journals, key=lambda j: j.run_id, reverse=True):
+                self.apply_facts({h: f for h, f in journal.facts.items() if h in self.nodes})
+                for step in reversed(journal.steps):
+                    self._rollback_step(journal, step.id, rollback_journal)
+                journal.rolled_back_by = rollback_journal.run_id
+                self._save(journal)
+        except HadeployError as exc:
+            rollback_journal.status = "failed"
+            self._save(rollback_journal)
+            self.emit("run-failed", status="failed", error=str(exc))
+            raise
+        rollback_journal.status = "done"
+        rollback_journal.finished = now()
+        self._save(rollback_journal)
+        self.emit("run-finished", status="done")
+
+    def _rollback_step(self, journal: Journal, step_id: str, log: Journal) -> None:
+        step = journal.step(step_id)
+        hosts = [h for h, e in step.hosts.items()
+                 if any(not c.get("rolled_back") and c.get("record") for c in e.changes)]
+        if not hosts:
+            return
+        entry = log.ensure_step(f"{journal.run_id}/{step_id}", f"undo {step.title}", hosts)
+        self.emit("step-started", entry.id, title=entry.title, hosts=hosts)
+        failures: dict[str, BaseException] = {}
+
+        def undo(host: str) -> None:
+            host_entry = entry.hosts[host]
+            host_entry.state, host_entry.started = "running", now()
+            ctx = replace(self._ctx(step_id, host, None), run_id=journal.run_id)
+            try:
+                self._undo_changes(host, ctx, step.hosts[host].changes, step_id, journal)
+            except HadeployError as exc:
+                host_entry.state, host_entry.error = "failed", self.redact(str(exc))
+                failures[host] = exc
+                self.emit("host-failed", entry.id, host, error=str(exc))
+                return
+            step.hosts[host].state = "rolled-back"
+            host_entry.state, host_entry.finished = "changed", now()
+            self._save(log)
+            self.emit("host-rolled-back", entry.id, host)
+
+        self._parallel(hosts, undo)
+        self._save(log)
+        if failures:
+            raise StepFailed(entry.id, failures)

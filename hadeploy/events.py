@@ -1,0 +1,32 @@
+"""Events the engine emits; the console draws them and the JSON log stores them.
+
+Kinds: run-started, facts, step-started, step-skipped, host-started, host-ok, host-changed,
+host-failed, host-rolled-back, command, plan, step-finished, run-finished, run-failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened during a run; `data` holds kind-specific fields."""
+
+    kind: str
+    run_id: str
+    step: str | None = None
+    host: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as a JSON object (one line of the event log)."""
+        return {"event": self.kind, "run_id": self.run_id, "step": self.step,
+                "host": self.host, "time": round(self.time, 3), **self.data}
+
+
+Listener = Callable[[Event], None]

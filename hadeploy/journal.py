@@ -1,0 +1,235 @@
+"""The journal: one JSON file per run under `.hadeploy/` next to the inventory.
+
+Written atomically (temp file, fsync, rename, fsync of the directory) after every
+transition of a (step, host) pair, so whatever kills hadeploy — Ctrl-C, SIGKILL, a power
+cut on the workstation — the file on disk is a complete, earlier state. It stores states,
+what each operation changed (backup paths, packages installed, previous values) and never
+file contents or secrets.
+
+    states:  pending -> running -> changed | ok | failed ; changed -> rolled-back
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hadeploy.errors import JournalError
+
+FORMAT = 1
+DONE_STATES = ("changed", "ok")
+HOST_STATES = ("pending", "running", "changed", "ok", "failed", "rolled-back")
+
+
+def state_dir_for(inventory_path: str) -> Path:
+    """`.hadeploy/` beside the inventory file."""
+    return Path(inventory_path).resolve().parent / ".hadeploy"
+
+
+def now() -> float:
+    """Wall-clock seconds (one place, so tests can reason about it)."""
+    return round(time.time(), 3)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class HostEntry:
+    """One host's progress through one step."""
+
+    state: str = "pending"
+    started: float | None = None
+    finished: float | None = None
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def change(self, op_id: str) -> dict[str, Any] | None:
+        """The recorded change of operation `op_id`, if any."""
+        return next((c for c in self.changes if c["op"] == op_id), None)
+
+
+@dataclass
+class StepEntry:
+    """One step of the run and every host it targets."""
+
+    id: str
+    title: str
+    hosts: dict[str, HostEntry]
+
+    @property
+    def done(self) -> bool:
+        """Whether every host finished this step."""
+        return all(h.state in DONE_STATES for h in self.hosts.values())
+
+
+@dataclass
+class Journal:
+    """A run's checkpoints; `save()` after every change."""
+
+    path: Path
+    run_id: str
+    phase: str
+    kind: str
+    inventory: str
+    fingerprint: str
+    started: float
+    status: str = "running"
+    finished: float | None = None
+    steps: list[StepEntry] = field(default_factory=list)
+    facts: dict[str, dict[str, str]] = field(default_factory=dict)
+    rolled_back_by: str | None = None
+
+    def step(self, step_id: str) -> StepEntry:
+        """The entry of step `step_id`."""
+        for entry in self.steps:
+            if entry.id == step_id:
+                return entry
+        raise KeyError(step_id)
+
+    def ensure_step(self, step_id: str, title: str, hosts: list[str]) -> StepEntry:
+        """The entry of `step_id`, created pending for `hosts` when new."""
+        try:
+            entry = self.step(step_id)
+        except KeyError:
+            entry = StepEntry(step_id, title, {h: HostEntry() for h in hosts})
+            self.steps.append(entry)
+        for host in hosts:
+            entry.hosts.setdefault(host, HostEntry())
+        return entry
+
+    def changed_steps(self, host: str) -> frozenset[str]:
+        """Ids of steps that changed `host` in this run."""
+        return frozenset(
+            s.id for s in self.steps
+            if host in s.hosts and (s.hosts[host].state == "changed" or s.hosts[host].changes)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal as plain JSON data."""
+        return {
+            "format": FORMAT, "run_id": self.run_id, "phase": self.phase, "kind": self.kind,
+            "inventory": self.inventory, "fingerprint": self.fingerprint,
+            "started": self.started, "finished": self.finished, "status": self.status,
+            "rolled_back_by": self.rolled_back_by, "facts": self.facts,
+            "steps": [
+                {"id": s.id, "title": s.title, "hosts": {
+                    name: {"state": h.state, "started": h.started, "finished": h.finished,
+                           "changes": h.changes, "error": h.error}
+                    for name, h in s.hosts.items()}}
+                for s in self.steps
+            ],
+        }
+
+    def save(self) -> None:
+        """Write the journal atomically (mode 0600)."""
+        data = json.dumps(self.to_json(), indent=1, sort_keys=True).encode()
+        write_atomic(self.path, data + b"\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Journal:
+        """Read a journal, or raise `JournalError` saying what is wrong and what to do."""
+        advice = (f"nothing was run. Move it aside (mv {path} {path}.broken) to start a fresh "
+                  "run; the hosts keep their state and a fresh run re-checks every step")
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise JournalError(f"journal {path} cannot be read ({exc}); {advice}") from exc
+        try:
+            if data["format"] != FORMAT:
+                raise ValueError(f"format {data['format']} is not {FORMAT}")
+            journal = cls(
+                path=path, run_id=str(data["run_id"]), phase=str(data["phase"]),
+                kind=str(data["kind"]), inventory=str(data["inventory"]),
+                fingerprint=str(data["fingerprint"]), started=float(data["started"]),
+                status=str(data["status"]), finished=data["finished"],
+                facts=dict(data["facts"]), rolled_back_by=data.get("rolled_back_by"),
+            )
+            for s in data["steps"]:
+                hosts = {}
+                for name, h in s["hosts"].items():
+                    if h["state"] not in HOST_STATES:
+                        raise ValueError(f"unknown state {h['state']!r}")
+                    if not isinstance(h["changes"], list):
+                        raise ValueError("changes must be a list")
+                    hosts[name] = HostEntry(h["state"], h["started"], h["finished"],
+                                            h["changes"], h["error"])
+                journal.steps.append(StepEntry(str(s["id"]), str(s["title"]), hosts))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise JournalError(f"journal {path} is damaged ({exc!r}); {advice}") from exc
+        return journal
+
+
+class RunStore:
+    """The state directory: journals of every run and the lock."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        self.runs = state_dir / "runs"
+        self._lock_fd: int | None = None
+
+    def new_run_id(self, phase: str, kind: str) -> str:
+        """A sortable, unique id such as 20261121-070501-123-lb-deploy."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        millis = int((time.time() % 1) * 1000)
+        return f"{stamp}-{millis:03d}-{phase}-{kind}"
+
+    def journal_path(self, run_id: str) -> Path:
+        """Where run `run_id`'s journal lives."""
+        return self.runs / f"{run_id}.json"
+
+    def all(self) -> list[Journal]:
+        """Every journal, oldest first."""
+        if not self.runs.is_dir():
+            return []
+        return [Journal.load(p) for p in sorted(self.runs.glob("*.json"))]
+
+    def latest(self, phase: str, kind: str = "deploy") -> Journal | None:
+        """The newest journal of `phase` and `kind`."""
+        found = [j for j in self.all() if j.phase == phase and j.kind == kind]
+        return found[-1] if found else None
+
+    def lock(self) -> None:
+        """Take the inventory's lock or raise `JournalError` naming the holder."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.dir / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JournalError(
+                f"another hadeploy run holds {path} ({holder}); nothing was touched. Wait for "
+                "it to finish, or check that it is gone; the lock is released when it exits"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the lock (also released by the kernel if the process dies)."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,122 @@
+"""Operations: a desired state on one host, as a value with pure methods.
+
+An operation knows the read-only probe that shows the current state, decides from the
+probe's output whether it is already done, which commands bring it there, what must be
+journaled *before* those commands run so a rollback is always possible (even when the
+connection drops mid-command), and which commands undo it. The engine runs probes and
+commands; operations never do I/O themselves (pyinfra's facts/operations split).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hadeploy.inventory.model import Node
+from hadeploy.platforms import Profile
+
+BACKUP_ROOT = "/var/lib/hadeploy/backup"
+Record = dict[str, Any]
+Undo = Callable[["HostContext", Record], list["Command"]]
+UNDO: dict[str, Undo] = {}
+
+
+def undoer(kind: str) -> Callable[[Undo], Undo]:
+    """Register how to undo changes of `kind` from their journal record alone.
+
+    Rollback works from the journal, not from the runbook, so it still works after the
+    inventory or hadeploy itself changed.
+    """
+
+    def register(func: Undo) -> Undo:
+        UNDO[kind] = func
+        return func
+
+    return register
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """A command on another host whose stdout becomes a command's stdin (tree copies)."""
+
+    host: str
+    script: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """One remote shell command (arguments already quoted) and what feeds its stdin."""
+
+    script: str
+    stdin: bytes | None = None
+    stdin_from: SourceRead | None = None
+    summary: str = ""
+
+    def shown(self) -> str:
+        """How the command appears in plans and logs (stdin is never shown)."""
+        return self.summary or self.script
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """What an operation may know about the host it works on."""
+
+    node: Node
+    profile: Profile
+    run_id: str
+    step_id: str
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    changed_steps: frozenset[str] = frozenset()
+    detail: bool = False
+
+    def backup_path(self, path: str) -> str:
+        """Where this run keeps the previous version of `path` on the host."""
+        return f"{BACKUP_ROOT}/{self.run_id}/{self.step_id}{path}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The output of an operation's probe."""
+
+    stdout: str
+    exited: int = 0
+
+
+class Operation(ABC):
+    """A desired state on one host; see the module docstring."""
+
+    op_id: str
+
+    @abstractmethod
+    def probe(self, ctx: HostContext) -> str:
+        """A read-only shell snippet whose stdout describes the current state."""
+
+    @abstractmethod
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        """Whether the state is already as desired."""
+
+    @abstractmethod
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        """Commands that bring the host to the desired state."""
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        """What to journal before applying: enough to undo even a half-done apply."""
+        return {}
+
+    def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
+        """What to add to the journal after applying (from the commands' stdout)."""
+        return {}
+
+    def verify(self, ctx: HostContext, seen: Probe) -> bool:
+        """Whether the state is as desired after applying (default: `done`)."""
+        return self.done(ctx, seen)
+
+    def preview(self, ctx: HostContext, seen: Probe) -> str:
+        """A human description of the change (a unified diff for files)."""
+        return ""
+
+    def title(self) -> str:
+        """One line naming the operation."""
+        return self.op_id

@@ -1,0 +1,218 @@
+"""Files on a host: whole files (rendered) and in-place edits (ini keys, rc variables).
+
+Every write is atomic and validated: a temp file created owner-only in the target's own
+directory receives the content on stdin, is validated (e.g. `haproxy -c -f`), gets its
+owner and mode, and only then is renamed over the target. The previous version is copied
+to the run's backup directory first, which is what rollback restores.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.quoting import q
+from hadeploy.redact import mask_config_text
+
+ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file as the probe saw it."""
+
+    exists: bool
+    owner: str = ""
+    group: str = ""
+    mode: str = ""
+    sha256: str = ""
+    content: bytes | None = None
+
+
+def file_probe(path: str, with_content: bool) -> str:
+    """Print owner, group, mode and sha256 of `path` (and base64 content), or `absent`."""
+    p = q(path)
+    body = f"stat -c '%U %G %a' {p} && sha256sum < {p} | cut -d' ' -f1"
+    if with_content:
+        body += f" && base64 -w0 < {p} && echo"
+    return f"if [ -f {p} ]; then {body}; else echo {ABSENT}; fi"
+
+
+def parse_file_probe(stdout: str) -> FileState:
+    """Parse `file_probe` output."""
+    lines = stdout.splitlines()
+    if not lines or lines[0].strip() == ABSENT:
+        return FileState(exists=False)
+    owner, group, mode = lines[0].split()
+    sha = lines[1].strip() if len(lines) > 1 else ""
+    content = base64.b64decode(lines[2]) if len(lines) > 2 else None
+    return FileState(True, owner, group, mode.zfill(4), sha, content)
+
+
+def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
+                 validate: str | None) -> str:
+    """Shell script: write stdin to `path` atomically, validated, keeping a backup once."""
+    p, b = q(path), q(backup)
+    check = ""
+    if validate:
+        check = validate.replace("{tmp}", '"$tmp"') + "\n"
+    return (
+        "set -eu\n"
+        f"target={p}\n"
+        'dir=$(dirname "$target")\n'
+        '[ -d "$dir" ] || mkdir -p "$dir"\n'
+        'tmp=$(mktemp "$dir/.hadeploy.XXXXXX")\n'
+        "trap 'rm -f \"$tmp\"' EXIT\n"
+        'cat > "$tmp"\n'
+        f'chown {q(owner)}:{q(group)} "$tmp"\n'
+        f'chmod {q(mode)} "$tmp"\n'
+        f"{check}"
+        f'if [ -e "$target" ] && [ ! -e {b} ]; then\n'
+        f"  mkdir -p -m 700 $(dirname {b})\n"
+        f'  cp -a "$target" {b}\n'
+        "fi\n"
+        'mv -f "$tmp" "$target"\n'
+        "trap - EXIT\n"
+    )
+
+
+@undoer("file")
+def undo_file(ctx: HostContext, record: Record) -> list[Command]:
+    """Put back what the journal says the file was before the run.
+
+    The backup is taken just before the rename, so a missing backup means the file was
+    never replaced (validation failed, or the write was cut off): nothing to restore.
+    When the file did not exist before, it is removed only if this run wrote it.
+    """
+    path = record["path"]
+    p = q(path)
+    if not record.get("existed"):
+        return [Command(f"rm -f {p}", summary=f"remove {path} (it did not exist before)")]
+    b = q(record["backup"])
+    script = (
+        f"if [ -e {b} ]; then "
+        f"tmp=$(mktemp \"$(dirname {p})/.hadeploy.XXXXXX\") && cp -a {b} \"$tmp\" && "
+        f"mv -f \"$tmp\" {p} && rm -f {b}; fi"
+    )
+    return [Command(script, summary=f"restore {path} from {record['backup']}")]
+
+
+def unified_diff(path: str, old: bytes | None, new: bytes) -> str:
+    """A unified diff of a file change, with secret-looking values masked."""
+    old_text = mask_config_text(old.decode("utf-8", "replace")) if old is not None else ""
+    new_text = mask_config_text(new.decode("utf-8", "replace"))
+    diff = difflib.unified_diff(
+        old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+        fromfile=f"{path} (now)" if old is not None else "/dev/null",
+        tofile=f"{path} (after)",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
+
+
+class _FileOp(Operation):
+    """Shared shape of whole-file and edited-file operations."""
+
+    path: str
+
+    def probe(self, ctx: HostContext) -> str:
+        return file_probe(self.path, self.needs_content(ctx))
+
+    def needs_content(self, ctx: HostContext) -> bool:
+        return ctx.detail
+
+    def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str] | None:
+        """New content, owner, group, mode; None when the file must stay as it is."""
+        raise NotImplementedError
+
+    def validate(self, ctx: HostContext) -> str | None:
+        return None
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        state = parse_file_probe(seen.stdout)
+        want = self.desired(ctx, state)
+        if want is None:
+            return True
+        content, owner, group, mode = want
+        return (state.exists and state.sha256 == hashlib.sha256(content).hexdigest()
+                and (state.owner, state.group, state.mode) == (owner, group, mode))
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        state = parse_file_probe(seen.stdout)
+        return {"kind": "file", "path": self.path, "existed": state.exists,
+                "backup": ctx.backup_path(self.path) if state.exists else None}
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        state = parse_file_probe(seen.stdout)
+        want = self.desired(ctx, state)
+        assert want is not None
+        content, owner, group, mode = want
+        script = atomic_write(self.path, owner, group, mode, ctx.backup_path(self.path),
+                              self.validate(ctx))
+        summary = f"write {self.path} ({owner}:{group} {mode}, {len(content)} bytes, atomic"
+        summary += ", validated)" if self.validate(ctx) else ")"
+        return [Command(script, stdin=content, summary=summary)]
+
+    def preview(self, ctx: HostContext, seen: Probe) -> str:
+        state = parse_file_probe(seen.stdout)
+        want = self.desired(ctx, state)
+        if want is None:
+            return ""
+        content, owner, group, mode = want
+        diff = unified_diff(self.path, state.content if state.exists else None, content)
+        meta = ""
+        if state.exists and (state.owner, state.group, state.mode) != (owner, group, mode):
+            meta = (f"  {self.path}: {state.owner}:{state.group} {state.mode} -> "
+                    f"{owner}:{group} {mode}\n")
+        return meta + diff
+
+    def title(self) -> str:
+        return f"file {self.path}"
+
+
+@dataclass(frozen=True)
+class FileContent(_FileOp):
+    """`path` holds exactly `content` with owner, group and mode."""
+
+    op_id: str
+    path: str
+    content_for: Callable[[HostContext], bytes]
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0644"
+    validation: str | None = None
+
+    def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str]:
+        return self.content_for(ctx), self.owner, self.group, self.mode
+
+    def validate(self, ctx: HostContext) -> str | None:
+        return self.validation
+
+
+@dataclass(frozen=True)
+class FileEdit(_FileOp):
+    """`path` (which must exist) transformed by a pure edit; owner and mode are kept."""
+
+    op_id: str
+    path: str
+    edit: Callable[[HostContext, str], str]
+    describe: str = ""
+    missing_ok: bool = False
+
+    def needs_content(self, ctx: HostContext) -> bool:
+        return True
+
+    def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str] | None:
+        if not state.exists or state.content is None:
+            if self.missing_ok:
+                return None
+            raise FileNotFoundError(f"{self.path} does not exist on {ctx.node.name}")
+        old = state.content.decode("utf-8")
+        new = self.edit(ctx, old).encode("utf-8")
+        return new, state.owner, state.group, state.mode
+
+    def title(self) -> str:
+        return self.describe or f"edit {self.path}"

@@ -1,0 +1,100 @@
+"""Services enabled at boot and running, restarted when their configuration changed.
+
+Init scripts lie (they exit 0 when the daemon died, and keepalived's restart can be skipped
+silently), so every start is followed by polling the pid file, with one retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.platforms import running_probe
+from hadeploy.quoting import q
+
+
+@dataclass(frozen=True)
+class ServiceRunning(Operation):
+    """`service` is enabled at boot and running; restarted when `restart_after` steps changed."""
+
+    op_id: str
+    service: str
+    pidfiles: tuple[str, ...] = ()
+    restart_after: frozenset[str] = frozenset()
+    wait_seconds: int = 10
+
+    def probe(self, ctx: HostContext) -> str:
+        return (f"{ctx.profile.enabled_probe(self.service)}; "
+                f"{running_probe(self.service, self.pidfiles, ctx.profile.init)}")
+
+    @staticmethod
+    def _state(seen: Probe) -> tuple[bool, bool]:
+        words = seen.stdout.split()
+        return "enabled" in words, "running" in words
+
+    def _needs_restart(self, ctx: HostContext) -> bool:
+        return bool(self.restart_after & ctx.changed_steps)
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        enabled, running = self._state(seen)
+        return enabled and running and not self._needs_restart(ctx)
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        enabled, running = self._state(seen)
+        return {"kind": "service", "service": self.service, "pidfiles": list(self.pidfiles),
+                "was_enabled": enabled, "was_running": running}
+
+    def _wait_running(self, ctx: HostContext) -> str:
+        check = running_probe(self.service, self.pidfiles, ctx.profile.init)
+        tries = self.wait_seconds * 4
+        return (f"i=0; while [ $i -lt {tries} ]; do "
+                f"[ \"$({check})\" = running ] && break; i=$((i+1)); sleep 0.25; done; "
+                f"[ \"$({check})\" = running ]")
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        enabled, running = self._state(seen)
+        profile = ctx.profile
+        commands: list[Command] = []
+        if not enabled:
+            commands.append(Command(profile.enable(self.service)))
+        verb = "restart" if running else "start"
+        wait = self._wait_running(ctx)
+        # One retry: keepalived's init-script restart can start too early and be skipped.
+        script = (f"{profile.action(self.service, verb)} >&2 || true; "
+                  f"if ! ( {wait} ); then {profile.action(self.service, 'start')} >&2 || true; "
+                  f"( {wait} ) || {{ echo {q(self.service + ' is not running after ' + verb)} "
+                  ">&2; exit 1; }; fi")
+        commands.append(Command(script, summary=f"{profile.action(self.service, verb)} "
+                                "(then wait until it runs)"))
+        return commands
+
+    def verify(self, ctx: HostContext, seen: Probe) -> bool:
+        return self._state(seen) == (True, True)
+
+    def preview(self, ctx: HostContext, seen: Probe) -> str:
+        enabled, running = self._state(seen)
+        parts = [] if enabled else ["enable"]
+        parts.append("restart" if running else "start")
+        return f"  {self.service}: {' and '.join(parts)}\n"
+
+    def title(self) -> str:
+        return f"service {self.service}"
+
+
+@undoer("service")
+def undo_service(ctx: HostContext, record: Record) -> list[Command]:
+    """Stop a service this run started and disable one this run enabled."""
+    profile = ctx.profile
+    service = record["service"]
+    commands: list[Command] = []
+    if not record.get("was_running"):
+        check = running_probe(service, tuple(record.get("pidfiles", ())), profile.init)
+        commands.append(Command(
+            f"{profile.action(service, 'stop')} >&2 || true; i=0; "
+            f"while [ \"$({check})\" = running ] && [ $i -lt 40 ]; do "
+            "i=$((i+1)); sleep 0.25; done",
+            summary=profile.action(service, "stop")))
+    if not record.get("was_enabled"):
+        commands.append(Command(profile.disable(service) + " >&2 || true",
+                                summary=profile.disable(service)))
+    return commands

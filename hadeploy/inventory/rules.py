@@ -53,7 +53,7 @@ def _topology(inv: Inventory) -> list[str]:
                 "[[lb]] tables and give each [[controller]] a priority"
             )
         for c in inv.controllers:
-            if c.api_bind is None or c.api_bind == IPv4Address("0.0.0.0"):  # noqa: S104
+            if c.api_bind is None or c.api_bind == IPv4Address("0.0.0.0"):
                 problems.append(
                     f"controller {c.name}.api_bind: the colocated topology needs each API bound "
                     f"to the node's own address (haproxy holds the VIP's ports on the same "

@@ -107,7 +107,7 @@ def float_range(low: float, high: float) -> Check:
     def check(value: Any) -> str | None:
         if low < value <= high:
             return None
-        return f"{value} is outside {low:g} (excluded)..{high:g}"
+        return f"{value} must be more than {low:g} and at most {high:g}"
 
     return check
 

@@ -1,0 +1,221 @@
+"""Use cases: deploy a phase, plan it, roll it back, show status. Called by tasks.py.
+
+Order of a run, so that bad input never reaches a host: load and validate the inventory,
+read the secrets from the environment, take the lock, check the journal, and only then
+connect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from hadeploy.engine import Engine, PlanItem
+from hadeploy.errors import HadeployError, InventoryError, JournalError
+from hadeploy.events import Event, Listener
+from hadeploy.inventory import Inventory, load_inventory
+from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.redact import Redactor
+from hadeploy.runbook import build_lb_runbook
+from hadeploy.steps import Runbook
+from hadeploy.transport.base import Result, Transport
+
+PHASES = ("lb",)
+RESUMABLE = ("failed", "interrupted", "running")
+
+
+@dataclass
+class Options:
+    """What the operator asked for on the command line."""
+
+    hosts: str
+    dry_run: bool = False
+    offline: bool = False
+    resume: bool = False
+    yes: bool = False
+    json: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+
+def default_hosts() -> str:
+    """$HADEPLOY_HOSTS or ./hosts.toml."""
+    return os.environ.get("HADEPLOY_HOSTS", "hosts.toml")
+
+
+def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
+    """The secret values the inventory names, from the environment; missing ones are errors."""
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for name in inv.secret_env_names():
+        value = os.environ.get(name)
+        if value:
+            values[name] = value
+        elif required and name != inv.ssh.sudo_password_env:
+            problems.append(f"${name} is not set; export it before running (secrets are never "
+                            "stored in the inventory)")
+    auth = inv.keepalived.auth_password_env
+    if auth and auth in values and len(values[auth]) > 8:
+        problems.append(f"${auth}: keepalived PASS authentication uses at most 8 characters; "
+                        "a longer password is silently cut. Use 8 characters or fewer")
+    if problems:
+        raise InventoryError(inv.path, problems)
+    return values
+
+
+def build_runbook(inv: Inventory, phase: str, first_deploy: bool) -> Runbook:
+    """The runbook of `phase`."""
+    if phase == "lb":
+        return build_lb_runbook(inv, first_deploy=first_deploy)
+    raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
+
+
+def make_transport(inv: Inventory) -> Transport:
+    """The SSH transport for `inv` (imported here so plans offline never load paramiko)."""
+    from hadeploy.transport.ssh import SshTransport
+
+    return SshTransport(inv.ssh, list(inv.nodes))
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop`: the engine finishes the current command, then stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Deployment:
+    """One inventory and its state directory; runs phases with a listener for events."""
+
+    def __init__(self, hosts: str, listener: Listener | None = None,
+                 transport_factory: Callable[[Inventory], Transport] = make_transport) -> None:
+        self.inv = load_inventory(hosts)
+        self.store = RunStore(state_dir_for(hosts))
+        self.listeners: list[Listener] = [listener] if listener else []
+        self.redactor = Redactor(self.inv.secret_values())
+        self.transport_factory = transport_factory
+        self.stop = threading.Event()
+
+    def listen(self, event: Event) -> None:
+        """Fan an event out to every listener."""
+        for listener in self.listeners:
+            listener(event)
+
+    def engine(self, transport: Transport, secrets: dict[str, str]) -> Engine:
+        """An engine for this deployment."""
+        self.redactor.add(*secrets.values())
+        return Engine(transport, {n.name: n for n in self.inv.nodes}, self.inv.platform,
+                      self.listen, self.redactor, secrets, self.stop)
+
+    def first_deploy(self, phase: str) -> bool:
+        """Whether no run of `phase` has completed yet (then the VIP must be free)."""
+        return not any(j.phase == phase and j.kind == "deploy" and j.status == "done"
+                       and not j.rolled_back_by for j in self.store.all())
+
+    def plan(self, phase: str, offline: bool) -> tuple[Runbook, list[PlanItem]]:
+        """The plan of `phase` (offline: without connecting)."""
+        runbook = build_runbook(self.inv, phase, self.first_deploy(phase))
+        if offline:
+            engine = self.engine(_NoTransport(), read_secrets(self.inv, required=False))
+            engine.assume_profiles(runbook.hosts)
+            return runbook, engine.plan(runbook, offline=True)
+        secrets = read_secrets(self.inv, required=True)
+        transport = self.transport_factory(self.inv)
+        try:
+            engine = self.engine(transport, secrets)
+            engine.gather_facts(runbook.hosts)
+            return runbook, engine.plan(runbook)
+        finally:
+            transport.close()
+
+    def journal_for(self, phase: str, resume: bool) -> Journal:
+        """The journal to continue (`resume`) or a new one; refuses a changed inventory."""
+        latest = self.store.latest(phase)
+        if resume:
+            if latest is None or latest.status not in RESUMABLE:
+                raise JournalError(
+                    f"there is no failed or interrupted {phase} run to resume"
+                    f"{' (the last one finished)' if latest else ''}; run without --resume")
+            if latest.fingerprint != self.inv.fingerprint:
+                raise JournalError(
+                    f"{self.inv.path} changed since run {latest.run_id} began, so its journal "
+                    "no longer describes what to do; nothing was run. Restore the inventory to "
+                    f"resume, or run `rollback --phase {phase}` then deploy again")
+            return latest
+        # A fresh run after a failed one is allowed: it re-checks every step, and the old
+        # journal stays, because rollback undoes every run of the phase.
+        run_id = self.store.new_run_id(phase, "deploy")
+        return Journal(self.store.journal_path(run_id), run_id, phase, "deploy", self.inv.path,
+                       self.inv.fingerprint, now())
+
+    def deploy(self, phase: str, resume: bool = False) -> Journal:
+        """Run `phase` for real (the caller has confirmed); return the finished journal."""
+        secrets = read_secrets(self.inv, required=True)
+        self.store.lock()
+        transport = None
+        try:
+            journal = self.journal_for(phase, resume)
+            runbook = build_runbook(self.inv, phase, self.first_deploy(phase))
+            transport = self.transport_factory(self.inv)
+            engine = self.engine(transport, secrets)
+            with stop_on_signals(self.stop):
+                engine.run_id = journal.run_id
+                engine.gather_facts(runbook.hosts, journal)
+                engine.run(runbook, journal)
+            return journal
+        finally:
+            if transport is not None:
+                transport.close()
+            self.store.unlock()
+
+    def rollback(self, phase: str) -> Journal:
+        """Undo every not-yet-undone run of `phase`, newest first."""
+        self.store.lock()
+        transport = None
+        try:
+            runs = [j for j in self.store.all()
+                    if j.phase == phase and j.kind == "deploy" and not j.rolled_back_by]
+            if not runs:
+                raise JournalError(f"no {phase} run to roll back in {self.store.runs}")
+            run_id = self.store.new_run_id(phase, "rollback")
+            log = Journal(self.store.journal_path(run_id), run_id, phase, "rollback",
+                          self.inv.path, self.inv.fingerprint, now())
+            transport = self.transport_factory(self.inv)
+            engine = self.engine(transport, read_secrets(self.inv, required=False))
+            with stop_on_signals(self.stop):
+                engine.rollback(runs, log)
+            return log
+        finally:
+            if transport is not None:
+                transport.close()
+            self.store.unlock()
+
+
+class _NoTransport:
+    """Offline plans must not connect: any use is a bug."""
+
+    def run(self, host: str, script: str, stdin: bytes | None = None,
+            timeout: float | None = None) -> Result:
+        raise AssertionError("offline plan tried to connect")
+
+    def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
+        raise AssertionError("offline plan tried to connect")
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,136 @@
+"""What the operator sees: step lines, plans with diffs, failures with the way forward.
+
+Only this module and tasks.py deal with presentation. Output is plain text when stdout is
+not a terminal or NO_COLOR is set, so logs and CI stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from hadeploy.engine import PlanItem
+from hadeploy.events import Event
+from hadeploy.redact import Redactor
+
+STATE_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red",
+               "rolled-back": "magenta", "skipped": "dim"}
+
+
+def make_console(stream: TextIO | None = None) -> Console:
+    """A rich console that falls back to plain text off a terminal or with NO_COLOR."""
+    stream = stream or sys.stdout
+    plain = not stream.isatty() or "NO_COLOR" in os.environ
+    return Console(file=stream, no_color=plain, highlight=False, soft_wrap=True,
+                   force_terminal=None if not plain else False, width=None if not plain else 120)
+
+
+class EventLog:
+    """Appends every event as a JSON line to the state directory's log (mode 0600)."""
+
+    def __init__(self, path: Path, redact: Redactor, echo: TextIO | None = None) -> None:
+        self.path = path
+        self.redact = redact
+        self.echo = echo
+        self._lock = threading.Lock()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        line = self.redact(json.dumps(event.to_json(), sort_keys=True))
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            if self.echo is not None:
+                self.echo.write(line + "\n")
+                self.echo.flush()
+
+    def close(self) -> None:
+        """Close the log file."""
+        self._file.close()
+
+
+class ProgressPrinter:
+    """Prints one line per step and per host as events arrive, with running counts."""
+
+    def __init__(self, console: Console, total_steps: int) -> None:
+        self.console = console
+        self.total = total_steps
+        self.index = 0
+        self.counts = {"changed": 0, "ok": 0, "failed": 0}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._show(event)
+
+    def _show(self, event: Event) -> None:
+        c, d = self.console, event.data
+        if event.kind in ("step-started", "step-skipped"):
+            self.index += 1
+            note = "  [dim](done earlier in this run)[/dim]" if event.kind == "step-skipped" else ""
+            c.print(f"[bold][{self.index}/{self.total}] {escape(event.step or '')}[/bold]  "
+                    f"{escape(d.get('title', ''))}{note}")
+        elif event.kind.startswith("host-") and event.kind != "host-started":
+            state = event.kind.removeprefix("host-")
+            if state in self.counts:
+                self.counts[state] += 1
+            style = STATE_STYLE.get(state, "")
+            extra = f" {d['duration']:.2f}s" if "duration" in d else ""
+            c.print(f"      {escape(event.host or ''):<16} [{style}]{state}[/{style}]{extra}")
+            if state == "failed":
+                for line in str(d.get("error", "")).splitlines()[:12]:
+                    c.print(f"        [red]{escape(line)}[/red]")
+        elif event.kind == "facts":
+            c.print(f"      {escape(event.host or ''):<16} [dim]{d.get('platform') or '?'} "
+                    f"({d.get('init')})[/dim]")
+
+    def summary(self) -> str:
+        """`N changed, M ok, F failed` for the closing line."""
+        return ", ".join(f"{n} {k}" for k, n in self.counts.items())
+
+
+def print_plan(console: Console, items: list[PlanItem], offline: bool) -> tuple[int, int]:
+    """Print a plan (steps, per-host commands and diffs); return (to change, already done)."""
+    to_change = done = 0
+    current = None
+    for item in items:
+        if item.step.id != current:
+            current = item.step.id
+            console.print(f"\n[bold]{escape(item.step.id)}[/bold]  {escape(item.step.title)}")
+        if item.error:
+            console.print(f"  {escape(item.host)}: [red]cannot probe: {escape(item.error)}[/red]")
+            to_change += 1
+            continue
+        done += len(item.done)
+        to_change += len(item.pending)
+        if not item.pending:
+            console.print(f"  {escape(item.host)}: [green]already done[/green]")
+            continue
+        console.print(f"  {escape(item.host)}:")
+        if offline and item.step.read_only:
+            for op, _, _ in item.pending:
+                console.print(f"    [cyan]? {escape(op.title())}[/cyan] (checked at run time)")
+            continue
+        for op, commands, preview in item.pending:
+            console.print(f"    [yellow]~ {escape(op.title())}[/yellow]")
+            for command in commands:
+                for line in command.shown().splitlines():
+                    console.print(f"      $ {escape(line)}")
+            for line in preview.splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                text = escape(line)
+                console.print(f"      [{style}]{text}[/{style}]" if style else f"      {text}")
+    if offline:
+        console.print(f"\nPlan (offline, nothing probed): {to_change} operations to check")
+    else:
+        console.print(f"\nPlan: {to_change} to change, {done} already done")
+    return to_change, done

@@ -1,0 +1,172 @@
+"""The operator's commands, as invoke tasks (`invoke deploy-lb`, `hadeploy deploy-lb`).
+
+This is the edge: argument parsing, confirmation, printing, exit codes. `HadeployError` is
+caught here, once, and shown without a traceback.
+
+Exit codes: 0 done, 1 a step failed (journal resumable), 2 refused before touching any host
+(bad input, lock held, confirmation missing), 130 stopped by the operator.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.tasks import task
+from invoke.exceptions import Exit
+
+from hadeploy.app import Deployment, default_hosts
+from hadeploy.console import EventLog, ProgressPrinter, make_console, print_plan
+from hadeploy.engine import Interrupted
+from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
+from hadeploy.journal import RunStore, state_dir_for
+from hadeploy.render_cli import WHAT, render_text
+
+PHASE_TASK = {"lb": "deploy-lb"}
+HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
+
+
+def _guard(action: Callable[[], int]) -> None:
+    """Run `action`, turning hadeploy errors into a message and an exit code."""
+    try:
+        code = action()
+    except (InventoryError, JournalError) as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+    except HadeployError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    if code:
+        raise Exit(code=code)
+
+
+def _next_steps(phase: str, hosts: str) -> str:
+    task_name = PHASE_TASK[phase]
+    return (f"The journal is saved. To continue once the cause is fixed:\n"
+            f"    invoke {task_name} --resume --hosts {hosts}\n"
+            f"To undo what this phase changed:\n"
+            f"    invoke rollback --phase {phase} --hosts {hosts}")
+
+
+def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resume: bool,
+              yes: bool, json_events: bool) -> int:
+    """Plan or deploy `phase`; return the exit code."""
+    hosts = hosts or default_hosts()
+    console = make_console(sys.stderr if json_events else sys.stdout)
+    deployment = Deployment(hosts)
+    if offline or dry_run:
+        _, items = deployment.plan(phase, offline=offline)
+        print_plan(console, items, offline)
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            console.print("Refusing to change hosts without confirmation: no terminal to ask on. "
+                          "Pass --yes to run, or --dry-run to see the plan first.")
+            return 2
+        _, items = deployment.plan(phase, offline=False)
+        to_change, _ = print_plan(console, items, offline=False)
+        answer = console.input(f"\nApply {to_change} changes to {deployment.inv.name}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("Nothing was changed.")
+            return 0
+    runbook_steps = len(deployment.plan(phase, offline=True)[0].steps)
+    printer = ProgressPrinter(console, runbook_steps)
+    log = EventLog(deployment.store.dir / "events.log", deployment.redactor,
+                   echo=sys.stdout if json_events else None)
+    deployment.listeners += [printer, log]
+    try:
+        journal = deployment.deploy(phase, resume=resume)
+    except Interrupted:
+        console.print(f"\nStopped at your request after the current command.\n"
+                      f"{_next_steps(phase, hosts)}")
+        return 130
+    except StepFailed as exc:
+        console.print(f"\n[bold red]FAILED[/bold red] {exc}\n\n{_next_steps(phase, hosts)}")
+        return 1
+    finally:
+        log.close()
+    console.print(f"\nDone ({printer.summary()}). Journal: {journal.path}")
+    return 0
+
+
+@task(help={"hosts": HOSTS_HELP, "dry_run": "probe the hosts read-only and print the plan",
+            "offline": "print the plan without connecting", "resume":
+            "continue the last failed or interrupted run", "yes": "do not ask for confirmation",
+            "json": "write one JSON object per event to stdout"})
+def deploy_lb(c: Context, hosts: str | None = None, dry_run: bool = False,
+              offline: bool = False, resume: bool = False, yes: bool = False,
+              json: bool = False) -> None:
+    """Install and configure haproxy + keepalived on the load balancers (guide step 1)."""
+    _guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
+
+
+@task(help={"hosts": HOSTS_HELP, "phase": "lb", "yes": "do not ask for confirmation"})
+def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool = False) -> None:
+    """Undo what deploy runs of a phase changed, newest first, from the journal."""
+
+    def action() -> int:
+        path = hosts or default_hosts()
+        console = make_console()
+        if phase not in PHASE_TASK:
+            raise InventoryError(path, [f"--phase {phase!r}: choose one of "
+                                        f"{', '.join(PHASE_TASK)}"])
+        if not yes and not sys.stdin.isatty():
+            console.print("Refusing to roll back without confirmation: pass --yes.")
+            return 2
+        deployment = Deployment(path)
+        printer = ProgressPrinter(console, 0)
+        log = EventLog(deployment.store.dir / "events.log", deployment.redactor)
+        deployment.listeners += [printer, log]
+        try:
+            journal = deployment.rollback(phase)
+        finally:
+            log.close()
+        console.print(f"\nRolled back ({printer.summary()}). Journal: {journal.path}")
+        return 0
+
+    _guard(action)
+
+
+@task(help={"hosts": HOSTS_HELP, "what": f"one of {', '.join(WHAT)}",
+            "node": "keepalived: one node"})
+def render(c: Context, what: str = "haproxy", hosts: str | None = None,
+           node: str | None = None) -> None:
+    """Print a file hadeploy would write (secrets masked)."""
+    _guard(lambda: sys.stdout.write(render_text(hosts or default_hosts(), what, node)) and 0)
+
+
+@task(help={"hosts": HOSTS_HELP})
+def status(c: Context, hosts: str | None = None) -> None:
+    """Show the runs in the journal and, for the latest, every step and host."""
+
+    def action() -> int:
+        from hadeploy.status import print_status
+
+        path = hosts or default_hosts()
+        print_status(make_console(), RunStore(state_dir_for(path)))
+        return 0
+
+    _guard(action)
+
+
+@task(help={"hosts": "number of hosts", "names": "comma-separated host names",
+            "state_dir": "where the lab keeps its state"})
+def lab_up(c: Context, hosts: int = 6, names: str = "", state_dir: str = "") -> None:
+    """Bring up simulated hosts in network namespaces (198.18.0.0/24) for demos and tests."""
+    from hadeploy.lab.__main__ import main as lab_main
+
+    argv = ["up", "--hosts", str(hosts)]
+    argv += ["--names", names] if names else []
+    argv += ["--state-dir", state_dir] if state_dir else []
+    raise Exit(code=lab_main(argv))
+
+
+@task(help={"state_dir": "where the lab keeps its state"})
+def lab_down(c: Context, state_dir: str = "") -> None:
+    """Remove the simulated hosts (by PID, nothing else is touched)."""
+    from hadeploy.lab.__main__ import main as lab_main
+
+    raise Exit(code=lab_main(["down"] + (["--state-dir", state_dir] if state_dir else [])))
+
+
+ns = Collection(deploy_lb, rollback, render, status, lab_up, lab_down)

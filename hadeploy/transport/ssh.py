@@ -1,0 +1,233 @@
+"""The SSH transport: the only module that imports fabric and paramiko.
+
+One connection per host, opened on first use and reused for the whole run. Scripts run as
+`sh -c` (through `sudo -n` for a non-root user) on a raw paramiko channel, so stdin is
+binary-safe and a command costs one round trip. Library and socket errors become
+`TransportError`/`HostKeyError` naming the host and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+
+from hadeploy.errors import HostKeyError, TransportError
+from hadeploy.inventory.model import Node, SshSettings
+from hadeploy.quoting import q
+from hadeploy.transport.base import Result
+from hadeploy.transport.hostkeys import RecordUnknown, RefuseUnknown
+
+SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in the sudoers",
+               "may not run sudo")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to reach one node."""
+
+    node: str
+    host: str
+    settings: SshSettings
+
+
+def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
+    """The command line that runs `script` with sh, as root through sudo when needed."""
+    command = f"sh -c {q(script)}"
+    if not sudo:
+        return command
+    if with_password:
+        return f"sudo -S -k -p '' -- {command}"
+    return f"sudo -n -- {command}"
+
+
+class SshTransport:
+    """Runs scripts on inventory nodes over reused SSH connections."""
+
+    def __init__(self, settings: SshSettings, nodes: list[Node]) -> None:
+        self.settings = settings
+        self.targets = {n.name: Target(n.name, n.connect_to, settings) for n in nodes}
+        self._connections: dict[str, Connection] = {}
+        self._locks = {name: threading.Lock() for name in self.targets}
+        self._password_needed: dict[str, bool] = {}
+        self.round_trips = 0
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _config(self) -> Config:
+        overrides = {"load_ssh_configs": bool(self.settings.config)}
+        if self.settings.config:
+            return Config(runtime_ssh_path=os.path.expanduser(self.settings.config),
+                          overrides=overrides)
+        return Config(overrides=overrides)
+
+    def _connect(self, name: str) -> Connection:
+        conn = self._connections.get(name)
+        if conn is not None and conn.is_connected:
+            return conn
+        target = self.targets[name]
+        settings = self.settings
+        known_hosts = Path(os.path.expanduser(settings.known_hosts))
+        connect_kwargs: dict[str, object] = {"timeout": settings.connect_timeout,
+                                             "banner_timeout": settings.connect_timeout,
+                                             "auth_timeout": settings.connect_timeout}
+        if settings.identity:
+            connect_kwargs["key_filename"] = [os.path.expanduser(settings.identity)]
+        gateway = None
+        if settings.gateway:
+            gateway = Connection(settings.gateway, config=self._config(),
+                                 connect_kwargs=dict(connect_kwargs))
+            self._harden(gateway, known_hosts, settings.gateway)
+        conn = Connection(target.host, user=settings.user, port=settings.port,
+                          config=self._config(), gateway=gateway,
+                          connect_kwargs=connect_kwargs, connect_timeout=settings.connect_timeout)
+        self._harden(conn, known_hosts, name)
+        try:
+            conn.open()
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                name,
+                f"the host key of {exc.hostname} has CHANGED: {known_hosts} has "
+                f"{exc.expected_key.fingerprint}, the host offers {exc.key.fingerprint}. This "
+                "may be a man-in-the-middle attack; nothing was run. If the host was "
+                f"reinstalled, remove the old key (ssh-keygen -R {exc.hostname} -f "
+                f"{known_hosts}) and verify the new one",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise TransportError(
+                name,
+                f"authentication failed for user {settings.user!r} at {target.host}: {exc}. "
+                "Check ssh.user and ssh.identity, and that the public key is in the user's "
+                "~/.ssh/authorized_keys on the host",
+            ) from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TransportError(
+                name,
+                f"cannot connect to {target.host} port {conn.port}: {exc or type(exc).__name__}"
+                ". Check that the host is up and reachable and that ssh.port is right",
+            ) from exc
+        self._connections[name] = conn
+        return conn
+
+    def _harden(self, conn: Connection, known_hosts: Path, name: str) -> None:
+        """Only the operator's known_hosts counts, and unknown keys are refused unless opted in."""
+        client = conn.client
+        client._system_host_keys = paramiko.HostKeys()  # fabric preloads system keys
+        client.get_host_keys().clear()
+        if known_hosts.exists():
+            client.load_host_keys(str(known_hosts))
+        if self.settings.host_key_policy == "accept-new":
+            client.set_missing_host_key_policy(RecordUnknown(known_hosts))
+        else:
+            client.set_missing_host_key_policy(RefuseUnknown(known_hosts, name))
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _exec(self, name: str, command: str, stdin: bytes | None,
+              timeout: float | None) -> tuple[int, bytes, bytes]:
+        conn = self._connect(name)
+        transport = conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(name, "connection closed")
+        channel = transport.open_session(timeout=self.settings.connect_timeout)
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        errors: list[bytes] = []
+        sender_error: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                if stdin:
+                    channel.sendall(stdin)
+                channel.shutdown_write()
+            except (OSError, paramiko.SSHException) as exc:
+                sender_error.append(exc)
+
+        def read_stderr() -> None:
+            stream = channel.makefile_stderr("rb")
+            errors.append(stream.read())
+
+        threads = [threading.Thread(target=read_stderr, daemon=True)]
+        if stdin:
+            threads.append(threading.Thread(target=send, daemon=True))
+        else:
+            send()
+        for thread in threads:
+            thread.start()
+        out = channel.makefile("rb").read()
+        for thread in threads:
+            thread.join(timeout)
+        status = channel.recv_exit_status()
+        channel.close()
+        if status == -1:
+            raise TransportError(name, "connection lost before the command finished")
+        return status, out, b"".join(errors)
+
+    def run(self, host: str, script: str, stdin: bytes | None = None,
+            timeout: float | None = None) -> Result:
+        """Run `script` on `host` as root (sudo when configured); one round trip."""
+        started = time.monotonic()
+        with self._locks[host]:
+            password = self._sudo_password(host)
+            command = wrap(script, self.settings.sudo, password is not None)
+            data = stdin
+            if password is not None:
+                data = password.encode() + b"\n" + (stdin or b"")
+            try:
+                status, out, err = self._exec(host, command, data, timeout)
+            except (TransportError, HostKeyError):
+                raise
+            except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+                self._connections.pop(host, None)
+                raise TransportError(
+                    host, f"connection lost while running a command: "
+                    f"{exc or type(exc).__name__}; the journal is resumable once the host is "
+                    "reachable again") from exc
+            self.round_trips += 1
+        stderr = err.decode("utf-8", "replace")
+        if status != 0 and self.settings.sudo and any(e in stderr for e in SUDO_ERRORS) \
+                and "sudo:" in stderr:
+            raise TransportError(
+                host, f"user {self.settings.user!r} cannot use sudo without a password: "
+                f"{stderr.strip()}. Grant it NOPASSWD sudo, or set ssh.sudo_password_env to "
+                "an environment variable holding the password")
+        return Result(host, script, status, out.decode("utf-8", "replace"), stderr,
+                      time.monotonic() - started)
+
+    def _sudo_password(self, host: str) -> str | None:
+        """The sudo password to feed on stdin, or None when sudo needs none."""
+        env = self.settings.sudo_password_env
+        if not self.settings.sudo or not env:
+            return None
+        if host not in self._password_needed:
+            status, _, _ = self._exec(host, "sudo -n true", None, self.settings.connect_timeout)
+            self._password_needed[host] = status != 0
+        if not self._password_needed[host]:
+            return None
+        password = os.environ.get(env)
+        if not password:
+            raise TransportError(host, f"sudo needs a password and ${env} is not set; export it")
+        return password
+
+    def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
+        """Raw stdout of `script` on `host` (binary safe, for tree copies)."""
+        with self._locks[host]:
+            status, out, err = self._exec(host, wrap(script, self.settings.sudo), None, timeout)
+            self.round_trips += 1
+        if status != 0:
+            raise TransportError(host, f"reading failed ({status}): "
+                                 f"{err.decode('utf-8', 'replace').strip()[-400:]}")
+        return out
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()

@@ -217,7 +217,7 @@ class Engine:
                             continue
                         try:
                             commands = op.apply(ctx, probe)
-                            preview = op.preview(ctx, probe) if not offline else ""
+                            preview = op.preview(ctx, probe)
                         except (FileNotFoundError, UnicodeDecodeError, ValueError) as exc:
                             commands, preview = [], f"  (decided on the host at run time: {exc})\n"
                         item.pending.append((op, commands, self.redact(preview)))

@@ -8,8 +8,8 @@ layer and holds, built once with real dpkg in a throwaway namespace:
 - `packages_bare` purged (dpkg --purge), so `dpkg -l haproxy` on a host says not installed;
 - no blocking /usr/sbin/policy-rc.d (service starts work as on a real server);
 - no workstation SSH host keys (each host gets its own), a key-only sshd drop-in;
-- a `hadeploy` user with passwordless sudo, Debian's stock dotfiles for root, an empty /home
-  besides it (the workstation's /root and /home content is hidden);
+- a `hadeploy` user with passwordless sudo and its home, Debian's stock dotfiles for root
+  (hosts do not see the workstation's /root and /home at all: see overlay.UNSHARED_DIRS);
 - the lab's offline repository as the only apt source, `apt-get update` already done;
 - no DNS (resolv.conf without servers: hosts resolve lab names through /etc/hosts).
 
@@ -34,7 +34,13 @@ from pathlib import Path, PurePosixPath
 
 from hadeploy.errors import LabError
 from hadeploy.lab.aptrepo import AptRepo, cache_lock
-from hadeploy.lab.overlay import LAB_DIRS, is_whiteout, make_opaque_dir, make_upper_roots
+from hadeploy.lab.overlay import (
+    LAB_DIRS,
+    UNSHARED_DIRS,
+    is_whiteout,
+    make_opaque_dir,
+    make_upper_roots,
+)
 from hadeploy.lab.procs import CLEAN_ENV, ProcRef, run
 
 #: Where hosts see the offline repository (bind-mounted read-only) and the source line for it.
@@ -135,6 +141,8 @@ def _shadowed_files(layer: Path) -> dict[str, list[int]]:
     """Workstation files the layer shadows (copied up or replaced): path -> [size, mtime_ns]."""
     shadowed: dict[str, list[int]] = {}
     for directory, dirnames, filenames in os.walk(layer):
+        if Path(directory) == layer:
+            dirnames[:] = [d for d in dirnames if d not in UNSHARED_DIRS]
         for name in [*filenames, *dirnames]:
             entry = Path(directory) / name
             if entry.is_dir() and not entry.is_symlink():
@@ -179,7 +187,7 @@ def ensure_base_layer(cache: Path, repo: AptRepo, packages_bare: Sequence[str]) 
         layer, work = build / "layer", build / "work"
         layer.mkdir(parents=True)
         make_upper_roots(layer, work)
-        for rel in ("root", "home", "etc/apt/sources.list.d", "var/lib/apt/lists"):
+        for rel in ("etc/apt/sources.list.d", "var/lib/apt/lists"):
             make_opaque_dir(layer, PurePosixPath(rel))
         argv = [
             "unshare", "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "--mount-proc",

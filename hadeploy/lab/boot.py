@@ -11,11 +11,12 @@ from __future__ import annotations
 from hadeploy.lab.sshd import START_SSHD
 
 # $1 name  $2 address/prefix  $3 disk dir (upper/ and work/)  $4 host keys dir
-# $5 repository dir  $6 repository mount point  $7 staged base layer  $8 its mount point
-# $9 machine id
+# $5 repository dir  $6 repository mount point  $7 mount point of the staged base layer
+# $8 machine id  $9... DIR=LOWERDIRS for each overlaid directory
 BOOT_SCRIPT = r"""
 set -eu
-name=$1 cidr=$2 disk=$3 keys=$4 repo=$5 repo_mnt=$6 base=$7 stage=$8 machine_id=$9
+name=$1 cidr=$2 disk=$3 keys=$4 repo=$5 repo_mnt=$6 stage=$7 machine_id=$8
+shift 8
 b=/run/hadeploy-boot
 
 # Private /run; grab what the overlays will hide.
@@ -26,9 +27,10 @@ mount --bind "$repo" "$b/repo"
 cp -p "$keys"/ssh_host_* "$b/keys/"
 
 # The host's disk: base layer and its own upper over the real directories.
-for d in etc var usr opt root home srv; do
+for spec in "$@"; do
+    d=${spec%%=*}
     mount -t overlay overlay \
-        -o "lowerdir=$base/$d:/$d,upperdir=$b/disk/upper/$d,workdir=$b/disk/work/$d" "/$d"
+        -o "lowerdir=${spec#*=},upperdir=$b/disk/upper/$d,workdir=$b/disk/work/$d" "/$d"
 done
 umount "$b/disk"
 mount --move "$b/repo" "$repo_mnt"
@@ -70,8 +72,10 @@ mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys
 mount --bind /proc/sys/net /proc/sys/net
 mount -o remount,bind,rw /proc/sys/net
-mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
-mount -o remount,bind,ro /proc/sysrq-trigger
+if [ -e /proc/sysrq-trigger ]; then
+    mount --bind /proc/sysrq-trigger /proc/sysrq-trigger
+    mount -o remount,bind,ro /proc/sysrq-trigger
+fi
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
 
 # Network: the lab address on eth0, no IPv6 on it, no default route.

@@ -10,6 +10,7 @@ Only one lab can be up on a machine at a time (the workstation's 198.18.0.1 is u
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -91,6 +92,7 @@ class Lab:
             repo_dir=cache / "debs",
             hosts={name: HostState(name, network.host_address(i)) for i, name in enumerate(names)},
             packages_bare=list(packages_bare),
+            repo_packages=list(repo_packages),
         )
         state.save()
         lab = cls(state)
@@ -147,8 +149,6 @@ class Lab:
         """
         state = self._state
         hosts.stop_hosts(list(state.hosts.values()))
-        if state.path.exists():
-            state.save()
         procs.stop(state.core)
         state.core = None
         network.detach_workstation()
@@ -162,14 +162,12 @@ class Lab:
         names = list(self._state.hosts)
         self.down()
         fresh = Lab.up(names, self.state_dir, self._state.packages_bare,
-                       cache_dir=self._state.cache_dir)
+                       repo_packages=self._state.repo_packages, cache_dir=self._state.cache_dir)
         self._state = fresh._state
         self.hosts = fresh.hosts
 
 
 def _check_prerequisites(names: Sequence[str], state_dir: Path) -> None:
-    import os
-
     if os.geteuid() != 0:
         raise LabError("the lab needs root (namespaces, mounts, veths)")
     missing = [tool for tool in _REQUIRED_TOOLS if shutil.which(tool) is None]

@@ -21,7 +21,7 @@ from pathlib import Path
 from hadeploy.errors import CommandFailed, LabError
 from hadeploy.lab import baselayer, network, procs, sshd
 from hadeploy.lab.boot import BOOT_SCRIPT
-from hadeploy.lab.overlay import hide_paths, make_upper_roots
+from hadeploy.lab.overlay import hide_paths, lower_layers, make_upper_roots
 from hadeploy.lab.state import HostState, LabState
 
 
@@ -76,9 +76,9 @@ def _boot(state: LabState, host: HostState) -> None:
         str(host_dir(state, host.name) / "hostkeys"),
         str(state.repo_dir),
         baselayer.REPO_MOUNTPOINT,
-        baselayer.STAGE_BASE,
         baselayer.STAGE_MOUNT,
         _machine_id(state, host.name),
+        *lower_layers(baselayer.STAGE_BASE),
     ]
     result = subprocess.run(
         ["nsenter", "-t", str(host.init.pid), "-m", "-u", "-i", "-n", "-p", "--",

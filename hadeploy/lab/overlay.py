@@ -17,7 +17,20 @@ from pathlib import Path, PurePosixPath
 #: except /run, /tmp, /dev, /proc and /sys which get fresh private mounts).
 LAB_DIRS: tuple[str, ...] = ("etc", "var", "usr", "opt", "root", "home", "srv")
 
+#: Of those, the ones whose workstation content hosts must not see at all (the machine's
+#: /root has pyenv dotfiles and credentials; /home has its users): their only lower layer is
+#: the base layer. (An opaque xattr would not do: overlayfs ignores it on a layer's root.)
+UNSHARED_DIRS: frozenset[str] = frozenset({"root", "home"})
+
 _OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def lower_layers(base: str) -> list[str]:
+    """`DIR=LOWERDIRS` for each of LAB_DIRS, lowest last, with the base layer at `base`."""
+    return [
+        f"{name}={base}/{name}" if name in UNSHARED_DIRS else f"{name}={base}/{name}:/{name}"
+        for name in LAB_DIRS
+    ]
 
 
 def lab_dir_of(path: Path) -> str | None:
@@ -38,6 +51,7 @@ def mirror_dirs(layer: Path, rel: PurePosixPath) -> Path:
     The attributes of a directory in an overlay come from its topmost layer, so a directory
     created in an upper layer must look like the real one (e.g. /var/tmp is 1777).
     """
+    layer.mkdir(parents=True, exist_ok=True)
     current = layer
     real = Path("/")
     for part in rel.parts:

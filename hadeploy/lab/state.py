@@ -59,6 +59,7 @@ class LabState:
     core: ProcRef | None = None  # holds the bridge's network namespace and the staging mounts
     hosts: dict[str, HostState] = field(default_factory=dict)
     packages_bare: list[str] = field(default_factory=list)
+    repo_packages: list[str] = field(default_factory=list)
     complete: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -78,6 +79,7 @@ class LabState:
             "core": self.core.to_json() if self.core else None,
             "hosts": [host.to_json() for host in self.hosts.values()],
             "packages_bare": list(self.packages_bare),
+            "repo_packages": list(self.repo_packages),
             "complete": self.complete,
         }
 
@@ -108,5 +110,6 @@ class LabState:
             core=ProcRef.from_json(data["core"]) if data.get("core") else None,
             hosts={h["name"]: HostState.from_json(h) for h in data.get("hosts", [])},
             packages_bare=[str(p) for p in data.get("packages_bare", [])],
+            repo_packages=[str(p) for p in data.get("repo_packages", [])],
             complete=bool(data.get("complete")),
         )

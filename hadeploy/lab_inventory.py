@@ -1,0 +1,85 @@
+"""Write a hadeploy inventory for a running lab (dedicated or colocated topology)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hadeploy.lab import Lab
+
+LAB_VIP = "198.18.0.100"
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lab_inventory_text(
+    lab: Lab,
+    topology: str = "dedicated",
+    lbs: Sequence[str] = ("lb1", "lb2", "lb3"),
+    controllers: Sequence[str] = ("ctl1", "ctl2", "ctl3"),
+    services: Sequence[str] = ("keystone", "glance"),
+    vip: str = LAB_VIP,
+    user: str = "hadeploy",
+    name: str = "lab",
+) -> str:
+    """TOML text of an inventory whose nodes are lab hosts, reached as `user` with sudo."""
+    lines = [
+        "# Written by hadeploy's lab for its demo and tests: lab hosts only (198.18.0.0/24).",
+        "[deployment]",
+        f"name = {_q(name)}",
+        'release = "modern"',
+        'platform = "debian"',
+        f"topology = {_q(topology)}",
+        "",
+        "[ssh]",
+        f"user = {_q(user)}",
+        f"sudo = {'true' if user != 'root' else 'false'}",
+        f"identity = {_q(str(lab.identity_file))}",
+        f"known_hosts = {_q(str(lab.known_hosts))}",
+        "connect_timeout = 5.0",
+        "",
+        "[vip]",
+        f"address = {_q(vip)}",
+        "prefix = 24",
+        'interface = "eth0"',
+        "virtual_router_id = 51",
+        "advert_int = 1",
+        "",
+        "[keepalived]",
+        "script_weight = 10",
+        "script_interval = 1",
+        "",
+        "[haproxy]",
+        'mode = "http"',
+        'check_inter = "2s"',
+        'timeout_connect = "2s"',
+        "",
+        "[services]",
+        "balance = [" + ", ".join(_q(s) for s in services) + "]",
+        "",
+    ]
+    priority = 103
+    if topology == "dedicated":
+        for host in lbs:
+            lines += ["[[lb]]", f"name = {_q(host)}",
+                      f"address = {_q(lab.hosts[host].address)}", f"priority = {priority}", ""]
+            priority -= 1
+    for index, host in enumerate(controllers):
+        address = lab.hosts[host].address
+        lines += ["[[controller]]", f"name = {_q(host)}", f"address = {_q(address)}"]
+        if index == 0:
+            lines.append("original = true")
+        if topology == "colocated":
+            lines += [f"api_bind = {_q(address)}", f"priority = {priority}"]
+            priority -= 1
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_lab_inventory(lab: Lab, path: Path, **options: object) -> Path:
+    """Write `lab_inventory_text(lab, **options)` to `path` (mode 0600) and return it."""
+    path.write_text(lab_inventory_text(lab, **options), encoding="utf-8")  # type: ignore[arg-type]
+    path.chmod(0o600)
+    return path

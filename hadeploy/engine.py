@@ -15,15 +15,22 @@ from __future__ import annotations
 import secrets as pysecrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hadeploy.errors import CommandFailed, HadeployError, StepFailed, TransportError
+from hadeploy.errors import (
+    CommandFailed,
+    HadeployError,
+    JournalError,
+    StepFailed,
+    TransportError,
+)
 from hadeploy.events import Event, Listener
 from hadeploy.inventory.model import Node
-from hadeploy.journal import DONE_STATES, HostEntry, Journal, now
+from hadeploy.journal import DONE_STATES, HostEntry, Journal, live_changes, now
 from hadeploy.ops.base import UNDO, Command, HostContext, Operation, Probe
 from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect, profile_for
 from hadeploy.redact import Redactor
@@ -33,6 +40,19 @@ from hadeploy.transport.base import Result, Transport
 
 class Interrupted(HadeployError):
     """The operator asked to stop (SIGINT/SIGTERM); the journal is resumable."""
+
+
+# What an operation's pure methods raise when the host is not as they expect (FileEdit of a
+# missing file, undecodable content): a failure of that host, not a crash of the run.
+OP_ERRORS = (FileNotFoundError, UnicodeDecodeError, ValueError)
+
+
+@contextmanager
+def _op_errors(host: str, op: Operation) -> Iterator[None]:
+    try:
+        yield
+    except OP_ERRORS as exc:
+        raise HadeployError(f"{host}: {op.title()}: {exc}") from exc
 
 
 @dataclass
@@ -90,6 +110,8 @@ class Engine:
         self.listener = listener
         self.redact = redactor or Redactor()
         self.secrets = dict(secrets or {})
+        # Secrets handed to operations must never be printed, whoever built the redactor.
+        self.redact.add(*self.secrets.values())
         self.stop = stop or threading.Event()
         self.max_parallel = max_parallel
         self.profiles: dict[str, Profile] = {}
@@ -115,8 +137,9 @@ class Engine:
             for future in [pool.submit(work, h) for h in hosts]:
                 future.result()
 
-    def _run(self, host: str, command: Command, step: str | None) -> Result:
-        if self.stop.is_set():
+    def _run(self, host: str, command: Command, step: str | None,
+             interruptible: bool = True) -> Result:
+        if interruptible and self.stop.is_set():
             raise Interrupted("stopped at the operator's request")
         stdin = command.stdin
         if command.stdin_from is not None:
@@ -158,7 +181,8 @@ class Engine:
 
         self._parallel(list(hosts), detect)
         if failures:
-            raise StepFailed("facts", failures)
+            raise StepFailed("facts", {h: HadeployError(self.redact(str(e)))
+                                       for h, e in failures.items()})
         self.apply_facts(self.facts)
         if journal is not None:
             journal.facts = dict(self.facts)
@@ -200,6 +224,8 @@ class Engine:
         """What a run would do, from read-only probes (or none when offline); changes nothing."""
         items: list[PlanItem] = []
         lock = threading.Lock()
+        # Steps that would change a host count as changed for later steps (restart_after).
+        would_change: dict[str, set[str]] = {h: set() for h in runbook.hosts}
         for step in runbook.steps:
             step_items: dict[str, PlanItem] = {}
 
@@ -207,24 +233,27 @@ class Engine:
                           step_items: dict[str, PlanItem] = step_items) -> None:
                 item = PlanItem(step, host)
                 ops = step.ops[host]
-                ctx = self._ctx(step.id, host, None, detail=True)
+                ctx = replace(self._ctx(step.id, host, None, detail=True),
+                              changed_steps=frozenset(would_change[host]))
                 try:
                     seen = (self.probe(host, ops, ctx) if not offline
                             else [Probe("") for _ in ops])
                     for op, probe in zip(ops, seen, strict=True):
-                        if not offline and op.done(ctx, probe):
-                            item.done.append(op)
-                            continue
                         try:
+                            if not offline and op.done(ctx, probe):
+                                item.done.append(op)
+                                continue
                             commands = op.apply(ctx, probe)
                             preview = op.preview(ctx, probe)
-                        except (FileNotFoundError, UnicodeDecodeError, ValueError) as exc:
+                        except OP_ERRORS as exc:
                             commands, preview = [], f"  (decided on the host at run time: {exc})\n"
                         item.pending.append((op, commands, self.redact(preview)))
                 except HadeployError as exc:
                     item.error = self.redact(str(exc))
                 with lock:
                     step_items[host] = item
+                    if item.pending:
+                        would_change[host].add(step.id)
 
             self._parallel(list(step.hosts), plan_host)
             items += [step_items[h] for h in step.hosts]
@@ -235,18 +264,22 @@ class Engine:
     def run(self, runbook: Runbook, journal: Journal) -> None:
         """Execute `runbook`, resuming from `journal`'s progress; raise on the first failure."""
         self.run_id = journal.run_id
+        # Every step is on disk from the start (pending), so the journal shows what remains.
+        for step in runbook.steps:
+            journal.ensure_step(step.id, step.title, list(step.hosts))
         journal.status = "running"
         self._save(journal)
         self.emit("run-started", phase=runbook.phase, kind=journal.kind)
         try:
             for step in runbook.steps:
                 self._run_step(step, journal)
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):
             journal.status = "interrupted"
             self._save(journal)
             self.emit("run-failed", status="interrupted")
             raise
-        except HadeployError as exc:
+        except BaseException as exc:
+            # Not only HadeployError: a bug must not leave the journal saying "running".
             journal.status = "failed"
             self._save(journal)
             self.emit("run-failed", status="failed", error=str(exc))
@@ -312,17 +345,23 @@ class Engine:
         self.emit("host-started", step.id, host)
         ctx = self._ctx(step.id, host, journal)
         ops = step.ops[host]
-        applied: list[dict[str, Any]] = []
+        pending: list[tuple[Operation, Probe]] = []
         try:
             seen = first_probe or self.probe(host, ops, ctx)
-            pending = [(op, p) for op, p in zip(ops, seen, strict=True) if not op.done(ctx, p)]
+            for op, probe in zip(ops, seen, strict=True):
+                with _op_errors(host, op):
+                    if not op.done(ctx, probe):
+                        pending.append((op, probe))
             for op, probe in pending:
-                applied.append(self._apply_op(step, host, op, probe, ctx, entry, journal))
+                self._apply_op(step, host, op, probe, ctx, entry, journal)
             if pending:
                 verify_ops = tuple(op for op, _ in pending)
                 again = self.probe(host, verify_ops, ctx)
-                bad = [op.title() for op, p in zip(verify_ops, again, strict=True)
-                       if not op.verify(ctx, p)]
+                bad = []
+                for op, probe in zip(verify_ops, again, strict=True):
+                    with _op_errors(host, op):
+                        if not op.verify(ctx, probe):
+                            bad.append(op.title())
                 if bad:
                     raise HadeployError(f"{host}: not in the desired state after applying: "
                                         f"{', '.join(bad)}")
@@ -332,45 +371,77 @@ class Engine:
             raise
         except HadeployError as exc:
             entry.error = self.redact(str(exc))
-            if applied and not isinstance(exc, TransportError):
-                self._undo_changes(host, ctx, applied, step.id, journal)
+            # Every change this step recorded on this host, including the one whose command
+            # failed half-way and those of an earlier, interrupted attempt. Not after a
+            # transport error: the host is unreachable, and the records let resume or
+            # rollback finish the job later.
+            if live_changes(entry) and not isinstance(exc, TransportError):
+                try:
+                    self._undo_changes(host, ctx, entry.changes, step.id, journal,
+                                       interruptible=False)
+                except HadeployError as undo_exc:
+                    entry.error += self.redact(
+                        f"\nrolling back this step's changes failed too: {undo_exc}; "
+                        "they stay in the journal for `rollback`")
             entry.state, entry.finished = "failed", now()
             self._save(journal)
             self.emit("host-failed", step.id, host, error=str(exc))
             raise
-        entry.state, entry.finished = ("changed" if pending else "ok"), now()
+        # Changes kept from an interrupted attempt count even when the re-probe found the
+        # host already done.
+        changed = bool(pending or live_changes(entry))
+        entry.state, entry.finished = ("changed" if changed else "ok"), now()
         self._save(journal)
         self.emit(f"host-{entry.state}", step.id, host,
                   duration=round(entry.finished - (entry.started or entry.finished), 3))
 
     def _apply_op(self, step: Step, host: str, op: Operation, probe: Probe,
                   ctx: HostContext, entry: HostEntry, journal: Journal) -> dict[str, Any]:
+        # An earlier, interrupted attempt's record describes the state before the run, which
+        # is what rollback must restore: keep it rather than journal the half-done state.
         change = next((c for c in entry.changes
                        if c["op"] == op.op_id and not c.get("rolled_back")), None)
-        if change is None:
-            record = op.intent(ctx, probe)
-            change = {"op": op.op_id, "title": op.title(), "record": record}
-            if record:
-                entry.changes.append(change)
-                self._save(journal)
-        outputs = [self._run(host, command, step.id).stdout for command in op.apply(ctx, probe)]
-        extra = op.outcome(ctx, outputs)
+        with _op_errors(host, op):
+            if change is None:
+                change = {"op": op.op_id, "title": self.redact(op.title()),
+                          "record": op.intent(ctx, probe)}
+                if change["record"]:
+                    entry.changes.append(change)
+                    self._save(journal)
+            commands = op.apply(ctx, probe)
+        outputs = [self._run(host, command, step.id).stdout for command in commands]
+        with _op_errors(host, op):
+            extra = op.outcome(ctx, outputs)
         if extra:
-            change["record"].update(extra)
+            record = change["record"]
+            for key, value in extra.items():
+                old = record.get(key)
+                if isinstance(old, list) and isinstance(value, list):
+                    # e.g. packages installed by the interrupted attempt and by this one
+                    value = old + [v for v in value if v not in old]
+                record[key] = value
+            if not any(c is change for c in entry.changes):
+                entry.changes.append(change)
             self._save(journal)
         return change
 
     # -- rollback --------------------------------------------------------------------------
 
     def _undo_changes(self, host: str, ctx: HostContext, changes: list[dict[str, Any]],
-                      step_id: str, journal: Journal | None) -> None:
+                      step_id: str, journal: Journal | None,
+                      interruptible: bool = True) -> None:
         """Undo `changes` on `host`, newest first, marking each as rolled back."""
         for change in reversed(changes):
             if change.get("rolled_back") or not change.get("record"):
                 continue
-            undo = UNDO[change["record"]["kind"]]
+            kind = change["record"].get("kind")
+            undo = UNDO.get(kind) if isinstance(kind, str) else None
+            if undo is None:
+                raise JournalError(
+                    f"{host}: step {step_id} recorded a change of unknown kind {kind!r} "
+                    f"({change.get('title')}); this version of hadeploy cannot undo it")
             for command in undo(ctx, change["record"]):
-                self._run(host, command, step_id)
+                self._run(host, command, step_id, interruptible)
             change["rolled_back"] = True
             self._save(journal)
 
@@ -385,8 +456,15 @@ class Engine:
                 self.apply_facts({h: f for h, f in journal.facts.items() if h in self.nodes})
                 for step in reversed(journal.steps):
                     self._rollback_step(journal, step.id, rollback_journal)
-                journal.rolled_back_by = rollback_journal.run_id
+                # A second rollback finds nothing to undo; the first one keeps the credit.
+                if journal.rolled_back_by is None:
+                    journal.rolled_back_by = rollback_journal.run_id
                 self._save(journal)
+        except (Interrupted, KeyboardInterrupt):
+            rollback_journal.status = "interrupted"
+            self._save(rollback_journal)
+            self.emit("run-failed", status="interrupted")
+            raise
         except HadeployError as exc:
             rollback_journal.status = "failed"
             self._save(rollback_journal)
@@ -399,20 +477,26 @@ class Engine:
 
     def _rollback_step(self, journal: Journal, step_id: str, log: Journal) -> None:
         step = journal.step(step_id)
-        hosts = [h for h, e in step.hosts.items()
-                 if any(not c.get("rolled_back") and c.get("record") for c in e.changes)]
+        hosts = [h for h, e in step.hosts.items() if live_changes(e)]
         if not hosts:
             return
         entry = log.ensure_step(f"{journal.run_id}/{step_id}", f"undo {step.title}", hosts)
+        self._save(log)
         self.emit("step-started", entry.id, title=entry.title, hosts=hosts)
         failures: dict[str, BaseException] = {}
+        interrupted: list[Interrupted] = []
 
         def undo(host: str) -> None:
             host_entry = entry.hosts[host]
-            host_entry.state, host_entry.started = "running", now()
+            host_entry.state, host_entry.started, host_entry.error = "running", now(), None
+            self._save(log)
             ctx = replace(self._ctx(step_id, host, None), run_id=journal.run_id)
             try:
                 self._undo_changes(host, ctx, step.hosts[host].changes, step_id, journal)
+            except Interrupted as exc:
+                host_entry.state, host_entry.error = "pending", "interrupted by the operator"
+                interrupted.append(exc)
+                return
             except HadeployError as exc:
                 host_entry.state, host_entry.error = "failed", self.redact(str(exc))
                 failures[host] = exc
@@ -420,10 +504,14 @@ class Engine:
                 return
             step.hosts[host].state = "rolled-back"
             host_entry.state, host_entry.finished = "changed", now()
+            self._save(journal)
             self._save(log)
             self.emit("host-rolled-back", entry.id, host)
 
         self._parallel(hosts, undo)
         self._save(log)
+        if interrupted:
+            raise interrupted[0]
         if failures:
-            raise StepFailed(entry.id, failures)
+            raise StepFailed(entry.id, {h: HadeployError(self.redact(str(e)))
+                                        for h, e in failures.items()})

@@ -42,16 +42,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+        try:
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def live_changes(entry: HostEntry) -> list[dict[str, Any]]:
+    """The changes of `entry` that still hold on the host (recorded, not rolled back)."""
+    return [c for c in entry.changes if c.get("record") and not c.get("rolled_back")]
 
 
 @dataclass
@@ -119,10 +130,11 @@ class Journal:
         return entry
 
     def changed_steps(self, host: str) -> frozenset[str]:
-        """Ids of steps that changed `host` in this run."""
+        """Ids of steps that changed `host` in this run (changes rolled back do not count)."""
         return frozenset(
             s.id for s in self.steps
-            if host in s.hosts and (s.hosts[host].state == "changed" or s.hosts[host].changes)
+            if host in s.hosts
+            and (s.hosts[host].state == "changed" or live_changes(s.hosts[host]))
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -172,6 +184,11 @@ class Journal:
                         raise ValueError(f"unknown state {h['state']!r}")
                     if not isinstance(h["changes"], list):
                         raise ValueError("changes must be a list")
+                    for c in h["changes"]:
+                        # rollback works from these alone: check their shape now, not midway
+                        if not isinstance(c, dict) or not isinstance(c.get("op"), str) \
+                                or not isinstance(c.get("record", {}), dict):
+                            raise ValueError(f"malformed change {c!r} in step {s['id']}")
                     hosts[name] = HostEntry(h["state"], h["started"], h["finished"],
                                             h["changes"], h["error"])
                 journal.steps.append(StepEntry(str(s["id"]), str(s["title"]), hosts))

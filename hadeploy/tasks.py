@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.tasks import task
 from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from hadeploy.app import Deployment, default_hosts
 from hadeploy.console import EventLog, ProgressPrinter, make_console, print_plan
@@ -169,4 +169,15 @@ def lab_down(c: Context, state_dir: str = "") -> None:
     raise Exit(code=lab_main(["down"] + (["--state-dir", state_dir] if state_dir else [])))
 
 
-ns = Collection(deploy_lb, rollback, render, status, lab_up, lab_down)
+@task(help={"keep": "leave the lab up afterwards and print how to ssh in",
+            "state_dir": "where the demo's lab keeps its state"})
+def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-demo") -> None:
+    """The lab demo: simulated hosts, deploy-lb for real, VIP failover, lab down."""
+    from pathlib import Path
+
+    from hadeploy.demo import run_demo
+
+    _guard(lambda: run_demo(make_console(), Path(state_dir), keep))
+
+
+ns = Collection(deploy_lb, rollback, render, status, lab_up, lab_down, demo)

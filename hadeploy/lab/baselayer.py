@@ -28,11 +28,13 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from hadeploy.errors import LabError
+from hadeploy.lab import overlay
 from hadeploy.lab.aptrepo import AptRepo, cache_lock
 from hadeploy.lab.overlay import (
     LAB_DIRS,
@@ -128,9 +130,9 @@ def _recipe_key(repo: AptRepo, packages_bare: Sequence[str]) -> str:
             "status": status,
             "bare": sorted(set(packages_bare)),
             "repo": repo.index_digest,
-            "script": _BUILD_SCRIPT,
-            "dropin": _SSHD_DROPIN,
-            "dirs": LAB_DIRS,
+            # Any change to how the layer is made (this module, the layer helpers) rebuilds it.
+            "recipe": [hashlib.sha256(Path(m.__file__ or "").read_bytes()).hexdigest()
+                       for m in (sys.modules[__name__], overlay)],
         },
         sort_keys=True,
     )

@@ -72,7 +72,7 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         f'chmod {q(mode)} "$tmp"\n'
         f"{check}"
         f'if [ -e "$target" ] && [ ! -e {b} ]; then\n'
-        f"  mkdir -p -m 700 $(dirname {b})\n"
+        f'  mkdir -p -m 700 "$(dirname {b})"\n'
         f'  cp -a "$target" {b}\n'
         "fi\n"
         'mv -f "$tmp" "$target"\n'

@@ -59,11 +59,13 @@ class PackagesInstalled(Operation):
 
 @undoer("packages")
 def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
-    """Remove what the run installed (all new packages when known, else those requested).
+    """Remove what the run installed: those requested and every new dependency seen.
 
-    Only packages still installed are named, so a repeated rollback is a no-op.
+    Requested packages were missing when the run began, so removing them is always right,
+    even when the install was cut off before it could report what it added. Only packages
+    still installed are named, so a repeated rollback is a no-op.
     """
-    installed = tuple(record.get("installed") or record.get("requested") or ())
+    installed = tuple(dict.fromkeys([*record.get("requested", ()), *record.get("installed", ())]))
     if not installed:
         return []
     probe = ctx.profile.installed_probe(installed)

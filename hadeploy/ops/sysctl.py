@@ -20,10 +20,11 @@ class SysctlValue(Operation):
         return sh("sysctl", "-n", self.key)
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
-        return seen.stdout.strip() == self.value
+        # sysctl -n separates the fields of vector values with tabs (ip_local_port_range)
+        return seen.stdout.split() == self.value.split()
 
     def intent(self, ctx: HostContext, seen: Probe) -> Record:
-        return {"kind": "sysctl", "key": self.key, "previous": seen.stdout.strip()}
+        return {"kind": "sysctl", "key": self.key, "previous": " ".join(seen.stdout.split())}
 
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
         return [Command(sh("sysctl", "-q", "-w", f"{self.key}={self.value}"))]

@@ -266,7 +266,7 @@ class Engine:
         self.run_id = journal.run_id
         # Every step is on disk from the start (pending), so the journal shows what remains.
         for step in runbook.steps:
-            journal.ensure_step(step.id, step.title, list(step.hosts))
+            journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))
         journal.status = "running"
         self._save(journal)
         self.emit("run-started", phase=runbook.phase, kind=journal.kind)
@@ -290,7 +290,7 @@ class Engine:
         self.emit("run-finished", status="done")
 
     def _run_step(self, step: Step, journal: Journal) -> None:
-        entry = journal.ensure_step(step.id, step.title, list(step.hosts))
+        entry = journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))
         todo = [h for h in step.hosts if entry.hosts[h].state not in DONE_STATES]
         if not todo:
             self.emit("step-skipped", step.id, title=step.title, reason="done in this run")
@@ -401,6 +401,8 @@ class Engine:
         # is what rollback must restore: keep it rather than journal the half-done state.
         change = next((c for c in entry.changes
                        if c["op"] == op.op_id and not c.get("rolled_back")), None)
+        if self.stop.is_set():  # before journaling an intent that nothing will carry out
+            raise Interrupted("stopped at the operator's request")
         with _op_errors(host, op):
             if change is None:
                 change = {"op": op.op_id, "title": self.redact(op.title()),

@@ -17,9 +17,12 @@ from hadeploy.quoting import q, sh
 Init = Literal["systemd", "sysv"]
 Manager = Literal["apt-get", "yum", "dnf"]
 
-# One round trip: os-release ids and whether systemd runs.
+# One round trip: os-release ids and whether systemd runs. `.` of a missing file kills a
+# POSIX sh outright, and EL6 has no os-release: its version comes from redhat-release.
 DETECT_PROBE = (
-    ". /etc/os-release 2>/dev/null; "
+    "if [ -r /etc/os-release ]; then . /etc/os-release; "
+    "elif [ -r /etc/redhat-release ]; then ID=rhel; "
+    "VERSION_ID=$(sed -n 's/^[^0-9]*\\([0-9][0-9.]*\\).*/\\1/p' /etc/redhat-release); fi; "
     'printf "id=%s\\nlike=%s\\nversion=%s\\n" "$ID" "$ID_LIKE" "$VERSION_ID"; '
     "if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=sysv; fi"
 )

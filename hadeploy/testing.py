@@ -1,21 +1,49 @@
 """Public test doubles (like invoke.MockContext / fabric.testing): a scripted transport.
 
 `FakeTransport` answers commands from handlers instead of SSH, so the engine, runbooks and
-tasks can be tested without sockets. Hosts are simulated as dicts of files and sets of
-packages by `FakeHost`, which understands the small shell vocabulary the operations emit
-only through registered handlers; anything unknown fails loudly.
+tasks can be tested without sockets; anything no handler answers fails loudly. The engine
+runs every probe of a step in one batch script: `batch_probes` takes such a script apart
+and `batch_answer` frames per-probe answers back, and `FakeTransport.on_probe` does both
+so a handler only ever sees one probe at a time. `FakeHost` is a tiny simulated host (a
+dict of files and a five-word shell vocabulary) for tests of engine logic, not of shell.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hadeploy.errors import TransportError
 from hadeploy.transport.base import Result
 
 Handler = Callable[[str, str, bytes | None], tuple[int, str, str] | None]
+ProbeHandler = Callable[[str, str], tuple[int, str] | None]
+
+# The framing of hadeploy.engine.batch_probe (kept in step by a unit test).
+_BATCH_PART = re.compile(
+    r"echo '@@(?P<token>\w+) (?P<index>\d+)'; \( (?P<probe>.*?)\n\) 2>/dev/null; "
+    r'echo "@@(?P=token) rc \$\?"',
+    re.DOTALL,
+)
+
+
+def batch_probes(script: str) -> tuple[str, list[str]] | None:
+    """The token and the probes of a script built by `batch_probe`, or None for others."""
+    parts = list(_BATCH_PART.finditer(script))
+    if not parts or not script.startswith("echo '@@"):
+        return None
+    return parts[0]["token"], [m["probe"] for m in parts]
+
+
+def batch_answer(token: str, answers: Sequence[tuple[int, str]]) -> str:
+    """The stdout of a batch probe whose probes printed and exited as in `answers`."""
+    out = []
+    for index, (code, stdout) in enumerate(answers):
+        out.append(f"@@{token} {index}\n{stdout}@@{token} rc {code}\n")
+    return "".join(out)
 
 
 @dataclass
@@ -28,9 +56,30 @@ class FakeTransport:
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def on(self, handler: Handler) -> None:
-        """Add a handler: (host, script, stdin) -> (exit, stdout, stderr) or None to pass."""
-        self.handlers.append(handler)
+    def on(self, handler: Handler, first: bool = False) -> None:
+        """Add a handler: (host, script, stdin) -> (exit, stdout, stderr) or None to pass.
+
+        `first` puts it before the others: handy for observers that always pass.
+        """
+        if first:
+            self.handlers.insert(0, handler)
+        else:
+            self.handlers.append(handler)
+
+    def on_probe(self, answer: ProbeHandler) -> None:
+        """Answer batch probes one probe at a time: (host, probe) -> (exit, stdout) or None."""
+
+        def handler(host: str, script: str, stdin: bytes | None) -> tuple[int, str, str] | None:
+            batch = batch_probes(script)
+            if batch is None:
+                return None
+            token, probes = batch
+            answers = [answer(host, probe) for probe in probes]
+            if any(a is None for a in answers):
+                return None
+            return 0, batch_answer(token, [a for a in answers if a is not None]), ""
+
+        self.on(handler)
 
     def run(self, host: str, script: str, stdin: bytes | None = None,
             timeout: float | None = None) -> Result:
@@ -38,7 +87,7 @@ class FakeTransport:
             self.calls.append((host, script))
         if host in self.down:
             raise TransportError(host, "connection lost (simulated)")
-        for handler in self.handlers:
+        for handler in list(self.handlers):
             answer = handler(host, script, stdin)
             if answer is not None:
                 code, out, err = answer
@@ -54,3 +103,88 @@ class FakeTransport:
     def commands_on(self, host: str) -> list[str]:
         """Every script run on `host`, in order."""
         return [s for h, s in self.calls if h == host]
+
+
+@dataclass
+class FakeHost:
+    """A simulated host: `files` maps paths to text; a handler for `FakeTransport.on`.
+
+    It understands commands separated by newlines or `;` (and batch probes of them):
+    `cat PATH` (exit 1 when absent), `echo WORDS [> PATH | >> PATH | >&2]`, `rm -f PATH`,
+    `true`, `false` and `exit N`. Anything else fails the test.
+    """
+
+    name: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, host: str, script: str, stdin: bytes | None) -> tuple[int, str, str] | None:
+        if host != self.name:
+            return None
+        batch = batch_probes(script)
+        if batch is None:
+            return self.sh(script)
+        token, probes = batch
+        return 0, batch_answer(token, [self.sh(p)[:2] for p in probes]), ""
+
+    def sh(self, script: str) -> tuple[int, str, str]:
+        """Run `script` in the tiny vocabulary: (exit, stdout, stderr)."""
+        code = 0
+        out: list[str] = []
+        err: list[str] = []
+        for argv in _commands(script):
+            name, args = argv[0], argv[1:]
+            if name == "exit":
+                return int(args[0]) if args else code, "".join(out), "".join(err)
+            if name in ("true", "false"):
+                code = int(name == "false")
+            elif name == "cat" and len(args) == 1:
+                if args[0] in self.files:
+                    code = 0
+                    out.append(self.files[args[0]])
+                else:
+                    code = 1
+                    err.append(f"cat: {args[0]}: No such file or directory\n")
+            elif name == "rm" and args[:1] == ["-f"] and len(args) == 2:
+                code = 0
+                self.files.pop(args[1], None)
+            elif name == "echo":
+                code = 0
+                words, target = _redirect(args)
+                text = " ".join(words) + "\n"
+                if target is None:
+                    out.append(text)
+                elif target == "&2":
+                    err.append(text)
+                elif target.startswith(">"):
+                    self.files[target[1:]] = self.files.get(target[1:], "") + text
+                else:
+                    self.files[target] = text
+            else:
+                raise AssertionError(f"FakeHost {self.name}: unknown command {argv!r}")
+        return code, "".join(out), "".join(err)
+
+
+def _commands(script: str) -> Iterator[list[str]]:
+    for line in script.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";")
+        lexer.whitespace_split = True
+        argv: list[str] = []
+        for token in lexer:
+            if token in (";", ";;"):
+                if argv:
+                    yield argv
+                argv = []
+            else:
+                argv.append(token)
+        if argv:
+            yield argv
+
+
+def _redirect(args: list[str]) -> tuple[list[str], str | None]:
+    """Split `echo` arguments from a trailing redirection: `&2`, `PATH`, or `>PATH` (append)."""
+    for i, arg in enumerate(args):
+        if arg in (">", ">>") and i + 2 == len(args):
+            return args[:i], (">" if arg == ">>" else "") + args[i + 1]
+        if arg.startswith(">") and i + 1 == len(args):
+            return args[:i], arg[1:]
+    return args, None

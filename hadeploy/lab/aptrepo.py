@@ -52,11 +52,6 @@ class AptRepo:
     path: Path
     index_digest: str
 
-    @property
-    def source_line(self) -> str:
-        """Not the hosts' line (they see the repo at their own mount point); for the workstation."""
-        return f"deb [trusted=yes] file:{self.path} ./"
-
 
 @contextlib.contextmanager
 def cache_lock(cache: Path) -> Iterator[None]:
@@ -82,8 +77,7 @@ def ensure_repo(packages: Sequence[str] = DEFAULT_PACKAGES, cache: Path | None =
         key = " ".join(request)
         known = manifest.get(key)
         if known is None or not all((debs / name).is_file() for name in known):
-            wanted = _resolve(request)
-            changed = _download(debs, wanted)
+            wanted, changed = _fetch(debs, request)
             manifest[key] = sorted(wanted.values())
             _write_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         else:
@@ -111,31 +105,32 @@ def _closure(request: Sequence[str]) -> list[str]:
     return sorted(n for n in names if not n.startswith("<"))
 
 
-def _resolve(request: Sequence[str]) -> dict[str, str]:
-    """Map package name -> .deb file name of its candidate, for the whole closure.
+def _fetch(debs: Path, request: Sequence[str]) -> tuple[dict[str, str], bool]:
+    """Resolve and download; if the workstation's apt lists are missing or out of date (a
+    fresh machine, a mirror that moved on), run `apt-get update` once and try again."""
+    try:
+        wanted = _resolve(request)
+        return wanted, _download(debs, wanted)
+    except LabError:
+        run(["apt-get", "-q", "update"], what="apt-get update (to download lab packages)")
+        wanted = _resolve(request)
+        return wanted, _download(debs, wanted)
 
-    If the workstation's apt lists are missing (a fresh machine), run `apt-get update` once.
-    """
-    for attempt in (1, 2):
-        try:
-            names = _closure(request)
-            out = run(["apt-get", *_APT_OPTS, "--print-uris", "download", *names],
-                      what="list the lab packages' .debs").stdout
-        except LabError:
-            if attempt == 2:
-                raise
-            run(["apt-get", "-q", "update"], what="apt-get update (to download lab packages)")
-            continue
-        files: dict[str, str] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].startswith("'") and parts[1].endswith(".deb"):
-                files[parts[1].split("_", 1)[0]] = parts[1]
-        missing = [p for p in request if p not in files]
-        if missing:
-            raise LabError(f"no installable candidate for {', '.join(missing)} in apt's lists")
-        return files
-    raise AssertionError("unreachable")
+
+def _resolve(request: Sequence[str]) -> dict[str, str]:
+    """Map package name -> .deb file name of its candidate, for the whole closure."""
+    names = _closure(request)
+    out = run(["apt-get", *_APT_OPTS, "--print-uris", "download", *names],
+              what="list the lab packages' .debs").stdout
+    files: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("'") and parts[1].endswith(".deb"):
+            files[parts[1].split("_", 1)[0]] = parts[1]
+    missing = [p for p in request if p not in files]
+    if missing:
+        raise LabError(f"no installable candidate for {', '.join(missing)} in apt's lists")
+    return files
 
 
 def _download(debs: Path, wanted: dict[str, str]) -> bool:

@@ -36,13 +36,7 @@ from pathlib import Path, PurePosixPath
 from hadeploy.errors import LabError
 from hadeploy.lab import overlay
 from hadeploy.lab.aptrepo import AptRepo, cache_lock
-from hadeploy.lab.overlay import (
-    LAB_DIRS,
-    UNSHARED_DIRS,
-    is_whiteout,
-    make_opaque_dir,
-    make_upper_roots,
-)
+from hadeploy.lab.overlay import UNSHARED_DIRS, is_whiteout, make_opaque_dir, make_upper_roots
 from hadeploy.lab.procs import CLEAN_ENV, ProcRef, run
 
 #: Where hosts see the offline repository (bind-mounted read-only) and the source line for it.
@@ -175,7 +169,7 @@ def _still_valid(manifest: Path) -> bool:
 
 
 def ensure_base_layer(cache: Path, repo: AptRepo, packages_bare: Sequence[str]) -> Path:
-    """Return the directory of a valid base layer (one subdir per LAB_DIRS), building it if needed."""
+    """Return a valid base layer (one subdir per overlaid directory), building it if needed."""
     bases = cache / "base"
     key = _recipe_key(repo, packages_bare)
     final = bases / key

@@ -8,15 +8,33 @@ because once the overlays are mounted those directories are hidden from the host
 
 from __future__ import annotations
 
+import struct
+import time
+
 from hadeploy.lab.sshd import START_SSHD
+
+
+def runlevel_utmp() -> bytes:
+    """A utmp file saying "runlevel 2" (glibc x86-64 `struct utmp`, type RUN_LVL).
+
+    Debian's invoke-rc.d asks `runlevel` before starting a service from a package's
+    postinst; without a runlevel it skips the start. A real server is in runlevel 2, so
+    `apt-get install haproxy` starts haproxy, as it does there.
+    """
+    run_lvl, previous, current = 1, ord("N"), ord("2")
+    return struct.pack(
+        "<h2xi32s4s32s256s2hi2i4i20x",
+        run_lvl, current + 256 * previous, b"~", b"~~", b"runlevel", b"", 0, 0, 0,
+        int(time.time()), 0, 0, 0, 0, 0,
+    )
 
 # $1 name  $2 address/prefix  $3 disk dir (upper/ and work/)  $4 host keys dir
 # $5 repository dir  $6 repository mount point  $7 mount point of the staged base layer
-# $8 machine id  $9... DIR=LOWERDIRS for each overlaid directory
+# $8 machine id  $9 utmp file to start with  $10... DIR=LOWERDIRS for each overlaid directory
 BOOT_SCRIPT = r"""
 set -eu
-name=$1 cidr=$2 disk=$3 keys=$4 repo=$5 repo_mnt=$6 stage=$7 machine_id=$8
-shift 8
+name=$1 cidr=$2 disk=$3 keys=$4 repo=$5 repo_mnt=$6 stage=$7 machine_id=$8 utmp=$9
+shift 9
 b=/run/hadeploy-boot
 
 # Private /run; grab what the overlays will hide.
@@ -25,6 +43,7 @@ mkdir -p "$b/disk" "$b/repo" "$b/keys"
 mount --bind "$disk" "$b/disk"
 mount --bind "$repo" "$b/repo"
 cp -p "$keys"/ssh_host_* "$b/keys/"
+cp "$utmp" /run/utmp
 
 # The host's disk: base layer and its own upper over the real directories.
 for spec in "$@"; do
@@ -47,7 +66,6 @@ printf '%s\n' "$name" >/etc/hostname
 printf '%s\n' "$machine_id" >/etc/machine-id
 mkdir -p /run/lock /run/sshd
 chmod 1777 /run/lock
-: >/run/utmp
 chgrp utmp /run/utmp 2>/dev/null || true
 chmod 0664 /run/utmp
 

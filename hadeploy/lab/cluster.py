@@ -31,7 +31,7 @@ _REQUIRED_TOOLS = ("unshare", "nsenter", "ip", "tini", "ssh-keygen", "apt-get", 
                    "dpkg-scanpackages")
 # Files the lab writes into its state directory (removed by `down`).
 _STATE_FILES = ("lab.json", sshd.CLIENT_KEY, sshd.CLIENT_KEY + ".pub", sshd.SSH_CONFIG,
-                sshd.KNOWN_HOSTS, "core.log")
+                sshd.KNOWN_HOSTS, "core.log", "runlevel.utmp")
 
 
 class Lab:
@@ -83,8 +83,8 @@ class Lab:
         _check_prerequisites(names, state_dir)
         state_dir = state_dir.resolve()
         _clear_stale(state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        state_dir.chmod(0o700)
+        if not state_dir.exists():
+            state_dir.mkdir(mode=0o700, parents=True)
         cache = (cache_dir if cache_dir is not None else aptrepo.cache_dir()).resolve()
         state = LabState(
             state_dir=state_dir,
@@ -151,6 +151,7 @@ class Lab:
         hosts.stop_hosts(list(state.hosts.values()))
         procs.stop(state.core)
         state.core = None
+        procs.sweep(str(state.state_dir))
         network.detach_workstation()
         shutil.rmtree(state.state_dir / "hosts", ignore_errors=True)
         for name in _STATE_FILES:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hadeploy.errors import CommandFailed, LabError
 from hadeploy.lab import baselayer, network, procs, sshd
-from hadeploy.lab.boot import BOOT_SCRIPT
+from hadeploy.lab.boot import BOOT_SCRIPT, runlevel_utmp
 from hadeploy.lab.overlay import hide_paths, lower_layers, make_upper_roots
 from hadeploy.lab.state import HostState, LabState
 
@@ -43,6 +43,13 @@ def _machine_id(state: LabState, name: str) -> str:
     return hashlib.sha256(f"{state.state_dir}:{name}".encode()).hexdigest()[:32]
 
 
+def _runlevel_file(state: LabState) -> Path:
+    path = state.state_dir / "runlevel.utmp"
+    if not path.exists():
+        path.write_bytes(runlevel_utmp())
+    return path
+
+
 def prepare_disk(state: LabState, name: str) -> None:
     """Create an empty disk for a host (upper/ and work/ per overlaid directory)."""
     disk = _disk(state, name)
@@ -56,10 +63,11 @@ def _spawn(state: LabState, host: HostState) -> None:
         raise LabError("the lab core is not running")
     argv = [
         "nsenter", "-t", str(state.core.pid), "-m", "--",
-        "unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--mount-proc",
+        "unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--kill-child", "--mount-proc",
         "--propagation", "private", "--", "tini", "--", "sleep", "infinity",
     ]
-    host.spawner = procs.spawn(argv, host_dir(state, host.name) / "console.log", "unshare")
+    host.spawner = procs.spawn(argv, host_dir(state, host.name) / "console.log", "unshare",
+                               marker=str(state.state_dir))
     state.save()
     host.init = procs.find_child(host.spawner, "tini")
     state.save()
@@ -78,6 +86,7 @@ def _boot(state: LabState, host: HostState) -> None:
         baselayer.REPO_MOUNTPOINT,
         baselayer.STAGE_MOUNT,
         _machine_id(state, host.name),
+        str(_runlevel_file(state)),
         *lower_layers(baselayer.STAGE_BASE),
     ]
     result = subprocess.run(
@@ -88,21 +97,34 @@ def _boot(state: LabState, host: HostState) -> None:
     if result.returncode != 0:
         detail = "\n".join(result.stderr.strip().splitlines()[-12:])
         raise LabError(f"{host.name}: boot failed (exit {result.returncode})\n{detail}")
+    host.booted = True
+    state.save()
 
 
 def start_hosts(state: LabState, hosts: Sequence[HostState]) -> None:
-    """Start several hosts: spawn them, plug them into the bridge in one go, boot in parallel."""
-    if state.core is None:
+    """Start several hosts: spawn them, plug them into the bridge in one go, boot in parallel.
+
+    If any of them fails, all of them are stopped again: a host whose boot did not finish
+    has no private mounts and must never run commands (they would change the workstation).
+    """
+    core = state.core
+    if core is None:
         raise LabError("the lab core is not running")
-    for host in hosts:
-        _spawn(state, host)
-    network.plug_hosts(state.core, [(h.init, h.address) for h in hosts if h.init is not None])
-    _parallel([functools.partial(_boot, state, h) for h in hosts])
+    try:
+        for host in hosts:
+            _spawn(state, host)
+        network.plug_hosts(core, [(h.init, h.address) for h in hosts if h.init is not None])
+        _parallel([functools.partial(_boot, state, h) for h in hosts])
+    except BaseException:
+        stop_hosts(hosts)
+        state.save()
+        raise
 
 
 def stop_hosts(hosts: Sequence[HostState]) -> None:
     """Kill every process of these hosts (SIGKILL to each init) and wait until they are gone."""
     for host in hosts:
+        host.booted = False
         procs.stop(host.init)
     for host in hosts:
         procs.stop(host.spawner)
@@ -145,10 +167,10 @@ class LabHost:
     @property
     def pid(self) -> int:
         """PID of the host's init (its PID 1) in the root namespace."""
-        init = self._host.init
-        if init is None or not procs.is_alive(init):
+        host = self._host
+        if host.init is None or not host.booted or not procs.is_alive(host.init):
             raise LabError(f"{self.name} is not running")
-        return init.pid
+        return host.init.pid
 
     def exec(
         self,
@@ -159,6 +181,9 @@ class LabHost:
     ) -> subprocess.CompletedProcess[str]:
         """Run a command as root inside the host (a string goes through /bin/sh -c).
 
+        Runs via `nsenter -t PID -m -u -i -n -p` with a clean environment. As with ssh, the
+        call returns when the command's output closes: something left running in the
+        background must redirect its output (`setsid CMD </dev/null >/dev/null 2>&1 &`).
         With `check`, a non-zero exit raises `LabCommandFailed` (a `LabError` and a
         `CommandFailed`) carrying the exit code and output.
         """

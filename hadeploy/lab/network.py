@@ -33,7 +33,8 @@ def host_address(index: int) -> str:
     """Address of the index-th host (0-based): 198.18.0.11, .12, ..."""
     octet = FIRST_HOST_OCTET + index
     if octet > LAST_HOST_OCTET:
-        raise LabError(f"at most {LAST_HOST_OCTET - FIRST_HOST_OCTET + 1} hosts fit in {SUBNET}.0/24")
+        most = LAST_HOST_OCTET - FIRST_HOST_OCTET + 1
+        raise LabError(f"at most {most} hosts fit in {SUBNET}.0/24")
     return f"{SUBNET}.{octet}"
 
 
@@ -42,12 +43,23 @@ def _port_name(address: str) -> str:
     return "p" + address.rsplit(".", 1)[1]
 
 
+def host_mac(address: str) -> str:
+    """A fixed, locally administered MAC per address (02:00:c6:12:00:0b for .11).
+
+    A rebooted or reset host gets a new veth; with the same MAC, the workstation's and the
+    other hosts' ARP caches stay right and connections work again at once.
+    """
+    octets = [int(part) for part in address.split(".")]
+    return "02:00:" + ":".join(f"{octet:02x}" for octet in octets)
+
+
 def start_core(state_dir: Path) -> ProcRef:
     """Start the process that holds the bridge's network namespace and the staging mounts."""
     return spawn(
         ["unshare", "--net", "--mount", "--propagation", "private", "--", "sleep", "infinity"],
         state_dir / "core.log",
         program="sleep",
+        marker=str(state_dir),
     )
 
 
@@ -117,12 +129,20 @@ def plug_hosts(core: ProcRef, hosts: Sequence[tuple[ProcRef, str]]) -> None:
     """
     if not hosts:
         return
+    # A rebooted host's old port may outlive its namespace for a moment (the kernel dismantles
+    # namespaces asynchronously): delete it first, ignoring "does not exist".
+    run(
+        ["nsenter", "-t", str(core.pid), "-n", "--", "ip", "-force", "-batch", "-"],
+        what="remove old bridge ports",
+        check=False,
+        input="".join(f"link del {_port_name(address)}\n" for _, address in hosts),
+    )
     run(
         ["ip", "-batch", "-"],
         what="create the hosts' veths",
         input="".join(
             f"link add {_port_name(address)} netns {core.pid} type veth "
-            f"peer name {HOST_IF} netns {init.pid}\n"
+            f"peer name {HOST_IF} address {host_mac(address)} netns {init.pid}\n"
             for init, address in hosts
         ),
     )

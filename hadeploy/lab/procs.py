@@ -31,6 +31,11 @@ CLEAN_ENV: dict[str, str] = {
     "LANG": "C.UTF-8",
 }
 
+#: Environment variable tagging the long-lived processes of one lab (value: its state dir).
+MARKER_VAR = "HADEPLOY_LAB"
+#: The programs the lab itself starts long-lived (core, spawners, inits and their child).
+LAB_PROGRAMS = frozenset({"nsenter", "unshare", "tini", "sleep"})
+
 # Children started by this Python process, so they are reaped (no zombies) once they end.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -93,11 +98,13 @@ def _parent(pid: int) -> int | None:
     return None if fields is None else int(fields[1])
 
 
-def spawn(argv: Sequence[str], log: Path, program: str) -> ProcRef:
+def spawn(argv: Sequence[str], log: Path, program: str, marker: str) -> ProcRef:
     """Start a long-lived process detached from our terminal, output appended to `log`.
 
     It gets its own session so Ctrl-C in the caller's terminal does not reach the hosts,
-    and no pipe of ours, so it can outlive the command that started the lab.
+    and no pipe of ours, so it can outlive the command that started the lab. Its
+    environment carries `HADEPLOY_LAB=marker`, so `sweep(marker)` finds it even if the
+    lab died before recording it.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -109,7 +116,7 @@ def spawn(argv: Sequence[str], log: Path, program: str) -> ProcRef:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd="/",
-                env=CLEAN_ENV,
+                env={**CLEAN_ENV, MARKER_VAR: marker},
             )
         except OSError as err:
             raise LabError(f"cannot start {argv[0]}: {err}") from err
@@ -165,21 +172,28 @@ def stop(ref: ProcRef | None, timeout: float = 10.0) -> None:
     raise LabError(f"{ref.program} (pid {ref.pid}) did not exit within {timeout:.0f} s")
 
 
-def wait_gone(ref: ProcRef | None, timeout: float = 10.0) -> None:
-    """Wait until a recorded process has ended on its own (reaping it if it is our child)."""
-    if ref is None:
-        return
-    child = _CHILDREN.get(ref.pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None:
-            if child.poll() is not None:
-                _CHILDREN.pop(ref.pid, None)
-                return
-        elif not is_alive(ref):
-            return
-        time.sleep(0.003)
-    raise LabError(f"{ref.program} (pid {ref.pid}) did not exit within {timeout:.0f} s")
+def sweep(marker: str, timeout: float = 10.0) -> list[int]:
+    """Kill what is left of a lab whose records are incomplete (it died while starting).
+
+    Only processes carrying `HADEPLOY_LAB=marker` in their environment and running one of
+    the lab's own programs are killed; returns their PIDs.
+    """
+    tag = f"{MARKER_VAR}={marker}".encode()
+    found: list[ProcRef] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = _program(int(entry.name))
+        if tag in environ and program in LAB_PROGRAMS:
+            with contextlib.suppress(LabError):
+                found.append(ref_of(int(entry.name), program))
+    for ref in found:
+        stop(ref, timeout)
+    return [ref.pid for ref in found]
 
 
 def run(

@@ -27,6 +27,7 @@ class HostState:
     address: str
     spawner: ProcRef | None = None  # `unshare`, parent of the host's init in the root namespace
     init: ProcRef | None = None  # the host's PID 1 (tini), seen from the root namespace
+    booted: bool = False  # its boot script completed: mounts are private, sshd started
 
     def to_json(self) -> dict[str, Any]:
         """The form stored in lab.json."""
@@ -35,6 +36,7 @@ class HostState:
             "address": self.address,
             "spawner": self.spawner.to_json() if self.spawner else None,
             "init": self.init.to_json() if self.init else None,
+            "booted": self.booted,
         }
 
     @classmethod
@@ -45,6 +47,7 @@ class HostState:
             address=str(data["address"]),
             spawner=ProcRef.from_json(data["spawner"]) if data.get("spawner") else None,
             init=ProcRef.from_json(data["init"]) if data.get("init") else None,
+            booted=bool(data.get("booted")),
         )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<host>\[[^\]]*\]|[^/:?#]*)"
-                 r"(?P<rest>(:[0-9]+)?([/?#].*)?)$", re.DOTALL)
+URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<user>[^@/?#]*@)?"
+                 r"(?P<host>\[[^\]]*\]|[^/:?#@]*)(?P<rest>(:[0-9]+)?([/?#].*)?)$", re.DOTALL)
 
 
 def rehost(value: str, new_host: str) -> str:
@@ -15,7 +15,7 @@ def rehost(value: str, new_host: str) -> str:
         return value
     lead = value[: len(value) - len(value.lstrip())]
     trail = value[len(value.rstrip()):]
-    scheme = match.group("scheme") or ""
+    scheme = (match.group("scheme") or "") + (match.group("user") or "")
     return f"{lead}{scheme}{new_host}{match.group('rest')}{trail}"
 
 

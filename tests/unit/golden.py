@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-
-import pytest
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 REGEN = os.environ.get("HADEPLOY_REGEN_GOLDEN") == "1"
@@ -20,7 +19,9 @@ def assert_golden(name: str, text: str) -> None:
     if REGEN:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="")
-        pytest.skip(f"HADEPLOY_REGEN_GOLDEN=1: rewrote {path}; review it with git diff")
+        warnings.warn(f"HADEPLOY_REGEN_GOLDEN=1: rewrote {path}; review it with git diff",
+                      stacklevel=2)
+        return
     assert path.exists(), (
         f"golden file {path} is missing; create it with HADEPLOY_REGEN_GOLDEN=1 python -m "
         "pytest tests/unit and review it"

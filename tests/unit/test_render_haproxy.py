@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES, edit
+from coretest import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES, edit
 from golden import assert_golden
 from guidetext import Section, by_name, heredoc, indented_block_after, parse_haproxy, read_guide
 from hypothesis import HealthCheck, given, settings
@@ -234,7 +234,8 @@ def corrected_guide2(password: str) -> list[Section]:
         if key == ("backend", "horizon-vms"):
             s.lines = [*s.lines, "mode http", COOKIE_LINE]
             # server cookies are the node names (the guide's rhos6-horizonN are arbitrary)
-            s.lines = [line.replace("cookie rhos6-horizon", "cookie rhos6-node") for line in s.lines]
+            s.lines = [line.replace("cookie rhos6-horizon", "cookie rhos6-node")
+                       for line in s.lines]
         out.append(s)
     return out
 
@@ -517,7 +518,7 @@ def _get(url: str, user: str, password: str) -> int:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -1,0 +1,90 @@
+"""`python -m hadeploy.lab up|down|status`: the lab by hand (demo, debugging). Needs root.
+
+    python -m hadeploy.lab up --hosts 3                  # lb1 lb2 lb3
+    python -m hadeploy.lab up --names lb1,lb2,ctl1
+    ssh -F /var/tmp/hadeploy-lab/ssh_config lb1
+    python -m hadeploy.lab status
+    python -m hadeploy.lab down
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from hadeploy.errors import HadeployError, LabError
+from hadeploy.lab.cluster import DEFAULT_STATE_DIR, Lab
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    """--names wins; otherwise --hosts N gives lb1..lbN."""
+    if args.names:
+        return [n.strip() for n in args.names.split(",") if n.strip()]
+    return [f"lb{i}" for i in range(1, args.hosts + 1)]
+
+
+def _up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    lab = Lab.up(_names(args), args.state_dir)
+    print(f"lab up in {time.monotonic() - started:.1f} s; workstation is 198.18.0.1")
+    for host in lab.hosts.values():
+        print(f"  {host.name:<12} {host.address}")
+    print(f"ssh in with:  ssh -F {lab.ssh_config} {next(iter(lab.hosts))}")
+    print(f"take down:    python -m hadeploy.lab down --state-dir {lab.state_dir}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    if not (args.state_dir / "lab.json").exists():
+        print(f"no lab in {args.state_dir}")
+        return 0
+    Lab.load(args.state_dir).down()
+    print(f"lab in {args.state_dir} is down")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    if not (args.state_dir / "lab.json").exists():
+        print(f"no lab in {args.state_dir}")
+        return 1
+    lab = Lab.load(args.state_dir)
+    print(f"lab in {lab.state_dir}: {'up' if lab.is_up() else 'NOT fully up'}")
+    for host in lab.hosts.values():
+        try:
+            detail = f"pid {host.pid}, sshd {'running' if host.sshd_running() else 'stopped'}"
+        except LabError:
+            detail = "down"
+        print(f"  {host.name:<12} {host.address:<14} {detail}")
+    print(f"ssh in with:  ssh -F {lab.ssh_config} <host>")
+    return 0 if lab.is_up() else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one lab command; errors are shown without traceback."""
+    parser = argparse.ArgumentParser(prog="python -m hadeploy.lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (("up", "bring a lab up"), ("down", "tear the lab down"),
+                           ("status", "show the lab's hosts")):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                         help=f"where the lab keeps its state (default {DEFAULT_STATE_DIR})")
+        if name == "up":
+            cmd.add_argument("--hosts", type=int, default=3,
+                             help="number of hosts, named lb1..lbN (default 3)")
+            cmd.add_argument("--names", help="comma-separated host names, e.g. lb1,lb2,ctl1 "
+                             "(overrides --hosts)")
+    args = parser.parse_args(argv)
+    handler = {"up": _up, "down": _down, "status": _status}[args.command]
+    try:
+        return handler(args)
+    except HadeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The `lab` fixture: six simulated hosts (lb1-lb3, ctl1-ctl3 at 198.18.0.11-.16), brought up
+once per test session and always torn down at the end, also on failure, Ctrl-C or SIGTERM.
+
+Tests using it need root; without root they are skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from hadeploy.lab import Lab
+
+LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A running lab of six bare Debian hosts; see hadeploy.lab."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces, mounts, veths)")
+    state_dir = tmp_path_factory.mktemp("lab")
+    # SIGTERM (a CI timeout) would otherwise kill pytest without running finalizers.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    the_lab = Lab.up(LAB_HOSTS, state_dir)
+    atexit.register(the_lab.down)
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+        atexit.unregister(the_lab.down)
+        signal.signal(signal.SIGTERM, previous)
+

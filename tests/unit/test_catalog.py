@@ -1,0 +1,184 @@
+"""The service catalog shipped in the package: complete, consistent, and right where the
+guides are wrong."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections import Counter
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from hadeploy.catalog import FAMILIES, RELEASES, Catalog, load_catalog, parse_catalog
+from hadeploy.errors import CatalogError
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def raw_catalog() -> dict[str, Any]:
+    text = resources.files("hadeploy.catalog").joinpath("services.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def test_known_services(catalog: Catalog) -> None:
+    assert catalog.names() == ["ceilometer", "cinder", "galera", "glance", "heat", "horizon",
+                               "keystone", "neutron", "nova", "novnc", "quantum", "rabbitmq",
+                               "swift"]
+
+
+def test_every_scaled_service_has_packages_and_daemons(catalog: Catalog) -> None:
+    for service in catalog.services.values():
+        assert service.releases and set(service.releases) <= set(RELEASES), service.name
+        if service.lb_only:
+            assert not service.variants and not service.etc, service.name
+            continue
+        for family in FAMILIES:
+            for release in service.releases:
+                variant = service.variant(family, release)
+                assert variant.packages, (service.name, family, release)
+                assert variant.daemons, (service.name, family, release)
+                assert all(p and " " not in p for p in (*variant.packages, *variant.daemons))
+
+
+def test_a_missing_variant_is_an_error(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="quantum has no packages for el/modern"):
+        catalog["quantum"].variant("el", "modern")
+
+
+def test_ports_unique_per_release(catalog: Catalog) -> None:
+    for release in RELEASES:
+        ports = Counter(p.port for s in catalog.services.values() if release in s.releases
+                        for p in s.proxies_for(release))
+        assert [port for port, n in ports.items() if n > 1] == [], release
+
+
+def test_proxy_names_unique(catalog: Catalog) -> None:
+    names = [p.name for s in catalog.services.values() for p in s.proxies]
+    assert len(names) == len(set(names))
+    assert catalog.proxy_names() == sorted(names)
+
+
+def test_glance_ports_corrected(catalog: Catalog) -> None:
+    ports = {p.name: p.port for p in catalog["glance"].proxies}
+    assert ports == {"glance": 9292, "glance-registry": 9191}
+
+
+def test_guide_ports(catalog: Catalog) -> None:
+    ports = {p.name: p.port for s in catalog.services.values() for p in s.proxies}
+    assert ports == {
+        "keystone-admin": 35357, "keystone-public": 5000, "quantum": 9696, "neutron": 9696,
+        "glance": 9292, "glance-registry": 9191, "nova-ec2": 8773, "nova-compute": 8774,
+        "nova-metadata": 8775, "cinder": 8776, "swift": 8080, "nova-novncproxy": 6080,
+        "horizon": 80, "heat-cfn": 8000, "heat-cloudwatch": 8003, "heat-api": 8004,
+        "ceilometer": 8777, "galera": 3306, "rabbitmq": 5672,
+    }
+
+
+def test_release_specific_proxies(catalog: Catalog) -> None:
+    assert [p.name for p in catalog["nova"].proxies_for("grizzly")] == [
+        "nova-ec2", "nova-compute", "nova-metadata"]
+    assert [p.name for p in catalog["nova"].proxies_for("modern")] == [
+        "nova-compute", "nova-metadata"]
+    assert catalog["quantum"].releases == ("grizzly",)
+    assert catalog["neutron"].releases == ("modern",)
+
+
+def test_cinder_tree_is_copied(catalog: Catalog) -> None:
+    assert catalog["cinder"].etc == "/etc/cinder"
+    for name in ("keystone", "quantum", "neutron", "glance", "nova", "cinder", "heat"):
+        assert catalog[name].etc == f"/etc/{name}"
+
+
+def test_vip_keys_have_value_or_rehost(catalog: Catalog) -> None:
+    for service in catalog.services.values():
+        for key in service.vip_keys:
+            assert bool(key.value) != key.rehost, (service.name, key.key)
+            if key.value:
+                assert "{vip}" in key.value, (service.name, key.key)
+            assert key.file.startswith(f"{service.etc}/"), (service.name, key.file)
+            assert key.release in ("any", *service.releases)
+
+
+def test_host_keys(catalog: Catalog) -> None:
+    for service in catalog.services.values():
+        for key in service.host_keys:
+            assert key.kind in ("address", "bind")
+            assert key.file.startswith(f"{service.etc}/"), (service.name, key.file)
+
+
+# Guide 1's edits on the original controller, as (file, section-agnostic key) -> value.
+GUIDE1_VIP_KEYS = {
+    ("/etc/quantum/quantum.conf", "auth_host"): "{vip}",
+    ("/etc/quantum/api-paste.ini", "auth_host"): "{vip}",
+    ("/etc/quantum/metadata_agent.ini", "auth_url"): "http://{vip}:35357/v2.0",
+    ("/etc/quantum/metadata_agent.ini", "nova_metadata_ip"): "{vip}",
+    ("/etc/glance/glance-api.conf", "registry_host"): "{vip}",
+    ("/etc/glance/glance-api.conf", "auth_host"): "{vip}",
+    ("/etc/glance/glance-registry.conf", "auth_host"): "{vip}",
+    ("/etc/nova/nova.conf", "metadata_host"): "{vip}",
+    ("/etc/nova/nova.conf", "quantum_admin_auth_url"): "http://{vip}:35357/v2.0",
+    ("/etc/nova/nova.conf", "quantum_url"): "http://{vip}:9696",
+    ("/etc/nova/nova.conf", "glance_api_servers"): "{vip}:9292",
+    ("/etc/nova/api-paste.ini", "auth_host"): "{vip}",
+    ("/etc/cinder/cinder.conf", "glance_host"): "{vip}",
+    ("/etc/cinder/api-paste.ini", "service_host"): "{vip}",
+    ("/etc/cinder/api-paste.ini", "auth_host"): "{vip}",
+}
+
+
+def test_guide1_vip_keys_for_grizzly(catalog: Catalog) -> None:
+    found = {(k.file, k.key): k.value
+             for s in catalog.services.values() if "grizzly" in s.releases
+             for k in s.vip_keys_for("grizzly")}
+    assert found == GUIDE1_VIP_KEYS
+    paste = [k for s in catalog.services.values() for k in s.vip_keys_for("grizzly")
+             if k.file.endswith("api-paste.ini")]
+    assert {k.section for k in paste} == {"filter:authtoken"}
+
+
+def test_guide1_packages_and_daemons_on_el(catalog: Catalog) -> None:
+    expected = {
+        "keystone": (("openstack-keystone",), ("openstack-keystone",)),
+        "quantum": (("openstack-quantum", "openstack-quantum-openvswitch"),
+                    ("quantum-server",)),
+        "glance": (("openstack-glance",), ("openstack-glance-registry", "openstack-glance-api")),
+        "nova": (("openstack-nova-api", "python-cinderclient"), ("openstack-nova-api",)),
+        "cinder": (("openstack-cinder",), ("openstack-cinder-api",)),
+    }
+    for name, (packages, daemons) in expected.items():
+        variant = catalog[name].variant("el", "grizzly")
+        assert (variant.packages, variant.daemons) == (packages, daemons), name
+
+
+def test_proxy_options_from_guide2(catalog: Catalog) -> None:
+    proxies = {p.name: p for s in catalog.services.values() for p in s.proxies}
+    assert proxies["galera"].check_port == 9200 and proxies["galera"].mode == "tcp"
+    assert "stick-table type ip size 2" in proxies["galera"].backend
+    assert proxies["rabbitmq"].mode == "tcp"
+    assert "option clitcpka" in proxies["rabbitmq"].frontend
+    assert "option srvtcpka" in proxies["rabbitmq"].backend
+    assert proxies["horizon"].mode == "http" and proxies["horizon"].cookie
+    for name in ("keystone-admin", "keystone-public", "horizon", "galera"):
+        assert "on-marked-down shutdown-sessions" in proxies[name].server
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["services"]["cinder"]["proxies"][0].update(port=9292), "port 9292 used by"),
+    (lambda d: d["services"]["cinder"]["vip_keys"][0].update(rehost=True),
+     "glance_host needs value or rehost"),
+    (lambda d: d["services"]["cinder"]["vip_keys"][0].pop("value"),
+     "glance_host needs value or rehost"),
+    (lambda d: d["services"]["cinder"]["proxies"][0].update(colour="red"), "unknown keys"),
+    (lambda d: d["services"]["cinder"]["variants"].pop(), "no packages for debian"),
+])
+def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> None:
+    data = copy.deepcopy(raw_catalog())
+    parse_catalog(copy.deepcopy(data))  # the shipped data is fine
+    mutate(data)
+    with pytest.raises(CatalogError, match=message):
+        parse_catalog(data)

@@ -1,0 +1,425 @@
+"""Operations: pure decisions from probe output, and their shell scripts run with /bin/sh.
+
+The scripts run here in a temp directory with the local coreutils, which is what the
+hosts run too (Debian and EL both ship GNU coreutils): atomic writes, undo of files,
+file probes, pid-file checks and the package-diff that records what an install added.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from hadeploy.inventory.model import Node
+from hadeploy.ops import (
+    UNDO,
+    Command,
+    FileContent,
+    FileEdit,
+    HostContext,
+    PackagesInstalled,
+    Probe,
+    Requirement,
+    ServiceRunning,
+    SysctlValue,
+)
+from hadeploy.ops.base import BACKUP_ROOT
+from hadeploy.ops.files import (
+    atomic_write,
+    file_probe,
+    parse_file_probe,
+    undo_file,
+    unified_diff,
+)
+from hadeploy.ops.packages import NEW_MARK, undo_packages
+from hadeploy.ops.services import undo_service
+from hadeploy.ops.sysctl import undo_sysctl
+from hadeploy.platforms import Profile, profile_for, running_probe
+
+USER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def sh(script: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", "-c", script], input=stdin.decode(), capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def ctx(profile: Profile | None = None, changed: frozenset[str] = frozenset(),
+        detail: bool = False) -> HostContext:
+    return HostContext(Node("lb1", IPv4Address("198.18.0.10")), profile or profile_for("debian"),
+                       "run1", "lb.step", {"PW": "s3cret-pass"}, changed, detail)
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".hadeploy"))
+
+
+# -- atomic write and its undo, with /bin/sh --------------------------------------------------
+
+
+@pytest.fixture
+def etc(tmp_path: Path) -> Path:
+    directory = tmp_path / "etc dir" / "hap'roxy"  # quoting matters: spaces and a quote
+    directory.mkdir(parents=True)
+    return directory
+
+
+def write(target: Path, content: bytes, backup: Path, validate: str | None = None,
+          mode: str = "0640") -> subprocess.CompletedProcess[str]:
+    return sh(atomic_write(str(target), USER, GROUP, mode, str(backup), validate), content)
+
+
+def test_atomic_write_creates_a_new_file_with_mode_and_no_backup(etc: Path) -> None:
+    target, backup = etc / "haproxy.cfg", etc.parent / "backup dir" / "haproxy.cfg"
+    result = write(target, b"global\n", backup)
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == b"global\n"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert not backup.exists()
+    assert leftovers(etc) == []
+
+
+def test_atomic_write_replaces_and_keeps_the_first_backup(etc: Path) -> None:
+    target, backup = etc / "haproxy.cfg", etc.parent / "back up" / "run" / "haproxy.cfg"
+    target.write_bytes(b"original\n")
+    assert write(target, b"second\n", backup).returncode == 0
+    assert write(target, b"third\n", backup).returncode == 0
+    assert target.read_bytes() == b"third\n"
+    assert backup.read_bytes() == b"original\n"  # what rollback must restore
+    assert backup.parent.stat().st_mode & 0o777 == 0o700
+    assert leftovers(etc) == []
+
+
+def test_failed_validation_leaves_the_old_file_untouched_and_no_temp_file(etc: Path) -> None:
+    target, backup = etc / "haproxy.cfg", etc.parent / "backup" / "haproxy.cfg"
+    target.write_bytes(b"good config\n")
+    os.chmod(target, 0o600)
+    before = target.stat()
+    result = write(target, b"broken config\n", backup,
+                   validate="grep -q good {tmp} || { echo 'config invalid' >&2; exit 1; }")
+    assert result.returncode != 0
+    assert "config invalid" in result.stderr
+    assert target.read_bytes() == b"good config\n"
+    after = target.stat()
+    assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (
+        before.st_ino, before.st_mode, before.st_mtime_ns)
+    assert leftovers(etc) == []
+    assert not backup.exists()
+
+
+def test_validation_sees_the_new_content(etc: Path) -> None:
+    target, backup = etc / "keepalived.conf", etc / "bk" / "keepalived.conf"
+    result = write(target, b"good\n", backup, validate="grep -q good {tmp}")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == b"good\n"
+
+
+def test_undo_file_restores_the_backup_once(etc: Path) -> None:
+    target, backup = etc / "haproxy.cfg", etc.parent / "bk" / "haproxy.cfg"
+    target.write_bytes(b"original\n")
+    assert write(target, b"new\n", backup).returncode == 0
+    record = {"kind": "file", "path": str(target), "existed": True, "backup": str(backup)}
+    (undo,) = undo_file(ctx(), record)
+    assert sh(undo.script).returncode == 0
+    assert target.read_bytes() == b"original\n"
+    assert not backup.exists()
+    assert leftovers(etc) == []
+    target.write_bytes(b"changed by hand after the rollback\n")
+    assert sh(undo.script).returncode == 0  # a second undo has no backup: no-op
+    assert target.read_bytes() == b"changed by hand after the rollback\n"
+
+
+def test_undo_file_removes_a_file_that_did_not_exist(etc: Path) -> None:
+    target = etc / "new.cfg"
+    target.write_bytes(b"x")
+    (undo,) = undo_file(ctx(), {"kind": "file", "path": str(target), "existed": False})
+    assert sh(undo.script).returncode == 0
+    assert not target.exists()
+    assert UNDO["file"] is undo_file
+
+
+def test_file_probe_round_trip(etc: Path) -> None:
+    target = etc / "f"
+    assert parse_file_probe(sh(file_probe(str(target), True)).stdout).exists is False
+    target.write_bytes(b"line 1\nline 2\n")
+    os.chmod(target, 0o640)
+    state = parse_file_probe(sh(file_probe(str(target), True)).stdout)
+    assert (state.owner, state.group, state.mode) == (USER, GROUP, "0640")
+    assert state.sha256 == hashlib.sha256(b"line 1\nline 2\n").hexdigest()
+    assert state.content == b"line 1\nline 2\n"
+    assert parse_file_probe(sh(file_probe(str(target), False)).stdout).content is None
+    target.write_bytes(b"")
+    assert parse_file_probe(sh(file_probe(str(target), True)).stdout).content == b""
+
+
+# -- file operations: decisions ---------------------------------------------------------------
+
+
+def probe_of(content: bytes | None, owner: str = "root", group: str = "root",
+             mode: str = "644") -> Probe:
+    if content is None:
+        return Probe("absent\n")
+    import base64
+
+    sha = hashlib.sha256(content).hexdigest()
+    return Probe(f"{owner} {group} {mode}\n{sha}\n{base64.b64encode(content).decode()}\n")
+
+
+CFG = FileContent("cfg", "/etc/haproxy/haproxy.cfg", lambda c: b"global\n", mode="0640",
+                  validation="haproxy -c -f {tmp}")
+
+
+def test_file_content_done_needs_content_owner_and_mode() -> None:
+    assert CFG.done(ctx(), probe_of(b"global\n", mode="640"))
+    assert not CFG.done(ctx(), probe_of(b"global\n", mode="644"))
+    assert not CFG.done(ctx(), probe_of(b"global\n", owner="haproxy", mode="640"))
+    assert not CFG.done(ctx(), probe_of(b"old\n", mode="640"))
+    assert not CFG.done(ctx(), probe_of(None))
+
+
+def test_file_content_intent_apply_and_preview() -> None:
+    seen = probe_of(b"old\n")
+    assert CFG.intent(ctx(), seen) == {
+        "kind": "file", "path": "/etc/haproxy/haproxy.cfg", "existed": True,
+        "backup": f"{BACKUP_ROOT}/run1/lb.step/etc/haproxy/haproxy.cfg"}
+    assert CFG.intent(ctx(), probe_of(None))["backup"] is None
+    (command,) = CFG.apply(ctx(), seen)
+    assert command.stdin == b"global\n"
+    assert "haproxy -c -f \"$tmp\"" in command.script
+    assert command.shown() == ("write /etc/haproxy/haproxy.cfg (root:root 0640, 7 bytes, "
+                               "atomic, validated)")
+    preview = CFG.preview(ctx(detail=True), seen)
+    assert "-old\n" in preview and "+global\n" in preview
+    assert "root:root 0644 -> root:root 0640" in preview
+
+
+def test_file_edit_of_a_missing_file() -> None:
+    edit = FileEdit("e", "/etc/sysctl.conf", lambda c, text: text + "x=1\n")
+    with pytest.raises(FileNotFoundError, match=r"/etc/sysctl\.conf does not exist on lb1"):
+        edit.done(ctx(), probe_of(None))
+    optional = FileEdit("e", "/etc/sysctl.conf", lambda c, text: text, missing_ok=True)
+    assert optional.done(ctx(), probe_of(None))
+
+
+def test_file_edit_keeps_owner_and_mode() -> None:
+    edit = FileEdit("e", "/etc/sysctl.conf",
+                    lambda c, text: text if "x=1" in text else text + "x=1\n")
+    seen = probe_of(b"a=1\n", owner="root", group="adm", mode="600")
+    assert not edit.done(ctx(), seen)
+    (command,) = edit.apply(ctx(), seen)
+    assert command.stdin == b"a=1\nx=1\n"
+    assert "chown root:adm" in command.script and "chmod 0600" in command.script
+    assert edit.done(ctx(), probe_of(b"a=1\nx=1\n", owner="root", group="adm", mode="600"))
+
+
+def test_unified_diff_masks_secret_values() -> None:
+    diff = unified_diff("/etc/keepalived/keepalived.conf", b"auth_pass oldpass1\n",
+                        b"auth_pass newpass2\nadvert_int 1\n")
+    assert "oldpass1" not in diff and "newpass2" not in diff
+    assert "+advert_int 1\n" in diff
+    assert diff.startswith("--- /etc/keepalived/keepalived.conf (now)")
+
+
+# -- packages ---------------------------------------------------------------------------------
+
+
+HAPROXY = PackagesInstalled("packages", ("haproxy", "keepalived"))
+
+
+def test_packages_done_and_intent() -> None:
+    assert HAPROXY.done(ctx(), Probe("haproxy\nkeepalived\n"))
+    assert not HAPROXY.done(ctx(), Probe("haproxy\n"))
+    assert HAPROXY.intent(ctx(), Probe("haproxy\n")) == {
+        "kind": "packages", "requested": ["keepalived"]}
+    (command,) = HAPROXY.apply(ctx(), Probe("haproxy\n"))
+    assert "apt-get install -y -q -o Dpkg::Options::=--force-confold keepalived" in command.script
+    assert "haproxy" not in command.shown()
+
+
+@dataclass(frozen=True)
+class ListProfile(Profile):
+    """A profile whose package database is a text file (to run the install script here)."""
+
+    db: str = ""
+
+    def all_installed_probe(self) -> str:
+        return f"sort {self.db}"
+
+    def install(self, packages: tuple[str, ...]) -> str:
+        return "{ " + "; ".join(f"echo {p} >> {self.db}" for p in ("libdep", *packages)) + "; }"
+
+
+def test_install_script_records_exactly_the_new_packages(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.write_text("haproxy\nlibc6\n")
+    profile = ListProfile("debian", "debian", "apt-get", "systemd", db=str(db))
+    (command,) = HAPROXY.apply(ctx(profile), Probe("haproxy\n"))
+    result = sh(command.script)
+    assert result.returncode == 0, result.stderr
+    assert HAPROXY.outcome(ctx(profile), [result.stdout]) == {
+        "installed": ["keepalived", "libdep"]}
+    assert HAPROXY.outcome(ctx(profile), ["install cut off"]) == {}
+    assert HAPROXY.outcome(ctx(profile), [f"{NEW_MARK}\n"]) == {"installed": []}
+
+
+def test_undo_packages_removes_requested_and_new_dependencies() -> None:
+    (command,) = undo_packages(ctx(), {"kind": "packages", "requested": ["keepalived"],
+                                       "installed": ["libdep", "keepalived"]})
+    assert command.shown() == "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q keepalived libdep"
+    # an install cut off before it reported: the requested packages are still removed
+    (command,) = undo_packages(ctx(), {"kind": "packages", "requested": ["keepalived"]})
+    assert command.shown().endswith("purge -y -q keepalived")
+    assert undo_packages(ctx(), {"kind": "packages", "requested": []}) == []
+    el = undo_packages(ctx(profile_for("el9")), {"kind": "packages", "requested": ["haproxy"]})
+    assert el[0].shown() == "dnf remove -y -q haproxy"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/dpkg-query").exists(), reason="needs dpkg")
+def test_debian_installed_probe_lists_only_installed_packages() -> None:
+    probe = profile_for("debian").installed_probe(("dpkg", "no-such-package-hadeploy"))
+    result = sh(probe)
+    assert result.returncode == 0
+    assert result.stdout.split() == ["dpkg"]
+
+
+# -- sysctl -----------------------------------------------------------------------------------
+
+
+def test_sysctl_compares_vector_values_field_by_field() -> None:
+    ports = SysctlValue("ports", "net.ipv4.ip_local_port_range", "32768 60999")
+    assert ports.done(ctx(), Probe("32768\t60999\n"))
+    assert not ports.done(ctx(), Probe("1024\t65000\n"))
+    assert ports.intent(ctx(), Probe("1024\t65000\n"))["previous"] == "1024 65000"
+    nonlocal_bind = SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1")
+    assert nonlocal_bind.done(ctx(), Probe("1\n"))
+    assert not nonlocal_bind.done(ctx(), Probe("0\n"))
+    assert not nonlocal_bind.done(ctx(), Probe(""))
+    assert nonlocal_bind.apply(ctx(), Probe("0\n")) == [
+        Command("sysctl -q -w net.ipv4.ip_nonlocal_bind=1")]
+
+
+def test_undo_sysctl() -> None:
+    assert undo_sysctl(ctx(), {"kind": "sysctl", "key": "net.ipv4.ip_local_port_range",
+                               "previous": "1024 65000"}) == [
+        Command("sysctl -q -w 'net.ipv4.ip_local_port_range=1024 65000'")]
+    assert undo_sysctl(ctx(), {"kind": "sysctl", "key": "k", "previous": ""}) == []
+
+
+# -- services ---------------------------------------------------------------------------------
+
+
+KEEPALIVED = ServiceRunning("keepalived", "keepalived", ("/run/keepalived.pid",),
+                            frozenset({"lb.keepalived"}))
+
+
+def test_service_done_needs_enabled_running_and_no_pending_restart() -> None:
+    assert KEEPALIVED.done(ctx(), Probe("enabled\nrunning\n"))
+    assert not KEEPALIVED.done(ctx(), Probe("disabled\nrunning\n"))
+    assert not KEEPALIVED.done(ctx(), Probe("enabled\nstopped\n"))
+    changed = ctx(changed=frozenset({"lb.keepalived"}))
+    assert not KEEPALIVED.done(changed, Probe("enabled\nrunning\n"))
+    assert KEEPALIVED.verify(changed, Probe("enabled\nrunning\n"))  # restarted: fine now
+    assert not KEEPALIVED.verify(changed, Probe("enabled\nstopped\n"))
+
+
+def test_service_apply_enables_then_starts_or_restarts() -> None:
+    first = KEEPALIVED.apply(ctx(), Probe("disabled\nstopped\n"))
+    assert [c.shown() for c in first] == [
+        "systemctl enable keepalived", "systemctl start keepalived (then wait until it runs)"]
+    sysv = ctx(profile_for("debian", "sysv"), changed=frozenset({"lb.keepalived"}))
+    (restart,) = KEEPALIVED.apply(sysv, Probe("enabled\nrunning\n"))
+    assert restart.shown() == "service keepalived restart (then wait until it runs)"
+    assert KEEPALIVED.intent(ctx(), Probe("disabled\nrunning\n")) == {
+        "kind": "service", "service": "keepalived", "pidfiles": ["/run/keepalived.pid"],
+        "was_enabled": False, "was_running": True}
+
+
+def test_undo_service_reverses_only_what_the_run_did() -> None:
+    record = {"kind": "service", "service": "haproxy", "pidfiles": []}
+    both = undo_service(ctx(), {**record, "was_enabled": False, "was_running": False})
+    assert [c.shown() for c in both] == ["systemctl stop haproxy", "systemctl disable haproxy"]
+    assert undo_service(ctx(), {**record, "was_enabled": True, "was_running": True}) == []
+    el6 = undo_service(ctx(profile_for("el6")), {**record, "was_enabled": False,
+                                                 "was_running": True})
+    assert [c.shown() for c in el6] == ["chkconfig haproxy off"]
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(["sleep", "30"])
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_running_probe_reads_pid_files(tmp_path: Path,
+                                       sleeper: subprocess.Popen[bytes]) -> None:
+    pidfile, other = tmp_path / "svc.pid", tmp_path / "missing.pid"
+    probe = running_probe("svc", (str(other), str(pidfile)), "sysv")
+    assert sh(probe).stdout == "stopped\n"  # no pid file at all
+    pidfile.write_text("not-a-pid\n")
+    assert sh(probe).stdout == "stopped\n"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    assert sh(probe).stdout == "running\n"
+    sleeper.send_signal(signal.SIGSTOP)  # stopped (T) is still alive
+    assert sh(probe).stdout == "running\n"
+    sleeper.kill()
+    sleeper.wait()
+    assert sh(probe).stdout == "stopped\n"
+
+
+def test_running_probe_does_not_count_a_zombie(tmp_path: Path) -> None:
+    pidfile = tmp_path / "svc.pid"
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        child.kill()
+        # not reaped yet: /proc/<pid>/stat says Z
+        deadline = time.monotonic() + 10
+        stat = Path(f"/proc/{child.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "child never became a zombie"
+            time.sleep(0.01)
+        pidfile.write_text(f"{child.pid}\n")
+        assert sh(running_probe("svc", (str(pidfile),), "systemd")).stdout == "stopped\n"
+    finally:
+        child.wait()
+
+
+def test_wait_running_succeeds_at_once_for_a_running_daemon(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    pidfile = tmp_path / "svc.pid"
+    service = ServiceRunning("svc", "svc", (str(pidfile),), wait_seconds=0)
+    wait = service._wait_running(ctx())
+    assert sh(wait).returncode == 1  # no pid file: not running, no wait allowed
+    pidfile.write_text(f"{sleeper.pid}\n")
+    assert sh(wait).returncode == 0
+
+
+# -- requirements -----------------------------------------------------------------------------
+
+
+def test_requirement_fails_with_its_problem_and_never_changes_anything() -> None:
+    def judge(c: HostContext, seen: Probe) -> str | None:
+        return None if "eth0" in seen.stdout else "interface eth0 is missing; fix the inventory"
+
+    req = Requirement("interface", "ip -o link", judge, "interface eth0")
+    assert req.done(ctx(), Probe("2: eth0: <UP>\n"))
+    assert req.intent(ctx(), Probe("")) == {}
+    (command,) = req.apply(ctx(), Probe("lo\n"))
+    result = sh(command.script)
+    assert result.returncode == 1
+    assert result.stderr == "interface eth0 is missing; fix the inventory\n"
+    assert req.title() == "interface eth0"

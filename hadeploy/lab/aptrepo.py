@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,16 @@ _DEPENDS_OPTS = (
     "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
     "--no-breaks", "--no-replaces", "--no-enhances",
 )
+
+
+_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def check_package_names(names: Sequence[str]) -> None:
+    """Refuse anything that is not a Debian package name (they reach apt and dpkg)."""
+    bad = [n for n in names if not _PACKAGE_NAME.match(n)]
+    if bad:
+        raise LabError(f"not Debian package names: {', '.join(map(repr, bad))}")
 
 
 def cache_dir() -> Path:
@@ -67,6 +78,7 @@ def cache_lock(cache: Path) -> Iterator[None]:
 
 def ensure_repo(packages: Sequence[str] = DEFAULT_PACKAGES, cache: Path | None = None) -> AptRepo:
     """Make sure the cache holds `packages` with their dependency closure, indexed; return it."""
+    check_package_names(packages)
     root = cache if cache is not None else cache_dir()
     debs = root / "debs"
     request = sorted(set(packages))

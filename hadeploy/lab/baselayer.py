@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from hadeploy.errors import LabError
 from hadeploy.lab import overlay
-from hadeploy.lab.aptrepo import AptRepo, cache_lock
+from hadeploy.lab.aptrepo import AptRepo, cache_lock, check_package_names
 from hadeploy.lab.overlay import UNSHARED_DIRS, is_whiteout, make_opaque_dir, make_upper_roots
 from hadeploy.lab.procs import CLEAN_ENV, ProcRef, run
 
@@ -170,6 +170,7 @@ def _still_valid(manifest: Path) -> bool:
 
 def ensure_base_layer(cache: Path, repo: AptRepo, packages_bare: Sequence[str]) -> Path:
     """Return a valid base layer (one subdir per overlaid directory), building it if needed."""
+    check_package_names(packages_bare)
     bases = cache / "base"
     key = _recipe_key(repo, packages_bare)
     final = bases / key

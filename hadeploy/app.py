@@ -59,6 +59,10 @@ def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
         elif required and name != inv.ssh.sudo_password_env:
             problems.append(f"${name} is not set; export it before running (secrets are never "
                             "stored in the inventory)")
+    for name, value in values.items():
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            problems.append(f"${name} contains control characters (a newline would inject "
+                            "configuration); use printable characters only")
     auth = inv.keepalived.auth_password_env
     if auth and auth in values and len(values[auth]) > 8:
         problems.append(f"${auth}: keepalived PASS authentication uses at most 8 characters; "

@@ -47,6 +47,9 @@ STAGE_BASE = f"{STAGE_MOUNT}/hadeploy-lab-base"
 USER = "hadeploy"
 
 _KEEP_BUILDS = 2
+# Files the recipe writes from scratch: what the workstation has there does not matter
+# (its resolv.conf is rewritten at every boot of the machine).
+_REPLACED = frozenset({"/etc/resolv.conf"})
 
 _SSHD_DROPIN = """\
 # hadeploy lab: key-only logins, as on a cloud image; one host key set per host
@@ -148,7 +151,7 @@ def _shadowed_files(layer: Path) -> dict[str, list[int]]:
                 info = real.lstat()
             except FileNotFoundError:
                 continue
-            if not is_whiteout(entry):
+            if not is_whiteout(entry) and str(real) not in _REPLACED:
                 shadowed[str(real)] = [info.st_size, info.st_mtime_ns]
     return shadowed
 

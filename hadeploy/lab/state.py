@@ -80,7 +80,12 @@ class LabState:
             "repo_dir": str(self.repo_dir),
             "base_dir": str(self.base_dir) if self.base_dir else None,
             "core": self.core.to_json() if self.core else None,
-            "hosts": [host.to_json() for host in self.hosts.values()],
+            "hosts": [
+                # The disk (overlay upper and work dirs) is where hosts.host_dir puts it; it is
+                # written here for people and tools reading lab.json.
+                {**host.to_json(), "disk": str(self.state_dir / "hosts" / host.name / "disk")}
+                for host in self.hosts.values()
+            ],
             "packages_bare": list(self.packages_bare),
             "repo_packages": list(self.repo_packages),
             "complete": self.complete,

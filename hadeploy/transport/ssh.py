@@ -73,8 +73,7 @@ class SshTransport:
         target = self.targets[name]
         settings = self.settings
         known_hosts = Path(os.path.expanduser(settings.known_hosts))
-        connect_kwargs: dict[str, object] = {"timeout": settings.connect_timeout,
-                                             "banner_timeout": settings.connect_timeout,
+        connect_kwargs: dict[str, object] = {"banner_timeout": settings.connect_timeout,
                                              "auth_timeout": settings.connect_timeout}
         if settings.identity:
             connect_kwargs["key_filename"] = [os.path.expanduser(settings.identity)]

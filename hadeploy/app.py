@@ -11,22 +11,25 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
 from hadeploy.errors import HadeployError, InventoryError, JournalError
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.platforms import Profile
 from hadeploy.redact import Redactor
 from hadeploy.runbook import build_lb_runbook
+from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.steps import Runbook
 from hadeploy.transport.base import Result, Transport
 
-PHASES = ("lb",)
+PHASES = ("lb", "controllers")
 RESUMABLE = ("failed", "interrupted", "running")
 
 
@@ -72,10 +75,36 @@ def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
     return values
 
 
-def build_runbook(inv: Inventory, phase: str, first_deploy: bool) -> Runbook:
-    """The runbook of `phase`."""
+def phase_hosts(inv: Inventory, phase: str) -> tuple[str, ...]:
+    """The hosts a phase works on (facts are gathered on these before the runbook is built)."""
+    if phase == "lb":
+        return tuple(n.name for n in inv.balancers)
+    if phase == "controllers":
+        names = [c.name for c in inv.controllers] + [rc.host for rc in inv.openstack.rc_files]
+        return tuple(dict.fromkeys(names))
+    raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
+
+
+def check_services(inv: Inventory, only: tuple[str, ...]) -> None:
+    """`--service` names must be services this inventory balances and scales out."""
+    catalog = load_catalog()
+    known = [s for s in inv.services if not catalog[s].lb_only]
+    wrong = [s for s in only if s not in known]
+    if wrong:
+        raise InventoryError(inv.path, [
+            f"--service {', '.join(wrong)}: not a scaled-out service of this inventory; "
+            f"choose among {', '.join(known)} (services.balance)"])
+
+
+def build_runbook(inv: Inventory, phase: str, first_deploy: bool,
+                  profiles: Mapping[str, Profile], only: tuple[str, ...] = ()) -> Runbook:
+    """The runbook of `phase`, for hosts whose platform profiles are known."""
     if phase == "lb":
         return build_lb_runbook(inv, first_deploy=first_deploy)
+    if phase == "controllers":
+        check_services(inv, only)
+        families: dict[str, Family] = {h: p.family for h, p in profiles.items()}
+        return build_controllers_runbook(inv, families, only)
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
 
@@ -132,18 +161,23 @@ class Deployment:
         return not any(j.phase == phase and j.kind == "deploy" and j.status == "done"
                        and not j.rolled_back_by for j in self.store.all())
 
-    def plan(self, phase: str, offline: bool) -> tuple[Runbook, list[PlanItem]]:
-        """The plan of `phase` (offline: without connecting)."""
-        runbook = build_runbook(self.inv, phase, self.first_deploy(phase))
+    def plan(self, phase: str, offline: bool,
+             only: tuple[str, ...] = ()) -> tuple[Runbook, list[PlanItem]]:
+        """The plan of `phase` (offline: without connecting; profiles from the inventory)."""
+        hosts = phase_hosts(self.inv, phase)
         if offline:
             engine = self.engine(_NoTransport(), read_secrets(self.inv, required=False))
-            engine.assume_profiles(runbook.hosts)
+            engine.assume_profiles(hosts)
+            runbook = build_runbook(self.inv, phase, self.first_deploy(phase), engine.profiles,
+                                    only)
             return runbook, engine.plan(runbook, offline=True)
         secrets = read_secrets(self.inv, required=True)
         transport = self.transport_factory(self.inv)
         try:
             engine = self.engine(transport, secrets)
-            engine.gather_facts(runbook.hosts)
+            engine.gather_facts(hosts)
+            runbook = build_runbook(self.inv, phase, self.first_deploy(phase), engine.profiles,
+                                    only)
             return runbook, engine.plan(runbook)
         finally:
             transport.close()
@@ -168,19 +202,20 @@ class Deployment:
         return Journal(self.store.journal_path(run_id), run_id, phase, "deploy", self.inv.path,
                        self.inv.fingerprint, now())
 
-    def deploy(self, phase: str, resume: bool = False) -> Journal:
+    def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = ()) -> Journal:
         """Run `phase` for real (the caller has confirmed); return the finished journal."""
         secrets = read_secrets(self.inv, required=True)
         self.store.lock()
         transport = None
         try:
             journal = self.journal_for(phase, resume)
-            runbook = build_runbook(self.inv, phase, self.first_deploy(phase))
+            first = self.first_deploy(phase)
             transport = self.transport_factory(self.inv)
             engine = self.engine(transport, secrets)
             with stop_on_signals(self.stop):
                 engine.run_id = journal.run_id
-                engine.gather_facts(runbook.hosts, journal)
+                engine.gather_facts(phase_hosts(self.inv, phase), journal)
+                runbook = build_runbook(self.inv, phase, first, engine.profiles, only)
                 engine.run(runbook, journal)
             return journal
         finally:

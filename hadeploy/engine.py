@@ -2,7 +2,8 @@
 rolls back newest-first. It never imports rich or invoke: it reports through events.
 
 Per step, per host (hosts in parallel unless the step is serial):
-  1. one round trip runs every operation's probe (batched);
+  1. one round trip runs every operation's probe (batched), plus one per probe an operation
+     needs on another host (a tree copy compares the destination with its source);
   2. operations already done are `ok`; the others are journaled (intent first, so an
      interrupted command can still be undone) and applied, command by command;
   3. one more round trip re-probes and verifies; then the host is `changed`.
@@ -216,7 +217,26 @@ class Engine:
         result = self.transport.run(host, script)
         if not result.ok and f"@@{self._token}" not in result.stdout:
             raise CommandFailed(host, "probe (read-only checks)", result.exited, result.stderr)
-        return split_probe(result.stdout, len(ops), self._token)
+        seen = split_probe(result.stdout, len(ops), self._token)
+        return [self._with_sources(host, op, ctx, probe) for op, probe in zip(ops, seen,
+                                                                           strict=True)]
+
+    def _with_sources(self, host: str, op: Operation, ctx: HostContext, probe: Probe) -> Probe:
+        """`probe` plus the output of the operation's read-only probes on other hosts."""
+        reads = op.source_probes(ctx)
+        if not reads:
+            return probe
+        outputs = []
+        for read in reads:
+            if read.host not in self.nodes:
+                raise HadeployError(f"{host}: {op.title()}: source host {read.host!r} is not "
+                                    "in the inventory")
+            result = self.transport.run(read.host, read.script)
+            if not result.ok:
+                raise CommandFailed(read.host, f"probe of the source of {op.title()} (for "
+                                    f"{host})", result.exited, result.stderr)
+            outputs.append(result.stdout)
+        return replace(probe, sources=tuple(outputs))
 
     # -- plan ------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFai
 from hadeploy.journal import RunStore, state_dir_for
 from hadeploy.render_cli import WHAT, render_text
 
-PHASE_TASK = {"lb": "deploy-lb"}
+PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers"}
 HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
 
 
@@ -49,13 +49,13 @@ def _next_steps(phase: str, hosts: str) -> str:
 
 
 def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resume: bool,
-              yes: bool, json_events: bool) -> int:
+              yes: bool, json_events: bool, only: tuple[str, ...] = ()) -> int:
     """Plan or deploy `phase`; return the exit code."""
     hosts = hosts or default_hosts()
     console = make_console(sys.stderr if json_events else sys.stdout)
     deployment = Deployment(hosts)
     if offline or dry_run:
-        _, items = deployment.plan(phase, offline=offline)
+        _, items = deployment.plan(phase, offline=offline, only=only)
         print_plan(console, items, offline)
         return 0
     if not yes:
@@ -63,19 +63,19 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
             console.print("Refusing to change hosts without confirmation: no terminal to ask on. "
                           "Pass --yes to run, or --dry-run to see the plan first.")
             return 2
-        _, items = deployment.plan(phase, offline=False)
+        _, items = deployment.plan(phase, offline=False, only=only)
         to_change, _ = print_plan(console, items, offline=False)
         answer = console.input(f"\nApply {to_change} changes to {deployment.inv.name}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             console.print("Nothing was changed.")
             return 0
-    runbook_steps = len(deployment.plan(phase, offline=True)[0].steps)
+    runbook_steps = len(deployment.plan(phase, offline=True, only=only)[0].steps)
     printer = ProgressPrinter(console, runbook_steps)
     log = EventLog(deployment.store.dir / "events.log", deployment.redactor,
                    echo=sys.stdout if json_events else None)
     deployment.listeners += [printer, log]
     try:
-        journal = deployment.deploy(phase, resume=resume)
+        journal = deployment.deploy(phase, resume=resume, only=only)
     except Interrupted:
         console.print(f"\nStopped at your request after the current command.\n"
                       f"{_next_steps(phase, hosts)}")
@@ -100,7 +100,22 @@ def deploy_lb(c: Context, hosts: str | None = None, dry_run: bool = False,
     _guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
 
 
-@task(help={"hosts": HOSTS_HELP, "phase": "lb", "yes": "do not ask for confirmation"})
+@task(iterable=["service"], help={
+    "hosts": HOSTS_HELP, "dry_run": "probe the hosts read-only and print the plan",
+    "offline": "print the plan without connecting", "resume":
+    "continue the last failed or interrupted run", "yes": "do not ask for confirmation",
+    "json": "write one JSON object per event to stdout",
+    "service": "only this catalog service (repeatable); default: every balanced service"})
+def deploy_controllers(c: Context, hosts: str | None = None, service: list[str] | None = None,
+                       dry_run: bool = False, offline: bool = False, resume: bool = False,
+                       yes: bool = False, json: bool = False) -> None:
+    """Scale the OpenStack APIs out to the new controllers behind the VIP (guide step 2)."""
+    only = tuple(service or ())
+    _guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only))
+
+
+@task(help={"hosts": HOSTS_HELP, "phase": "lb or controllers",
+            "yes": "do not ask for confirmation"})
 def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool = False) -> None:
     """Undo what deploy runs of a phase changed, newest first, from the journal."""
 
@@ -180,4 +195,4 @@ def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-dem
     _guard(lambda: run_demo(make_console(), Path(state_dir), keep))
 
 
-ns = Collection(deploy_lb, rollback, render, status, lab_up, lab_down, demo)
+ns = Collection(deploy_lb, deploy_controllers, rollback, render, status, lab_up, lab_down, demo)

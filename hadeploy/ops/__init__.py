@@ -6,6 +6,7 @@ from hadeploy.ops.files import FileContent, FileEdit
 from hadeploy.ops.packages import PackagesInstalled
 from hadeploy.ops.services import ServiceRunning
 from hadeploy.ops.sysctl import SysctlValue
+from hadeploy.ops.trees import TreeCopied
 
 __all__ = [
     "UNDO",
@@ -21,4 +22,5 @@ __all__ = [
     "ServiceRunning",
     "SourceRead",
     "SysctlValue",
+    "TreeCopied",
 ]

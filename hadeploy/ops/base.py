@@ -78,10 +78,11 @@ class HostContext:
 
 @dataclass(frozen=True)
 class Probe:
-    """The output of an operation's probe."""
+    """The output of an operation's probe; `sources`: stdout of its `source_probes`, in order."""
 
     stdout: str
     exited: int = 0
+    sources: tuple[str, ...] = ()
 
 
 class Operation(ABC):
@@ -92,6 +93,14 @@ class Operation(ABC):
     @abstractmethod
     def probe(self, ctx: HostContext) -> str:
         """A read-only shell snippet whose stdout describes the current state."""
+
+    def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
+        """Read-only scripts on *other* hosts whose output `done` also needs (default none).
+
+        A tree copy is done when the destination's manifest equals the source's: the engine
+        runs these after the probe and hands their stdout over in `Probe.sources`.
+        """
+        return ()
 
     @abstractmethod
     def done(self, ctx: HostContext, seen: Probe) -> bool:

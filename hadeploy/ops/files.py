@@ -148,7 +148,8 @@ class _FileOp(Operation):
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
         state = parse_file_probe(seen.stdout)
         want = self.desired(ctx, state)
-        assert want is not None
+        if want is None:
+            raise ValueError(f"{self.path} is absent here, so there is nothing to edit")
         content, owner, group, mode = want
         script = atomic_write(self.path, owner, group, mode, ctx.backup_path(self.path),
                               self.validate(ctx))

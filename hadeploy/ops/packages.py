@@ -8,14 +8,28 @@ from dataclasses import dataclass
 from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
 
 NEW_MARK = "@@hadeploy-new-packages"
+# Debian starts services from package scripts unless policy-rc.d says 101; the guard puts a
+# blocking one in place for the install only and restores whatever was there before.
+BLOCK_STARTS = (
+    "p=/usr/sbin/policy-rc.d; saved=\"$p.hadeploy-saved\"\n"
+    "restore() { rm -f \"$p\"; if [ -e \"$saved\" ]; then mv -f \"$saved\" \"$p\"; fi; }\n"
+    "if [ -e \"$p\" ]; then mv -f \"$p\" \"$saved\"; fi\n"
+    "printf '#!/bin/sh\\nexit 101\\n' > \"$p\"; chmod 755 \"$p\"\n"
+)
 
 
 @dataclass(frozen=True)
 class PackagesInstalled(Operation):
-    """Every package in `packages` is installed."""
+    """Every package in `packages` is installed.
+
+    With `block_service_starts`, Debian package scripts may not start services during the
+    install (an unconfigured API would start and crash-loop before its configuration
+    arrives); other platforms do not start services from packages anyway.
+    """
 
     op_id: str
     packages: tuple[str, ...]
+    block_service_starts: bool = False
 
     def probe(self, ctx: HostContext) -> str:
         return ctx.profile.installed_probe(self.packages)
@@ -33,16 +47,19 @@ class PackagesInstalled(Operation):
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
         missing = self._missing(seen)
         listing = ctx.profile.all_installed_probe()
+        block = self.block_service_starts and ctx.profile.family == "debian"
         script = (
             "set -e\n"
             "before=$(mktemp)\n"
-            "trap 'rm -f \"$before\"' EXIT\n"
+            + (BLOCK_STARTS + "trap 'rm -f \"$before\"; restore' EXIT\n" if block else
+               "trap 'rm -f \"$before\"' EXIT\n") +
             f"{listing} > \"$before\"\n"
             f"{ctx.profile.install(missing)} >&2\n"
             f"echo {NEW_MARK}\n"
             f"{listing} | comm -13 \"$before\" -\n"
         )
-        return [Command(script, summary=ctx.profile.install(missing))]
+        note = " (service starts blocked during the install)" if block else ""
+        return [Command(script, summary=ctx.profile.install(missing) + note)]
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
         text = outputs[-1] if outputs else ""

@@ -17,7 +17,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from hadeploy.errors import HostKeyError, TransportError
+from hadeploy.errors import CommandFailed, HostKeyError, TransportError
 from hadeploy.inventory.model import Node, SshSettings
 from hadeploy.quoting import q
 from hadeploy.transport.base import Result
@@ -67,16 +67,25 @@ class SshTransport:
         return Config(overrides=overrides)
 
     def _connect(self, name: str) -> Connection:
-        conn = self._connections.get(name)
-        if conn is not None and conn.is_connected:
-            return conn
+        conn = self._connections.pop(name, None)
+        if conn is not None:
+            if conn.is_connected:
+                self._connections[name] = conn
+                return conn
+            conn.close()  # dropped: let paramiko's thread go before connecting again
         target = self.targets[name]
         settings = self.settings
         known_hosts = Path(os.path.expanduser(settings.known_hosts))
         connect_kwargs: dict[str, object] = {"banner_timeout": settings.connect_timeout,
                                              "auth_timeout": settings.connect_timeout}
         if settings.identity:
-            connect_kwargs["key_filename"] = [os.path.expanduser(settings.identity)]
+            identity = os.path.expanduser(settings.identity)
+            if not Path(identity).is_file():
+                raise TransportError(
+                    name, f"the private key {identity} (ssh.identity) does not exist; nothing "
+                    "was run. Point ssh.identity at the key whose public half is in the "
+                    "user's ~/.ssh/authorized_keys on the hosts")
+            connect_kwargs["key_filename"] = [identity]
         gateway = None
         if settings.gateway:
             gateway = Connection(settings.gateway, config=self._config(),
@@ -88,32 +97,49 @@ class SshTransport:
         self._harden(conn, known_hosts, name)
         try:
             conn.open()
-        except HostKeyError:
-            raise
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(
+        except BaseException as exc:
+            conn.close()  # no half-open transport thread left behind
+            error = self._connect_error(name, conn, exc)
+            if error is None:
+                raise
+            raise error from exc
+        self._connections[name] = conn
+        return conn
+
+    def _connect_error(self, name: str, conn: Connection,
+                       exc: BaseException) -> TransportError | None:
+        """The hadeploy error, naming host and fix, for a failed connection (None: not ours)."""
+        settings = self.settings
+        target = self.targets[name]
+        known_hosts = Path(os.path.expanduser(settings.known_hosts))
+        if isinstance(exc, HostKeyError):
+            return exc
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return HostKeyError(
                 name,
                 f"the host key of {exc.hostname} has CHANGED: {known_hosts} has "
                 f"{exc.expected_key.fingerprint}, the host offers {exc.key.fingerprint}. This "
                 "may be a man-in-the-middle attack; nothing was run. If the host was "
                 f"reinstalled, remove the old key (ssh-keygen -R {exc.hostname} -f "
                 f"{known_hosts}) and verify the new one",
-            ) from exc
-        except paramiko.AuthenticationException as exc:
-            raise TransportError(
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return TransportError(
                 name,
                 f"authentication failed for user {settings.user!r} at {target.host}: {exc}. "
                 "Check ssh.user and ssh.identity, and that the public key is in the user's "
                 "~/.ssh/authorized_keys on the host",
-            ) from exc
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise TransportError(
+            )
+        if isinstance(exc, OSError | paramiko.SSHException | EOFError):
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {settings.connect_timeout:g} s (ssh.connect_timeout)"
+            return TransportError(
                 name,
-                f"cannot connect to {target.host} port {conn.port}: {exc or type(exc).__name__}"
-                ". Check that the host is up and reachable and that ssh.port is right",
-            ) from exc
-        self._connections[name] = conn
-        return conn
+                f"cannot connect to {target.host} port {conn.port}: {why}. Nothing was run "
+                "there. Check that the host is up and reachable and that ssh.port is right",
+            )
+        return None
 
     def _harden(self, conn: Connection, known_hosts: Path, name: str) -> None:
         """Only the operator's known_hosts counts, and unknown keys are refused unless opted in."""
@@ -134,7 +160,8 @@ class SshTransport:
         conn = self._connect(name)
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(name, "connection closed")
+            raise TransportError(name, f"the connection to {self.targets[name].host} closed; "
+                                 "the journal is resumable once the host is reachable again")
         channel = transport.open_session(timeout=self.settings.connect_timeout)
         channel.settimeout(timeout)
         channel.exec_command(command)
@@ -166,29 +193,31 @@ class SshTransport:
         status = channel.recv_exit_status()
         channel.close()
         if status == -1:
-            raise TransportError(name, "connection lost before the command finished")
+            raise TransportError(name, f"connection to {self.targets[name].host} lost before "
+                                 "the command finished; the journal is resumable once the host "
+                                 "is reachable again")
         return status, out, b"".join(errors)
 
-    def run(self, host: str, script: str, stdin: bytes | None = None,
-            timeout: float | None = None) -> Result:
-        """Run `script` on `host` as root (sudo when configured); one round trip."""
-        started = time.monotonic()
+    def _call(self, host: str, script: str, stdin: bytes | None,
+              timeout: float | None) -> tuple[int, bytes, str]:
+        """Run `script` as root (sudo when configured): exit status, stdout, stderr text."""
         with self._locks[host]:
-            password = self._sudo_password(host)
-            command = wrap(script, self.settings.sudo, password is not None)
-            data = stdin
-            if password is not None:
-                data = password.encode() + b"\n" + (stdin or b"")
             try:
+                password = self._sudo_password(host)
+                command = wrap(script, self.settings.sudo, password is not None)
+                data = stdin
+                if password is not None:
+                    data = password.encode() + b"\n" + (stdin or b"")
                 status, out, err = self._exec(host, command, data, timeout)
             except (TransportError, HostKeyError):
+                self._connections.pop(host, None)
                 raise
             except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
                 self._connections.pop(host, None)
                 raise TransportError(
-                    host, f"connection lost while running a command: "
-                    f"{exc or type(exc).__name__}; the journal is resumable once the host is "
-                    "reachable again") from exc
+                    host, f"connection to {self.targets[host].host} lost while running a "
+                    f"command ({exc or type(exc).__name__}); the journal is resumable once the "
+                    "host is reachable again") from exc
             self.round_trips += 1
         stderr = err.decode("utf-8", "replace")
         if status != 0 and self.settings.sudo and any(e in stderr for e in SUDO_ERRORS) \
@@ -197,6 +226,13 @@ class SshTransport:
                 host, f"user {self.settings.user!r} cannot use sudo without a password: "
                 f"{stderr.strip()}. Grant it NOPASSWD sudo, or set ssh.sudo_password_env to "
                 "an environment variable holding the password")
+        return status, out, stderr
+
+    def run(self, host: str, script: str, stdin: bytes | None = None,
+            timeout: float | None = None) -> Result:
+        """Run `script` on `host` as root (sudo when configured); one round trip."""
+        started = time.monotonic()
+        status, out, stderr = self._call(host, script, stdin, timeout)
         return Result(host, script, status, out.decode("utf-8", "replace"), stderr,
                       time.monotonic() - started)
 
@@ -217,12 +253,9 @@ class SshTransport:
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         """Raw stdout of `script` on `host` (binary safe, for tree copies)."""
-        with self._locks[host]:
-            status, out, err = self._exec(host, wrap(script, self.settings.sudo), None, timeout)
-            self.round_trips += 1
+        status, out, stderr = self._call(host, script, None, timeout)
         if status != 0:
-            raise TransportError(host, f"reading failed ({status}): "
-                                 f"{err.decode('utf-8', 'replace').strip()[-400:]}")
+            raise CommandFailed(host, script, status, stderr)
         return out
 
     def close(self) -> None:

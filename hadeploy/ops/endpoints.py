@@ -1,0 +1,158 @@
+"""Keystone catalog endpoints moved to the VIP, keeping scheme, port, path and region.
+
+Runs on the original controller with the admin credentials file sourced there, so the
+credentials never leave that host and never appear on a command line. Modern releases use
+`openstack endpoint set` (in place, ids kept); grizzly uses the keystone v2 CLI's
+endpoint-create then endpoint-delete, as the guide does. Non-public endpoints move first and
+identity's public endpoint last: the CLI reaches Keystone through the catalog's public
+identity URL, so that one must change only when everything else is done (and the VIP must
+already serve, which the runbook's order guarantees).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.quoting import q, sh
+from hadeploy.render.urls import rehost, url_host
+
+NEW_MARK = "@@hadeploy-endpoint"
+GRIZZLY_URLS = ("publicurl", "internalurl", "adminurl")
+
+
+def parse_keystone_table(text: str) -> list[dict[str, str]]:
+    """Rows of the keystone v2 CLI's ASCII table (`keystone endpoint-list`)."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    if not rows:
+        return []
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in row.strip("|").split("|")), strict=False))
+            for row in rows[1:]]
+
+
+def _moves_last(endpoint: dict[str, Any]) -> tuple[int, int]:
+    """Sort key: non-public first, identity's public endpoint very last."""
+    public = endpoint.get("Interface") == "public"
+    identity = endpoint.get("Service Type") == "identity"
+    return (1 if public else 0, 1 if public and identity else 0)
+
+
+def _source(rc: str) -> str:
+    return f". {q(rc)} >/dev/null"
+
+
+@dataclass(frozen=True)
+class EndpointsOnVip(Operation):
+    """Every catalog endpoint that names the original controller names the VIP instead."""
+
+    op_id: str
+    rc: str
+    release: str
+    vip: str
+    original: tuple[str, ...]
+
+    def probe(self, ctx: HostContext) -> str:
+        if self.release == "grizzly":
+            return f"{_source(self.rc)} && keystone endpoint-list"
+        return f"{_source(self.rc)} && openstack endpoint list -f json"
+
+    def _endpoints(self, seen: Probe) -> list[dict[str, Any]]:
+        if seen.exited != 0:
+            raise ValueError(f"cannot list endpoints with {self.rc} (exit {seen.exited})")
+        if self.release == "grizzly":
+            return parse_keystone_table(seen.stdout)
+        data = json.loads(seen.stdout or "[]")
+        if not isinstance(data, list):
+            raise ValueError("unexpected output of openstack endpoint list")
+        return data
+
+    def _stale(self, seen: Probe) -> list[dict[str, Any]]:
+        if self.release == "grizzly":
+            return [e for e in self._endpoints(seen)
+                    if any(url_host(e.get(k, "")) in self.original for k in GRIZZLY_URLS)]
+        stale = [e for e in self._endpoints(seen) if url_host(e.get("URL", "")) in self.original]
+        return sorted(stale, key=_moves_last)
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        return not self._stale(seen)
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        if self.release == "grizzly":
+            old = [{"id": e["id"], "region": e.get("region", ""),
+                    "service_id": e.get("service_id", ""),
+                    **{k: e.get(k, "") for k in GRIZZLY_URLS}} for e in self._stale(seen)]
+        else:
+            old = [{"id": e["ID"], "interface": e.get("Interface", ""), "url": e["URL"]}
+                   for e in self._stale(seen)]
+        return {"kind": "endpoints", "release": self.release, "rc": self.rc, "old": old}
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        lines = ["set -e", _source(self.rc)]
+        if self.release == "grizzly":
+            for e in self._stale(seen):
+                urls: list[str] = []
+                for key in GRIZZLY_URLS:
+                    urls += [f"--{key}", rehost(e.get(key, ""), self.vip)]
+                create = sh("keystone", "endpoint-create", "--region", e.get("region", ""),
+                            "--service-id", e.get("service_id", ""), *urls)
+                lines.append(f"new=$({create} | awk -F'|' '$2 ~ /^ *id *$/ {{gsub(/ /, \"\", "
+                             f"$3); print $3}}')")
+                lines.append(f"echo {NEW_MARK} {q(e['id'])} \"$new\"")
+                lines.append(sh("keystone", "endpoint-delete", e["id"]) + " >/dev/null")
+        else:
+            for e in self._stale(seen):
+                lines.append(sh("openstack", "endpoint", "set", "--url",
+                                rehost(e["URL"], self.vip), e["ID"]))
+        tool = ("keystone endpoint-create/-delete" if self.release == "grizzly"
+                else "openstack endpoint set")
+        summary = (f"{tool} for {len(self._stale(seen))} endpoint(s) -> {self.vip} "
+                   f"(credentials from {self.rc})")
+        return [Command("\n".join(lines), summary=summary)]
+
+    def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
+        created = {}
+        for line in "\n".join(outputs).splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == NEW_MARK:
+                created[parts[1]] = parts[2]
+        return {"created": created} if created else {}
+
+    def preview(self, ctx: HostContext, seen: Probe) -> str:
+        lines = []
+        for e in self._stale(seen):
+            if self.release == "grizzly":
+                lines += [f"  {e['id']} {k}: {e.get(k, '')} -> {rehost(e.get(k, ''), self.vip)}"
+                          for k in GRIZZLY_URLS]
+            else:
+                lines.append(f"  {e.get('Service Type', '?')} {e.get('Interface', '?')}: "
+                             f"{e['URL']} -> {rehost(e['URL'], self.vip)}")
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def title(self) -> str:
+        return f"Keystone endpoints on the VIP {self.vip}"
+
+
+@undoer("endpoints")
+def undo_endpoints(ctx: HostContext, record: Record) -> list[Command]:
+    """Put the previous endpoint URLs back (grizzly: recreate the old, delete the new)."""
+    lines = ["set -e", _source(record["rc"])]
+    if record["release"] == "grizzly":
+        created = record.get("created", {})
+        for e in record["old"]:
+            new_id = created.get(e["id"])
+            if not new_id:
+                continue
+            urls: list[str] = []
+            for key in GRIZZLY_URLS:
+                urls += [f"--{key}", e[key]]
+            lines.append(sh("keystone", "endpoint-create", "--region", e["region"],
+                            "--service-id", e["service_id"], *urls) + " >/dev/null")
+            lines.append(sh("keystone", "endpoint-delete", new_id) + " >/dev/null")
+    else:
+        for e in reversed(record["old"]):
+            lines.append(sh("openstack", "endpoint", "set", "--url", e["url"], e["id"]))
+    return [Command("\n".join(lines),
+                    summary=f"restore {len(record['old'])} endpoint URL(s) from the journal")]

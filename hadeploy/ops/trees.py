@@ -1,0 +1,400 @@
+"""Directory trees copied from one host to another (e.g. /etc/keystone to a new controller).
+
+The copy goes through the workstation, so controllers need no SSH trust between them: the
+source runs `tar -c`, the engine carries the stream (`Command.stdin_from`), the destination
+extracts it into a staging directory beside the target and swaps it into place with two
+renames. GNU tar records owner and group *names* and, extracting as root, gives each file
+the destination's uid/gid for those names: uids differ between hosts (keystone is 103 on one,
+104 on another), so a `--numeric-owner` copy would hand files to the wrong user. The apply
+script refuses to extract when a name is missing on the destination, because tar would then
+silently fall back to the source's number.
+
+Whether the copy is needed, and whether it worked, is decided by comparing manifests: one
+line per entry with path, type, owner and group names, mode, symlink target, and for files
+sha256 and mtime. The destination's manifest is the operation's probe; the source's comes
+from `source_probes`, which the engine runs on the source host and hands back in
+`Probe.sources`. The same comparison after the copy proves source and copy are equal.
+
+Swap and rollback, with every intermediate state recoverable from the journal record:
+
+    target  --rename-->  .hadeploy.NAME.old.RUN   (aside: same file system, atomic)
+    staging --rename-->  target
+    aside   --cp -a---> BACKUP.part --rename--> BACKUP  (backup root may be another fs)
+    rm -rf aside
+
+Undo restores BACKUP when it exists (it is complete), else the aside, else nothing was
+replaced; a tree that did not exist before is removed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, SourceRead, undoer
+from hadeploy.quoting import q
+
+TREE_MARK = "@@tree"
+TAB = "\t"
+_GLOB = re.compile(r"[*?\[\]\\\n\t]")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a tree as the manifest describes it (`path` is relative, `.` the root)."""
+
+    path: str
+    kind: str  # find's %y: d f l p s b c
+    owner: str
+    group: str
+    mode: str
+    target: str = ""
+    mtime: int | None = None
+    sha256: str = ""
+
+    def line(self) -> str:
+        """The entry as one manifest line (what `differences` shows)."""
+        parts = [self.kind, f"{self.owner}:{self.group}", self.mode]
+        if self.kind == "l":
+            parts.append(f"-> {self.target}")
+        if self.kind == "f":
+            parts += [f"sha256 {self.sha256[:12]}", f"mtime {self.mtime}"]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A tree on a host: `absent`, `notdir` (something else is at the path) or `dir`."""
+
+    state: str
+    entries: Mapping[str, Entry] = field(default_factory=dict)
+
+    def owners(self) -> tuple[str, ...]:
+        """Every owner name in the tree, sorted."""
+        return tuple(sorted({e.owner for e in self.entries.values()}))
+
+    def groups(self) -> tuple[str, ...]:
+        """Every group name in the tree, sorted."""
+        return tuple(sorted({e.group for e in self.entries.values()}))
+
+
+def _check_relative(kind: str, rel: str) -> None:
+    if (not rel or rel.startswith("/") or posixpath.normpath(rel) != rel or rel == "."
+            or rel.split("/")[0] == ".." or _GLOB.search(rel)):
+        raise ValueError(f"{kind} {rel!r}: give a plain relative path inside the tree "
+                         "(no wildcards, no '..')")
+
+
+def _prune(exclude: tuple[str, ...]) -> str:
+    """`find` arguments that skip excluded subtrees (empty without excludes)."""
+    if not exclude:
+        return ""
+    paths = " -o ".join(f"-path {q('./' + rel)}" for rel in exclude)
+    return f"\\( {paths} \\) -prune -o "
+
+
+def manifest_script(path: str, exclude: tuple[str, ...] = ()) -> str:
+    """Read-only script printing the manifest of the tree at `path` (see `parse_manifest`)."""
+    prune = _prune(exclude)
+    meta = "'M\\t%y\\t%u\\t%g\\t%m\\t%T@\\t%P\\t%l\\n'"
+    return (
+        "LC_ALL=C; export LC_ALL; "
+        f"p={q(path)}; "
+        f'if [ -d "$p" ] && [ ! -L "$p" ]; then echo "{TREE_MARK} dir"; '
+        f'cd "$p" && {{ find . {prune}-printf {meta} | sort; '
+        f"find . {prune}-type f -exec sha256sum {{}} + | sort -k2 | sed 's/^/H /'; }}; "
+        f'elif [ -e "$p" ] || [ -L "$p" ]; then echo "{TREE_MARK} notdir"; '
+        f'else echo "{TREE_MARK} absent"; fi'
+    )
+
+
+def _unescape_sum(name: str) -> str:
+    """Undo sha256sum's escaping of `\\` and newlines in names."""
+    out, i = [], 0
+    while i < len(name):
+        if name[i] == "\\" and i + 1 < len(name):
+            out.append("\n" if name[i + 1] == "n" else name[i + 1])
+            i += 2
+        else:
+            out.append(name[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_manifest(stdout: str) -> Manifest:
+    """Parse `manifest_script` output; ValueError for anything it cannot represent."""
+    lines = stdout.split("\n")
+    head = lines[0].strip() if lines else ""
+    if not head.startswith(TREE_MARK + " "):
+        raise ValueError("no tree manifest in the probe output")
+    state = head.split()[1]
+    if state != "dir":
+        return Manifest(state)
+    entries: dict[str, Entry] = {}
+    sums: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line.startswith("H "):
+            text = line[2:]
+            escaped = text.startswith("\\")
+            digest, _, name = text[int(escaped):].partition("  ")
+            name = _unescape_sum(name) if escaped else name
+            sums[name[2:] if name.startswith("./") else name] = digest
+            continue
+        fields = line.split(TAB)
+        if len(fields) != 8 or fields[0] != "M":
+            raise ValueError(f"cannot read manifest line {line[:80]!r}: file names with tabs or "
+                             "newlines are not supported in copied trees")
+        _, kind, owner, group, mode, mtime, rel, target = fields
+        rel = rel or "."
+        entries[rel] = Entry(rel, kind, owner, group, mode.zfill(4), target if kind == "l" else "",
+                             int(mtime.split(".")[0]) if kind == "f" else None)
+    for rel, digest in sums.items():
+        if rel not in entries:
+            raise ValueError(f"checksum of {rel!r} has no manifest entry")
+        entries[rel] = replace(entries[rel], sha256=digest)
+    return Manifest(state, entries)
+
+
+def differences(source: Manifest, dest: Manifest, rewritten: tuple[str, ...] = ()) -> list[str]:
+    """What differs between two trees, one line per entry (empty when they are equal).
+
+    `rewritten` files are expected to differ in content (host-specific keys are edited after
+    the copy): their sha256 and mtime are not compared, everything else is.
+    """
+    if dest.state != "dir":
+        return [f"destination is {dest.state}"]
+    out: list[str] = []
+    for rel in sorted(source.entries.keys() | dest.entries.keys()):
+        want, have = source.entries.get(rel), dest.entries.get(rel)
+        if have is None and want is not None:
+            out.append(f"+ {rel}: {want.line()}")
+        elif want is None and have is not None:
+            out.append(f"- {rel}: {have.line()} (not on the source)")
+        elif want is not None and have is not None:
+            if rel in rewritten:
+                want = replace(want, sha256="", mtime=None)
+                have = replace(have, sha256="", mtime=None)
+            if want != have:
+                out.append(f"~ {rel}: {have.line()} -> {want.line()}")
+    return out
+
+
+def source_tar_script(path: str, exclude: tuple[str, ...] = ()) -> str:
+    """Script on the source host writing the tree as a tar stream (owners by name) to stdout."""
+    excludes = "".join(f" --exclude={q('./' + rel)}" for rel in exclude)
+    anchored = " --anchored --no-wildcards" if exclude else ""
+    return f"LC_ALL=C tar -C {q(path)}{anchored}{excludes} -cpf - ."
+
+
+@dataclass(frozen=True)
+class TreePaths:
+    """The paths a tree copy uses beside its target and in the backup root."""
+
+    target: str
+    stage: str
+    aside: str
+    trash: str
+    restore: str
+    backup: str
+
+    @classmethod
+    def of(cls, target: str, run_id: str, backup: str) -> TreePaths:
+        """Paths for copying to `target` in run `run_id` (siblings: same file system)."""
+        parent, name = posixpath.split(target)
+        sibling = f"{parent}/.hadeploy.{name}"
+        return cls(target, f"{sibling}.new.{run_id}", f"{sibling}.old.{run_id}",
+                   f"{sibling}.trash.{run_id}", f"{sibling}.restore.{run_id}", backup)
+
+
+def _restorecon(el: bool) -> str:
+    """EL only: give the new tree the SELinux labels of its path (tar does not carry them)."""
+    if not el:
+        return ""
+    return 'if command -v restorecon >/dev/null 2>&1; then restorecon -R "$target"; fi\n'
+
+
+def _names_check(owners: tuple[str, ...], groups: tuple[str, ...]) -> str:
+    """Refuse to extract when an owner name is missing (tar would fall back to its number)."""
+    if not owners and not groups:
+        return ""
+    users = " ".join(q(o) for o in owners) or "''"
+    grps = " ".join(q(g) for g in groups) or "''"
+    return (
+        'missing=""\n'
+        f'for u in {users}; do [ -z "$u" ] || getent passwd "$u" >/dev/null 2>&1 '
+        '|| missing="$missing user $u,"; done\n'
+        f'for g in {grps}; do [ -z "$g" ] || getent group "$g" >/dev/null 2>&1 '
+        '|| missing="$missing group $g,"; done\n'
+        'if [ -n "$missing" ]; then\n'
+        '  echo "$target: owners of the source tree do not exist here:${missing%,}. Create '
+        "them first (install the service's package) so the copy keeps owners by name; "
+        'nothing was changed" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+    )
+
+
+def _vars(paths: TreePaths) -> str:
+    return (f"target={q(paths.target)}\nstage={q(paths.stage)}\naside={q(paths.aside)}\n"
+            f"trash={q(paths.trash)}\nrestore={q(paths.restore)}\nbackup={q(paths.backup)}\n")
+
+
+def tree_swap_script(paths: TreePaths, exclude: tuple[str, ...] = (),
+                     owners: tuple[str, ...] = (), groups: tuple[str, ...] = (),
+                     el: bool = False) -> str:
+    """Script on the destination: extract the tar on stdin beside the target and swap it in.
+
+    The previous tree (or file) is kept: renamed aside (atomic, same file system), then
+    copied to the backup root and removed. Safe to re-run after an interruption: an aside or
+    a backup left by an earlier attempt is the original and is never overwritten.
+    """
+    keep = ""
+    for rel in exclude:
+        r = q(rel)
+        keep += (f'if {{ [ -e "$target"/{r} ] || [ -L "$target"/{r} ]; }} && '
+                 f'[ -d "$(dirname "$stage"/{r})" ]; then cp -a "$target"/{r} "$stage"/{r}; fi\n')
+    return (
+        "set -eu\n"
+        + _vars(paths)
+        + "trap 'rm -rf \"$stage\" \"$trash\"' EXIT\n"
+        "trap 'exit 1' HUP INT TERM PIPE\n"
+        + _names_check(owners, groups)
+        + 'mkdir -p "$(dirname "$target")"\n'
+        'rm -rf "$stage" "$trash"\n'
+        'mkdir -m 700 "$stage"\n'
+        'tar -C "$stage" -x -p --same-owner -f -\n'
+        + keep
+        + 'if [ -e "$target" ] || [ -L "$target" ]; then\n'
+        '  if [ -e "$aside" ] || [ -e "$backup" ]; then mv -T "$target" "$trash"\n'
+        '  else mv -T "$target" "$aside"; fi\n'
+        "fi\n"
+        'mv -T "$stage" "$target"\n'
+        + _restorecon(el)
+        + 'if [ -e "$aside" ] || [ -L "$aside" ]; then\n'
+        '  if [ ! -e "$backup" ]; then\n'
+        '    mkdir -p -m 700 "$(dirname "$backup")"\n'
+        '    rm -rf "$backup.part"\n'
+        '    cp -a "$aside" "$backup.part"\n'
+        '    mv -T "$backup.part" "$backup"\n'
+        "  fi\n"
+        '  rm -rf "$aside"\n'
+        "fi\n"
+        'rm -rf "$trash"\n'
+    )
+
+
+def tree_undo_script(paths: TreePaths, existed: bool, el: bool = False) -> str:
+    """Script restoring the tree as it was before the run (see the module docstring)."""
+    head = "set -eu\n" + _vars(paths) + 'rm -rf "$stage" "$trash" "$restore"\n'
+    if not existed:
+        return head + 'rm -rf "$target"\n'
+    return (
+        head
+        + 'if [ -e "$backup" ]; then\n'
+        '  cp -a "$backup" "$restore"\n'
+        '  if [ -e "$target" ] || [ -L "$target" ]; then mv -T "$target" "$trash"; fi\n'
+        '  mv -T "$restore" "$target"\n'
+        '  rm -rf "$trash" "$aside" "$backup"\n'
+        'elif [ -e "$aside" ] || [ -L "$aside" ]; then\n'
+        '  if [ -e "$target" ] || [ -L "$target" ]; then mv -T "$target" "$trash"; fi\n'
+        '  mv -T "$aside" "$target"\n'
+        '  rm -rf "$trash"\n'
+        "fi\n"
+        + _restorecon(el)
+    )
+
+
+@dataclass(frozen=True)
+class TreeCopied(Operation):
+    """The directory `path` on this host equals `path` on `source_host`.
+
+    Equal means: same entries (minus `exclude`, which is neither copied nor compared, and
+    whatever the destination has there is kept), same owner and group *names*, modes,
+    symlink targets, and for files the same content and mtime (`rewritten` files: content
+    and mtime may differ, since a later operation edits them per host).
+    """
+
+    op_id: str
+    source_host: str
+    path: str
+    exclude: tuple[str, ...] = ()
+    rewritten: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (not self.path.startswith("/") or posixpath.normpath(self.path) != self.path
+                or self.path == "/" or "\n" in self.path):
+            raise ValueError(f"tree path {self.path!r}: give an absolute, normalised directory "
+                             "other than /")
+        for rel in self.exclude:
+            _check_relative("exclude", rel)
+        for rel in self.rewritten:
+            _check_relative("rewritten", rel)
+
+    def probe(self, ctx: HostContext) -> str:
+        return manifest_script(self.path, self.exclude)
+
+    def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
+        return (SourceRead(self.source_host, manifest_script(self.path, self.exclude)),)
+
+    def _manifests(self, seen: Probe) -> tuple[Manifest | None, Manifest]:
+        dest = parse_manifest(seen.stdout)
+        if not seen.sources:
+            return None, dest
+        source = parse_manifest(seen.sources[0])
+        if source.state != "dir":
+            raise ValueError(f"the source {self.source_host}:{self.path} is {source.state}, "
+                             "not a directory: nothing to copy")
+        return source, dest
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        source, dest = self._manifests(seen)
+        if source is None:
+            raise ValueError(f"no manifest of {self.source_host}:{self.path} to compare with")
+        return not differences(source, dest, self.rewritten)
+
+    def _paths(self, ctx: HostContext) -> TreePaths:
+        return TreePaths.of(self.path, ctx.run_id, ctx.backup_path(self.path))
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        dest = parse_manifest(seen.stdout)
+        paths = self._paths(ctx)
+        return {"kind": "tree", "path": self.path, "source": self.source_host,
+                "existed": dest.state != "absent", "backup": paths.backup,
+                "stage": paths.stage, "aside": paths.aside, "trash": paths.trash,
+                "restore": paths.restore}
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        source, _ = self._manifests(seen)
+        owners = source.owners() if source else ()
+        groups = source.groups() if source else ()
+        script = tree_swap_script(self._paths(ctx), self.exclude, owners, groups,
+                                  ctx.profile.family == "el")
+        return [Command(script, stdin_from=SourceRead(self.source_host,
+                                                      source_tar_script(self.path, self.exclude)),
+                        summary=f"copy {self.source_host}:{self.path} to {self.path} "
+                                "(tar, owners by name, staged then swapped in)")]
+
+    def preview(self, ctx: HostContext, seen: Probe) -> str:
+        source, dest = self._manifests(seen)
+        if source is None:
+            return f"  copy {self.source_host}:{self.path}\n"
+        return "".join(f"  {line}\n" for line in differences(source, dest, self.rewritten))
+
+    def title(self) -> str:
+        return f"tree {self.path} from {self.source_host}"
+
+
+@undoer("tree")
+def undo_tree(ctx: HostContext, record: Record) -> list[Command]:
+    """Put the tree back as it was before the run, from the journal record alone."""
+    paths = TreePaths(record["path"], record["stage"], record["aside"], record["trash"],
+                      record["restore"], record["backup"])
+    existed = bool(record.get("existed"))
+    summary = (f"restore {paths.target} from {paths.backup}" if existed
+               else f"remove {paths.target} (it did not exist before)")
+    return [Command(tree_undo_script(paths, existed, ctx.profile.family == "el"),
+                    summary=summary)]

@@ -1,0 +1,224 @@
+"""Phase `controllers`: scale the OpenStack APIs out behind the VIP (guide 1, second half).
+
+Per service, in the guide's order:
+  ctl.SVC.packages   install the service's packages on the new controllers
+  ctl.SVC.vip-keys   on the original, point the service's config keys at the VIP
+  ctl.SVC.copy       copy /etc/SVC from the original to each new controller (owners by name,
+                     modes, symlinks), proven equal by a manifest comparison
+  ctl.SVC.host-keys  rewrite host-specific keys (bind address, my_ip, ...) per controller
+  ctl.SVC.services   enable + start on the new controllers, restart on the original
+  ctl.SVC.verify     read-only: each API answers on each controller and through the VIP
+then once:
+  ctl.endpoints      the Keystone catalog's endpoints move to the VIP (public identity last)
+  ctl.rc-files       OS_AUTH_URL in the operators' rc files names the VIP
+
+The runbook is built from the inventory and each host's platform family (detected
+read-only before, or declared), without touching a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
+from hadeploy.inventory.model import Inventory, Node
+from hadeploy.ops import (
+    FileEdit,
+    HostContext,
+    Operation,
+    PackagesInstalled,
+    Probe,
+    Requirement,
+    ServiceRunning,
+)
+from hadeploy.ops.endpoints import EndpointsOnVip
+from hadeploy.ops.trees import TreeCopied
+from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
+from hadeploy.render.haproxy import backend_address
+from hadeploy.steps import Runbook, Step
+
+VERIFY_SECONDS = 90
+# Connect to every (address, port) pair, retrying while services start; print what fails.
+PORT_PROBE = """python3 - {pairs} <<'PYEOF'
+import socket, sys, time
+pairs = [p.rsplit(":", 1) for p in sys.argv[1:]]
+deadline = time.monotonic() + {seconds}
+failing = pairs
+while failing and time.monotonic() < deadline:
+    still = []
+    for host, port in failing:
+        try:
+            socket.create_connection((host, int(port)), 2).close()
+        except OSError:
+            still.append((host, port))
+    failing = still
+    if failing:
+        time.sleep(1)
+print(" ".join(f"{{h}}:{{p}}" for h, p in failing) or "all-answer")
+PYEOF"""
+
+
+def _vip_value(key: VipKey, current: str | None, vip: str) -> str | None:
+    if key.rehost:
+        return rehost(current, vip) if current is not None else None
+    return key.value.replace("{vip}", vip)
+
+
+def vip_edit(keys: tuple[VipKey, ...], vip: str) -> FileEdit:
+    """One file's VIP keys as an in-place ini edit (every other byte kept)."""
+    path = keys[0].file
+
+    def edit(ctx: HostContext, text: str) -> str:
+        for key in keys:
+            current = get_ini_value(text, key.section, key.key)
+            if current is None and (key.if_present or key.rehost):
+                continue
+            value = _vip_value(key, current, vip)
+            if value is not None and value != current:
+                text = set_ini_value(text, key.section, key.key, value)
+        return text
+
+    names = ", ".join(f"[{k.section}] {k.key}" for k in keys)
+    return FileEdit(f"vip-keys:{path}", path, edit, f"point {path} at the VIP ({names})",
+                    missing_ok=all(k.if_present for k in keys))
+
+
+def host_edit(keys: tuple[HostKey, ...], inv: Inventory, node: Node) -> FileEdit:
+    """One file's host-specific keys set to `node`'s own values."""
+    path = keys[0].file
+    original = str(inv.original.address)
+    colocated = inv.topology == "colocated"
+
+    def edit(ctx: HostContext, text: str) -> str:
+        for key in keys:
+            current = get_ini_value(text, key.section, key.key)
+            if key.kind == "address":
+                value = str(node.address) if current is not None else None
+            elif node.api_bind is not None and (colocated or current is not None):
+                value = str(node.api_bind)
+            elif current is not None and current.strip() == original:
+                value = str(node.address)
+            else:
+                value = None
+            if value is not None and value != current:
+                text = set_ini_value(text, key.section, key.key, value)
+        return text
+
+    return FileEdit(f"host-keys:{path}", path, edit,
+                    f"{path}: host-specific keys for {node.name}", missing_ok=True)
+
+
+def _by_file(keys: tuple[VipKey, ...] | tuple[HostKey, ...]) -> list[tuple]:  # type: ignore[type-arg]
+    files: dict[str, list[VipKey | HostKey]] = {}
+    for key in keys:
+        files.setdefault(key.file, []).append(key)
+    return [tuple(group) for group in files.values()]
+
+
+def _ports_answer(inv: Inventory, node: Node, ports: list[int]) -> Requirement:
+    pairs = [f"{backend_address(inv, node)}:{p}" for p in ports]
+    pairs += [f"{inv.vip.address}:{p}" for p in ports]
+    script = PORT_PROBE.format(pairs=" ".join(pairs), seconds=VERIFY_SECONDS)
+
+    def judge(ctx: HostContext, seen: Probe) -> str | None:
+        out = seen.stdout.strip()
+        if out == "all-answer":
+            return None
+        return f"no answer from {out or 'the APIs (python3 missing?)'} after {VERIFY_SECONDS}s"
+
+    return Requirement("ports", script, judge,
+                       f"APIs answer on {backend_address(inv, node)} and the VIP: "
+                       f"ports {', '.join(map(str, ports))}")
+
+
+def _service_steps(inv: Inventory, service: Service,
+                   families: Mapping[str, Family]) -> list[Step]:
+    original = inv.original
+    new = inv.new_controllers
+    prefix = f"ctl.{service.name}"
+    release = inv.release
+    steps: list[Step] = []
+
+    packages = {n.name: (PackagesInstalled(
+        "packages", service.variant(families[n.name], release).packages,
+        block_service_starts=True),) for n in new}
+    steps.append(Step(f"{prefix}.packages", f"{service.title}: install on the new controllers",
+                      packages))
+
+    vip = str(inv.vip.address)
+    vip_groups = _by_file(service.vip_keys_for(release))
+    if vip_groups:
+        steps.append(Step(f"{prefix}.vip-keys",
+                          f"{service.title}: point the original's config at the VIP {vip}",
+                          {original.name: tuple(vip_edit(g, vip) for g in vip_groups)}))
+
+    if service.etc:
+        steps.append(Step(f"{prefix}.copy",
+                          f"{service.title}: copy {service.etc} from {original.name}",
+                          {n.name: (TreeCopied("tree", original.name, service.etc),)
+                           for n in new}))
+
+    host_groups = _by_file(service.host_keys_for(release))
+    if host_groups:
+        targets = inv.controllers if inv.topology == "colocated" else new
+        steps.append(Step(f"{prefix}.host-keys",
+                          f"{service.title}: host-specific keys on each controller",
+                          {n.name: tuple(host_edit(g, inv, n) for g in host_groups)
+                           for n in targets}))
+
+    changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys"})
+    changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys"})
+    daemons: dict[str, tuple[Operation, ...]] = {}
+    for node in inv.controllers:
+        variant = service.variant(families[node.name], release)
+        restart = changed_original if node.original else changed_new
+        daemons[node.name] = tuple(
+            ServiceRunning(f"service:{d}", d, (), restart, wait_seconds=30)
+            for d in variant.daemons)
+    steps.append(Step(f"{prefix}.services",
+                      f"{service.title}: start on the new controllers, restart on the original",
+                      daemons))
+
+    ports = sorted({p.port for p in service.proxies_for(release)
+                    if p.name not in inv.omit_proxies})
+    if ports:
+        steps.append(Step(f"{prefix}.verify",
+                          f"{service.title}: answers on every controller and the VIP",
+                          {n.name: (_ports_answer(inv, n, ports),) for n in inv.controllers},
+                          read_only=True))
+    return steps
+
+
+def _rc_edit(path: str, vip: str) -> FileEdit:
+    def edit(ctx: HostContext, text: str) -> str:
+        current = get_shell_var(text, "OS_AUTH_URL")
+        if current is None:
+            raise ValueError(f"{path} has no OS_AUTH_URL to repoint")
+        new = rehost(current, vip)
+        return text if new == current else set_shell_var(text, "OS_AUTH_URL", new)
+
+    return FileEdit(f"rc:{path}", path, edit, f"OS_AUTH_URL in {path} names the VIP {vip}")
+
+
+def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
+                              only: tuple[str, ...] = ()) -> Runbook:
+    """The `controllers` phase for `inv`; `only` limits it to some services."""
+    catalog = load_catalog()
+    services = [catalog[s] for s in inv.services
+                if not catalog[s].lb_only and (not only or s in only)]
+    steps: list[Step] = []
+    for service in services:
+        steps += _service_steps(inv, service, families)
+    original = inv.original
+    vip = str(inv.vip.address)
+    steps.append(Step("ctl.endpoints", f"Keystone endpoints: move every URL to the VIP {vip}",
+                      {original.name: (EndpointsOnVip(
+                          "endpoints", inv.openstack.admin_credentials, inv.release, vip,
+                          (str(original.address), original.name)),)}))
+    rc_ops: dict[str, list[Operation]] = {}
+    for rc in inv.openstack.rc_files:
+        rc_ops.setdefault(rc.host, []).append(_rc_edit(rc.path, vip))
+    if rc_ops:
+        steps.append(Step("ctl.rc-files", f"Client rc files: OS_AUTH_URL on the VIP {vip}",
+                          {h: tuple(ops) for h, ops in rc_ops.items()}))
+    return Runbook("controllers", tuple(steps))

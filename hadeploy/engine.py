@@ -152,6 +152,11 @@ class Engine:
                   duration=round(time.monotonic() - started, 3))
         return result.check(self.redact(command.shown()))
 
+    def _transport_stats(self) -> dict[str, Any]:
+        """Round trips and connections per host, when the transport counts them."""
+        stats = getattr(self.transport, "stats", None)
+        return dict(stats()) if callable(stats) else {}
+
     def _ctx(self, step_id: str, host: str, journal: Journal | None,
              detail: bool = False) -> HostContext:
         changed = journal.changed_steps(host) if journal else frozenset()
@@ -307,7 +312,7 @@ class Engine:
         journal.status = "done"
         journal.finished = now()
         self._save(journal)
-        self.emit("run-finished", status="done")
+        self.emit("run-finished", status="done", **self._transport_stats())
 
     def _run_step(self, step: Step, journal: Journal) -> None:
         entry = journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))

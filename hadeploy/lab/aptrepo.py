@@ -40,6 +40,9 @@ _DEPENDS_OPTS = (
 )
 
 
+# Part of the cache manifest's key: a change in how requests are resolved resolves them again.
+_RESOLVER = " +upgrades"
+
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
 
@@ -86,7 +89,7 @@ def ensure_repo(packages: Sequence[str] = DEFAULT_PACKAGES, cache: Path | None =
         debs.mkdir(parents=True, exist_ok=True)
         manifest_path = debs / "requests.json"
         manifest = _read_manifest(manifest_path)
-        key = " ".join(request)
+        key = " ".join(request) + _RESOLVER
         known = manifest.get(key)
         if known is None or not all((debs / name).is_file() for name in known):
             wanted, changed = _fetch(debs, request)
@@ -109,12 +112,30 @@ def _read_manifest(path: Path) -> dict[str, list[str]]:
 
 
 def _closure(request: Sequence[str]) -> list[str]:
-    """Names of every real package `request` depends on, recursively (alternatives included)."""
+    """Names of every real package `request` depends on, recursively (alternatives included),
+    plus what `apt-get install` would upgrade alongside on the workstation."""
     out = run(["apt-cache", "depends", *_DEPENDS_OPTS, *request],
               what="resolve the lab packages' dependencies").stdout
     names = {line.strip() for line in out.splitlines() if line and not line[0].isspace()}
     # <name> are virtual packages: they have no .deb of their own.
-    return sorted(n for n in names if not n.startswith("<"))
+    return sorted({n for n in names if not n.startswith("<")} | set(_upgrades(request)))
+
+
+def _upgrades(request: Sequence[str]) -> list[str]:
+    """Installed packages that `apt-get install request` would upgrade on the workstation.
+
+    The dependency closure brings e.g. a newer libsystemd0 (udev needs it); without the
+    matching newer systemd in the repository, apt on a host *removes* systemd, systemd-sysv
+    (and with it `runlevel`, so invoke-rc.d starts nothing) instead of upgrading them as a
+    real server with a full mirror would. A simulation (no lock, nothing changes) names them.
+    """
+    result = run(["apt-get", *_APT_OPTS, "install", "-s", "--no-install-recommends", *request],
+                 what="simulate installing the lab packages", check=False)
+    if result.returncode != 0:
+        return []
+    # "Inst NAME [INSTALLED-VERSION] (CANDIDATE ...)": only upgrades have the [...] part.
+    return [parts[1].split(":")[0] for parts in map(str.split, result.stdout.splitlines())
+            if len(parts) > 2 and parts[0] == "Inst" and parts[2].startswith("[")]
 
 
 def _fetch(debs: Path, request: Sequence[str]) -> tuple[dict[str, str], bool]:

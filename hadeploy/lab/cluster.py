@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -157,6 +158,50 @@ class Lab:
         for name in _STATE_FILES:
             (state.state_dir / name).unlink(missing_ok=True)
         state.complete = False
+
+    @property
+    def cache_dir(self) -> Path:
+        """The persistent cache this lab uses (.debs, base layers, saved installations)."""
+        return self._state.cache_dir
+
+    @property
+    def base_layer(self) -> Path | None:
+        """The cached base layer this lab's hosts are built on (None before it is made)."""
+        return self._state.base_dir
+
+    def save_disk(self, name: str, dest: Path) -> None:
+        """Copy host `name`'s disk (its overlay upper layers, one dir per LAB_DIRS entry) to
+        `dest`, which must not exist. The host is stopped for the copy and started again on
+        the same disk (a reboot: its daemons are gone, its files stay)."""
+        host = self._state.hosts[name]
+        if dest.exists():
+            raise LabError(f"{dest} exists: will not copy {name}'s disk over it")
+        hosts.stop_hosts([host])
+        self._state.save()
+        try:
+            procs.run(["cp", "-a", str(hosts.host_dir(self._state, name) / "disk" / "upper"),
+                       str(dest)], what=f"copy {name}'s disk", timeout=600)
+        finally:
+            hosts.start_hosts(self._state, [host])
+
+    def reset_host(self, name: str, seed: Path | None = None) -> None:
+        """Like `LabHost.reset()` (a fresh, bare host), but with the files of `seed` (a copy
+        made by `save_disk`) laid into its new disk before it starts."""
+        if seed is None:
+            self.hosts[name].reset()
+            return
+        host = self._state.hosts[name]
+        hosts.stop_hosts([host])
+        self._state.save()
+        disk = hosts.host_dir(self._state, name) / "disk"
+        old = disk.with_name(f"disk.old.{time.monotonic_ns()}")
+        if disk.exists():
+            disk.rename(old)
+        hosts.prepare_disk(self._state, name)
+        procs.run(["cp", "-a", f"{seed}/.", str(disk / "upper")],
+                  what=f"lay {seed} into {name}'s disk", timeout=600)
+        hosts.start_hosts(self._state, [host])
+        shutil.rmtree(old, ignore_errors=True)
 
     def rebuild(self) -> None:
         """Tear the lab down and bring the same hosts up again, fresh, in this object."""

@@ -6,7 +6,8 @@ credentials never leave that host and never appear on a command line. Modern rel
 endpoint-create then endpoint-delete, as the guide does. Non-public endpoints move first and
 identity's public endpoint last: the CLI reaches Keystone through the catalog's public
 identity URL, so that one must change only when everything else is done (and the VIP must
-already serve, which the runbook's order guarantees).
+already serve, which the runbook's order guarantees). Only URLs on a port the VIP serves
+(`ports`) move: a service that is not balanced keeps its endpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
 from hadeploy.quoting import q, sh
-from hadeploy.render.urls import rehost, url_host
+from hadeploy.render.urls import URL, rehost, url_host
 
 NEW_MARK = "@@hadeploy-endpoint"
 GRIZZLY_URLS = ("publicurl", "internalurl", "adminurl")
@@ -31,6 +32,19 @@ def parse_keystone_table(text: str) -> list[dict[str, str]]:
     header = [cell.strip() for cell in rows[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in row.strip("|").split("|")), strict=False))
             for row in rows[1:]]
+
+
+def url_port(value: str) -> int | None:
+    """The port of a URL (explicit, else the scheme's default), or None."""
+    match = URL.match(value.strip())
+    if not match:
+        return None
+    rest = match.group("rest") or ""
+    if rest.startswith(":"):
+        digits = rest[1:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        return int(digits) if digits.isdigit() else None
+    scheme = (match.group("scheme") or "").lower()
+    return {"http://": 80, "https://": 443}.get(scheme)
 
 
 def _moves_last(endpoint: dict[str, Any]) -> tuple[int, int]:
@@ -53,6 +67,16 @@ class EndpointsOnVip(Operation):
     release: str
     vip: str
     original: tuple[str, ...]
+    ports: tuple[int, ...] = ()  # ports the VIP serves; empty: any
+
+    def _moves(self, url: str) -> bool:
+        """Whether `url` names the original controller on a port the VIP serves."""
+        if url_host(url) not in self.original:
+            return False
+        return not self.ports or url_port(url) in self.ports
+
+    def _target(self, url: str) -> str:
+        return rehost(url, self.vip) if self._moves(url) else url
 
     def probe(self, ctx: HostContext) -> str:
         if self.release == "grizzly":
@@ -72,8 +96,8 @@ class EndpointsOnVip(Operation):
     def _stale(self, seen: Probe) -> list[dict[str, Any]]:
         if self.release == "grizzly":
             return [e for e in self._endpoints(seen)
-                    if any(url_host(e.get(k, "")) in self.original for k in GRIZZLY_URLS)]
-        stale = [e for e in self._endpoints(seen) if url_host(e.get("URL", "")) in self.original]
+                    if any(self._moves(e.get(k, "")) for k in GRIZZLY_URLS)]
+        stale = [e for e in self._endpoints(seen) if self._moves(e.get("URL", ""))]
         return sorted(stale, key=_moves_last)
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
@@ -92,14 +116,28 @@ class EndpointsOnVip(Operation):
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
         lines = ["set -e", _source(self.rc)]
         if self.release == "grizzly":
-            for e in self._stale(seen):
-                urls: list[str] = []
-                for key in GRIZZLY_URLS:
-                    urls += [f"--{key}", rehost(e.get(key, ""), self.vip)]
-                create = sh("keystone", "endpoint-create", "--region", e.get("region", ""),
-                            "--service-id", e.get("service_id", ""), *urls)
-                lines.append(f"new=$({create} | awk -F'|' '$2 ~ /^ *id *$/ {{gsub(/ /, \"\", "
-                             f"$3); print $3}}')")
+            stale = self._stale(seen)
+            # An endpoint that already has the new URLs (created by an interrupted earlier
+            # attempt, or by hand) is used rather than duplicated.
+            existing = {self._grizzly_key(e, e): e["id"] for e in self._endpoints(seen)
+                        if e not in stale and e.get("id")}
+            for e in stale:
+                target = {k: self._target(e.get(k, "")) for k in GRIZZLY_URLS}
+                have = existing.get(self._grizzly_key(e, target))
+                if have:
+                    lines.append(f"new={q(have)}")
+                else:
+                    urls: list[str] = []
+                    for key in GRIZZLY_URLS:
+                        urls += [f"--{key}", target[key]]
+                    create = sh("keystone", "endpoint-create", "--region", e.get("region", ""),
+                                "--service-id", e.get("service_id", ""), *urls)
+                    lines.append(f"new=$({create} | awk -F'|' '$2 ~ /^ *id *$/ "
+                                 "{gsub(/ /, \"\", $3); print $3}')")
+                # `set -e` does not see a failure inside the pipeline: never delete the old
+                # endpoint unless the new one exists.
+                lines.append(f"[ -n \"$new\" ] || {{ echo {q(self._no_id(e['id']))} >&2; "
+                             "exit 1; }")
                 lines.append(f"echo {NEW_MARK} {q(e['id'])} \"$new\"")
                 lines.append(sh("keystone", "endpoint-delete", e["id"]) + " >/dev/null")
         else:
@@ -111,6 +149,16 @@ class EndpointsOnVip(Operation):
         summary = (f"{tool} for {len(self._stale(seen))} endpoint(s) -> {self.vip} "
                    f"(credentials from {self.rc})")
         return [Command("\n".join(lines), summary=summary)]
+
+    @staticmethod
+    def _grizzly_key(e: dict[str, Any], urls: dict[str, Any]) -> tuple[str, ...]:
+        return (e.get("region", ""), e.get("service_id", ""),
+                *(urls.get(k, "") for k in GRIZZLY_URLS))
+
+    @staticmethod
+    def _no_id(old: str) -> str:
+        return (f"keystone endpoint-create printed no id for the replacement of endpoint "
+                f"{old}; {old} was kept")
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
         created = {}
@@ -124,7 +172,7 @@ class EndpointsOnVip(Operation):
         lines = []
         for e in self._stale(seen):
             if self.release == "grizzly":
-                lines += [f"  {e['id']} {k}: {e.get(k, '')} -> {rehost(e.get(k, ''), self.vip)}"
+                lines += [f"  {e['id']} {k}: {e.get(k, '')} -> {self._target(e.get(k, ''))}"
                           for k in GRIZZLY_URLS]
             else:
                 lines.append(f"  {e.get('Service Type', '?')} {e.get('Interface', '?')}: "

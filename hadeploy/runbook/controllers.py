@@ -18,6 +18,7 @@ read-only before, or declared), without touching a network.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
@@ -152,13 +153,19 @@ def _service_steps(inv: Inventory, service: Service,
                           f"{service.title}: point the original's config at the VIP {vip}",
                           {original.name: tuple(vip_edit(g, vip) for g in vip_groups)}))
 
+    host_groups = _by_file(service.host_keys_for(release))
     if service.etc:
+        # Files whose host-specific keys the next step rewrites differ from the original's
+        # by design: comparing their content would make every re-run copy (and restart).
+        rewritten = tuple(dict.fromkeys(
+            posixpath.relpath(g[0].file, service.etc) for g in host_groups
+            if g[0].file.startswith(service.etc.rstrip("/") + "/")))
         steps.append(Step(f"{prefix}.copy",
                           f"{service.title}: copy {service.etc} from {original.name}",
-                          {n.name: (TreeCopied("tree", original.name, service.etc),)
+                          {n.name: (TreeCopied("tree", original.name, service.etc,
+                                               rewritten=rewritten),)
                            for n in new}))
 
-    host_groups = _by_file(service.host_keys_for(release))
     if host_groups:
         targets = inv.controllers if inv.topology == "colocated" else new
         steps.append(Step(f"{prefix}.host-keys",
@@ -211,10 +218,14 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
         steps += _service_steps(inv, service, families)
     original = inv.original
     vip = str(inv.vip.address)
+    # Only URLs on ports the VIP serves move: an endpoint of a service that is not balanced
+    # (guide 1 leaves swift's alone) would point at a port nothing answers on.
+    ports = tuple(sorted({p.port for s in inv.services for p in catalog[s].proxies_for(inv.release)
+                          if p.name not in inv.omit_proxies}))
     steps.append(Step("ctl.endpoints", f"Keystone endpoints: move every URL to the VIP {vip}",
                       {original.name: (EndpointsOnVip(
                           "endpoints", inv.openstack.admin_credentials, inv.release, vip,
-                          (str(original.address), original.name)),)}))
+                          (str(original.address), original.name), ports),)}))
     rc_ops: dict[str, list[Operation]] = {}
     for rc in inv.openstack.rc_files:
         rc_ops.setdefault(rc.host, []).append(_rc_edit(rc.path, vip))

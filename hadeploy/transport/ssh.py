@@ -8,7 +8,9 @@ binary-safe and a command costs one round trip. Library and socket errors become
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +38,16 @@ class Target:
     settings: SshSettings
 
 
+def _no_delay(conn: Connection) -> None:
+    """Send small SSH packets at once: a command is a few of them, and with Nagle's algorithm
+    against the server's delayed ACKs each round trip waited ~40 ms instead of ~10."""
+    transport = conn.client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket):  # not through a gateway (a paramiko channel)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
     """The command line that runs `script` with sh, as root through sudo when needed."""
     command = f"sh -c {q(script)}"
@@ -56,6 +68,8 @@ class SshTransport:
         self._locks = {name: threading.Lock() for name in self.targets}
         self._password_needed: dict[str, bool] = {}
         self.round_trips = 0
+        self.round_trips_by_host: dict[str, int] = {}
+        self.connections_opened: dict[str, int] = {}
 
     # -- connections -----------------------------------------------------------------------
 
@@ -103,7 +117,9 @@ class SshTransport:
             if error is None:
                 raise
             raise error from exc
+        _no_delay(conn)
         self._connections[name] = conn
+        self.connections_opened[name] = self.connections_opened.get(name, 0) + 1
         return conn
 
     def _connect_error(self, name: str, conn: Connection,
@@ -219,6 +235,7 @@ class SshTransport:
                     f"command ({exc or type(exc).__name__}); the journal is resumable once the "
                     "host is reachable again") from exc
             self.round_trips += 1
+            self.round_trips_by_host[host] = self.round_trips_by_host.get(host, 0) + 1
         stderr = err.decode("utf-8", "replace")
         if status != 0 and self.settings.sudo and any(e in stderr for e in SUDO_ERRORS) \
                 and "sudo:" in stderr:
@@ -257,6 +274,11 @@ class SshTransport:
         if status != 0:
             raise CommandFailed(host, script, status, stderr)
         return out
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per host: remote commands run (round trips) and SSH connections opened."""
+        return {"round_trips": dict(self.round_trips_by_host),
+                "connections": dict(self.connections_opened)}
 
     def close(self) -> None:
         """Close every connection."""

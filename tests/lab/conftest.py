@@ -2,6 +2,12 @@
 once per test session and always torn down at the end, also on failure, Ctrl-C or SIGTERM.
 
 Tests using it need root; without root they are skipped.
+
+The hosts' offline apt repository holds haproxy/keepalived and the OpenStack packages an
+original controller needs (hadeploy.lab.openstack.LAB_REPO_PACKAGES, ~600 .debs downloaded
+once into the persistent cache; a cached repository costs Lab.up nothing measurable).
+If they cannot be downloaded (no network and no cache), or HADEPLOY_LAB_OPENSTACK=0, the
+lab is built without them and tests marked `openstack` are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -14,11 +20,34 @@ from collections.abc import Iterator
 
 import pytest
 
-from hadeploy.lab import Lab
+from hadeploy.errors import LabError
+from hadeploy.lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo
+from hadeploy.lab.openstack import LAB_REPO_PACKAGES
 
 LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
 # One lab fits on a machine (one bridge, one 198.18.0.1): test sessions wait for each other.
 LAB_LOCK = "/var/tmp/hadeploy-lab.lock"
+# Why the session's lab has no OpenStack packages (empty: it has them).
+OPENSTACK_UNAVAILABLE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "openstack: lab tests that need Debian's OpenStack packages in the lab's "
+        "offline repository (skipped when they cannot be downloaded)")
+
+
+def _repo_packages() -> tuple[str, ...]:
+    """LAB_REPO_PACKAGES if they can be had, else the defaults (and say why in the list)."""
+    if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0":
+        OPENSTACK_UNAVAILABLE.append("HADEPLOY_LAB_OPENSTACK=0")
+        return DEFAULT_REPO_PACKAGES
+    try:
+        ensure_repo(LAB_REPO_PACKAGES)
+    except LabError as err:
+        OPENSTACK_UNAVAILABLE.append(f"OpenStack packages unavailable: {err}")
+        return DEFAULT_REPO_PACKAGES
+    return LAB_REPO_PACKAGES
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +60,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
     # SIGTERM (a CI timeout) would otherwise kill pytest without running finalizers.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    the_lab = Lab.up(LAB_HOSTS, state_dir)
+    the_lab = Lab.up(LAB_HOSTS, state_dir, repo_packages=_repo_packages())
     atexit.register(the_lab.down)
     try:
         yield the_lab

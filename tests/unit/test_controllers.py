@@ -1,0 +1,885 @@
+"""Phase `controllers` (guide 1, "Configure OpenStack Controller Nodes"): the runbook per service.
+
+Every non-lb_only catalog service, on every platform (el6..el9, Debian with either init) and
+both releases, in both topologies: which steps it has and in which order, on which hosts each
+runs, the exact package command, the service commands, the tree copy's commands, the rc-file
+edits, and the plans `invoke deploy-controllers --offline` and `Engine.plan` print. Exact
+config edits are in test_controllers_edits.py, Keystone endpoints in test_endpoints.py.
+
+The expectations are written out here from the guide and the distributions' packages, not
+read from the catalog, so a catalog change that breaks a platform fails a test.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from coretest import COLOCATED, DATA, HOSTS_EXAMPLE, ROOT, edit
+
+from hadeploy.catalog import Family, load_catalog
+from hadeploy.engine import Engine, PlanItem
+from hadeploy.inventory import Inventory, load_inventory
+from hadeploy.ops import (
+    FileEdit,
+    HostContext,
+    Operation,
+    PackagesInstalled,
+    Probe,
+    Requirement,
+    ServiceRunning,
+    TreeCopied,
+)
+from hadeploy.ops.endpoints import EndpointsOnVip
+from hadeploy.ops.files import FileState
+from hadeploy.ops.trees import manifest_script
+from hadeploy.platforms import Profile, profile_for
+from hadeploy.runbook.controllers import build_controllers_runbook
+from hadeploy.steps import Runbook, Step
+from hadeploy.testing import FakeTransport
+
+FIXTURES = DATA / "controllers"
+PLATFORMS = ("el6", "el7", "el8", "el9", "debian")
+RELEASES = ("grizzly", "modern")
+TOPOLOGIES = ("dedicated", "colocated")
+# Platform as the runbook sees it: (inventory platform, init system found on the host).
+PROFILES = {
+    "el6": ("el6", "sysv"), "el7": ("el7", "systemd"), "el8": ("el8", "systemd"),
+    "el9": ("el9", "systemd"), "debian-systemd": ("debian", "systemd"),
+    "debian-sysv": ("debian", "sysv"),
+}
+
+# -- what each service is, from guide 1 and the distributions' packages ----------------------
+
+RELEASE_SERVICES = {
+    "grizzly": ("keystone", "quantum", "glance", "nova", "cinder", "swift", "novnc", "horizon",
+                "heat", "ceilometer"),
+    "modern": ("keystone", "neutron", "glance", "nova", "cinder", "swift", "novnc", "horizon",
+               "heat", "ceilometer"),
+}
+LB_ONLY = ("galera", "rabbitmq")
+
+Pkgs = tuple[tuple[str, ...], tuple[str, ...]]  # packages, daemons (in start order)
+
+
+def _any(el: Pkgs, debian: Pkgs) -> dict[tuple[str, Family], Pkgs]:
+    return {(r, f): v for r in RELEASES for f, v in (("el", el), ("debian", debian))}
+
+
+VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
+    "keystone": {  # guide: yum install openstack-keystone; modern RDO runs it in httpd
+        ("grizzly", "el"): (("openstack-keystone",), ("openstack-keystone",)),
+        ("modern", "el"): (("openstack-keystone", "httpd", "mod_wsgi"), ("httpd",)),
+        ("grizzly", "debian"): (("keystone",), ("keystone",)),
+        ("modern", "debian"): (("keystone",), ("keystone",)),
+    },
+    "quantum": {  # guide: openstack-quantum and the L2 plugin; service quantum-server
+        ("grizzly", "el"): (("openstack-quantum", "openstack-quantum-openvswitch"),
+                            ("quantum-server",)),
+        ("grizzly", "debian"): (("quantum-server", "quantum-plugin-openvswitch"),
+                                ("quantum-server",)),
+    },
+    "neutron": {
+        ("modern", "el"): (("openstack-neutron", "openstack-neutron-ml2"), ("neutron-server",)),
+        # Debian: neutron-server is a metapackage (neutron-api + neutron-rpc-server, which
+        # are the daemons); ML2 ships in neutron-common (neutron-plugin-ml2 is virtual).
+        ("modern", "debian"): (("neutron-server", "neutron-common"),
+                               ("neutron-rpc-server", "neutron-api")),
+    },
+    "glance": {  # guide: registry then api
+        ("grizzly", "el"): (("openstack-glance",),
+                            ("openstack-glance-registry", "openstack-glance-api")),
+        ("modern", "el"): (("openstack-glance",), ("openstack-glance-api",)),
+        ("grizzly", "debian"): (("glance-api", "glance-registry"),
+                                ("glance-registry", "glance-api")),
+        ("modern", "debian"): (("glance-api",), ("glance-api",)),
+    },
+    "nova": {  # guide: openstack-nova-api and the cinder client
+        ("grizzly", "el"): (("openstack-nova-api", "python-cinderclient"), ("openstack-nova-api",)),
+        ("modern", "el"): (("openstack-nova-api", "python3-cinderclient"), ("openstack-nova-api",)),
+        ("grizzly", "debian"): (("nova-api", "python-cinderclient"), ("nova-api",)),
+        # Debian runs the metadata API (8775) as its own daemon, shipped in nova-api.
+        ("modern", "debian"): (("nova-api", "python3-cinderclient"),
+                               ("nova-api", "nova-api-metadata")),
+    },
+    "cinder": _any((("openstack-cinder",), ("openstack-cinder-api",)),
+                   (("cinder-api",), ("cinder-api",))),
+    "swift": _any((("openstack-swift-proxy",), ("openstack-swift-proxy",)),
+                  (("swift-proxy",), ("swift-proxy",))),
+    "novnc": {
+        **_any((("openstack-nova-novncproxy",), ("openstack-nova-novncproxy",)),
+               (("nova-novncproxy",), ("nova-novncproxy",))),
+        # Debian: nova-novncproxy is a virtual package of nova-consoleproxy.
+        ("modern", "debian"): (("nova-consoleproxy",), ("nova-novncproxy",)),
+    },
+    "horizon": _any((("openstack-dashboard",), ("httpd",)),
+                    (("openstack-dashboard",), ("apache2",))),
+    "heat": _any((("openstack-heat-api", "openstack-heat-api-cfn"),
+                  ("openstack-heat-api", "openstack-heat-api-cfn")),
+                 (("heat-api", "heat-api-cfn"), ("heat-api", "heat-api-cfn"))),
+    "ceilometer": _any((("openstack-ceilometer-api",), ("openstack-ceilometer-api",)),
+                       (("ceilometer-api",), ("ceilometer-api",))),
+}
+
+ETC = {"keystone": "/etc/keystone", "quantum": "/etc/quantum", "neutron": "/etc/neutron",
+       "glance": "/etc/glance", "nova": "/etc/nova", "cinder": "/etc/cinder",
+       "swift": "/etc/swift", "novnc": "", "horizon": "/etc/openstack-dashboard",
+       "heat": "/etc/heat", "ceilometer": "/etc/ceilometer"}
+
+# Files whose keys the original points at the VIP, in the guide's order.
+VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("quantum", "grizzly"): ("/etc/quantum/quantum.conf", "/etc/quantum/api-paste.ini",
+                             "/etc/quantum/metadata_agent.ini"),
+    ("neutron", "modern"): ("/etc/neutron/neutron.conf", "/etc/neutron/metadata_agent.ini"),
+    ("glance", "grizzly"): ("/etc/glance/glance-api.conf", "/etc/glance/glance-registry.conf"),
+    ("glance", "modern"): ("/etc/glance/glance-api.conf",),
+    ("nova", "grizzly"): ("/etc/nova/nova.conf", "/etc/nova/api-paste.ini"),
+    ("nova", "modern"): ("/etc/nova/nova.conf",),
+    ("cinder", "grizzly"): ("/etc/cinder/cinder.conf", "/etc/cinder/api-paste.ini"),
+    ("cinder", "modern"): ("/etc/cinder/cinder.conf",),
+}
+# Files with host-specific keys (bind addresses, my_ip, ...).
+HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
+    **{("keystone", r): ("/etc/keystone/keystone.conf",) for r in RELEASES},
+    ("quantum", "grizzly"): ("/etc/quantum/quantum.conf",
+                             "/etc/quantum/plugins/openvswitch/ovs_quantum_plugin.ini"),
+    ("neutron", "modern"): ("/etc/neutron/neutron.conf",
+                            "/etc/neutron/plugins/ml2/openvswitch_agent.ini"),
+    ("glance", "grizzly"): ("/etc/glance/glance-api.conf", "/etc/glance/glance-registry.conf"),
+    ("glance", "modern"): ("/etc/glance/glance-api.conf",),
+    **{("nova", r): ("/etc/nova/nova.conf",) for r in RELEASES},
+    **{("cinder", r): ("/etc/cinder/cinder.conf",) for r in RELEASES},
+    **{("swift", r): ("/etc/swift/proxy-server.conf",) for r in RELEASES},
+    **{("heat", r): ("/etc/heat/heat.conf",) for r in RELEASES},
+    **{("ceilometer", r): ("/etc/ceilometer/ceilometer.conf",) for r in RELEASES},
+}
+PORTS: dict[tuple[str, str], tuple[int, ...]] = {
+    **{("keystone", r): (5000, 35357) for r in RELEASES},
+    ("quantum", "grizzly"): (9696,),
+    ("neutron", "modern"): (9696,),
+    **{("glance", r): (9191, 9292) for r in RELEASES},
+    ("nova", "grizzly"): (8773, 8774, 8775),
+    ("nova", "modern"): (8774, 8775),
+    **{("cinder", r): (8776,) for r in RELEASES},
+    **{("swift", r): (8080,) for r in RELEASES},
+    **{("novnc", r): (6080,) for r in RELEASES},
+    **{("horizon", r): (80,) for r in RELEASES},
+    **{("heat", r): (8000, 8003, 8004) for r in RELEASES},
+    **{("ceilometer", r): (8777,) for r in RELEASES},
+}
+
+# -- inventories derived from the two examples -----------------------------------------------
+
+# grizzly deployments are guide 1's (10.15.85.x, VIP .31), modern ones guide 2's
+# (192.168.1.x, VIP .220); each is turned into the other topology where needed.
+ADDRESSES = {
+    "grizzly": ("10.15.85.31", ("10.15.85.141", "10.15.85.142", "10.15.85.143")),
+    "modern": ("192.168.1.220", ("192.168.1.221", "192.168.1.222", "192.168.1.223")),
+}
+CONTROLLERS = {"grizzly": ("mesa-virt-01", "mesa-virt-02", "mesa-virt-03"),
+               "modern": ("rhos6-node1", "rhos6-node2", "rhos6-node3")}
+LB_BLOCK = re.compile(r"^\[\[lb\]\]\n(?:(?!\[).*\n)*", re.MULTILINE)
+
+
+def _to_colocated(text: str) -> str:
+    """hosts.example.toml with haproxy on the controllers (api_bind = own address)."""
+    text = LB_BLOCK.sub("", edit(text, ('topology = "dedicated"', 'topology = "colocated"')))
+    for index, address in enumerate(ADDRESSES["grizzly"][1]):
+        text = edit(text, (f'address = "{address}"\n',
+                           f'address = "{address}"\napi_bind = "{address}"\n'
+                           f"priority = {103 - index}\n"))
+    return text
+
+
+def _to_dedicated(text: str) -> str:
+    """examples/colocated.toml with three dedicated load balancers and no api_bind."""
+    text = edit(text, ('topology = "colocated"', 'topology = "dedicated"'))
+    text = re.sub(r"^(api_bind|priority) = .*\n", "", text, flags=re.MULTILINE)
+    lbs = "".join(f'[[lb]]\nname = "rhos6-lb{i}"\naddress = "192.168.1.21{i}"\n'
+                  f"priority = {104 - i}\n\n" for i in (1, 2, 3))
+    return edit(text, ("[[controller]]", lbs + "[[controller]]"))
+
+
+def inventory_text(release: str, platform: str, topology: str,
+                   services: tuple[str, ...] | None = None) -> str:
+    """An example inventory rewritten for `release`, `platform`, `topology` and services."""
+    if release == "grizzly":
+        text = HOSTS_EXAMPLE.read_text()
+        text = _to_colocated(text) if topology == "colocated" else text
+    else:
+        text = COLOCATED.read_text()
+        text = _to_dedicated(text) if topology == "dedicated" else text
+    text = re.sub(r'^release = "\w+"', f'release = "{release}"', text, count=1,
+                  flags=re.MULTILINE)
+    text = re.sub(r'^platform = "\w+"', f'platform = "{platform}"', text, count=1,
+                  flags=re.MULTILINE)
+    names = services if services is not None else (*RELEASE_SERVICES[release], *LB_ONLY)
+    balance = "balance = [" + ", ".join(f'"{s}"' for s in names) + "]"
+    text, count = re.subn(r"^balance = \[.*?\]", balance, text, count=1,
+                          flags=re.MULTILINE | re.DOTALL)
+    assert count == 1
+    return text
+
+
+@functools.cache
+def _inventory_cached(release: str, platform: str, topology: str, directory: str) -> Inventory:
+    path = Path(directory) / f"{release}-{platform}-{topology}.toml"
+    path.write_text(inventory_text(release, platform, topology))
+    return load_inventory(path)
+
+
+Inventories = Callable[[str, str, str], Inventory]
+
+
+@pytest.fixture(scope="module")
+def inventories(tmp_path_factory: pytest.TempPathFactory) -> Inventories:
+    directory = str(tmp_path_factory.mktemp("inventories"))
+
+    def get(release: str, platform: str, topology: str) -> Inventory:
+        return _inventory_cached(release, platform, topology, directory)
+
+    return get
+
+
+def families(inv: Inventory) -> dict[str, Family]:
+    family: Family = "debian" if inv.platform == "debian" else "el"
+    return {n.name: family for n in inv.nodes}
+
+
+def ctx_for(inv: Inventory, host: str, profile: Profile, step: str = "ctl.step",
+            changed: frozenset[str] = frozenset()) -> HostContext:
+    return HostContext(inv.node(host), profile, "20260101-000000-000-t-deploy", step,
+                       {}, changed, True)
+
+
+def ops_of(step: Step, host: str) -> tuple[Operation, ...]:
+    return step.ops[host]
+
+
+def by_id(runbook: Runbook) -> dict[str, Step]:
+    return {s.id: s for s in runbook.steps}
+
+
+def test_the_expectations_cover_every_scaled_out_catalog_service() -> None:
+    catalog = load_catalog()
+    scaled = {n for n in catalog.names() if not catalog[n].lb_only}
+    assert scaled == set(VARIANTS) == set(ETC)
+    assert {n for n in catalog.names() if catalog[n].lb_only} == set(LB_ONLY)
+    for name in scaled:
+        assert set(catalog[name].releases) == {r for r in RELEASES
+                                               if name in RELEASE_SERVICES[r]}
+
+
+def test_derived_inventories_load_in_every_shape(inventories: Inventories) -> None:
+    for release in RELEASES:
+        for topology in TOPOLOGIES:
+            inv = inventories(release, "el7", topology)
+            assert inv.topology == topology and inv.release == release
+            assert [c.name for c in inv.controllers] == list(CONTROLLERS[release])
+            assert str(inv.vip.address) == ADDRESSES[release][0]
+            assert inv.original.name == CONTROLLERS[release][0]
+            assert all((c.api_bind is not None) == (topology == "colocated")
+                       for c in inv.controllers)
+
+
+# -- the runbook's shape: every service x platform x release x topology ----------------------
+
+MATRIX = [(release, service, platform, topology)
+          for release in RELEASES for service in RELEASE_SERVICES[release]
+          for platform in PLATFORMS for topology in TOPOLOGIES]
+
+
+@pytest.mark.parametrize(("release", "service", "platform", "topology"), MATRIX)
+def test_steps_order_and_hosts(inventories: Inventories, release: str, service: str,
+                               platform: str, topology: str) -> None:
+    inv = inventories(release, platform, topology)
+    runbook = build_controllers_runbook(inv, families(inv), only=(service,))
+    original, *new = CONTROLLERS[release]
+    prefix = f"ctl.{service}"
+    expected = [f"{prefix}.packages"]
+    if (service, release) in VIP_FILES:
+        expected.append(f"{prefix}.vip-keys")
+    if ETC[service]:
+        expected.append(f"{prefix}.copy")
+    if (service, release) in HOST_FILES:
+        expected.append(f"{prefix}.host-keys")
+    expected += [f"{prefix}.services", f"{prefix}.verify", "ctl.endpoints", "ctl.rc-files"]
+    assert [s.id for s in runbook.steps] == expected
+    assert runbook.phase == "controllers"
+
+    steps = by_id(runbook)
+    every = [original, *new]
+    assert steps[f"{prefix}.packages"].hosts == tuple(new)
+    if f"{prefix}.vip-keys" in steps:
+        assert steps[f"{prefix}.vip-keys"].hosts == (original,)
+        paths = tuple(op.path for op in ops_of(steps[f"{prefix}.vip-keys"], original)
+                      if isinstance(op, FileEdit))
+        assert paths == VIP_FILES[(service, release)]
+    if f"{prefix}.copy" in steps:
+        copy = steps[f"{prefix}.copy"]
+        assert copy.hosts == tuple(new)
+        for host in new:
+            (op,) = ops_of(copy, host)
+            assert isinstance(op, TreeCopied)
+            assert (op.source_host, op.path) == (original, ETC[service])
+    if f"{prefix}.host-keys" in steps:
+        host_keys = steps[f"{prefix}.host-keys"]
+        # Co-located: every controller's APIs bind to its own address, the original's too.
+        assert host_keys.hosts == (tuple(every) if topology == "colocated" else tuple(new))
+        for host in host_keys.hosts:
+            paths = tuple(op.path for op in ops_of(host_keys, host) if isinstance(op, FileEdit))
+            assert paths == HOST_FILES[(service, release)]
+    assert steps[f"{prefix}.services"].hosts == tuple(every)
+    verify = steps[f"{prefix}.verify"]
+    assert verify.hosts == tuple(every) and verify.read_only
+    assert not any(s.read_only for s in runbook.steps if s is not verify)
+    assert steps["ctl.endpoints"].hosts == (original,)
+    assert steps["ctl.rc-files"].hosts == (original,)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_every_service_in_balance_order_and_lb_only_services_skipped(
+        inventories: Inventories, release: str) -> None:
+    inv = inventories(release, "el7", "dedicated")
+    runbook = build_controllers_runbook(inv, families(inv))
+    services = list(dict.fromkeys(s.id.split(".")[1] for s in runbook.steps
+                                  if s.id.count(".") == 2))
+    assert services == list(RELEASE_SERVICES[release])
+    assert [s.id for s in runbook.steps][-2:] == ["ctl.endpoints", "ctl.rc-files"]
+    assert not any(lb in s.id for s in runbook.steps for lb in LB_ONLY)
+    ids = [s.id for s in runbook.steps]
+    assert len(ids) == len(set(ids))
+
+
+def test_only_limits_the_services_but_keeps_endpoints_and_rc_files(
+        inventories: Inventories) -> None:
+    inv = inventories("grizzly", "el6", "dedicated")
+    runbook = build_controllers_runbook(inv, families(inv), only=("glance", "keystone"))
+    ids = [s.id for s in runbook.steps]
+    # balance order (keystone first), not the order of `only`
+    assert ids.index("ctl.keystone.packages") < ids.index("ctl.glance.packages")
+    assert {i.split(".")[1] for i in ids if i.count(".") == 2} == {"keystone", "glance"}
+
+
+# -- packages ----------------------------------------------------------------------------------
+
+INSTALL = {
+    "el6": "yum install -y -q", "el7": "yum install -y -q", "el8": "dnf install -y -q",
+    "el9": "dnf install -y -q", "debian-systemd": "DEBIAN_FRONTEND=noninteractive apt-get "
+    "install -y -q -o Dpkg::Options::=--force-confold",
+}
+INSTALL["debian-sysv"] = INSTALL["debian-systemd"]
+PKG_MATRIX = [(release, service, name) for release in RELEASES
+              for service in RELEASE_SERVICES[release] for name in PROFILES]
+
+
+@pytest.mark.parametrize(("release", "service", "profile_name"), PKG_MATRIX)
+def test_package_install_command(inventories: Inventories, release: str, service: str,
+                                 profile_name: str) -> None:
+    platform, init = PROFILES[profile_name]
+    inv = inventories(release, platform, "dedicated")
+    family: Family = "debian" if platform == "debian" else "el"
+    packages, _ = VARIANTS[service][(release, family)]
+    step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
+        f"ctl.{service}.packages"]
+    profile = profile_for(platform, init)  # type: ignore[arg-type]
+    for host in CONTROLLERS[release][1:]:
+        (op,) = ops_of(step, host)
+        assert isinstance(op, PackagesInstalled)
+        assert op.packages == packages
+        ctx = ctx_for(inv, host, profile, step.id)
+        probe = op.probe(ctx)
+        assert ("dpkg-query" in probe) == (family == "debian")
+        assert ("rpm -q" in probe) == (family == "el")
+        assert not op.done(ctx, Probe(""))
+        (command,) = op.apply(ctx, Probe(""))
+        install = f"{INSTALL[profile_name]} {' '.join(packages)}"
+        assert f"\n{install} >&2\n" in command.script
+        if family == "debian":
+            # package scripts must not start an unconfigured API: policy-rc.d says 101
+            assert command.summary == install + " (service starts blocked during the install)"
+            assert "exit 101" in command.script and "/usr/sbin/policy-rc.d" in command.script
+        else:
+            assert command.summary == install
+            assert "policy-rc.d" not in command.script
+        # already installed: nothing to do
+        assert op.done(ctx, Probe("\n".join(packages) + "\n"))
+
+
+def test_only_missing_packages_are_installed(inventories: Inventories) -> None:
+    inv = inventories("grizzly", "el6", "dedicated")
+    step = by_id(build_controllers_runbook(inv, families(inv), only=("quantum",)))[
+        "ctl.quantum.packages"]
+    (op,) = ops_of(step, "mesa-virt-02")
+    ctx = ctx_for(inv, "mesa-virt-02", profile_for("el6"))
+    (command,) = op.apply(ctx, Probe("openstack-quantum\n"))
+    assert command.summary == "yum install -y -q openstack-quantum-openvswitch"
+    assert op.intent(ctx, Probe("openstack-quantum\n")) == {
+        "kind": "packages", "requested": ["openstack-quantum-openvswitch"]}
+
+
+# -- services ------------------------------------------------------------------------------------
+
+
+def _enable(profile_name: str, daemon: str) -> str:
+    if profile_name == "el6":
+        return f"chkconfig {daemon} on"
+    if profile_name == "debian-sysv":
+        return f"update-rc.d {daemon} defaults >/dev/null"
+    return f"systemctl enable {daemon}"
+
+
+def _action(profile_name: str, daemon: str, verb: str) -> str:
+    if profile_name in ("el6", "debian-sysv"):
+        return f"service {daemon} {verb}"
+    return f"systemctl {verb} {daemon}"
+
+
+@pytest.mark.parametrize(("release", "service", "profile_name"), PKG_MATRIX)
+def test_service_commands(inventories: Inventories, release: str, service: str,
+                          profile_name: str) -> None:
+    platform, init = PROFILES[profile_name]
+    family: Family = "debian" if platform == "debian" else "el"
+    _, daemons = VARIANTS[service][(release, family)]
+    inv = inventories(release, platform, "dedicated")
+    step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
+        f"ctl.{service}.services"]
+    profile = profile_for(platform, init)  # type: ignore[arg-type]
+    original, *new = CONTROLLERS[release]
+    prefix = f"ctl.{service}"
+    for host in (original, *new):
+        ops = ops_of(step, host)
+        assert all(isinstance(op, ServiceRunning) for op in ops)
+        assert tuple(op.service for op in ops if isinstance(op, ServiceRunning)) == daemons
+    for daemon, op in zip(daemons, ops_of(step, new[0]), strict=True):
+        # a new controller: enable and start (the guide's chkconfig on + service start)
+        ctx = ctx_for(inv, new[0], profile, step.id, frozenset({f"{prefix}.copy"}))
+        fresh = Probe("disabled\nstopped\n")
+        assert not op.done(ctx, fresh)
+        enable, start = op.apply(ctx, fresh)
+        assert enable.script == _enable(profile_name, daemon)
+        start_command = _action(profile_name, daemon, "start")
+        assert start.summary == f"{start_command} (then wait until it runs)"
+        assert f"{_action(profile_name, daemon, 'start')} >&2 || true" in start.script
+        probe = op.probe(ctx)
+        if profile_name == "el6":
+            assert f"chkconfig --list {daemon}" in probe
+        elif profile_name == "debian-sysv":
+            assert f"/etc/rc2.d/S??{daemon}" in probe
+        else:
+            assert f"systemctl is-enabled --quiet {daemon}" in probe
+        # already running with a freshly copied tree: restart, no enable
+        running = Probe("enabled\nrunning\n")
+        (restart,) = op.apply(ctx, running)
+        assert restart.summary.startswith(_action(profile_name, daemon, "restart"))
+        assert not op.done(ctx, running)
+        # a re-run that changed nothing there restarts nothing
+        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.vip-keys"})), running)
+    for op in ops_of(step, original):
+        # the original restarts when its VIP keys (or co-located bind keys) changed
+        ctx = ctx_for(inv, original, profile, step.id)
+        running = Probe("enabled\nrunning\n")
+        assert op.done(ctx, running)
+        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.copy"})), running)
+        for changed in (f"{prefix}.vip-keys", f"{prefix}.host-keys"):
+            changed_ctx = replace(ctx, changed_steps=frozenset({changed}))
+            assert not op.done(changed_ctx, running)
+            (restart,) = op.apply(changed_ctx, running)
+            assert isinstance(op, ServiceRunning)
+            assert restart.summary == (f"{_action(profile_name, op.service, 'restart')} "
+                                       "(then wait until it runs)")
+        # another service's changes are not this one's business
+        assert op.done(replace(ctx, changed_steps=frozenset({"ctl.other.vip-keys"})), running)
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("release", "service"),
+                         [(r, s) for r in RELEASES for s in RELEASE_SERVICES[r]])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, release: str,
+                                                   service: str, topology: str) -> None:
+    inv = inventories(release, "el7", topology)
+    step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
+        f"ctl.{service}.verify"]
+    vip, addresses = ADDRESSES[release]
+    ports = PORTS[(service, release)]
+    for host, address in zip(CONTROLLERS[release], addresses, strict=True):
+        (op,) = ops_of(step, host)
+        assert isinstance(op, Requirement)
+        ctx = ctx_for(inv, host, profile_for("el7"))
+        pairs = [f"{address}:{p}" for p in ports] + [f"{vip}:{p}" for p in ports]
+        assert op.probe(ctx).startswith(f"python3 - {' '.join(pairs)} <<'PYEOF'\n")
+        assert op.done(ctx, Probe("all-answer\n"))
+        assert not op.done(ctx, Probe(f"{vip}:{ports[0]}\n"))
+        assert f"no answer from {vip}:{ports[0]}" in op.preview(ctx, Probe(f"{vip}:{ports[0]}"))
+
+
+def test_verify_skips_omitted_proxies(tmp_path: Path) -> None:
+    text = inventory_text("modern", "debian", "dedicated").replace(
+        "[services]\n", "[services]\nomit_proxies = [\"glance-registry\"]\n")
+    path = tmp_path / "hosts.toml"
+    path.write_text(text)
+    inv = load_inventory(path)
+    step = by_id(build_controllers_runbook(inv, families(inv), only=("glance",)))[
+        "ctl.glance.verify"]
+    (op,) = ops_of(step, "rhos6-node2")
+    probe = op.probe(ctx_for(inv, "rhos6-node2", profile_for("debian")))
+    assert "192.168.1.222:9292 192.168.1.220:9292 <<" in probe
+    assert "9191" not in probe
+
+
+def test_the_port_probe_runs_with_real_python(tmp_path: Path) -> None:
+    """The verify script itself, against a port that answers and one that does not."""
+    import socket
+
+    from hadeploy.runbook import controllers
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = closed.getsockname()[1]
+        script = controllers.PORT_PROBE.format(pairs=f"127.0.0.1:{port}", seconds=2)
+        out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                             timeout=30, check=True)
+        assert out.stdout.strip() == "all-answer"
+        script = controllers.PORT_PROBE.format(pairs=f"127.0.0.1:{port} 127.0.0.1:{dead}",
+                                               seconds=1)
+        out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                             timeout=30, check=True)
+        assert out.stdout.strip() == f"127.0.0.1:{dead}"
+
+
+# -- tree copy --------------------------------------------------------------------------------
+
+
+def _tree_op(inv: Inventory, service: str, host: str) -> TreeCopied:
+    step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
+        f"ctl.{service}.copy"]
+    (op,) = ops_of(step, host)
+    assert isinstance(op, TreeCopied)
+    return op
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_copy_commands_read_a_tar_on_the_original_and_swap_it_in(inventories: Inventories,
+                                                                  platform: str) -> None:
+    inv = inventories("grizzly", platform, "dedicated")
+    op = _tree_op(inv, "nova", "mesa-virt-02")
+    ctx = ctx_for(inv, "mesa-virt-02", profile_for(platform), "ctl.nova.copy")
+    # destination probe and the source's (run on the original by the engine)
+    assert op.probe(ctx) == manifest_script("/etc/nova")
+    (source,) = op.source_probes(ctx)
+    assert (source.host, source.script) == ("mesa-virt-01", manifest_script("/etc/nova"))
+    src = "@@tree dir\n"
+    (command,) = op.apply(ctx, Probe("@@tree absent\n", sources=(src,)))
+    assert command.stdin is None and command.stdin_from is not None
+    assert command.stdin_from.host == "mesa-virt-01"
+    assert command.stdin_from.script == "LC_ALL=C tar -C /etc/nova -cpf - ."
+    script = command.script
+    run = "20260101-000000-000-t-deploy"
+    assert "target=/etc/nova\n" in script
+    assert f"stage=/etc/.hadeploy.nova.new.{run}\n" in script
+    assert f"aside=/etc/.hadeploy.nova.old.{run}\n" in script
+    assert f"backup=/var/lib/hadeploy/backup/{run}/ctl.nova.copy/etc/nova\n" in script
+    assert 'tar -C "$stage" -x -p --same-owner -f -' in script
+    assert 'mv -T "$stage" "$target"' in script
+    assert ("restorecon -R" in script) == (platform != "debian")  # SELinux labels on EL
+    assert command.summary == ("copy mesa-virt-01:/etc/nova to /etc/nova "
+                               "(tar, owners by name, staged then swapped in)")
+    record = op.intent(ctx, Probe("@@tree absent\n", sources=(src,)))
+    assert record["kind"] == "tree" and record["existed"] is False
+
+
+def test_copy_paths_are_quoted(inventories: Inventories) -> None:
+    inv = inventories("modern", "el7", "dedicated")
+    op = replace(_tree_op(inv, "horizon", "rhos6-node2"), path="/etc/open stack's")
+    ctx = ctx_for(inv, "rhos6-node2", profile_for("el7"), "ctl.horizon.copy")
+    (command,) = op.apply(ctx, Probe("@@tree absent\n", sources=("@@tree dir\n",)))
+    assert command.stdin_from is not None
+    assert command.stdin_from.script == "LC_ALL=C tar -C '/etc/open stack'\"'\"'s' -cpf - ."
+    assert "target='/etc/open stack'\"'\"'s'\n" in command.script
+
+
+def _manifest(root: Path) -> str:
+    out = subprocess.run(["/bin/sh", "-c", manifest_script(str(root))], capture_output=True,
+                         text=True, timeout=30, check=True)
+    return out.stdout
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (1_370_000_000, 1_370_000_000))
+        path.chmod(0o640)
+    root.chmod(0o750)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_copy_is_done_when_only_host_keys_files_differ(inventories: Inventories, release: str,
+                                                         tmp_path: Path) -> None:
+    """After host-keys rewrote nova.conf on a new controller, a re-run must not copy again
+    (and so must not rewrite and restart): the rewritten files' content is not compared."""
+    inv = inventories(release, "el7", "dedicated")
+    host = CONTROLLERS[release][1]
+    op = _tree_op(inv, "nova", host)
+    ctx = ctx_for(inv, host, profile_for("el7"), "ctl.nova.copy")
+    files = {"nova.conf": "[DEFAULT]\nmy_ip=ORIGINAL\n", "policy.json": "{}\n",
+             "api-paste.ini": "[filter:authtoken]\n"}
+    _tree(tmp_path / "src", files)
+    _tree(tmp_path / "same", files)
+    _tree(tmp_path / "rewritten", {**files, "nova.conf": "[DEFAULT]\nmy_ip=NEW\n"})
+    _tree(tmp_path / "stale", {**files, "policy.json": '{"admin": "role:admin"}\n'})
+    src = _manifest(tmp_path / "src")
+    assert op.done(ctx, Probe(_manifest(tmp_path / "same"), sources=(src,)))
+    assert op.done(ctx, Probe(_manifest(tmp_path / "rewritten"), sources=(src,)))
+    assert not op.done(ctx, Probe(_manifest(tmp_path / "stale"), sources=(src,)))
+    assert not op.done(ctx, Probe("@@tree absent\n", sources=(src,)))
+
+
+# -- rc files (guide: "change the OS_AUTH_URL variable such that it points to the VIP") -----------
+
+
+def _rc_op(inv: Inventory) -> FileEdit:
+    step = by_id(build_controllers_runbook(inv, families(inv), only=("keystone",)))[
+        "ctl.rc-files"]
+    (op,) = ops_of(step, inv.original.name)
+    assert isinstance(op, FileEdit)
+    return op
+
+
+def _edit(op: FileEdit, ctx: HostContext, text: str, owner: str = "root",
+          group: str = "root", mode: str = "0600") -> str:
+    want = op.desired(ctx, FileState(True, owner, group, mode, "", text.encode()))
+    assert want is not None
+    content, *meta = want
+    assert meta == [owner, group, mode]  # an edit keeps owner, group and mode
+    return content.decode()
+
+
+GUIDE_RC = ("export OS_USERNAME=admin\n"
+            "export OS_TENANT_NAME=admin\n"
+            "export OS_PASSWORD=8f7e6d5c4b3a\n"
+            "{}OS_AUTH_URL=http://10.15.85.141:35357/v2.0/\n"
+            "export PS1='[\\u@\\h \\W(keystone_admin)]\\$ '\n")
+
+
+@pytest.mark.parametrize("export", ["", "export "])
+def test_rc_file_os_auth_url_names_the_vip(inventories: Inventories, export: str) -> None:
+    inv = inventories("grizzly", "el6", "dedicated")
+    op = _rc_op(inv)
+    assert op.path == "/root/keystone_adminrc"
+    ctx = ctx_for(inv, "mesa-virt-01", profile_for("el6"), "ctl.rc-files")
+    before = GUIDE_RC.format(export)
+    after = _edit(op, ctx, before)
+    assert after == before.replace(f"{export}OS_AUTH_URL=http://10.15.85.141:35357/v2.0/",
+                                   f"{export}OS_AUTH_URL=http://10.15.85.31:35357/v2.0/")
+    assert _edit(op, ctx, after) == after  # idempotent
+
+
+def test_rc_file_modern_keeps_quotes_and_path(inventories: Inventories) -> None:
+    inv = inventories("modern", "el7", "colocated")
+    op = _rc_op(inv)
+    assert op.path == "/root/keystonerc_admin"
+    ctx = ctx_for(inv, "rhos6-node1", profile_for("el7"), "ctl.rc-files")
+    before = ("unset OS_SERVICE_TOKEN\n"
+              "    export OS_USERNAME=admin\n"
+              "    export OS_PASSWORD='c0ffee-secret'\n"
+              "    export OS_AUTH_URL='http://192.168.1.221:5000/v3'\n"
+              "    export PS1='[\\u@\\h \\W(keystone_admin)]\\$ '\n"
+              "export OS_IDENTITY_API_VERSION=3\n")
+    assert _edit(op, ctx, before) == before.replace("http://192.168.1.221:5000/v3",
+                                                    "http://192.168.1.220:5000/v3")
+
+
+def test_rc_file_without_os_auth_url_fails_clearly(inventories: Inventories) -> None:
+    inv = inventories("grizzly", "el6", "dedicated")
+    op = _rc_op(inv)
+    ctx = ctx_for(inv, "mesa-virt-01", profile_for("el6"), "ctl.rc-files")
+    with pytest.raises(ValueError, match="/root/keystone_adminrc has no OS_AUTH_URL"):
+        _edit(op, ctx, "export OS_USERNAME=admin\n")
+    with pytest.raises(FileNotFoundError, match="/root/keystone_adminrc does not exist"):
+        op.desired(ctx, FileState(False))
+
+
+# -- the endpoints step as the runbook builds it -------------------------------------------------
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_endpoints_step_uses_the_admin_credentials_on_the_original(inventories: Inventories,
+                                                                    release: str) -> None:
+    inv = inventories(release, "el7", "dedicated")
+    step = by_id(build_controllers_runbook(inv, families(inv)))["ctl.endpoints"]
+    (op,) = ops_of(step, CONTROLLERS[release][0])
+    assert isinstance(op, EndpointsOnVip)
+    assert (op.rc, op.release, op.vip) == ("/root/keystonerc_admin", release,
+                                           ADDRESSES[release][0])
+    assert set(op.original) == {ADDRESSES[release][1][0], CONTROLLERS[release][0]}
+    # only ports the VIP serves: the balanced services' proxies
+    expected = {p for s in RELEASE_SERVICES[release] for p in PORTS[(s, release)]}
+    expected |= {3306, 5672}  # galera and rabbitmq are balanced too (never endpoints)
+    assert set(op.ports) == expected
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+def _file_answer(text: str, owner: str = "root", group: str = "root", mode: str = "640") -> str:
+    data = text.encode()
+    return (f"{owner} {group} {mode}\n{hashlib.sha256(data).hexdigest()}\n"
+            f"{base64.b64encode(data).decode()}\n")
+
+
+GUIDE_ENDPOINT_LIST = (FIXTURES / "keystone-endpoint-list.txt")
+
+
+def _grizzly_world(inv: Inventory) -> FakeTransport:
+    """The guide's packstack controller (mesa-virt-01) and two bare new controllers."""
+    originals = FIXTURES / "grizzly" / "orig"
+    files = {"/" + str(p.relative_to(originals)): p.read_text()
+             for p in originals.rglob("*") if p.is_file()}
+    files["/root/keystone_adminrc"] = GUIDE_RC.format("")
+    transport = FakeTransport()
+
+    def probe(host: str, script: str) -> tuple[int, str] | None:
+        if script.startswith("if [ -f "):
+            path = re.match(r"if \[ -f (\S+) \]", script)
+            assert path is not None
+            name = path.group(1).strip("'")
+            if host == "mesa-virt-01" and name in files:
+                return 0, _file_answer(files[name])
+            return 0, "absent\n"
+        if script.startswith("LC_ALL=C; export LC_ALL;"):
+            return 0, "@@tree absent\n"
+        if script.startswith("rpm -q"):
+            return 0, ""
+        if "chkconfig --list" in script:
+            return (0, "enabled\nrunning\n") if host == "mesa-virt-01" else (
+                0, "disabled\nstopped\n")
+        if script.startswith("python3 - "):
+            return 0, "all-answer\n"
+        if "keystone endpoint-list" in script:
+            return 0, GUIDE_ENDPOINT_LIST.read_text()
+        return None
+
+    def source(host: str, script: str, stdin: bytes | None) -> tuple[int, str, str] | None:
+        if host == "mesa-virt-01" and script.startswith("LC_ALL=C; export LC_ALL;"):
+            return 0, "@@tree dir\n", ""
+        return None
+
+    transport.on_probe(probe)
+    transport.on(source)
+    return transport
+
+
+def _plan(inv: Inventory, transport: FakeTransport) -> list[PlanItem]:
+    engine = Engine(transport, {n.name: n for n in inv.nodes}, inv.platform, lambda e: None)
+    engine.apply_facts({n.name: {"platform": inv.platform, "init": "sysv"} for n in inv.nodes})
+    runbook = build_controllers_runbook(inv, {n: p.family for n, p in engine.profiles.items()})
+    return engine.plan(runbook)
+
+
+def test_engine_plan_of_the_guides_deployment() -> None:
+    inv = load_inventory(HOSTS_EXAMPLE)  # guide 1's services: swift is not balanced
+    transport = _grizzly_world(inv)
+    items = _plan(inv, transport)
+    assert all(item.error is None for item in items), [i.error for i in items if i.error]
+    plan = {(i.step.id, i.host): i for i in items}
+
+    nova = plan[("ctl.nova.vip-keys", "mesa-virt-01")]
+    previews = "".join(p for _, _, p in nova.pending)
+    assert "+quantum_url=http://10.15.85.31:9696\n" in previews
+    assert "+glance_api_servers=10.15.85.31:9292\n" in previews
+    assert "+auth_host = 10.15.85.31\n" in previews
+    # secrets in the diff's context lines are masked
+    assert "0a1b2c3d4e5f6789" not in previews and "3e4d5c6b7a8f9e0d" not in previews
+    for _, commands, _ in nova.pending:
+        (write,) = commands
+        assert write.stdin is not None and b"10.15.85.31" in write.stdin
+        assert write.summary.startswith("write /etc/nova/")
+    # the original restarts nova-api because its VIP keys would change
+    services = plan[("ctl.nova.services", "mesa-virt-01")]
+    ((_, commands, _),) = services.pending
+    assert [c.shown() for c in commands] == [
+        "service openstack-nova-api restart (then wait until it runs)"]
+    # keystone has no VIP keys: nothing changes on the original, nothing restarts
+    assert plan[("ctl.keystone.services", "mesa-virt-01")].pending == []
+    fresh = plan[("ctl.keystone.services", "mesa-virt-02")]
+    assert [c.shown() for _, cs, _ in fresh.pending for c in cs] == [
+        "chkconfig openstack-keystone on",
+        "service openstack-keystone start (then wait until it runs)"]
+    assert [c.shown() for _, cs, _ in plan[("ctl.quantum.packages", "mesa-virt-03")].pending
+            for c in cs] == ["yum install -y -q openstack-quantum openstack-quantum-openvswitch"]
+    copy = plan[("ctl.glance.copy", "mesa-virt-02")]
+    ((_, (tar,), _),) = copy.pending
+    assert tar.stdin_from is not None and tar.stdin_from.host == "mesa-virt-01"
+    # the keystone catalog: one create/delete per guide endpoint (swift's is not balanced)
+    ((_, (moves,), preview),) = plan[("ctl.endpoints", "mesa-virt-01")].pending
+    assert moves.script.count("new=$(keystone endpoint-create ") == 6
+    assert moves.script.count("\nkeystone endpoint-delete ") == 6
+    assert "8080" not in moves.script and "OS_PASSWORD" not in moves.script
+    assert moves.shown() == ("keystone endpoint-create/-delete for 6 endpoint(s) -> "
+                             "10.15.85.31 (credentials from /root/keystonerc_admin)")
+    assert "http://10.15.85.141:8774/v2/%(tenant_id)s -> http://10.15.85.31:8774/v2/" \
+           "%(tenant_id)s" in preview
+    ((_, _, rc_preview),) = plan[("ctl.rc-files", "mesa-virt-01")].pending
+    assert "+OS_AUTH_URL=http://10.15.85.31:35357/v2.0/\n" in rc_preview
+    assert "8f7e6d5c4b3a" not in rc_preview
+    # a plan never writes
+    assert all(script.startswith("echo '@@") or script.startswith("LC_ALL=C; export")
+               for _, script in transport.calls)
+
+
+def _invoke(hosts: Path, *extra: str, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HADEPLOY_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    environ["COLUMNS"] = "200"
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "invoke", "deploy-controllers", "--hosts",
+                           str(hosts), "--offline", *extra], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("hosts", "release"), [(HOSTS_EXAMPLE, "grizzly"),
+                                                (COLOCATED, "modern")])
+def test_offline_plan_of_the_examples(inventories: Inventories, hosts: Path, release: str) -> None:
+    secret = "TopSecret-Stats-42"
+    result = _invoke(hosts, env={"HADEPLOY_STATS_PASSWORD": secret})
+    assert result.returncode == 0, result.stderr
+    inv = load_inventory(hosts)
+    runbook = build_controllers_runbook(inv, families(inv))
+    out = result.stdout
+    positions = [out.find(f"\n{step.id}  ") if step is not runbook.steps[0]
+                 else out.find(f"{step.id}  ") for step in runbook.steps]
+    assert all(p >= 0 for p in positions), [s.id for s, p in
+                                            zip(runbook.steps, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+    assert secret not in out + result.stderr
+    assert "OS_PASSWORD" not in out
+    assert "Traceback" not in result.stderr
+
+
+def test_offline_plan_of_one_service_and_a_wrong_one() -> None:
+    result = _invoke(HOSTS_EXAMPLE, "--service", "glance")
+    assert result.returncode == 0, result.stderr
+    assert "ctl.glance.copy" in result.stdout and "ctl.nova" not in result.stdout
+    wrong = _invoke(HOSTS_EXAMPLE, "--service", "galera")
+    assert wrong.returncode != 0
+    assert "--service galera: not a scaled-out service" in wrong.stdout + wrong.stderr
+

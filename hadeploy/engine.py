@@ -118,6 +118,7 @@ class Engine:
         self.profiles: dict[str, Profile] = {}
         self.facts: dict[str, dict[str, str]] = {}
         self._save_lock = threading.Lock()
+        self._deferred: dict[str, list[Command]] | None = None
         self.run_id = ""
         self._token = pysecrets.token_hex(6)
 
@@ -468,6 +469,12 @@ class Engine:
                     f"{host}: step {step_id} recorded a change of unknown kind {kind!r} "
                     f"({change.get('title')}); this version of hadeploy cannot undo it")
             for command in undo(ctx, change["record"]):
+                if command.deferred and self._deferred is not None:
+                    with self._save_lock:
+                        queue = self._deferred.setdefault(host, [])
+                        if command not in queue:
+                            queue.append(command)
+                    continue
                 self._run(host, command, step_id, interruptible)
             change["rolled_back"] = True
             self._save(journal)
@@ -481,8 +488,10 @@ class Engine:
         try:
             for journal in sorted(journals, key=lambda j: j.run_id, reverse=True):
                 self.apply_facts({h: f for h, f in journal.facts.items() if h in self.nodes})
+                self._deferred = {}
                 for step in reversed(journal.steps):
                     self._rollback_step(journal, step.id, rollback_journal)
+                self._run_deferred(journal.run_id)
                 # A second rollback finds nothing to undo; the first one keeps the credit.
                 if journal.rolled_back_by is None:
                     journal.rolled_back_by = rollback_journal.run_id
@@ -501,6 +510,17 @@ class Engine:
         rollback_journal.finished = now()
         self._save(rollback_journal)
         self.emit("run-finished", status="done")
+
+    def _run_deferred(self, run_id: str) -> None:
+        """Commands an undo asked to run last (restarts after restored files), per host."""
+        deferred, self._deferred = self._deferred or {}, None
+        step_id = f"{run_id}/deferred"
+
+        def run_all(host: str) -> None:
+            for command in deferred[host]:
+                self._run(host, command, step_id)
+
+        self._parallel(sorted(deferred), run_all)
 
     def _rollback_step(self, journal: Journal, step_id: str, log: Journal) -> None:
         step = journal.step(step_id)

@@ -20,6 +20,7 @@ def lab_inventory_text(
     lbs: Sequence[str] = ("lb1", "lb2", "lb3"),
     controllers: Sequence[str] = ("ctl1", "ctl2", "ctl3"),
     services: Sequence[str] = ("keystone", "glance"),
+    omit_proxies: Sequence[str] = (),
     vip: str = LAB_VIP,
     user: str = "hadeploy",
     name: str = "lab",
@@ -58,6 +59,7 @@ def lab_inventory_text(
         "",
         "[services]",
         "balance = [" + ", ".join(_q(s) for s in services) + "]",
+        "omit_proxies = [" + ", ".join(_q(p) for p in omit_proxies) + "]",
         "",
     ]
     priority = 103

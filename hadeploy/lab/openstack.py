@@ -389,8 +389,14 @@ def _install_key(lab: Lab) -> str:
         base_manifest = (base.parent / "manifest.json").read_bytes()
     except FileNotFoundError as err:
         raise LabError(f"the lab's base layer {base} has no manifest") from err
+    try:
+        index = (lab.cache_dir / "debs" / "Packages").read_bytes()
+    except FileNotFoundError as err:
+        raise LabError(f"the lab's apt repository in {lab.cache_dir} has no index") from err
     blob = json.dumps({
         "base": str(base),
+        # The install runs `apt-get update` first: the repository as it is now counts.
+        "repo_index": hashlib.sha256(index).hexdigest(),
         "base_manifest": hashlib.sha256(base_manifest).hexdigest(),
         "packages": sorted(OPENSTACK_PACKAGES),
         "preseed": DEBCONF_PRESEED,

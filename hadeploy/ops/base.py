@@ -53,6 +53,9 @@ class Command:
     stdin: bytes | None = None
     stdin_from: SourceRead | None = None
     summary: str = ""
+    # In a rollback: run after every other undo of the run on this host (e.g. restart a
+    # service once the configuration it was restarted for has been restored).
+    deferred: bool = False
 
     def shown(self) -> str:
         """How the command appears in plans and logs (stdin is never shown)."""

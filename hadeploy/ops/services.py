@@ -94,6 +94,15 @@ def undo_service(ctx: HostContext, record: Record) -> list[Command]:
             f"while [ \"$({check})\" = running ] && [ $i -lt 40 ]; do "
             "i=$((i+1)); sleep 0.25; done",
             summary=profile.action(service, "stop")))
+    if record.get("was_running"):
+        # The run restarted it for a new configuration; once that is restored, restart it
+        # again so it runs the old one (skipped if the service no longer exists).
+        exists = (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
+                  else f"[ -x /etc/init.d/{q(service)} ]")
+        commands.append(Command(
+            f"if {exists}; then {profile.action(service, 'restart')} >&2; fi",
+            summary=f"{profile.action(service, 'restart')} (after the files are restored)",
+            deferred=True))
     if not record.get("was_enabled"):
         commands.append(Command(profile.disable(service) + " >&2 || true",
                                 summary=profile.disable(service)))

@@ -636,6 +636,36 @@ def test_rollback_of_a_completed_run_from_the_journal_alone(world: World) -> Non
     assert all(states(saved, s.id) == dict.fromkeys(HOSTS, "changed") for s in saved.steps)
 
 
+@dataclass(frozen=True)
+class RestartsForNewConfig(SetFile):
+    """Like ServiceRunning after a config change: its undo restarts, deferred to the end."""
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        return {"kind": "test-restart", "path": self.path}
+
+
+@undoer("test-restart")
+def undo_test_restart(ctx: HostContext, record: Record) -> list[Command]:
+    """Restart once every other undo of the run has restored the files."""
+    return [Command(f"echo restarted >> {record['path']}", deferred=True)]
+
+
+def test_rollback_runs_deferred_undo_commands_after_every_other_undo(world: World) -> None:
+    for host in HOSTS:
+        world.hosts[host].files["/s1/x"] = f"was-{host}\n"
+    book = runbook(
+        Step("s1", "config", each(HOSTS, SetFile("x", "/s1/x", "1"))),
+        Step("s2", "service", each(HOSTS, RestartsForNewConfig("svc", "/svc", "up"))),
+    )
+    world.engine().run(book, world.journal())
+    world.restart()
+    log = world.journal("20260101-000001-000-t-rollback", kind="rollback")
+    world.engine().rollback([world.on_disk()], log)
+    for host in HOSTS:
+        # Newest step first, but the restart waits until the config is restored.
+        assert world.applied(host) == [f"echo was-{host} > /s1/x", "echo restarted >> /svc"]
+
+
 def test_rollback_twice_is_a_no_op_the_second_time(world: World) -> None:
     world.engine().run(TWO_STEPS, world.journal())
     world.restart()

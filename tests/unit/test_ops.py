@@ -350,10 +350,17 @@ def test_undo_service_reverses_only_what_the_run_did() -> None:
     record = {"kind": "service", "service": "haproxy", "pidfiles": []}
     both = undo_service(ctx(), {**record, "was_enabled": False, "was_running": False})
     assert [c.shown() for c in both] == ["systemctl stop haproxy", "systemctl disable haproxy"]
-    assert undo_service(ctx(), {**record, "was_enabled": True, "was_running": True}) == []
+    # It was running, and the run restarted it for a new configuration: once the files are
+    # restored, it is restarted again (deferred until every other undo of the run is done).
+    (restart,) = undo_service(ctx(), {**record, "was_enabled": True, "was_running": True})
+    assert restart.deferred
+    assert restart.script == ("if systemctl cat haproxy >/dev/null 2>&1; then "
+                              "systemctl restart haproxy >&2; fi")
     el6 = undo_service(ctx(profile_for("el6")), {**record, "was_enabled": False,
                                                  "was_running": True})
-    assert [c.shown() for c in el6] == ["chkconfig haproxy off"]
+    assert [c.shown() for c in el6] == [
+        "service haproxy restart (after the files are restored)", "chkconfig haproxy off"]
+    assert "[ -x /etc/init.d/haproxy ]" in el6[0].script
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""The use-case layer and the task edge: refusals happen before any connection is made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hadeploy.app import Deployment
+from hadeploy.errors import InventoryError, JournalError
+from hadeploy.inventory import Inventory
+from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.transport.base import Transport
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def no_connection(inv: Inventory) -> Transport:
+    raise AssertionError("a connection was attempted")
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Path:
+    path = tmp_path / "hosts.toml"
+    shutil.copy(ROOT / "hosts.example.toml", path)
+    return path
+
+
+def failed_run(path: Path, fingerprint: str) -> Journal:
+    store = RunStore(state_dir_for(str(path)))
+    run_id = store.new_run_id("lb", "deploy")
+    journal = Journal(store.journal_path(run_id), run_id, "lb", "deploy", str(path),
+                      fingerprint, now(), status="failed")
+    journal.save()
+    return journal
+
+
+def test_resume_is_refused_when_the_inventory_changed(hosts: Path) -> None:
+    failed_run(hosts, "fingerprint-of-an-older-inventory")
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    with pytest.raises(JournalError, match="changed since run .* began"):
+        deployment.deploy("lb", resume=True)
+
+
+def test_resume_continues_the_failed_run_of_the_same_inventory(hosts: Path) -> None:
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    journal = failed_run(hosts, deployment.inv.fingerprint)
+    assert deployment.journal_for("lb", resume=True).run_id == journal.run_id
+
+
+def test_resume_without_a_failed_run_says_so(hosts: Path) -> None:
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    with pytest.raises(JournalError, match="no failed or interrupted lb run to resume"):
+        deployment.deploy("lb", resume=True)
+
+
+def test_a_missing_secret_is_refused_before_connecting(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "colocated.toml"
+    shutil.copy(ROOT / "examples" / "colocated.toml", path)
+    monkeypatch.delenv("HADEPLOY_STATS_PASSWORD", raising=False)
+    deployment = Deployment(str(path), transport_factory=no_connection)
+    with pytest.raises(InventoryError, match=r"\$HADEPLOY_STATS_PASSWORD is not set"):
+        deployment.deploy("lb")
+    with pytest.raises(InventoryError, match=r"\$HADEPLOY_STATS_PASSWORD is not set"):
+        deployment.plan("lb", offline=False)
+
+
+def test_a_secret_with_a_newline_is_refused(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "colocated.toml"
+    shutil.copy(ROOT / "examples" / "colocated.toml", path)
+    monkeypatch.setenv("HADEPLOY_STATS_PASSWORD", "x\n    stats admin if TRUE")
+    deployment = Deployment(str(path), transport_factory=no_connection)
+    with pytest.raises(InventoryError, match="control characters"):
+        deployment.deploy("lb")
+
+
+def test_offline_plans_never_connect(hosts: Path) -> None:
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    for phase in ("lb", "controllers"):
+        runbook, items = deployment.plan(phase, offline=True)
+        assert {item.step.id for item in items} == {s.id for s in runbook.steps}
+
+
+def test_a_second_run_is_refused_while_the_lock_is_held(hosts: Path) -> None:
+    holder = RunStore(state_dir_for(str(hosts)))
+    holder.lock()
+    try:
+        deployment = Deployment(str(hosts), transport_factory=no_connection)
+        with pytest.raises(JournalError, match="another hadeploy run holds"):
+            deployment.deploy("lb")
+        with pytest.raises(JournalError, match="another hadeploy run holds"):
+            deployment.rollback("lb")
+    finally:
+        holder.unlock()
+
+
+def test_unknown_service_filter_is_refused(hosts: Path) -> None:
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    with pytest.raises(InventoryError, match="--service swift: not a scaled-out service"):
+        deployment.plan("controllers", offline=True, only=("swift",))
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hadeploy", *args], cwd=ROOT,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_without_a_terminal_a_real_run_needs_yes(hosts: Path) -> None:
+    result = cli("deploy-lb", "--hosts", str(hosts))
+    assert result.returncode == 2
+    assert "Pass --yes" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_missing_inventory_is_one_clear_error(tmp_path: Path) -> None:
+    result = cli("deploy-lb", "--hosts", str(tmp_path / "nope.toml"), "--yes")
+    assert result.returncode == 2
+    assert "copy hosts.example.toml to hosts.toml" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_status_shows_runs_from_the_journal(hosts: Path) -> None:
+    failed_run(hosts, "x")
+    result = cli("status", "--hosts", str(hosts))
+    assert result.returncode == 0, result.stderr
+    assert "lb" in result.stdout and "failed" in result.stdout
+
+
+def test_task_list_documents_every_task_and_flag() -> None:
+    result = cli("--list")
+    for name in ("deploy-lb", "deploy-controllers", "rollback", "status", "render", "demo"):
+        assert name in result.stdout
+    help_text = cli("deploy-controllers", "--help").stdout
+    for flag in ("--dry-run", "--offline", "--resume", "--yes", "--json", "--service"):
+        assert flag in help_text

@@ -42,7 +42,7 @@ def failed_run(path: Path, fingerprint: str) -> Journal:
 def test_resume_is_refused_when_the_inventory_changed(hosts: Path) -> None:
     failed_run(hosts, "fingerprint-of-an-older-inventory")
     deployment = Deployment(str(hosts), transport_factory=no_connection)
-    with pytest.raises(JournalError, match="changed since run .* began"):
+    with pytest.raises(JournalError, match=r"changed since run .* began"):
         deployment.deploy("lb", resume=True)
 
 

@@ -136,9 +136,10 @@ class Setup:
     ansible_cfg: Path
     env: dict[str, str]
     cp_root: Path
+    src: Path = ROOT
 
 
-def write_job(lab: Lab, lbs: tuple[str, ...], work: Path) -> Setup:
+def write_job(lab: Lab, lbs: tuple[str, ...], work: Path, src: Path = ROOT) -> Setup:
     """The hadeploy inventory, and the same files rendered by hadeploy for ansible."""
     work.mkdir(parents=True, exist_ok=True)
     text = lab_inventory_text(lab, lbs=lbs, controllers=BACKENDS, name="bench")
@@ -178,7 +179,7 @@ def write_job(lab: Lab, lbs: tuple[str, ...], work: Path) -> Setup:
         f"ssh_args = -F {lab.ssh_config} -o ControlMaster=auto -o ControlPersist=60s\n"
         "control_path = %(directory)s/%%C\n")
     env["ANSIBLE_CONFIG"] = str(cfg)
-    return Setup(lab, lbs, work, inventory, cfg, env, cp_root)
+    return Setup(lab, lbs, work, inventory, cfg, env, cp_root, src)
 
 
 def reset(setup: Setup) -> None:
@@ -190,8 +191,9 @@ def reset(setup: Setup) -> None:
 
 def run_hadeploy(setup: Setup, what: str) -> dict[str, Any]:
     """One `deploy-lb --yes --json`: wall time, memory, round trips and connections per host."""
+    env = setup.env if setup.src == ROOT else {**setup.env, "PYTHONPATH": str(setup.src)}
     result = must(timed([sys.executable, "-m", "hadeploy", "deploy-lb", "--hosts",
-                         str(setup.inventory), "--yes", "--json"], setup.env, ROOT),
+                         str(setup.inventory), "--yes", "--json"], env, setup.src),
                   f"hadeploy {what}")
     finished = [json.loads(line) for line in result.stdout.splitlines()
                 if line.startswith("{") and '"run-finished"' in line]
@@ -253,12 +255,18 @@ class Samples:
         self.data.setdefault(key, []).append(value)
 
     def median(self, key: str) -> float:
-        """Median of the samples of `key`."""
+        """Median of the samples of `key` (NaN when there are none)."""
         values = [v for v in self.data.get(key, []) if v is not None]
         return statistics.median(values) if values else float("nan")
 
+    def most(self, key: str) -> float:
+        """Largest sample of `key` (NaN when there are none)."""
+        values = [v for v in self.data.get(key, []) if v is not None]
+        return max(values) if values else float("nan")
 
-def measure(count: int, runs: int, playbook: Path | None, state_dir: Path) -> Samples:
+
+def measure(count: int, runs: int, playbook: Path | None, state_dir: Path,
+            src: Path = ROOT) -> Samples:
     """Bring up a lab for `count` LB hosts, measure `runs` rounds, take the lab down."""
     lbs = tuple(f"lb{i}" for i in range(1, count + 1))
     samples = Samples(count, runs)
@@ -270,7 +278,7 @@ def measure(count: int, runs: int, playbook: Path | None, state_dir: Path) -> Sa
     try:
         log(f"{count} LB hosts: lab up ({count} + {len(BACKENDS)} hosts)")
         lab = Lab.up(lbs + BACKENDS, state_dir / "lab")
-        job = setup = write_job(lab, lbs, state_dir / f"work-{count}")
+        job = setup = write_job(lab, lbs, state_dir / f"work-{count}", src)
         for round_no in range(1, runs + 1):
             tools: list[Callable[[], None]] = [
                 lambda: _round_hadeploy(job, samples),
@@ -281,6 +289,7 @@ def measure(count: int, runs: int, playbook: Path | None, state_dir: Path) -> Sa
             for tool in tools:
                 tool()
             samples.add("floor", run_floor(job))
+            samples.add("load", os.getloadavg()[0])
             log(f"{count} LB hosts: round {round_no}/{runs}: " + ", ".join(
                 f"{k} {v[-1]:.2f}" for k, v in samples.data.items()
                 if k in ("hadeploy_cold", "hadeploy_noop", "ansible_cold", "ansible_noop",
@@ -442,11 +451,15 @@ def report(results: list[Samples], command: str, playbook: Path | None,
             f"{_fmt(s.median('hadeploy_noop_rt'), '')} | "
             f"{_fmt(s.median('hadeploy_cold_rt_max'), '')} / "
             f"{_fmt(s.median('hadeploy_noop_rt_max'), '')} | "
-            f"{_fmt(max(s.data.get('hadeploy_cold_conn', [float('nan')])), '')} | "
+            f"{_fmt(s.most('hadeploy_cold_conn'), '')} | "
             f"{_fmt(s.median('hadeploy_cold_rss'), ' MB')} / "
             f"{_fmt(s.median('hadeploy_noop_rss'), ' MB')} |")
     noop_changed = [c for s in results for c in s.data.get("ansible_noop_changed", [])]
     lines += [
+        "",
+        "Load average (1 min) after each round, a sign of other work on the machine: "
+        + "; ".join(f"{s.hosts} hosts: " + ", ".join(f"{v:.1f}" for v in s.data.get("load", []))
+                    for s in results) + ".",
         "",
         "A round trip is one remote command on a reused connection (facts, one batched probe "
         "per step, each apply command, one verify probe per changed step). The no-op rounds "
@@ -496,9 +509,8 @@ def _targets(results: list[Samples]) -> list[str]:
             ("≤ 3 round trips per host per unchanged step (no-op, 7 steps)",
              f"{_fmt(s.median('hadeploy_noop_rt_max'), '')} per host",
              s.median("hadeploy_noop_rt_max") <= 21),
-            ("one SSH connection per host per run",
-             _fmt(max(s.data.get("hadeploy_cold_conn", [float("nan")])), ""),
-             max(s.data.get("hadeploy_cold_conn", [99])) == 1),
+            ("one SSH connection per host per run", _fmt(s.most("hadeploy_cold_conn"), ""),
+             s.most("hadeploy_cold_conn") == 1),
         ]
         if s.hosts == 3:
             checks.insert(0, ("first bar: no-op < 1.5 s", _fmt(hn), hn < 1.5))
@@ -524,6 +536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path("/var/tmp/hadeploy-bench"),
                         help="where the lab and the work files live while measuring")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--hadeploy-src", type=Path, default=ROOT,
+                        help="measure the hadeploy in this source tree instead (e.g. an older "
+                        "`git archive`, for before/after figures)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/run.py needs root (it builds the lab)", file=sys.stderr)
@@ -539,12 +554,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     playbook = None if args.no_ansible else ensure_ansible()
     command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = [measure(count, n, playbook, args.state_dir)
+    results = [measure(count, n, playbook, args.state_dir, args.hadeploy_src.resolve())
                for count, n in zip(counts, runs, strict=True)]
-    args.out.write_text(report(results, command.strip(), playbook, started))
-    raw = args.out.with_name("results.json")
+    raw = args.out.with_name(args.out.stem + ".json")
     raw.write_text(json.dumps([{"hosts": s.hosts, "runs": s.runs, "samples": s.data}
                                for s in results], indent=1) + "\n")
+    args.out.write_text(report(results, command.strip(), playbook, started))
     log(f"wrote {args.out} and {raw}")
     print(args.out.read_text())
     return 0

@@ -9,6 +9,11 @@ Per step, per host (hosts in parallel unless the step is serial):
   3. one more round trip re-probes and verifies; then the host is `changed`.
 A failure rolls back that step's changes on that host (when it is reachable) and stops the
 run after the step; the journal is left resumable.
+
+Over SSH (a transport with `probe_ahead`), step 1 also runs the probes of the host's later
+steps; they stand in for those steps' own probes as long as no command has run anywhere
+since, so a no-op re-run costs one probe round trip per host. Journal writes from parallel
+hosts are group-committed (see `_save`).
 """
 
 from __future__ import annotations
@@ -69,13 +74,15 @@ class PlanItem:
 
 def batch_probe(ops: tuple[Operation, ...], ctx: HostContext, token: str) -> str:
     """One script running every probe, each framed by markers carrying its index and rc."""
-    parts = []
-    for index, op in enumerate(ops):
-        parts.append(
-            f"echo '@@{token} {index}'; ( {op.probe(ctx)}\n) 2>/dev/null; "
-            f"echo \"@@{token} rc $?\""
-        )
-    return "\n".join(parts)
+    return batch_scripts([op.probe(ctx) for op in ops], token)
+
+
+def batch_scripts(probes: list[str], token: str) -> str:
+    """`batch_probe` of ready-made probe scripts (each op may have its own context)."""
+    return "\n".join(
+        f"echo '@@{token} {index}'; ( {probe}\n) 2>/dev/null; echo \"@@{token} rc $?\""
+        for index, probe in enumerate(probes)
+    )
 
 
 def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
@@ -118,9 +125,17 @@ class Engine:
         self.profiles: dict[str, Profile] = {}
         self.facts: dict[str, dict[str, str]] = {}
         self._save_lock = threading.Lock()
+        self._save_cond = threading.Condition()
+        self._saves: dict[int, tuple[int, int, bool]] = {}  # journal: asked, written, busy
         self._deferred: dict[str, list[Command]] | None = None
         self.run_id = ""
         self._token = pysecrets.token_hex(6)
+        # Look-ahead probes (see _probe_step): host -> step id -> probes, valid while no
+        # command has run anywhere since they were taken (`_generation` unchanged).
+        self._steps: tuple[Step, ...] = ()
+        self._ahead: dict[str, tuple[int, dict[str, list[Probe]]]] = {}
+        self._ahead_lock = threading.Lock()
+        self._generation = 0
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -148,6 +163,8 @@ class Engine:
             source = command.stdin_from
             stdin = self.transport.read(source.host, source.script)
         started = time.monotonic()
+        with self._ahead_lock:  # any command may change what a probe taken earlier saw
+            self._generation += 1
         result = self.transport.run(host, command.script, stdin=stdin)
         self.emit("command", step, host, command=command.shown(), exited=result.exited,
                   duration=round(time.monotonic() - started, 3))
@@ -166,10 +183,39 @@ class Engine:
                            secrets=self.secrets, changed_steps=changed, detail=detail)
 
     def _save(self, journal: Journal | None) -> None:
+        """Write `journal`; on return the file holds every change made before the call.
+
+        Group commit: while one thread writes, the others that changed the journal wait and
+        are covered by the next write, which serialises their changes too. Twelve hosts
+        finishing a step at once cost a few writes (each with two fsyncs), not twelve.
+        """
         if journal is None:
             return
-        with self._save_lock:
-            journal.save()
+        key = id(journal)
+        with self._save_cond:
+            requested, written, busy = self._saves.get(key, (0, 0, False))
+            ticket = requested + 1
+            self._saves[key] = (ticket, written, busy)
+            while True:
+                requested, written, busy = self._saves[key]
+                if written >= ticket:
+                    return
+                if not busy:
+                    break
+                self._save_cond.wait()
+            self._saves[key] = (requested, written, True)
+            covered = requested  # this write serialises every change ticketed so far
+        done = False
+        try:
+            with self._save_lock:
+                journal.save()
+            done = True
+        finally:
+            with self._save_cond:
+                requested, written, _ = self._saves[key]
+                self._saves[key] = (requested, max(written, covered) if done else written,
+                                    False)
+                self._save_cond.notify_all()
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -244,6 +290,83 @@ class Engine:
             outputs.append(result.stdout)
         return replace(probe, sources=tuple(outputs))
 
+    # -- look-ahead --------------------------------------------------------------------------
+
+    def _probe_step(self, step: Step, host: str, ctx: HostContext,
+                    journal: Journal) -> list[Probe]:
+        """The probes of `step` on `host`, taking the probes of its later steps along.
+
+        A round trip costs far more than a few more read-only probes, so when the transport
+        says so (`probe_ahead`), the probe of a step also runs the probes of the host's
+        later steps. A later step uses them instead of its own round trip only if no command
+        has run on any host since (a no-op re-run: one probe round trip per host in all);
+        otherwise it probes again. Steps whose probes also read other hosts are left out.
+        """
+        ops = step.ops[host]
+        cached = self._cached(step, host)
+        if cached is not None:
+            return cached
+        ahead = self._ahead_items(step, host, journal)
+        if not ahead:
+            return self.probe(host, ops, ctx)
+        with self._ahead_lock:
+            generation = self._generation
+        scripts = [op.probe(ctx) for op in ops] + [op.probe(c) for _, op, c in ahead]
+        result = self.transport.run(host, batch_scripts(scripts, self._token))
+        if not result.ok and f"@@{self._token}" not in result.stdout:
+            raise CommandFailed(host, "probe (read-only checks)", result.exited, result.stderr)
+        seen = split_probe(result.stdout, len(scripts), self._token)
+        later: dict[str, list[Probe]] = {}
+        for (step_id, _, _), probe in zip(ahead, seen[len(ops):], strict=True):
+            later.setdefault(step_id, []).append(probe)
+        with self._ahead_lock:
+            self._ahead[host] = (generation, later)
+        return [self._with_sources(host, op, ctx, probe)
+                for op, probe in zip(ops, seen[:len(ops)], strict=True)]
+
+    def _ahead_items(self, step: Step, host: str,
+                     journal: Journal) -> list[tuple[str, Operation, HostContext]]:
+        """(step id, operation, context) of every probe to take along with `step`'s."""
+        index = next((i for i, s in enumerate(self._steps) if s is step), None)
+        if not getattr(self.transport, "probe_ahead", False) or index is None:
+            return []
+        items: list[tuple[str, Operation, HostContext]] = []
+        size = 0
+        for later in self._steps[index + 1:]:
+            entry = journal.step(later.id).hosts.get(host)
+            if host not in later.ops or entry is None or entry.state in DONE_STATES:
+                continue
+            ctx = self._ctx(later.id, host, journal)
+            ops = later.ops[host]
+            if any(op.source_probes(ctx) for op in ops):
+                continue
+            scripts = [op.probe(ctx) for op in ops]
+            size += sum(len(script) for script in scripts)
+            if size > 32_000:  # stay far below the kernel's limit for one argument
+                break
+            items += [(later.id, op, ctx) for op in ops]
+        return items
+
+    def _cached(self, step: Step, host: str, keep: bool = False) -> list[Probe] | None:
+        """Look-ahead probes of `step` on `host`, if still valid (taken out unless `keep`)."""
+        with self._ahead_lock:
+            generation, later = self._ahead.get(host, (-1, {}))
+            if generation != self._generation or step.id not in later:
+                return None
+            return later[step.id] if keep else later.pop(step.id)
+
+    def _done_ahead(self, step: Step, host: str, journal: Journal) -> bool:
+        """Whether valid look-ahead probes already show `step` done on `host`."""
+        seen = self._cached(step, host, keep=True)
+        if seen is None:
+            return False
+        ctx = self._ctx(step.id, host, journal)
+        try:
+            return all(op.done(ctx, probe)
+                       for op, probe in zip(step.ops[host], seen, strict=True))
+        except OP_ERRORS:
+            return False
+
     # -- plan ------------------------------------------------------------------------------
 
     def plan(self, runbook: Runbook, offline: bool = False) -> list[PlanItem]:
@@ -290,6 +413,7 @@ class Engine:
     def run(self, runbook: Runbook, journal: Journal) -> None:
         """Execute `runbook`, resuming from `journal`'s progress; raise on the first failure."""
         self.run_id = journal.run_id
+        self._steps = runbook.steps
         # Every step is on disk from the start (pending), so the journal shows what remains.
         for step in runbook.steps:
             journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))
@@ -333,8 +457,10 @@ class Engine:
             except HadeployError as exc:
                 failures[host] = exc
 
-        if step.serial:
+        order = None
+        if step.serial and not all(self._done_ahead(step, h, journal) for h in todo):
             order = self._serial_order(step, todo)
+        if order is not None:
             for host in order:
                 work(host)
                 if failures or interrupted:
@@ -350,7 +476,13 @@ class Engine:
         if self.stop.is_set():
             raise Interrupted("stopped at the operator's request")
 
-    def _serial_order(self, step: Step, hosts: list[str]) -> list[str]:
+    def _serial_order(self, step: Step, hosts: list[str]) -> list[str] | None:
+        """The order of a serial step, or None when it may run in parallel after all.
+
+        With a `last_probe`, hosts printing `last` (the VIP holder) go after the others.
+        When no host does, there is nothing to keep serving (on a first deploy nobody holds
+        the VIP yet), so one host at a time would only cost time: all hosts go at once.
+        """
         if not step.last_probe:
             return hosts
         last: set[str] = set()
@@ -361,6 +493,8 @@ class Engine:
                 last.add(host)
 
         self._parallel(hosts, look)
+        if not last:
+            return None
         return [h for h in hosts if h not in last] + [h for h in hosts if h in last]
 
     def _host_step(self, step: Step, host: str, journal: Journal,
@@ -373,7 +507,7 @@ class Engine:
         ops = step.ops[host]
         pending: list[tuple[Operation, Probe]] = []
         try:
-            seen = first_probe or self.probe(host, ops, ctx)
+            seen = first_probe or self._probe_step(step, host, ctx, journal)
             for op, probe in zip(ops, seen, strict=True):
                 with _op_errors(host, op):
                     if not op.done(ctx, probe):

@@ -21,6 +21,7 @@ def lab_inventory_text(
     controllers: Sequence[str] = ("ctl1", "ctl2", "ctl3"),
     services: Sequence[str] = ("keystone", "glance"),
     omit_proxies: Sequence[str] = (),
+    rc_files: Sequence[tuple[str, str]] = (),
     vip: str = LAB_VIP,
     user: str = "hadeploy",
     name: str = "lab",
@@ -77,6 +78,9 @@ def lab_inventory_text(
             lines += [f"api_bind = {_q(address)}", f"priority = {priority}"]
             priority -= 1
         lines.append("")
+    if rc_files:
+        entries = ", ".join(f"{{ host = {_q(h)}, path = {_q(p)} }}" for h, p in rc_files)
+        lines += ["[openstack]", f"rc_files = [{entries}]", ""]
     return "\n".join(lines)
 
 

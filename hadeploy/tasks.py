@@ -16,6 +16,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+from rich.markup import escape
 
 from hadeploy.app import Deployment, default_hosts
 from hadeploy.console import EventLog, ProgressPrinter, make_console, print_plan
@@ -34,10 +35,28 @@ def _guard(action: Callable[[], int]) -> None:
         code = action()
     except (InventoryError, JournalError) as exc:
         raise Exit(f"error: {exc}", code=2) from None
+    except StepFailed as exc:
+        raise Exit(f"error: {describe_failure(exc)}", code=1) from None
     except HadeployError as exc:
         raise Exit(f"error: {exc}", code=1) from None
     if code:
         raise Exit(code=code)
+
+
+def describe_failure(exc: StepFailed) -> str:
+    """A failed step as the operator reads it: what stopped, then one line per host."""
+    hosts = ", ".join(sorted(exc.failures))
+    if exc.step_id == "facts":
+        head = (f"could not start on {hosts}: connecting and reading the platform failed "
+                "before any step ran, so nothing was changed")
+    else:
+        head = f"step {exc.step_id} failed on {hosts}"
+    lines = [head]
+    for host, error in sorted(exc.failures.items()):
+        text = str(error)
+        text = text[len(host) + 2:] if text.startswith(f"{host}: ") else text
+        lines.append(f"  {host}: {text}")
+    return "\n".join(lines)
 
 
 def _next_steps(phase: str, hosts: str) -> str:
@@ -81,7 +100,11 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
                       f"{_next_steps(phase, hosts)}")
         return 130
     except StepFailed as exc:
-        console.print(f"\n[bold red]FAILED[/bold red] {exc}\n\n{_next_steps(phase, hosts)}")
+        after = ("Fix the cause and run the same command again." if exc.step_id == "facts"
+                 else _next_steps(phase, hosts))
+        # escaped: errors quote config and shell text such as [DEFAULT] or [Errno 111]
+        console.print(f"\n[bold red]FAILED[/bold red] {escape(describe_failure(exc))}\n\n"
+                      f"{escape(after)}")
         return 1
     finally:
         log.close()
@@ -164,6 +187,18 @@ def status(c: Context, hosts: str | None = None) -> None:
     _guard(action)
 
 
+@task(help={"hosts": HOSTS_HELP, "json": "print the report as one JSON object"})
+def verify(c: Context, hosts: str | None = None, json: bool = False) -> None:
+    """Live health report: VIP holder, keepalived/haproxy per node, backends, frontends."""
+
+    def action() -> int:
+        from hadeploy.verify import run_verify
+
+        return run_verify(hosts or default_hosts(), make_console(), json)
+
+    _guard(action)
+
+
 @task(help={"hosts": "number of hosts", "names": "comma-separated host names",
             "state_dir": "where the lab keeps its state"})
 def lab_up(c: Context, hosts: int = 6, names: str = "", state_dir: str = "") -> None:
@@ -195,4 +230,5 @@ def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-dem
     _guard(lambda: run_demo(make_console(), Path(state_dir), keep))
 
 
-ns = Collection(deploy_lb, deploy_controllers, rollback, render, status, lab_up, lab_down, demo)
+ns = Collection(deploy_lb, deploy_controllers, rollback, render, status, verify, lab_up,
+                lab_down, demo)

@@ -2,6 +2,8 @@
 
     python -m hadeploy.lab up --hosts 3                  # lb1 lb2 lb3
     python -m hadeploy.lab up --names lb1,lb2,ctl1
+    python -m hadeploy.lab up --names lb1,ctl1,ctl2 --openstack   # + OpenStack packages
+    python -m hadeploy.lab original ctl1                 # ctl1: packstack-style controller
     ssh -F /var/tmp/hadeploy-lab/ssh_config lb1
     python -m hadeploy.lab status
     python -m hadeploy.lab down
@@ -16,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hadeploy.errors import HadeployError, LabError
+from hadeploy.lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
 from hadeploy.lab.cluster import DEFAULT_STATE_DIR, Lab
+from hadeploy.lab.openstack import LAB_REPO_PACKAGES, provision_original
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -28,12 +32,28 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    lab = Lab.up(_names(args), args.state_dir)
+    packages = LAB_REPO_PACKAGES if args.openstack else DEFAULT_REPO_PACKAGES
+    lab = Lab.up(_names(args), args.state_dir, repo_packages=packages)
     print(f"lab up in {time.monotonic() - started:.1f} s; workstation is 198.18.0.1")
     for host in lab.hosts.values():
         print(f"  {host.name:<12} {host.address}")
     print(f"ssh in with:  ssh -F {lab.ssh_config} {next(iter(lab.hosts))}")
     print(f"take down:    python -m hadeploy.lab down --state-dir {lab.state_dir}")
+    return 0
+
+
+def _original(args: argparse.Namespace) -> int:
+    if not (args.state_dir / "lab.json").exists():
+        raise LabError(f"no lab in {args.state_dir}: bring one up with --openstack first")
+    lab = Lab.load(args.state_dir)
+    if args.host not in lab.hosts:
+        raise LabError(f"no host {args.host!r} in the lab (it has {', '.join(lab.hosts)})")
+    original = provision_original(lab, args.host, lab.state_dir)
+    print(f"{args.host} is the original controller "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in original.timings.items())})")
+    print(f"  keystone {original.keystone_url}   glance {original.glance_url}")
+    print(f"  admin credentials: {original.admin_rc} on {args.host}, "
+          f"{lab.state_dir}/keystonerc_admin.{args.host} here")
     return 0
 
 
@@ -68,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("up", "bring a lab up"), ("down", "tear the lab down"),
-                           ("status", "show the lab's hosts")):
+                           ("status", "show the lab's hosts"),
+                           ("original", "make a host a packstack-style OpenStack controller")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                          help=f"where the lab keeps its state (default {DEFAULT_STATE_DIR})")
@@ -77,8 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                              help="number of hosts, named lb1..lbN (default 3)")
             cmd.add_argument("--names", help="comma-separated host names, e.g. lb1,lb2,ctl1 "
                              "(overrides --hosts)")
+            cmd.add_argument("--openstack", action="store_true",
+                             help="also put Debian's OpenStack packages in the hosts' offline "
+                             "repository (needed by `original` and deploy-controllers)")
+        if name == "original":
+            cmd.add_argument("host", help="the lab host to provision (it is reset first)")
     args = parser.parse_args(argv)
-    handler = {"up": _up, "down": _down, "status": _status}[args.command]
+    handler = {"up": _up, "down": _down, "status": _status,
+               "original": _original}[args.command]
     try:
         return handler(args)
     except HadeployError as err:

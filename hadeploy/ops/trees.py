@@ -165,9 +165,9 @@ def differences(source: Manifest, dest: Manifest, rewritten: tuple[str, ...] = (
     `rewritten` files are expected to differ in content (host-specific keys are edited after
     the copy): their sha256 and mtime are not compared, everything else is.
     """
-    if dest.state != "dir":
-        return [f"destination is {dest.state}"]
     out: list[str] = []
+    if dest.state != "dir":
+        out.append(f"destination is {dest.state}")
     for rel in sorted(source.entries.keys() | dest.entries.keys()):
         want, have = source.entries.get(rel), dest.entries.get(rel)
         if have is None and want is not None:
@@ -340,21 +340,21 @@ class TreeCopied(Operation):
     def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
         return (SourceRead(self.source_host, manifest_script(self.path, self.exclude)),)
 
-    def _manifests(self, seen: Probe) -> tuple[Manifest | None, Manifest]:
-        dest = parse_manifest(seen.stdout)
+    def _source(self, seen: Probe) -> Manifest | None:
+        """The source's manifest from the engine's source probe (None in offline plans)."""
         if not seen.sources:
-            return None, dest
+            return None
         source = parse_manifest(seen.sources[0])
         if source.state != "dir":
             raise ValueError(f"the source {self.source_host}:{self.path} is {source.state}, "
                              "not a directory: nothing to copy")
-        return source, dest
+        return source
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
-        source, dest = self._manifests(seen)
+        source = self._source(seen)
         if source is None:
             raise ValueError(f"no manifest of {self.source_host}:{self.path} to compare with")
-        return not differences(source, dest, self.rewritten)
+        return not differences(source, parse_manifest(seen.stdout), self.rewritten)
 
     def _paths(self, ctx: HostContext) -> TreePaths:
         return TreePaths.of(self.path, ctx.run_id, ctx.backup_path(self.path))
@@ -368,7 +368,7 @@ class TreeCopied(Operation):
                 "restore": paths.restore}
 
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
-        source, _ = self._manifests(seen)
+        source = self._source(seen)
         owners = source.owners() if source else ()
         groups = source.groups() if source else ()
         script = tree_swap_script(self._paths(ctx), self.exclude, owners, groups,
@@ -379,9 +379,10 @@ class TreeCopied(Operation):
                                 "(tar, owners by name, staged then swapped in)")]
 
     def preview(self, ctx: HostContext, seen: Probe) -> str:
-        source, dest = self._manifests(seen)
+        source = self._source(seen)
         if source is None:
             return f"  copy {self.source_host}:{self.path}\n"
+        dest = parse_manifest(seen.stdout)
         return "".join(f"  {line}\n" for line in differences(source, dest, self.rewritten))
 
     def title(self) -> str:

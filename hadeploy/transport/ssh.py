@@ -61,6 +61,10 @@ def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
 class SshTransport:
     """Runs scripts on inventory nodes over reused SSH connections."""
 
+    #: A round trip costs far more than a few more read-only probes in it: the engine may
+    #: probe later steps along with the current one (hadeploy.engine.Engine._probe_step).
+    probe_ahead = True
+
     def __init__(self, settings: SshSettings, nodes: list[Node]) -> None:
         self.settings = settings
         self.targets = {n.name: Target(n.name, n.connect_to, settings) for n in nodes}
@@ -140,15 +144,20 @@ class SshTransport:
                 f"{known_hosts}) and verify the new one",
             )
         if isinstance(exc, paramiko.AuthenticationException):
+            key = f" with the key {settings.identity}" if settings.identity else ""
             return TransportError(
                 name,
-                f"authentication failed for user {settings.user!r} at {target.host}: {exc}. "
-                "Check ssh.user and ssh.identity, and that the public key is in the user's "
-                "~/.ssh/authorized_keys on the host",
+                f"authentication failed for user {settings.user!r} at {target.host}{key}: "
+                f"{str(exc).rstrip('.')}; nothing was run. Check ssh.user and ssh.identity, and "
+                "that the public key is in the user's ~/.ssh/authorized_keys on the host",
             )
         if isinstance(exc, OSError | paramiko.SSHException | EOFError):
             why = str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+                # paramiko's wrapper ("[Errno None] Unable to connect") hides the real reason
+                why = "; ".join(sorted({getattr(e, "strerror", None) or str(e)
+                                        for e in exc.errors.values()}))
+            elif isinstance(exc, TimeoutError):
                 why = f"no answer within {settings.connect_timeout:g} s (ssh.connect_timeout)"
             return TransportError(
                 name,
@@ -226,10 +235,10 @@ class SshTransport:
                     data = password.encode() + b"\n" + (stdin or b"")
                 status, out, err = self._exec(host, command, data, timeout)
             except (TransportError, HostKeyError):
-                self._connections.pop(host, None)
+                self._drop(host)
                 raise
             except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
-                self._connections.pop(host, None)
+                self._drop(host)
                 raise TransportError(
                     host, f"connection to {self.targets[host].host} lost while running a "
                     f"command ({exc or type(exc).__name__}); the journal is resumable once the "
@@ -279,6 +288,12 @@ class SshTransport:
         """Per host: remote commands run (round trips) and SSH connections opened."""
         return {"round_trips": dict(self.round_trips_by_host),
                 "connections": dict(self.connections_opened)}
+
+    def _drop(self, host: str) -> None:
+        """Forget a broken connection (the next command connects again)."""
+        conn = self._connections.pop(host, None)
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
         """Close every connection."""

@@ -90,6 +90,8 @@ def test_hosts_are_bare_and_apt_install_works_offline_on_one_host_only(lab: Lab)
     workstation_before = hashlib.sha256(status.read_bytes()).hexdigest()
     lb3 = lab.hosts["lb3"]
     for host in lab.hosts.values():
+        host.reset()  # other test modules share the session lab
+    for host in lab.hosts.values():
         assert not installed(host, "haproxy") and not installed(host, "keepalived"), host.name
         routes = host.exec(["ip", "-4", "route"]).stdout
         assert "default" not in routes and "198.18.0.0/24 dev eth0" in routes

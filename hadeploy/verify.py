@@ -1,0 +1,390 @@
+"""`invoke verify`: a live, read-only health report of the load balancers and the VIP.
+
+From every balancer, in one SSH round trip each (in parallel):
+  - whether it holds the VIP (`ip -o addr`);
+  - whether keepalived and haproxy run, from their pid files and /proc, as the deploy
+    checks them (init scripts lie, and Debian's keepalived has no `status`);
+  - haproxy's own view of every backend server: `show stat` on its stats socket.
+
+Reading a unix socket needs a client on the host. haproxy cannot query itself, and socat
+is rarely installed, so the probe takes the first of: socat; perl (perl-base is Essential
+on Debian and Ubuntu, so every such host has it, and its core Socket module speaks to unix
+sockets in a few milliseconds); python3 (on OpenStack controllers, hence on co-located
+balancers, but not guaranteed on a bare LB node, and the only one of the three on a minimal
+EL 8/9). When none is there, or the socket is missing, the report says that the backends
+were not read, and why, instead of showing nothing as if all were well.
+
+From the workstation: a TCP connection to every frontend on the VIP and, for frontends in
+http mode, the status line of `GET /`.
+
+Healthy means: exactly one balancer holds the VIP, every balancer is reachable and runs
+haproxy and keepalived, and every frontend accepts a connection. Backend servers that
+haproxy marks DOWN are shown but do not make the load balancers unhealthy.
+Nothing here changes anything, on the hosts or in the journal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hadeploy.errors import HadeployError
+from hadeploy.inventory.model import Inventory, Node
+from hadeploy.platforms import running_probe
+from hadeploy.quoting import q
+from hadeploy.render import balanced_proxies
+from hadeploy.runbook.lb import HAPROXY_PIDFILES, KEEPALIVED_PIDFILES
+from hadeploy.transport.base import Transport
+
+MARK = "@@hadeploy-verify"
+CONNECT_TIMEOUT = 2.0
+HTTP_TIMEOUT = 3.0
+
+_PYTHON_READER = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM)\n"
+    "s.settimeout(5)\n"
+    "s.connect(sys.argv[1])\n"
+    "s.sendall(b'show stat\\n')\n"
+    "sys.stdout.write(b''.join(iter(lambda:s.recv(65536),b'')).decode('utf-8','replace'))\n"
+)
+_PERL_READER = (
+    "alarm 5; socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die \"socket: $!\\n\"; "
+    "connect($s, pack_sockaddr_un($ARGV[0])) or die \"connect: $!\\n\"; "
+    "syswrite($s, \"show stat\\n\"); print while <$s>;"
+)
+
+
+def stats_script(socket_path: str | None) -> str:
+    """Shell: print `via TOOL` then haproxy's `show stat` CSV, or `none: WHY`."""
+    if not socket_path:
+        return "echo 'none: haproxy.stats_socket is not set in the inventory'"
+    sock = q(socket_path)
+    return (
+        f"if [ ! -S {sock} ]; then echo {q(f'none: no stats socket at {socket_path}')}; "
+        "elif command -v socat >/dev/null 2>&1; then echo 'via socat'; "
+        f"echo 'show stat' | socat -t 5 - UNIX-CONNECT:{sock} 2>&1; "
+        "elif command -v perl >/dev/null 2>&1; then echo 'via perl'; "
+        f"perl -MSocket -e {q(_PERL_READER)} {sock} 2>&1; "
+        "elif command -v python3 >/dev/null 2>&1; then echo 'via python3'; "
+        f"python3 -c {q(_PYTHON_READER)} {sock} 2>&1; "
+        "else echo 'none: neither socat, perl nor python3 on the host to read the stats "
+        "socket'; fi"
+    )
+
+
+def balancer_script(inv: Inventory) -> str:
+    """One read-only script: VIP held?, keepalived and haproxy running?, `show stat`."""
+    vip = str(inv.vip.address)
+    sections = [
+        ("vip", f"if ip -o addr show | grep -q {q(f' {vip}/')}; then echo held; "
+                "else echo free; fi"),
+        ("keepalived", running_probe("keepalived", KEEPALIVED_PIDFILES, "sysv")),
+        ("haproxy", running_probe("haproxy", HAPROXY_PIDFILES, "sysv")),
+        ("stats", stats_script(inv.haproxy.stats_socket)),
+    ]
+    return "\n".join(f"echo '{MARK} {name}'; {script}" for name, script in sections)
+
+
+def split_sections(stdout: str) -> dict[str, str]:
+    """`balancer_script` output back into its named sections."""
+    sections: dict[str, str] = {}
+    for chunk in stdout.split(f"{MARK} ")[1:]:
+        name, _, body = chunk.partition("\n")
+        sections[name.strip()] = body
+    return sections
+
+
+@dataclass
+class ServerState:
+    """One row of haproxy's `show stat`: a backend server, or a backend as a whole."""
+
+    backend: str
+    server: str
+    status: str
+    check: str = ""
+
+
+def parse_show_stat(text: str) -> list[ServerState]:
+    """Servers and backends from `show stat` CSV (frontends are left out)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# pxname,")), None)
+    if start is None:
+        raise ValueError(text.strip()[-300:] or "empty answer from the stats socket")
+    body = "\n".join([lines[start][2:], *lines[start + 1:]])
+    rows = []
+    for row in csv.DictReader(io.StringIO(body)):
+        server = row.get("svname", "")
+        if not server or server == "FRONTEND":
+            continue
+        check = " ".join(x for x in (row.get("check_status", ""), row.get("check_desc", ""))
+                         if x)
+        rows.append(ServerState(row.get("pxname", ""), server, row.get("status", ""), check))
+    return rows
+
+
+@dataclass
+class BalancerState:
+    """What one balancer told us about itself."""
+
+    name: str
+    address: str
+    reachable: bool = False
+    error: str | None = None
+    holds_vip: bool = False
+    keepalived: str = "?"
+    haproxy: str = "?"
+    stats_via: str | None = None
+    stats_note: str | None = None
+    servers: list[ServerState] = field(default_factory=list)
+
+
+@dataclass
+class FrontendState:
+    """One frontend, tried through the VIP from the workstation."""
+
+    name: str
+    port: int
+    mode: str
+    connected: bool = False
+    seconds: float | None = None
+    http_status: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """The whole health report; `problems` empty means healthy."""
+
+    vip: str
+    balancers: list[BalancerState]
+    frontends: list[FrontendState]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def holders(self) -> list[str]:
+        """Balancers that hold the VIP."""
+        return [b.name for b in self.balancers if b.holds_vip]
+
+    @property
+    def healthy(self) -> bool:
+        """Exactly one holder, haproxy and keepalived everywhere, every frontend connects."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON data."""
+        return {"vip": self.vip, "healthy": self.healthy, "holders": self.holders,
+                "problems": self.problems,
+                "balancers": [asdict(b) for b in self.balancers],
+                "frontends": [asdict(f) for f in self.frontends]}
+
+
+def read_balancer(transport: Transport, inv: Inventory, node: Node) -> BalancerState:
+    """One round trip to `node`; an unreachable node is reported, not raised."""
+    state = BalancerState(node.name, str(node.address))
+    try:
+        result = transport.run(node.name, balancer_script(inv), timeout=20)
+    except HadeployError as exc:
+        state.error = str(exc)
+        return state
+    sections = split_sections(result.stdout)
+    if "stats" not in sections:
+        state.error = (f"the health probe failed (exit {result.exited}): "
+                       f"{result.stderr.strip()[-300:]}")
+        return state
+    state.reachable = True
+    state.holds_vip = sections.get("vip", "").strip() == "held"
+    state.keepalived = sections.get("keepalived", "").strip() or "?"
+    state.haproxy = sections.get("haproxy", "").strip() or "?"
+    head, _, body = sections["stats"].partition("\n")
+    if head.startswith("via "):
+        state.stats_via = head[4:].strip()
+        try:
+            state.servers = parse_show_stat(body)
+        except ValueError as exc:
+            state.stats_note = f"stats socket read with {state.stats_via} failed: {exc}"
+    else:
+        state.stats_note = head.removeprefix("none: ").strip() or "stats socket not read"
+    return state
+
+
+def try_frontend(vip: str, name: str, port: int, mode: str) -> FrontendState:
+    """TCP connect to VIP:port; for http mode, the status of `GET /`."""
+    state = FrontendState(name, port, mode)
+    started = time.monotonic()
+    try:
+        with socket.create_connection((vip, port), timeout=CONNECT_TIMEOUT) as sock:
+            state.connected = True
+            state.seconds = round(time.monotonic() - started, 3)
+            if mode != "http":
+                state.note = "tcp mode: connection only"
+                return state
+            sock.settimeout(HTTP_TIMEOUT)
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {vip}\r\nUser-Agent: hadeploy-verify\r\n"
+                         "\r\n".encode())
+            head = sock.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
+            parts = head.split()
+            if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
+                state.http_status = int(parts[1])
+                state.note = head
+            else:
+                state.note = "connected; no HTTP answer"
+    except TimeoutError:
+        state.note = ("no HTTP answer within "
+                      f"{HTTP_TIMEOUT:g} s" if state.connected else "connect timed out")
+    except OSError as exc:
+        state.note = exc.strerror or str(exc)
+    return state
+
+
+def gather(inv: Inventory, transport: Transport) -> Report:
+    """Ask every balancer and try every frontend, all at once; judge the result."""
+    vip = str(inv.vip.address)
+    proxies = balanced_proxies(inv)
+    balancers = inv.balancers
+    jobs: list[Callable[[], Any]] = [
+        partial(read_balancer, transport, inv, node) for node in balancers]
+    jobs += [partial(try_frontend, vip, p.name, p.port, p.mode or inv.haproxy.mode)
+             for p in proxies]
+    with ThreadPoolExecutor(max_workers=min(32, len(jobs))) as pool:
+        results = [f.result() for f in [pool.submit(job) for job in jobs]]
+    report = Report(vip, results[:len(balancers)], results[len(balancers):])
+    report.problems = judge(report)
+    return report
+
+
+def judge(report: Report) -> list[str]:
+    """Why the load balancers are not healthy (empty when they are)."""
+    problems = []
+    holders = report.holders
+    if not holders:
+        problems.append(f"no balancer holds the VIP {report.vip}")
+    elif len(holders) > 1:
+        problems.append(f"{len(holders)} balancers hold the VIP {report.vip} at once "
+                        f"({', '.join(holders)}): split brain")
+    for b in report.balancers:
+        if not b.reachable:
+            problems.append(f"{b.name}: not reachable: {b.error}")
+            continue
+        for daemon in ("haproxy", "keepalived"):
+            if getattr(b, daemon) != "running":
+                problems.append(f"{b.name}: {daemon} is not running")
+    for f in report.frontends:
+        if not f.connected:
+            problems.append(f"frontend {f.name} ({report.vip}:{f.port}) does not accept "
+                            f"connections: {f.note}")
+    return problems
+
+
+# -- presentation ------------------------------------------------------------------------------
+
+
+def _state(value: str) -> str:
+    style = "green" if value == "running" else "red"
+    return f"[{style}]{escape(value)}[/{style}]"
+
+
+def print_report(console: Console, report: Report) -> None:
+    """The report as rich tables (plain text off a terminal)."""
+    holders = report.holders
+    holder = (f"[bold]{escape(holders[0])}[/bold]" if len(holders) == 1 else
+              "[red]nobody[/red]" if not holders else f"[red]{escape(', '.join(holders))}[/red]")
+    console.print(f"VIP {report.vip} is held by {holder}")
+
+    nodes = Table(title="Balancers", title_justify="left")
+    for column in ("node", "address", "keepalived", "haproxy", "VIP", "backends read"):
+        nodes.add_column(column)
+    for b in report.balancers:
+        if not b.reachable:
+            nodes.add_row(escape(b.name), b.address, "[red]?[/red]", "[red]?[/red]", "?",
+                          f"[red]unreachable: {escape(b.error or '')}[/red]")
+            continue
+        read = (f"via {b.stats_via}" if b.stats_via and not b.stats_note else
+                f"[yellow]not read: {escape(b.stats_note or '')}[/yellow]")
+        nodes.add_row(escape(b.name), b.address, _state(b.keepalived), _state(b.haproxy),
+                      "[bold green]holds it[/bold green]" if b.holds_vip else "backup", read)
+    console.print(nodes)
+
+    servers: dict[tuple[str, str], dict[str, ServerState]] = {}
+    for b in report.balancers:
+        for row in b.servers:
+            servers.setdefault((row.backend, row.server), {})[b.name] = row
+    if servers:
+        view = Table(title="haproxy's view of the backends (show stat)", title_justify="left")
+        view.add_column("backend")
+        view.add_column("server")
+        names = [b.name for b in report.balancers]
+        for name in names:
+            view.add_column(name)
+        for (backend, server), seen in servers.items():
+            cells = []
+            for name in names:
+                s = seen.get(name)
+                if s is None:
+                    cells.append("[dim]-[/dim]")
+                    continue
+                style = "green" if s.status.startswith("UP") or s.status == "OPEN" else \
+                    "yellow" if s.status.startswith(("NOLB", "MAINT", "DRAIN", "no check")) \
+                    else "red"
+                detail = f" [dim]{escape(s.check)}[/dim]" if s.check and style != "green" else ""
+                cells.append(f"[{style}]{escape(s.status)}[/{style}]{detail}")
+            view.add_row(escape(backend), escape(server), *cells)
+        console.print(view)
+
+    fronts = Table(title=f"Frontends through the VIP {report.vip} (from this workstation)",
+                   title_justify="left")
+    for column in ("frontend", "port", "mode", "TCP", "HTTP", "note"):
+        fronts.add_column(column)
+    for f in report.frontends:
+        tcp = (f"[green]ok {f.seconds * 1000:.0f} ms[/green]" if f.connected and f.seconds
+               is not None else "[red]refused[/red]" if not f.connected else "[green]ok[/green]")
+        http = str(f.http_status) if f.http_status is not None else "-"
+        fronts.add_row(escape(f.name), str(f.port), f.mode, tcp, http, escape(f.note))
+    console.print(fronts)
+
+    if report.healthy:
+        console.print("[bold green]healthy[/bold green]: one VIP holder, haproxy and "
+                      "keepalived running on every balancer, every frontend answers")
+    else:
+        console.print("[bold red]UNHEALTHY[/bold red]")
+        for problem in report.problems:
+            console.print(f"  - {escape(problem)}")
+
+
+def run_verify(hosts: str, console: Console, json_out: bool = False) -> int:
+    """Verify the deployment described by the inventory at `hosts`; 0 healthy, 1 not."""
+    import json
+    import sys
+
+    from hadeploy.app import make_transport, read_secrets
+    from hadeploy.inventory import load_inventory
+    from hadeploy.redact import Redactor
+
+    inv = load_inventory(hosts)
+    secrets = read_secrets(inv, required=False)  # a sudo password, if the inventory names one
+    redact = Redactor(inv.secret_values())
+    redact.add(*secrets.values())
+    transport = make_transport(inv)
+    try:
+        report = gather(inv, transport)
+    finally:
+        transport.close()
+    for balancer in report.balancers:
+        balancer.error = redact(balancer.error) if balancer.error else None
+    report.problems = [redact(p) for p in report.problems]
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
+    else:
+        print_report(console, report)
+    return 0 if report.healthy else 1

@@ -1,0 +1,142 @@
+"""deploy-controllers end to end: a real Keystone + Glance original scaled out behind the VIP."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hadeploy.lab import Lab
+from hadeploy.lab.openstack import OriginalController, provision_original
+from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
+from tests.lab.helpers import events, hadeploy, installed, wait_for
+
+pytestmark = pytest.mark.lab
+
+LBS = ("lb1", "lb2", "lb3")
+CTLS = ("ctl1", "ctl2", "ctl3")
+NEW = ("ctl2", "ctl3")
+RC = "/root/keystonerc_admin"
+# Debian 12's Keystone has no admin port and its Glance no registry.
+OMIT = ("keystone-admin", "glance-registry")
+MANIFEST = ("cd {path} && find . -printf '%p %y %u %g %m %l\\n' | sort && "
+            "find . -type f -print0 | sort -z | xargs -0 sha256sum")
+
+
+def _openstack(lab: Lab, host: str, args: str, auth_url: str | None = None) -> str:
+    override = f"OS_AUTH_URL={auth_url} " if auth_url else ""
+    return lab.hosts[host].exec(f". {RC} && {override}openstack {args}", timeout=120).stdout
+
+
+def _manifest(lab: Lab, host: str, path: str) -> list[str]:
+    return lab.hosts[host].exec(MANIFEST.format(path=path)).stdout.splitlines()
+
+
+def _present(lab: Lab, host: str) -> list[str]:
+    """Which of the service trees exist on a host."""
+    return [p for p in ("/etc/keystone", "/etc/glance")
+            if lab.hosts[host].exec(["test", "-e", p], check=False).returncode == 0]
+
+
+def _pids(lab: Lab, host: str) -> str:
+    return lab.hosts[host].exec("pgrep -f 'uwsgi|glance-api' | sort | tr '\\n' ' '").stdout
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[Lab, Path, OriginalController, dict[str, list[str]]]:
+    for host in LBS + CTLS:
+        lab.hosts[host].reset()
+    state = tmp_path_factory.mktemp("controllers")
+    original = provision_original(lab, "ctl1", state)
+    before = {h: _present(lab, h) for h in NEW}
+    inventory = write_lab_inventory(lab, state / "hosts.toml", omit_proxies=OMIT,
+                                    rc_files=[("ctl1", RC)])
+    lb = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
+    assert lb.returncode == 0, lb.stdout + lb.stderr
+    run = hadeploy("deploy-controllers", "--hosts", str(inventory), "--yes", timeout=1200)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return lab, inventory, original, before
+
+
+def test_token_through_the_vip_and_every_backend(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, _, _, _ = deployed
+    token = _openstack(lab, "ctl1", "token issue -f value -c id",
+                       auth_url=f"http://{LAB_VIP}:5000/v3").strip()
+    assert token
+    for host in CTLS:
+        address = lab.hosts[host].address
+        request = urllib.request.Request(
+            f"http://{address}:5000/v3/auth/tokens",
+            headers={"X-Auth-Token": token, "X-Subject-Token": token})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200, host
+        assert _openstack(lab, "ctl1", "token issue -f value -c id",
+                          auth_url=f"http://{address}:5000/v3").strip()
+
+
+def test_glance_through_the_vip_and_catalog_on_the_vip(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, _, _, _ = deployed
+    with urllib.request.urlopen(f"http://{LAB_VIP}:9292/", timeout=10) as reply:
+        assert reply.status in (200, 300)
+    endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json"))
+    assert endpoints
+    assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints
+    assert _openstack(lab, "ctl1", "image list -f value") is not None
+
+
+def test_trees_copied_with_owners_modes_and_host_keys(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, _, _, _ = deployed
+    for path in ("/etc/keystone", "/etc/glance"):
+        source = _manifest(lab, "ctl1", path)
+        for host in NEW:
+            copy = _manifest(lab, host, path)
+            differing = sorted(set(source) ^ set(copy))
+            # Only checksums of the files whose host-specific keys were rewritten differ.
+            assert all(line.endswith("glance-api.conf") for line in differing), differing
+    for host in NEW:
+        conf = lab.hosts[host].exec("cat /etc/glance/glance-api.conf").stdout
+        assert f"bind_host = {lab.hosts[host].address}" in conf
+    conf = lab.hosts["ctl1"].exec("cat /etc/glance/glance-api.conf").stdout
+    assert f"www_authenticate_uri = http://{LAB_VIP}:5000" in conf
+    assert f"auth_url = http://{LAB_VIP}:5000" in conf
+    rc = lab.hosts["ctl1"].exec(f"cat {RC}").stdout
+    assert f"OS_AUTH_URL=http://{LAB_VIP}:5000/v3" in rc
+
+
+def test_rerun_changes_and_restarts_nothing(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, inventory, _, _ = deployed
+    pids = {h: _pids(lab, h) for h in CTLS}
+    again = hadeploy("deploy-controllers", "--hosts", str(inventory), "--yes", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "host-changed" not in [e["event"] for e in events(again.stdout)]
+    assert {h: _pids(lab, h) for h in CTLS} == pids
+
+
+def test_secrets_never_leave_the_original(deployed) -> None:  # type: ignore[no-untyped-def]
+    _, inventory, original, _ = deployed
+    state = inventory.parent / ".hadeploy"
+    for path in state.rglob("*"):
+        if path.is_file():
+            assert original.admin_password not in path.read_text(errors="replace"), path
+
+
+def test_rollback_restores_the_original_and_the_catalog(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, inventory, original, before = deployed
+    back = hadeploy("rollback", "--phase", "controllers", "--hosts", str(inventory), "--yes",
+                    timeout=900)
+    assert back.returncode == 0, back.stdout + back.stderr
+    endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json",
+                                      auth_url=original.keystone_url))
+    assert all(f"//{original.address}:" in e["URL"] for e in endpoints), endpoints
+    conf = lab.hosts["ctl1"].exec("cat /etc/glance/glance-api.conf").stdout
+    assert f"www_authenticate_uri = http://{original.address}:5000" in conf
+    rc = lab.hosts["ctl1"].exec(f"cat {RC}").stdout
+    assert f"OS_AUTH_URL=http://{original.address}:5000/v3" in rc
+    for host in NEW:
+        assert not installed(lab, host, "keystone") and not installed(lab, host, "glance-api")
+        assert _present(lab, host) == before[host] == []
+    wait_for(lambda: _openstack(lab, "ctl1", "token issue -f value -c id").strip(),
+             "a token from the original after rollback", seconds=60)

@@ -136,6 +136,7 @@ class Engine:
         self._ahead: dict[str, tuple[int, dict[str, list[Probe]]]] = {}
         self._ahead_lock = threading.Lock()
         self._generation = 0
+        self._run_generation = 0
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -300,7 +301,9 @@ class Engine:
         says so (`probe_ahead`), the probe of a step also runs the probes of the host's
         later steps. A later step uses them instead of its own round trip only if no command
         has run on any host since (a no-op re-run: one probe round trip per host in all);
-        otherwise it probes again. Steps whose probes also read other hosts are left out.
+        otherwise it probes again. Once a command has run, nobody probes ahead any more, so
+        a run executes each probe at most twice. Steps whose probes also read other hosts
+        are left out.
         """
         ops = step.ops[host]
         cached = self._cached(step, host)
@@ -330,6 +333,11 @@ class Engine:
         index = next((i for i, s in enumerate(self._steps) if s is step), None)
         if not getattr(self.transport, "probe_ahead", False) or index is None:
             return []
+        with self._ahead_lock:
+            if self._generation != self._run_generation:
+                # Something changed in this run: later steps will likely change too, and
+                # probing ahead again at every step would run each probe over and over.
+                return []
         items: list[tuple[str, Operation, HostContext]] = []
         size = 0
         for later in self._steps[index + 1:]:
@@ -338,7 +346,7 @@ class Engine:
                 continue
             ctx = self._ctx(later.id, host, journal)
             ops = later.ops[host]
-            if any(op.source_probes(ctx) for op in ops):
+            if any(op.source_probes(ctx) or op.probe_waits() for op in ops):
                 continue
             scripts = [op.probe(ctx) for op in ops]
             size += sum(len(script) for script in scripts)
@@ -414,6 +422,7 @@ class Engine:
         """Execute `runbook`, resuming from `journal`'s progress; raise on the first failure."""
         self.run_id = journal.run_id
         self._steps = runbook.steps
+        self._run_generation = self._generation
         # Every step is on disk from the start (pending), so the journal shows what remains.
         for step in runbook.steps:
             journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))

@@ -121,6 +121,10 @@ class Operation(ABC):
         """What to add to the journal after applying (from the commands' stdout)."""
         return {}
 
+    def probe_waits(self) -> bool:
+        """Whether the probe polls until something happens (never taken along ahead)."""
+        return False
+
     def verify(self, ctx: HostContext, seen: Probe) -> bool:
         """Whether the state is as desired after applying (default: `done`)."""
         return self.done(ctx, seen)

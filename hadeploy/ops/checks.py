@@ -19,6 +19,10 @@ class Requirement(Operation):
     script: str
     judge: Judge
     description: str = ""
+    waits: bool = False
+
+    def probe_waits(self) -> bool:
+        return self.waits
 
     def probe(self, ctx: HostContext) -> str:
         return self.script

@@ -129,7 +129,7 @@ def _ports_answer(inv: Inventory, node: Node, ports: list[int]) -> Requirement:
 
     return Requirement("ports", script, judge,
                        f"APIs answer on {backend_address(inv, node)} and the VIP: "
-                       f"ports {', '.join(map(str, ports))}")
+                       f"ports {', '.join(map(str, ports))}", waits=True)
 
 
 def _service_steps(inv: Inventory, service: Service,

@@ -466,6 +466,8 @@ class Engine:
             except HadeployError as exc:
                 failures[host] = exc
 
+        # A serial step that look-ahead probes show done everywhere restarts nothing: its
+        # order does not matter, and finding the VIP holder would cost a round trip.
         order = None
         if step.serial and not all(self._done_ahead(step, h, journal) for h in todo):
             order = self._serial_order(step, todo)
@@ -485,13 +487,8 @@ class Engine:
         if self.stop.is_set():
             raise Interrupted("stopped at the operator's request")
 
-    def _serial_order(self, step: Step, hosts: list[str]) -> list[str] | None:
-        """The order of a serial step, or None when it may run in parallel after all.
-
-        With a `last_probe`, hosts printing `last` (the VIP holder) go after the others.
-        When no host does, there is nothing to keep serving (on a first deploy nobody holds
-        the VIP yet), so one host at a time would only cost time: all hosts go at once.
-        """
+    def _serial_order(self, step: Step, hosts: list[str]) -> list[str]:
+        """The order of a serial step: hosts printing `last` (the VIP holder) go last."""
         if not step.last_probe:
             return hosts
         last: set[str] = set()
@@ -502,8 +499,6 @@ class Engine:
                 last.add(host)
 
         self._parallel(hosts, look)
-        if not last:
-            return None
         return [h for h in hosts if h not in last] + [h for h in hosts if h in last]
 
     def _host_step(self, step: Step, host: str, journal: Journal,

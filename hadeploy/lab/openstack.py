@@ -124,8 +124,12 @@ apt-get install -y -q --no-install-recommends "$@" >/var/log/hadeploy-lab-instal
 _POSTGRES_SCRIPT = r"""
 set -eu
 addr=$1 net=$2
-conf=$(ls -d /etc/postgresql/*/main | sort -V | tail -n 1)
-[ -d "$conf" ] || { echo "no PostgreSQL cluster config under /etc/postgresql" >&2; exit 1; }
+conf=$(ls -d /etc/postgresql/*/main 2>/dev/null | sort -V | tail -n 1)
+[ -d "$conf" ] || {
+    echo "no PostgreSQL cluster under /etc/postgresql: the lab's hosts get PostgreSQL from" \
+        "the workstation's root file system (apt-get install postgresql there)" >&2
+    exit 1
+}
 printf "# hadeploy lab: reachable by the other controllers\nlisten_addresses = 'localhost,%s'\n" \
     "$addr" >"$conf/conf.d/hadeploy-lab.conf"
 grep -q "^host all all $net " "$conf/pg_hba.conf" \

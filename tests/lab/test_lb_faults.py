@@ -66,9 +66,10 @@ def end_state(lab: Lab, hosts: tuple[str, ...]) -> dict[str, list[str]]:
 
 
 def one_holder(lab: Lab) -> list[str]:
-    """Wait until exactly one balancer holds the VIP, and return it."""
-    return wait_for(lambda: (h if len(h := vip_holders(lab, LBS, LAB_VIP)) == 1 else None),
-                    "exactly one VIP holder")
+    """Wait until exactly one balancer holds the VIP, the one with the highest priority
+    (keepalived may take a few adverts to settle), and return the holders."""
+    return wait_for(lambda: (h if (h := vip_holders(lab, LBS, LAB_VIP)) == ["lb1"] else None),
+                    "lb1 alone to hold the VIP")
 
 
 def start_deploy(inventory: Path, *args: str) -> subprocess.Popen[str]:

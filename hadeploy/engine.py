@@ -471,13 +471,17 @@ class Engine:
         order = None
         if step.serial and not all(self._done_ahead(step, h, journal) for h in todo):
             order = self._serial_order(step, todo)
-        if order is not None:
-            for host in order:
+        if order is None:
+            self._parallel(todo, work)
+        elif not order[1]:  # nobody to keep serving: the first host alone, then the rest
+            work(order[0][0])
+            if not failures and not interrupted:
+                self._parallel(order[0][1:], work)
+        else:
+            for host in order[0]:
                 work(host)
                 if failures or interrupted:
                     break
-        else:
-            self._parallel(todo, work)
         if interrupted:
             raise interrupted[0]
         self.emit("step-finished", step.id, failed=sorted(failures))
@@ -487,10 +491,17 @@ class Engine:
         if self.stop.is_set():
             raise Interrupted("stopped at the operator's request")
 
-    def _serial_order(self, step: Step, hosts: list[str]) -> list[str]:
-        """The order of a serial step: hosts printing `last` (the VIP holder) go last."""
+    def _serial_order(self, step: Step, hosts: list[str]) -> tuple[list[str], bool]:
+        """The order of a serial step, and whether it must really go one host at a time.
+
+        Hosts printing `last` (the VIP holder) go after the others, one by one. When a
+        `last_probe` finds no such host (a first deploy: nobody holds the VIP yet), nothing
+        is being served that a restart could interrupt: the first host goes alone, which
+        keeps the head start a one-by-one order gives it (the highest keepalived priority
+        wins the VIP at once), and the others then go together.
+        """
         if not step.last_probe:
-            return hosts
+            return hosts, True
         last: set[str] = set()
 
         def look(host: str) -> None:
@@ -499,7 +510,7 @@ class Engine:
                 last.add(host)
 
         self._parallel(hosts, look)
-        return [h for h in hosts if h not in last] + [h for h in hosts if h in last]
+        return [h for h in hosts if h not in last] + [h for h in hosts if h in last], bool(last)
 
     def _host_step(self, step: Step, host: str, journal: Journal,
                    first_probe: list[Probe] | None) -> None:

@@ -196,7 +196,7 @@ def read_balancer(transport: Transport, inv: Inventory, node: Node) -> BalancerS
     try:
         result = transport.run(node.name, balancer_script(inv), timeout=20)
     except HadeployError as exc:
-        state.error = str(exc)
+        state.error = str(exc).removeprefix(f"{node.name}: ")
         return state
     sections = split_sections(result.stdout)
     if "stats" not in sections:

@@ -95,8 +95,12 @@ def test_token_through_the_vip_and_every_backend(deployed) -> None:  # type: ign
 
 def test_glance_through_the_vip_and_catalog_on_the_vip(deployed) -> None:  # type: ignore[no-untyped-def]
     lab, _, _, _ = deployed
-    with urllib.request.urlopen(f"http://{LAB_VIP}:9292/", timeout=10) as reply:
-        assert reply.status in (200, 300)
+    try:
+        with urllib.request.urlopen(f"http://{LAB_VIP}:9292/", timeout=10) as reply:
+            status = reply.status
+    except urllib.error.HTTPError as answer:  # Glance lists its API versions with a 300
+        status = answer.code
+    assert status in (200, 300)
     endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json"))
     assert endpoints
     assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints

@@ -282,7 +282,7 @@ class Samples:
 
 
 def measure(count: int, runs: int, playbook: Path | None, state_dir: Path,
-            src: Path = ROOT) -> Samples:
+            src: Path = ROOT, progress: Callable[[Samples], None] | None = None) -> Samples:
     """Bring up a lab for `count` LB hosts, measure `runs` rounds, take the lab down."""
     lbs = tuple(f"lb{i}" for i in range(1, count + 1))
     samples = Samples(count, runs)
@@ -307,6 +307,8 @@ def measure(count: int, runs: int, playbook: Path | None, state_dir: Path,
             samples.add("floor", run_floor(job))
             samples.add("apt", run_apt_alone(job))
             samples.add("load", os.getloadavg()[0])
+            if progress is not None:
+                progress(samples)
             log(f"{count} LB hosts: round {round_no}/{runs}: " + ", ".join(
                 f"{k} {v[-1]:.2f}" for k, v in samples.data.items()
                 if k in ("hadeploy_cold", "hadeploy_noop", "ansible_cold", "ansible_noop",
@@ -580,11 +582,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     playbook = None if args.no_ansible else ensure_ansible()
     command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = [measure(count, n, playbook, args.state_dir, args.hadeploy_src.resolve())
-               for count, n in zip(counts, runs, strict=True)]
     raw = args.out.with_name(args.out.stem + ".json")
-    raw.write_text(json.dumps([{"hosts": s.hosts, "runs": s.runs, "samples": s.data}
-                               for s in results], indent=1) + "\n")
+    results: list[Samples] = []
+
+    def save(current: Samples) -> None:  # after every round: an interrupted run keeps data
+        done = [*results, current] if current not in results else results
+        raw.write_text(json.dumps([{"hosts": s.hosts, "runs": s.runs, "samples": s.data}
+                                   for s in done], indent=1) + "\n")
+
+    for count, n in zip(counts, runs, strict=True):
+        results.append(measure(count, n, playbook, args.state_dir,
+                               args.hadeploy_src.resolve(), save))
+        save(results[-1])
     args.out.write_text(report(results, command.strip(), playbook, started))
     log(f"wrote {args.out} and {raw}")
     print(args.out.read_text())

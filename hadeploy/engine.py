@@ -171,6 +171,27 @@ class Engine:
                   duration=round(time.monotonic() - started, 3))
         return result.check(self.redact(command.shown()))
 
+    @contextmanager
+    def _closing(self, journal: Journal, stats: bool = False) -> Iterator[None]:
+        """Leave `journal` done, interrupted or failed, however the block ends, and say so."""
+        try:
+            yield
+        except (Interrupted, KeyboardInterrupt):
+            journal.status = "interrupted"
+            self._save(journal)
+            self.emit("run-failed", status="interrupted")
+            raise
+        except BaseException as exc:
+            # Not only HadeployError: a bug must not leave the journal saying "running".
+            journal.status = "failed"
+            self._save(journal)
+            self.emit("run-failed", status="failed", error=str(exc))
+            raise
+        journal.status = "done"
+        journal.finished = now()
+        self._save(journal)
+        self.emit("run-finished", status="done", **(self._transport_stats() if stats else {}))
+
     def _transport_stats(self) -> dict[str, Any]:
         """Round trips and connections per host, when the transport counts them."""
         stats = getattr(self.transport, "stats", None)
@@ -429,24 +450,9 @@ class Engine:
         journal.status = "running"
         self._save(journal)
         self.emit("run-started", phase=runbook.phase, kind=journal.kind)
-        try:
+        with self._closing(journal, stats=True):
             for step in runbook.steps:
                 self._run_step(step, journal)
-        except (Interrupted, KeyboardInterrupt):
-            journal.status = "interrupted"
-            self._save(journal)
-            self.emit("run-failed", status="interrupted")
-            raise
-        except BaseException as exc:
-            # Not only HadeployError: a bug must not leave the journal saying "running".
-            journal.status = "failed"
-            self._save(journal)
-            self.emit("run-failed", status="failed", error=str(exc))
-            raise
-        journal.status = "done"
-        journal.finished = now()
-        self._save(journal)
-        self.emit("run-finished", status="done", **self._transport_stats())
 
     def _run_step(self, step: Step, journal: Journal) -> None:
         entry = journal.ensure_step(step.id, self.redact(step.title), list(step.hosts))
@@ -634,7 +640,7 @@ class Engine:
         self.emit("run-started", phase=rollback_journal.phase, kind="rollback")
         rollback_journal.status = "running"
         self._save(rollback_journal)
-        try:
+        with self._closing(rollback_journal):
             for journal in sorted(journals, key=lambda j: j.run_id, reverse=True):
                 self.apply_facts({h: f for h, f in journal.facts.items() if h in self.nodes})
                 self._deferred = {}
@@ -645,20 +651,6 @@ class Engine:
                 if journal.rolled_back_by is None:
                     journal.rolled_back_by = rollback_journal.run_id
                 self._save(journal)
-        except (Interrupted, KeyboardInterrupt):
-            rollback_journal.status = "interrupted"
-            self._save(rollback_journal)
-            self.emit("run-failed", status="interrupted")
-            raise
-        except HadeployError as exc:
-            rollback_journal.status = "failed"
-            self._save(rollback_journal)
-            self.emit("run-failed", status="failed", error=str(exc))
-            raise
-        rollback_journal.status = "done"
-        rollback_journal.finished = now()
-        self._save(rollback_journal)
-        self.emit("run-finished", status="done")
 
     def _run_deferred(self, run_id: str) -> None:
         """Commands an undo asked to run last (restarts after restored files), per host."""

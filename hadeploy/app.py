@@ -202,32 +202,45 @@ class Deployment:
         return Journal(self.store.journal_path(run_id), run_id, phase, "deploy", self.inv.path,
                        self.inv.fingerprint, now())
 
-    def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = ()) -> Journal:
-        """Run `phase` for real (the caller has confirmed); return the finished journal."""
-        secrets = read_secrets(self.inv, required=True)
+    @contextmanager
+    def _session(self) -> Iterator[Callable[[dict[str, str]], Engine]]:
+        """Hold the inventory's lock and stop on signals; yields `connect(secrets) -> Engine`.
+
+        Nothing connects until `connect` is called, so refusals inside the session (a
+        journal that does not fit) touch no host; every transport it made is closed and the
+        lock released however the session ends.
+        """
         self.store.lock()
-        transport = None
+        transports: list[Transport] = []
+
+        def connect(secrets: dict[str, str]) -> Engine:
+            transports.append(self.transport_factory(self.inv))
+            return self.engine(transports[-1], secrets)
+
         try:
-            journal = self.journal_for(phase, resume)
-            first = self.first_deploy(phase)
-            transport = self.transport_factory(self.inv)
-            engine = self.engine(transport, secrets)
             with stop_on_signals(self.stop):
-                engine.run_id = journal.run_id
-                engine.gather_facts(phase_hosts(self.inv, phase), journal)
-                runbook = build_runbook(self.inv, phase, first, engine.profiles, only)
-                engine.run(runbook, journal)
-            return journal
+                yield connect
         finally:
-            if transport is not None:
+            for transport in transports:
                 transport.close()
             self.store.unlock()
 
+    def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = ()) -> Journal:
+        """Run `phase` for real (the caller has confirmed); return the finished journal."""
+        secrets = read_secrets(self.inv, required=True)
+        with self._session() as connect:
+            journal = self.journal_for(phase, resume)
+            first = self.first_deploy(phase)
+            engine = connect(secrets)
+            engine.run_id = journal.run_id
+            engine.gather_facts(phase_hosts(self.inv, phase), journal)
+            runbook = build_runbook(self.inv, phase, first, engine.profiles, only)
+            engine.run(runbook, journal)
+            return journal
+
     def rollback(self, phase: str) -> Journal:
         """Undo every not-yet-undone run of `phase`, newest first."""
-        self.store.lock()
-        transport = None
-        try:
+        with self._session() as connect:
             runs = [j for j in self.store.all()
                     if j.phase == phase and j.kind == "deploy" and not j.rolled_back_by]
             if not runs:
@@ -235,15 +248,8 @@ class Deployment:
             run_id = self.store.new_run_id(phase, "rollback")
             log = Journal(self.store.journal_path(run_id), run_id, phase, "rollback",
                           self.inv.path, self.inv.fingerprint, now())
-            transport = self.transport_factory(self.inv)
-            engine = self.engine(transport, read_secrets(self.inv, required=False))
-            with stop_on_signals(self.stop):
-                engine.rollback(runs, log)
+            connect(read_secrets(self.inv, required=False)).rollback(runs, log)
             return log
-        finally:
-            if transport is not None:
-                transport.close()
-            self.store.unlock()
 
 
 class _NoTransport:

@@ -14,37 +14,22 @@ from pathlib import Path
 from rich.console import Console
 
 from hadeploy.lab import Lab
+from hadeploy.lab.standins import STAND_IN_PORTS, start_backends, vip_holders
 from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.tasks import run_phase
 
 LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")
-PORTS = (35357, 5000, 9292, 9191)
-
-
-def _holders(lab: Lab) -> list[str]:
-    return [h for h in LBS if f" {LAB_VIP}/" in
-            lab.hosts[h].exec(["ip", "-o", "addr", "show", "dev", "eth0"]).stdout]
 
 
 def _wait_holder(lab: Lab, not_this: str | None = None, seconds: float = 30) -> tuple[str, float]:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        holders = _holders(lab)
+        holders = vip_holders(lab, LBS, LAB_VIP)
         if len(holders) == 1 and holders[0] != not_this:
             return holders[0], time.monotonic() - started
         time.sleep(0.2)
     raise RuntimeError("no single VIP holder appeared")
-
-
-def _start_backends(lab: Lab) -> None:
-    """Stand-in APIs: small HTTP servers on each controller's own address."""
-    for name in CTLS:
-        host = lab.hosts[name]
-        host.exec("mkdir -p /srv/www && hostname > /srv/www/index.html")
-        for port in PORTS:
-            host.exec(f"cd /srv/www && nohup /usr/bin/python3 -m http.server {port} "
-                      f"--bind {host.address} >/dev/null 2>&1 &")
 
 
 def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
@@ -55,7 +40,7 @@ def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
     try:
         for name, host in lab.hosts.items():
             console.print(f"  {name:<5} {host.address}")
-        _start_backends(lab)
+        start_backends(lab, CTLS)
         inventory = write_lab_inventory(lab, state_dir / "hosts.toml")
         console.print(f"  inventory: {inventory}")
         console.rule("2. invoke deploy-lb --dry-run")
@@ -71,7 +56,7 @@ def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
         console.print(f"  VIP {LAB_VIP} is held by [bold]{holder}[/bold]")
         import urllib.request
 
-        for port in PORTS:
+        for port in STAND_IN_PORTS:
             with urllib.request.urlopen(f"http://{LAB_VIP}:{port}/", timeout=3) as reply:
                 console.print(f"  http://{LAB_VIP}:{port}/ answered by "
                               f"{reply.read().decode().strip()}")

@@ -7,14 +7,15 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from hadeploy.lab import Lab
+from hadeploy.lab.standins import http_get, start_backends, vip_holders
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_PASSWORD = "stats-Secret-4711"
+__all__ = ["http_get", "start_backends", "vip_holders"]  # shared with the demo
 
 
 def hadeploy(*args: str, env: dict[str, str] | None = None,
@@ -31,30 +32,6 @@ def events(stdout: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def start_backends(lab: Lab, hosts: Sequence[str], ports: Sequence[int]) -> None:
-    """Small HTTP servers on each host's own address, answering with the host's name."""
-    for name in hosts:
-        host = lab.hosts[name]
-        host.exec(["sh", "-c", "mkdir -p /srv/www && hostname > /srv/www/index.html"])
-        for port in ports:
-            host.exec(["sh", "-c",
-                       f"cd /srv/www && nohup /usr/bin/python3 -m http.server {port} "
-                       f"--bind {host.address} >/dev/null 2>&1 &"])
-    for name in hosts:
-        for port in ports:
-            wait_for(lambda n=name, p=port: http_get(f"http://{lab.hosts[n].address}:{p}/"),
-                     f"backend {name}:{port}")
-
-
-def http_get(url: str, timeout: float = 2.0) -> str | None:
-    """The body of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read().decode().strip()
-    except OSError:
-        return None
-
-
 def wait_for(check, what: str, seconds: float = 30.0):  # type: ignore[no-untyped-def]
     """Poll `check` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + seconds
@@ -64,12 +41,6 @@ def wait_for(check, what: str, seconds: float = 30.0):  # type: ignore[no-untype
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
-def vip_holders(lab: Lab, hosts: Sequence[str], vip: str) -> list[str]:
-    """The hosts whose eth0 carries `vip`."""
-    return [h for h in hosts
-            if f" {vip}/" in lab.hosts[h].exec(["ip", "-o", "addr", "show", "dev", "eth0"]).stdout]
 
 
 def pidfile_pid(lab: Lab, host: str, path: str) -> int | None:

@@ -127,7 +127,10 @@ def stop_hosts(hosts: Sequence[HostState]) -> None:
         host.booted = False
         procs.stop(host.init)
     for host in hosts:
-        procs.stop(host.spawner)
+        # The spawner (`unshare --fork`) reaps the dead init and exits on its own. Killing it
+        # before it has done so would orphan the init's zombie to PID 1, which in a container
+        # may never reap it; so it gets a moment first, and SIGKILL only if it hangs.
+        procs.stop(host.spawner, grace=5.0)
         host.init = None
         host.spawner = None
 

@@ -149,27 +149,37 @@ def find_child(parent: ProcRef, program: str, timeout: float = 5.0) -> ProcRef:
     raise LabError(f"{parent.program} (pid {parent.pid}) did not start {program}")
 
 
-def stop(ref: ProcRef | None, timeout: float = 10.0) -> None:
+def _wait_gone(ref: ProcRef, until: float) -> bool:
+    """Wait until `ref` has exited (and, if it is our child, reap it); False at `until`."""
+    child = _CHILDREN.get(ref.pid)
+    while True:
+        if child is not None and child.poll() is not None:
+            _CHILDREN.pop(ref.pid, None)
+            return True
+        if child is None and not is_alive(ref):
+            return True
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.005)
+
+
+def stop(ref: ProcRef | None, timeout: float = 10.0, grace: float = 0.0) -> None:
     """SIGKILL a recorded process if it is still the one recorded, and wait until it is gone.
 
-    Killing a host's init (PID 1 of its PID namespace) makes the kernel kill every process
-    of that host. A process that is our own child is reaped so it leaves no zombie.
+    With `grace`, the process first gets that long to exit by itself (a spawner whose child
+    just died needs the moment to reap it). Killing a host's init (PID 1 of its PID
+    namespace) makes the kernel kill every process of that host. A process that is our own
+    child is reaped so it leaves no zombie.
     """
     if ref is None:
+        return
+    if grace and _wait_gone(ref, time.monotonic() + grace):
         return
     if is_alive(ref):
         with contextlib.suppress(ProcessLookupError):
             os.kill(ref.pid, signal.SIGKILL)
-    child = _CHILDREN.get(ref.pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None and child.poll() is not None:
-            _CHILDREN.pop(ref.pid, None)
-            return
-        if child is None and not is_alive(ref):
-            return
-        time.sleep(0.005)
-    raise LabError(f"{ref.program} (pid {ref.pid}) did not exit within {timeout:.0f} s")
+    if not _wait_gone(ref, time.monotonic() + timeout):
+        raise LabError(f"{ref.program} (pid {ref.pid}) did not exit within {timeout:.0f} s")
 
 
 def sweep(marker: str, timeout: float = 10.0) -> list[int]:

@@ -3,11 +3,14 @@ exactly what this run added (dependencies included) and never what was there bef
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 
 from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.quoting import q
 
 NEW_MARK = "@@hadeploy-new-packages"
+ABSENT_MARK = "@@absent"
 # Debian starts services from package scripts unless policy-rc.d says 101; the guard puts a
 # blocking one in place for the install only and restores whatever was there before.
 BLOCK_STARTS = (
@@ -25,24 +28,41 @@ class PackagesInstalled(Operation):
     With `block_service_starts`, Debian package scripts may not start services during the
     install (an unconfigured API would start and crash-loop before its configuration
     arrives); other platforms do not start services from packages anyway.
+
+    `creates` names directories the packages make (a service's /etc tree). Those absent
+    before the install are recorded, and rollback deletes them after removing the packages:
+    a purge keeps files that maintainer scripts generated rather than shipped, so without
+    this a rolled-back controller would keep a half-configured /etc/glance.
     """
 
     op_id: str
     packages: tuple[str, ...]
     block_service_starts: bool = False
+    creates: tuple[str, ...] = ()
 
     def probe(self, ctx: HostContext) -> str:
-        return ctx.profile.installed_probe(self.packages)
+        absent = "".join(f"; [ -e {q(p)} ] || echo {ABSENT_MARK} {q(p)}" for p in self.creates)
+        return ctx.profile.installed_probe(self.packages) + absent
 
     def _missing(self, seen: Probe) -> tuple[str, ...]:
-        present = set(seen.stdout.split())
+        present = {line.strip() for line in seen.stdout.splitlines()
+                   if not line.startswith(ABSENT_MARK)}
         return tuple(p for p in self.packages if p not in present)
+
+    def _absent(self, seen: Probe) -> list[str]:
+        """The `creates` paths that did not exist when the host was probed."""
+        said = {line.split(" ", 1)[1] for line in seen.stdout.splitlines()
+                if line.startswith(ABSENT_MARK + " ")}
+        return [p for p in self.creates if p in said]
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
         return not self._missing(seen)
 
     def intent(self, ctx: HostContext, seen: Probe) -> Record:
-        return {"kind": "packages", "requested": list(self._missing(seen))}
+        record: Record = {"kind": "packages", "requested": list(self._missing(seen))}
+        if absent := self._absent(seen):
+            record["created"] = absent
+        return record
 
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
         missing = self._missing(seen)
@@ -80,12 +100,22 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
 
     Requested packages were missing when the run began, so removing them is always right,
     even when the install was cut off before it could report what it added. Only packages
-    still installed are named, so a repeated rollback is a no-op.
+    still installed are named, so a repeated rollback is a no-op. Then the directories the
+    record lists as created by the install (absent before it) are deleted.
     """
     installed = tuple(dict.fromkeys([*record.get("requested", ()), *record.get("installed", ())]))
-    if not installed:
-        return []
-    probe = ctx.profile.installed_probe(installed)
-    script = (f"present=$({probe} | tr '\\n' ' '); "
-              f"if [ -n \"$present\" ]; then {ctx.profile.remove_prefix()} $present >&2; fi")
-    return [Command(script, summary=ctx.profile.remove(installed))]
+    commands = []
+    if installed:
+        probe = ctx.profile.installed_probe(installed)
+        script = (f"present=$({probe} | tr '\\n' ' '); "
+                  f"if [ -n \"$present\" ]; then {ctx.profile.remove_prefix()} $present >&2; fi")
+        commands.append(Command(script, summary=ctx.profile.remove(installed)))
+    created = [str(p) for p in record.get("created", ())]
+    for path in created:
+        # The journal is a file an operator can edit: never let it name / or a top-level dir.
+        if posixpath.normpath(path) != path or not path.startswith("/") or path.count("/") < 2:
+            raise ValueError(f"journal record names {path!r} as created by the install; "
+                             "refusing to delete it (not a plain path below a top directory)")
+    if created:
+        commands.append(Command(f"rm -rf -- {' '.join(q(p) for p in created)}"))
+    return commands

@@ -142,7 +142,7 @@ def _service_steps(inv: Inventory, service: Service,
 
     packages = {n.name: (PackagesInstalled(
         "packages", service.variant(families[n.name], release).packages,
-        block_service_starts=True),) for n in new}
+        block_service_starts=True, creates=(service.etc,) if service.etc else ()),) for n in new}
     steps.append(Step(f"{prefix}.packages", f"{service.title}: install on the new controllers",
                       packages))
 

@@ -165,9 +165,6 @@ def test_rollback_restores_the_original_and_the_catalog(deployed) -> None:  # ty
 NEW_AFTER_ROLLBACK: dict[str, list[str]] = {}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: purging Debian's glance-api leaves files "
-                   "its maintainer scripts generated in /etc/glance; rollback does not yet "
-                   "remove a tree that a package of the same run created")
 def test_rollback_leaves_no_service_tree_on_new_controllers(deployed) -> None:  # type: ignore[no-untyped-def]
     _, _, _, before = deployed
     assert before == NEW_AFTER_ROLLBACK

@@ -281,15 +281,19 @@ def test_zz_down_leaves_nothing_behind(lab: Lab) -> None:
     pids = [h.pid for h in lab.hosts.values()]
     namespaces = set().union(*(_namespaces_of(pid) for pid in pids))
     root_namespaces = _namespaces_of(os.getpid())
-    lab.down()
-    lab.down()  # idempotent
-    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
-    assert not (namespaces - root_namespaces) & _namespaces_in_use()
-    assert _lab_traces(lab.state_dir) == []
-    assert not (lab.state_dir / "lab.json").exists()
-    assert "hadeploy" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                            text=True, check=True).stdout
-    with pytest.raises(LabError):
-        lab.hosts["lb1"].exec("true")
-    lab.rebuild()
+    try:
+        lab.down()
+        lab.down()  # idempotent
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+        assert not (namespaces - root_namespaces) & _namespaces_in_use()
+        assert _lab_traces(lab.state_dir) == []
+        assert not (lab.state_dir / "lab.json").exists()
+        assert "hadeploy" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                text=True, check=True).stdout
+        with pytest.raises(LabError):
+            lab.hosts["lb1"].exec("true")
+    finally:
+        # Whatever failed above, the tests after this one get a working lab.
+        lab.down()
+        lab.rebuild()
     assert lab.is_up()

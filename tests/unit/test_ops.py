@@ -286,6 +286,34 @@ def test_undo_packages_removes_requested_and_new_dependencies() -> None:
     assert el[0].shown() == "dnf remove -y -q haproxy"
 
 
+def test_install_records_the_trees_it_will_create_and_rollback_deletes_them(
+        tmp_path: Path) -> None:
+    existing, fresh = tmp_path / "etc-keystone", tmp_path / "etc-glance"
+    existing.mkdir()
+    op = PackagesInstalled("packages", ("glance-api",), creates=(str(existing), str(fresh)))
+    probe = sh(op.probe(ctx()))
+    assert probe.returncode == 0, probe.stderr
+    seen = Probe(probe.stdout)
+    assert not op.done(ctx(), seen)
+    record = op.intent(ctx(), seen)
+    assert record == {"kind": "packages", "requested": ["glance-api"], "created": [str(fresh)]}
+    purge, remove = undo_packages(ctx(), record)
+    assert "purge" in purge.shown()
+    fresh.mkdir()
+    (fresh / "generated.conf").write_text("made by a maintainer script\n")
+    assert sh(remove.script).returncode == 0
+    assert not fresh.exists() and existing.exists()
+    # packages already gone (a repeated rollback that was cut off): the tree still goes
+    assert [c.shown() for c in undo_packages(ctx(), {"requested": [], "created": ["/etc/x"]})
+            ] == ["rm -rf -- /etc/x"]
+
+
+@pytest.mark.parametrize("path", ["/", "/etc", "etc/glance", "/etc/../root", "/etc/glance/"])
+def test_rollback_refuses_to_delete_a_hand_edited_created_path(path: str) -> None:
+    with pytest.raises(ValueError, match="refusing to delete"):
+        undo_packages(ctx(), {"kind": "packages", "requested": ["x"], "created": [path]})
+
+
 @pytest.mark.skipif(not Path("/usr/bin/dpkg-query").exists(), reason="needs dpkg")
 def test_debian_installed_probe_lists_only_installed_packages() -> None:
     probe = profile_for("debian").installed_probe(("dpkg", "no-such-package-hadeploy"))

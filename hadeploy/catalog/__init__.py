@@ -45,6 +45,9 @@ class Variant:
     release: str
     packages: tuple[str, ...]
     daemons: tuple[str, ...]
+    # Why this variant's API cannot be bound to one address by a config key (empty: it can).
+    # The colocated topology needs that, so it refuses such a variant instead of half-working.
+    binds_all: str = ""
 
 
 @dataclass(frozen=True)

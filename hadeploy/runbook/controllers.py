@@ -22,6 +22,7 @@ import posixpath
 from collections.abc import Mapping
 
 from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
+from hadeploy.errors import HadeployError
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
     FileEdit,
@@ -207,12 +208,33 @@ def _rc_edit(path: str, vip: str) -> FileEdit:
     return FileEdit(f"rc:{path}", path, edit, f"OS_AUTH_URL in {path} names the VIP {vip}")
 
 
+def _refuse_wildcard_binds(inv: Inventory, services: list[Service],
+                           families: Mapping[str, Family]) -> None:
+    """Co-located, haproxy holds the VIP's ports on every controller, so an API that binds
+    every address could not start there. Say so before anything changes, per service."""
+    problems = []
+    for service in services:
+        for family in sorted({families[c.name] for c in inv.controllers}):
+            reason = service.variant(family, inv.release).binds_all
+            if reason:
+                problems.append(f"  - {service.name} on {family}: {reason}")
+    if problems:
+        raise HadeployError(
+            "the colocated topology needs every API bound to its controller's own address "
+            "(haproxy holds the same ports on the VIP), and hadeploy cannot set that for:\n"
+            + "\n".join(problems) + "\nBind these APIs to each node's address yourself and "
+            "balance them from dedicated load balancers (topology = \"dedicated\"), or leave "
+            "these services out of services.balance.")
+
+
 def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
                               only: tuple[str, ...] = ()) -> Runbook:
     """The `controllers` phase for `inv`; `only` limits it to some services."""
     catalog = load_catalog()
     services = [catalog[s] for s in inv.services
                 if not catalog[s].lb_only and (not only or s in only)]
+    if inv.topology == "colocated":
+        _refuse_wildcard_binds(inv, services, families)
     steps: list[Step] = []
     for service in services:
         steps += _service_steps(inv, service, families)

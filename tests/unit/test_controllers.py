@@ -28,6 +28,7 @@ from coretest import COLOCATED, DATA, HOSTS_EXAMPLE, ROOT, edit
 
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
+from hadeploy.errors import HadeployError
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.ops import (
     FileEdit,
@@ -293,9 +294,26 @@ def test_derived_inventories_load_in_every_shape(inventories: Inventories) -> No
 
 # -- the runbook's shape: every service x platform x release x topology ----------------------
 
+# Debian's modern packages run these APIs under uwsgi on every address: co-located, haproxy
+# holds the same ports on the VIP, so hadeploy refuses them (test below) instead of planning.
+WILDCARD = {("modern", "keystone", "debian"), ("modern", "neutron", "debian"),
+            ("modern", "nova", "debian")}
 MATRIX = [(release, service, platform, topology)
           for release in RELEASES for service in RELEASE_SERVICES[release]
-          for platform in PLATFORMS for topology in TOPOLOGIES]
+          for platform in PLATFORMS for topology in TOPOLOGIES
+          if not (topology == "colocated" and (release, service, platform) in WILDCARD)]
+
+
+@pytest.mark.parametrize(("release", "service", "platform"), sorted(WILDCARD))
+def test_colocated_refuses_apis_that_bind_every_address(
+        inventories: Inventories, release: str, service: str, platform: str) -> None:
+    inv = inventories(release, platform, "colocated")
+    with pytest.raises(HadeployError, match=rf"(?s)own address.*- {service} on debian: "
+                       r"Debian's init script.*topology = \"dedicated\""):
+        build_controllers_runbook(inv, families(inv), only=(service,))
+    # the same services, dedicated, are planned
+    dedicated = inventories(release, platform, "dedicated")
+    assert build_controllers_runbook(dedicated, families(dedicated), only=(service,)).steps
 
 
 @pytest.mark.parametrize(("release", "service", "platform", "topology"), MATRIX)

@@ -1,8 +1,13 @@
-"""`invoke demo`: the lab comes up, deploy-lb runs for real, the VIP is shown moving.
+"""`invoke demo`: both phases for real in the lab, then the VIP is shown moving.
 
-Everything happens on simulated hosts in 198.18.0.0/24 on this machine. The demo drives
-hadeploy exactly as an operator would (the same tasks, a written inventory), and looks at
+Everything happens on simulated hosts in 198.18.0.0/24 on this machine: three load
+balancers and three controllers, of which ctl1 is provisioned as a real packstack-style
+original (Keystone and Glance from Debian's packages, on PostgreSQL). The demo drives
+hadeploy exactly as an operator would (the same tasks, a written inventory) and looks at
 the hosts through the lab only to show what happened.
+
+`demo_flow` runs on a lab that is already up (the lab tests call it with theirs);
+`run_demo` brings one up under the machine's lab lock and takes it down afterwards.
 """
 
 from __future__ import annotations
@@ -13,66 +18,115 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hadeploy.lab import Lab
-from hadeploy.lab.standins import STAND_IN_PORTS, start_backends, vip_holders
+from hadeploy.lab import Lab, lab_lock
+from hadeploy.lab.openstack import LAB_REPO_PACKAGES, OriginalController, provision_original
+from hadeploy.lab.standins import vip_holders
 from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.tasks import run_phase
+from hadeploy.verify import run_verify
 
 LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")
+ORIGINAL = "ctl1"
+# Debian 12's Keystone has no separate admin port and its Glance no registry.
+OMIT_PROXIES = ("keystone-admin", "glance-registry")
+
+STAGES = (
+    "1. The lab: 3 load balancers and 3 controllers (198.18.0.0/24)",
+    "2. ctl1 becomes a single-node original: Keystone + Glance on PostgreSQL",
+    "3. invoke deploy-lb --dry-run",
+    "4. invoke deploy-lb --yes",
+    "5. invoke deploy-controllers --yes",
+    "6. invoke verify",
+    "7. a token through the VIP",
+    "8. kill haproxy on the VIP holder: the VIP moves",
+    "9. invoke verify: the dead haproxy is reported",
+)
 
 
-def _wait_holder(lab: Lab, not_this: str | None = None, seconds: float = 30) -> tuple[str, float]:
+def wait_holder(lab: Lab, not_this: str | None = None,
+                seconds: float = 30) -> tuple[str, float]:
+    """The single LB host holding the VIP (other than `not_this`) and how long it took."""
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         holders = vip_holders(lab, LBS, LAB_VIP)
         if len(holders) == 1 and holders[0] != not_this:
             return holders[0], time.monotonic() - started
         time.sleep(0.2)
-    raise RuntimeError("no single VIP holder appeared")
+    raise RuntimeError(f"no single VIP holder{f' other than {not_this}' if not_this else ''} "
+                       f"appeared within {seconds:.0f} s")
+
+
+def _phase(console: Console, stage: str, phase: str, inventory: Path,
+           dry_run: bool = False) -> int:
+    console.rule(stage)
+    return run_phase(phase, str(inventory), dry_run=dry_run, offline=False, resume=False,
+                     yes=True, json_events=False)
+
+
+def _token_through_vip(lab: Lab, original: OriginalController) -> str:
+    """Issue a token with the admin rc file (now on the VIP); returns the URL used."""
+    host = lab.hosts[original.host]
+    url = host.exec(f". {original.admin_rc} && printf %s \"$OS_AUTH_URL\"").stdout
+    host.exec(f". {original.admin_rc} && openstack token issue -f value -c expires",
+              timeout=120)
+    return url
+
+
+def demo_flow(console: Console, lab: Lab, state_dir: Path) -> int:
+    """Every stage of the demo on a running lab with LBS and CTLS; returns the exit code."""
+    os.environ.setdefault("HADEPLOY_STATS_PASSWORD", "demo-only-password")
+    console.rule(STAGES[0])
+    for name in LBS + CTLS:
+        console.print(f"  {name:<5} {lab.hosts[name].address}")
+
+    console.rule(STAGES[1])
+    original = provision_original(lab, ORIGINAL, state_dir)
+    console.print(f"  Keystone {original.keystone_url}, Glance {original.glance_url}; "
+                  f"admin credentials in {original.admin_rc} on {ORIGINAL}; "
+                  f"the catalog names {original.address}")
+    inventory = write_lab_inventory(lab, state_dir / "hosts.toml", omit_proxies=OMIT_PROXIES,
+                                    rc_files=[(ORIGINAL, original.admin_rc)])
+    console.print(f"  inventory: {inventory}")
+
+    _phase(console, STAGES[2], "lb", inventory, dry_run=True)
+    for stage, phase in ((STAGES[3], "lb"), (STAGES[4], "controllers")):
+        code = _phase(console, stage, phase, inventory)
+        if code:
+            return code
+
+    console.rule(STAGES[5])
+    holder, _ = wait_holder(lab)
+    run_verify(str(inventory), console)
+
+    console.rule(STAGES[6])
+    url = _token_through_vip(lab, original)
+    console.print(f"  openstack token issue with OS_AUTH_URL={url}: ok")
+
+    console.rule(STAGES[7])
+    pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
+    lab.hosts[holder].exec(["kill", pid])
+    new, took = wait_holder(lab, not_this=holder)
+    console.print(f"  VIP {LAB_VIP} moved from {holder} to [bold]{new}[/bold] in {took:.1f} s")
+
+    console.rule(STAGES[8])
+    run_verify(str(inventory), console)
+    console.print(f"  (a second `invoke deploy-lb` would start haproxy on {holder} again)")
+    return 0
 
 
 def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
-    """Run the demo; returns the exit code."""
-    os.environ.setdefault("HADEPLOY_STATS_PASSWORD", "demo-only-password")
-    console.rule("1. The lab: 3 load balancers and 3 controllers (198.18.0.0/24)")
-    lab = Lab.up(LBS + CTLS, state_dir)
-    try:
-        for name, host in lab.hosts.items():
-            console.print(f"  {name:<5} {host.address}")
-        start_backends(lab, CTLS)
-        inventory = write_lab_inventory(lab, state_dir / "hosts.toml")
-        console.print(f"  inventory: {inventory}")
-        console.rule("2. invoke deploy-lb --dry-run")
-        run_phase("lb", str(inventory), dry_run=True, offline=False, resume=False, yes=True,
-                  json_events=False)
-        console.rule("3. invoke deploy-lb --yes")
-        code = run_phase("lb", str(inventory), dry_run=False, offline=False, resume=False,
-                         yes=True, json_events=False)
-        if code:
-            return code
-        holder, _ = _wait_holder(lab)
-        console.rule("4. verify")
-        console.print(f"  VIP {LAB_VIP} is held by [bold]{holder}[/bold]")
-        import urllib.request
-
-        for port in STAND_IN_PORTS:
-            with urllib.request.urlopen(f"http://{LAB_VIP}:{port}/", timeout=3) as reply:
-                console.print(f"  http://{LAB_VIP}:{port}/ answered by "
-                              f"{reply.read().decode().strip()}")
-        console.rule(f"5. kill haproxy on {holder}: the VIP moves")
-        pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
-        lab.hosts[holder].exec(["kill", pid])
-        new, took = _wait_holder(lab, not_this=holder)
-        console.print(f"  VIP moved from {holder} to [bold]{new}[/bold] in {took:.1f} s")
-        console.rule("6. a second deploy-lb repairs haproxy and changes nothing else")
-        run_phase("lb", str(inventory), dry_run=False, offline=False, resume=False, yes=True,
-                  json_events=False)
-        return 0
-    finally:
-        if keep:
-            console.print(f"\nThe lab stays up. ssh -F {lab.ssh_config} lb1 ; "
-                          f"remove it with: invoke lab-down --state-dir {state_dir}")
-        else:
-            console.rule("7. lab down")
-            lab.down()
+    """Bring the lab up (waiting for any other lab on this machine), run the demo, take the
+    lab down unless `keep`; returns the exit code."""
+    with lab_lock(waiting=lambda: console.print("waiting for the lab lock: another lab "
+                                                "(a test session?) runs on this machine")):
+        lab = Lab.up(LBS + CTLS, state_dir, repo_packages=LAB_REPO_PACKAGES)
+        try:
+            return demo_flow(console, lab, state_dir)
+        finally:
+            if keep:
+                console.print(f"\nThe lab stays up. ssh -F {lab.ssh_config} lb1 (or ctl1 …); "
+                              f"remove it with: invoke lab-down --state-dir {state_dir}")
+            else:
+                console.rule("10. lab down")
+                lab.down()

@@ -16,16 +16,19 @@ from hadeploy.lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
 from hadeploy.lab.aptrepo import AptRepo, ensure_repo
 from hadeploy.lab.cluster import DEFAULT_PACKAGES_BARE, DEFAULT_STATE_DIR, Lab
 from hadeploy.lab.hosts import LabCommandFailed, LabHost
+from hadeploy.lab.lock import LAB_LOCK, lab_lock
 from hadeploy.lab.network import WORKSTATION_ADDRESS
 
 __all__ = [
     "DEFAULT_PACKAGES_BARE",
     "DEFAULT_REPO_PACKAGES",
     "DEFAULT_STATE_DIR",
+    "LAB_LOCK",
     "WORKSTATION_ADDRESS",
     "AptRepo",
     "Lab",
     "LabCommandFailed",
     "LabHost",
     "ensure_repo",
+    "lab_lock",
 ]

@@ -13,7 +13,6 @@ lab is built without them and tests marked `openstack` are skipped, saying why.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import signal
 from collections.abc import Iterator
@@ -21,12 +20,10 @@ from collections.abc import Iterator
 import pytest
 
 from hadeploy.errors import LabError
-from hadeploy.lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo
+from hadeploy.lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo, lab_lock
 from hadeploy.lab.openstack import LAB_REPO_PACKAGES
 
 LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
-# One lab fits on a machine (one bridge, one 198.18.0.1): test sessions wait for each other.
-LAB_LOCK = "/var/tmp/hadeploy-lab.lock"
 # Why the session's lab has no OpenStack packages (empty: it has them).
 OPENSTACK_UNAVAILABLE: list[str] = []
 
@@ -56,17 +53,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts, veths)")
     state_dir = tmp_path_factory.mktemp("lab")
-    lock_fd = os.open(LAB_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    # SIGTERM (a CI timeout) would otherwise kill pytest without running finalizers.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    the_lab = Lab.up(LAB_HOSTS, state_dir, repo_packages=_repo_packages())
-    atexit.register(the_lab.down)
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
-        atexit.unregister(the_lab.down)
-        signal.signal(signal.SIGTERM, previous)
-        os.close(lock_fd)
+    with lab_lock():
+        # SIGTERM (a CI timeout) would otherwise kill pytest without running finalizers.
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        the_lab = Lab.up(LAB_HOSTS, state_dir, repo_packages=_repo_packages())
+        atexit.register(the_lab.down)
+        try:
+            yield the_lab
+        finally:
+            the_lab.down()
+            atexit.unregister(the_lab.down)
+            signal.signal(signal.SIGTERM, previous)
 

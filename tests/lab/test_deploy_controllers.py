@@ -24,7 +24,8 @@ NEW = ("ctl2", "ctl3")
 RC = "/root/keystonerc_admin"
 # Debian 12's Keystone has no admin port and its Glance no registry.
 OMIT = ("keystone-admin", "glance-registry")
-MANIFEST = ("cd {path} && find . -printf '%p %y %u %g %m %l\\n' | sort && "
+MANIFEST = ("if ! cd {path} 2>/dev/null; then echo absent; exit 0; fi; "
+            "find . -printf '%p %y %u %g %m %l\\n' | sort && "
             "find . -type f -print0 | sort -z | xargs -0 sha256sum")
 
 
@@ -71,6 +72,14 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
                                     rc_files=[("ctl1", RC)])
     lb = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
     assert lb.returncode == 0, lb.stdout + lb.stderr
+    untouched = (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+                 [installed(lab, h, "keystone") for h in NEW])
+    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run", timeout=600)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Plan:" in plan.stdout and "ctl.endpoints" in plan.stdout, plan.stdout
+    assert original.admin_password not in plan.stdout + plan.stderr
+    assert (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+            [installed(lab, h, "keystone") for h in NEW]) == untouched
     run = hadeploy("deploy-controllers", "--hosts", str(inventory), "--yes", timeout=1200)
     assert run.returncode == 0, run.stdout + run.stderr
     CLEAN_END_STATE.update(_end_state(lab))

@@ -911,3 +911,60 @@ def test_fake_host_vocabulary() -> None:
     assert host("h", "echo bad >&2; exit 4\necho never", None) == (4, "", "bad\n")
     with pytest.raises(AssertionError, match="unknown command"):
         host("h", "apt-get install haproxy", None)
+
+
+# -- the JSON events, as the README documents them ----------------------------------------------
+
+COMMON_FIELDS = {"event", "run_id", "step", "host", "time"}
+REQUIRED_FIELDS: dict[str, set[str]] = {
+    "run-started": {"phase", "kind"},
+    "step-started": {"title", "hosts"},
+    "step-skipped": {"title", "reason"},
+    "host-started": set(),
+    "command": {"command", "exited", "duration"},
+    "host-ok": {"duration"},
+    "host-changed": {"duration"},
+    "host-failed": {"error"},
+    "host-rolled-back": set(),
+    "step-finished": {"failed"},
+    "run-finished": {"status"},
+    "run-failed": {"status", "error"},
+}
+
+
+def _readme_rows() -> dict[str, str]:
+    """README's event table: each kind (a row may name two) -> its fields column."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## JSON events", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            for kind in cells[0].replace("`", "").split(" / "):
+                rows[kind] = cells[1]
+    return rows
+
+
+def test_json_events_carry_the_fields_the_readme_documents(world: World) -> None:
+    world.fail("b", "echo 2 > /s2/y", stderr="disk on fire")
+    with pytest.raises(StepFailed):
+        world.engine().run(TWO_STEPS, world.journal())
+    first = list(world.events)
+    world.restart()  # then resume: s1 is skipped, s2 finishes on b
+    world.engine().run(TWO_STEPS, world.on_disk())
+    world.engine().rollback([world.on_disk()], world.journal("rb", kind="rollback"))
+    emitted = [e.to_json() for e in first + world.events]
+    rows = _readme_rows()
+
+    kinds = {e["event"] for e in emitted}
+    assert {"run-started", "step-started", "step-skipped", "command", "host-changed",
+            "host-failed", "host-rolled-back", "step-finished", "run-failed",
+            "run-finished"} - kinds == set()
+    for event in emitted:
+        json.loads(json.dumps(event))  # one valid JSON line each
+        assert event["event"] in rows, f"{event['event']} is not in the README's event table"
+        assert COMMON_FIELDS | REQUIRED_FIELDS[event["event"]] <= set(event), event
+    for kind, fields in REQUIRED_FIELDS.items():
+        assert all(f"`{f}`" in rows[kind] for f in fields), (kind, rows.get(kind))
+    failed = next(e for e in emitted if e["event"] == "host-failed")
+    assert failed["exited"] == 1 and "disk on fire" in failed["stderr"], failed

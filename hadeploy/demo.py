@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -73,8 +74,17 @@ def _token_through_vip(lab: Lab, original: OriginalController) -> str:
     return url
 
 
-def demo_flow(console: Console, lab: Lab, state_dir: Path) -> int:
-    """Every stage of the demo on a running lab with LBS and CTLS; returns the exit code."""
+@dataclass(frozen=True)
+class DemoResult:
+    """How the demo ended: exit code, the original controller, the inventory it wrote."""
+
+    code: int
+    original: OriginalController
+    inventory: Path
+
+
+def demo_flow(console: Console, lab: Lab, state_dir: Path) -> DemoResult:
+    """Every stage of the demo on a running lab with LBS and CTLS (stops at a failed phase)."""
     os.environ.setdefault("HADEPLOY_STATS_PASSWORD", "demo-only-password")
     console.rule(STAGES[0])
     for name in LBS + CTLS:
@@ -93,7 +103,7 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> int:
     for stage, phase in ((STAGES[3], "lb"), (STAGES[4], "controllers")):
         code = _phase(console, stage, phase, inventory)
         if code:
-            return code
+            return DemoResult(code, original, inventory)
 
     console.rule(STAGES[5])
     holder, _ = wait_holder(lab)
@@ -112,7 +122,7 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> int:
     console.rule(STAGES[8])
     run_verify(str(inventory), console)
     console.print(f"  (a second `invoke deploy-lb` would start haproxy on {holder} again)")
-    return 0
+    return DemoResult(0, original, inventory)
 
 
 def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
@@ -122,7 +132,7 @@ def run_demo(console: Console, state_dir: Path, keep: bool) -> int:
                                                 "(a test session?) runs on this machine")):
         lab = Lab.up(LBS + CTLS, state_dir, repo_packages=LAB_REPO_PACKAGES)
         try:
-            return demo_flow(console, lab, state_dir)
+            return demo_flow(console, lab, state_dir).code
         finally:
             if keep:
                 console.print(f"\nThe lab stays up. ssh -F {lab.ssh_config} lb1 (or ctl1 …); "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -10,11 +13,21 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from hadeploy.demo import STAGES, demo_flow
 from hadeploy.lab import Lab
-from hadeploy.lab.openstack import OriginalController, provision_original
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
-from tests.lab.helpers import ROOT, events, hadeploy, installed, wait_for
+from hadeploy.lab.openstack import OriginalController
+from hadeploy.lab_inventory import LAB_VIP
+from tests.lab.helpers import (
+    ROOT,
+    STATS_PASSWORD,
+    events,
+    hadeploy,
+    installed,
+    vip_holders,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -22,8 +35,6 @@ LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")
 NEW = ("ctl2", "ctl3")
 RC = "/root/keystonerc_admin"
-# Debian 12's Keystone has no admin port and its Glance no registry.
-OMIT = ("keystone-admin", "glance-registry")
 MANIFEST = ("if ! cd {path} 2>/dev/null; then echo absent; exit 0; fi; "
             "find . -printf '%p %y %u %g %m %l\\n' | sort && "
             "find . -type f -print0 | sort -z | xargs -0 sha256sum")
@@ -60,30 +71,49 @@ def _pids(lab: Lab, host: str) -> str:
     return lab.hosts[host].exec("pgrep -P 1 -f 'uwsgi|glance-api' | sort | tr '\\n' ' '").stdout
 
 
+DEMO_TEXT: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
              ) -> tuple[Lab, Path, OriginalController, dict[str, list[str]]]:
+    """The demo's flow (invoke demo without its own lab): provision the original, deploy-lb,
+    deploy-controllers as the non-root sudo user, verify, kill haproxy on the VIP holder."""
     for host in LBS + CTLS:
         lab.hosts[host].reset()
-    state = tmp_path_factory.mktemp("controllers")
-    original = provision_original(lab, "ctl1", state)
     before = {h: _present(lab, h) for h in NEW}
-    inventory = write_lab_inventory(lab, state / "hosts.toml", omit_proxies=OMIT,
-                                    rc_files=[("ctl1", RC)])
-    lb = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
-    assert lb.returncode == 0, lb.stdout + lb.stderr
-    untouched = (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
-                 [installed(lab, h, "keystone") for h in NEW])
-    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run", timeout=600)
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "Plan:" in plan.stdout and "ctl.endpoints" in plan.stdout, plan.stdout
-    assert original.admin_password not in plan.stdout + plan.stderr
-    assert (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
-            [installed(lab, h, "keystone") for h in NEW]) == untouched
-    run = hadeploy("deploy-controllers", "--hosts", str(inventory), "--yes", timeout=1200)
-    assert run.returncode == 0, run.stdout + run.stderr
+    state = tmp_path_factory.mktemp("controllers")
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):  # the tasks print to stdout, the demo too
+        result = demo_flow(Console(file=shown, width=140, no_color=True), lab, state)
+    DEMO_TEXT.append(shown.getvalue())
+    assert result.code == 0, shown.getvalue()[-5000:]
     CLEAN_END_STATE.update(_end_state(lab))
-    return lab, inventory, original, before
+    return lab, result.inventory, result.original, before
+
+
+def test_demo_flow_showed_every_stage(deployed) -> None:  # type: ignore[no-untyped-def]
+    lab, _, original, _ = deployed
+    (text,) = DEMO_TEXT
+    positions = [text.find(stage) for stage in STAGES]
+    assert -1 not in positions, [s for s, p in zip(STAGES, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+    # both phases ran for real, to their last step
+    assert "lb.verify" in text.split(STAGES[3])[1].split(STAGES[4])[0]
+    assert "ctl.endpoints" in text.split(STAGES[4])[1].split(STAGES[5])[0]
+    # verify: the VIP holder, every balancer, haproxy's view of every backend server, all UP
+    healthy = text.split(STAGES[5])[1].split(STAGES[6])[0]
+    holder = re.search(rf"VIP {re.escape(LAB_VIP)} is held by (lb\d)", healthy)
+    assert holder, healthy
+    assert "show stat" in healthy and all(h in healthy for h in LBS + CTLS), healthy
+    assert "DOWN" not in healthy, healthy
+    assert f"OS_AUTH_URL=http://{LAB_VIP}:5000" in text
+    after = text.split(STAGES[8])[1]
+    moved = re.search(r"moved from (lb\d) to (lb\d) in ([\d.]+) s", text)
+    assert moved and moved.group(1) == holder.group(1) != moved.group(2), text[-3000:]
+    assert f"{holder.group(1)}: haproxy is not running" in after, after
+    assert vip_holders(lab, LBS, LAB_VIP) == [moved.group(2)]
+    assert STATS_PASSWORD not in text and original.admin_password not in text
 
 
 def test_token_through_the_vip_and_every_backend(deployed) -> None:  # type: ignore[no-untyped-def]
@@ -177,6 +207,20 @@ NEW_AFTER_ROLLBACK: dict[str, list[str]] = {}
 def test_rollback_leaves_no_service_tree_on_new_controllers(deployed) -> None:  # type: ignore[no-untyped-def]
     _, _, _, before = deployed
     assert before == NEW_AFTER_ROLLBACK
+
+
+def test_dry_run_changes_nothing(deployed) -> None:  # type: ignore[no-untyped-def]
+    """After the rollback there is everything to do again: the plan shows it, touches nothing."""
+    lab, inventory, original, _ = deployed
+    untouched = (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+                 [installed(lab, h, "keystone") for h in NEW])
+    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run", timeout=600)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Plan:" in plan.stdout and "ctl.endpoints" in plan.stdout, plan.stdout
+    assert "already done" in plan.stdout or "to change" in plan.stdout
+    assert original.admin_password not in plan.stdout + plan.stderr
+    assert (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+            [installed(lab, h, "keystone") for h in NEW]) == untouched
 
 
 def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed) -> None:  # type: ignore[no-untyped-def]

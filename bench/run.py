@@ -20,17 +20,28 @@ installed only into `bench/.venv` (created here), never into hadeploy's environm
 One lab per machine: the lab is built under the same blocking lock as the test suite's
 (/var/tmp/hadeploy-lab.lock), so this waits for a running test session and vice versa.
 Needs root. Touches only lab hosts (198.18.0.0/24).
+
+    .venv/bin/python bench/run.py --offline-plan 200 --runs 5      # no lab, no root
+
+measures only the offline plan of a generated inventory of 200 load balancers (and 3
+controllers; addresses from 198.18.0.0/15, never connected to): the whole
+`python -m hadeploy deploy-lb --hosts INV --dry-run --offline` process (wall time and peak
+RSS), and inside a fresh process the time to load the inventory, build the runbook and plan,
+and print the plan. Its section of bench/RESULTS.md is replaced (or added); nothing else in
+the file changes. A full lab run measures it too, after the labs.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
+import cProfile
 import json
 import math
 import os
 import platform
+import pstats
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -51,7 +62,7 @@ if str(ROOT) not in sys.path:
 from hadeploy import __version__ as HADEPLOY_VERSION  # noqa: E402
 from hadeploy.app import read_secrets  # noqa: E402
 from hadeploy.inventory import load_inventory  # noqa: E402
-from hadeploy.lab import Lab  # noqa: E402
+from hadeploy.lab import LAB_LOCK, Lab, lab_lock  # noqa: E402
 from hadeploy.lab_inventory import lab_inventory_text  # noqa: E402
 from hadeploy.render import (  # noqa: E402
     render_haproxy_cfg,
@@ -60,7 +71,6 @@ from hadeploy.render import (  # noqa: E402
     render_sysctl_conf,
 )
 
-LAB_LOCK = "/var/tmp/hadeploy-lab.lock"
 BENCH = ROOT / "bench"
 VENV = BENCH / ".venv"
 PLAYBOOK = BENCH / "ansible" / "site.yml"
@@ -283,12 +293,18 @@ class Samples:
 
 def measure(count: int, runs: int, playbook: Path | None, state_dir: Path,
             src: Path = ROOT, progress: Callable[[Samples], None] | None = None) -> Samples:
-    """Bring up a lab for `count` LB hosts, measure `runs` rounds, take the lab down."""
+    """Bring up a lab for `count` LB hosts, measure `runs` rounds, take the lab down.
+
+    The machine's one lab: this waits for the lab lock while a test session holds it."""
+    with lab_lock(LAB_LOCK, waiting=lambda: log(f"{count} LB hosts: waiting for the lab lock "
+                                                f"{LAB_LOCK}")):
+        return _measure_in_lab(count, runs, playbook, state_dir, src, progress)
+
+
+def _measure_in_lab(count: int, runs: int, playbook: Path | None, state_dir: Path,
+                    src: Path, progress: Callable[[Samples], None] | None) -> Samples:
     lbs = tuple(f"lb{i}" for i in range(1, count + 1))
     samples = Samples(count, runs)
-    lock_fd = os.open(LAB_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    log(f"{count} LB hosts: waiting for the lab lock {LAB_LOCK}")
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
     lab: Lab | None = None
     setup: Setup | None = None
     try:
@@ -320,7 +336,6 @@ def measure(count: int, runs: int, playbook: Path | None, state_dir: Path,
         if setup is not None:
             shutil.rmtree(setup.cp_root, ignore_errors=True)
             shutil.rmtree(setup.work, ignore_errors=True)
-        os.close(lock_fd)
     return samples
 
 
@@ -347,6 +362,179 @@ def _round_ansible(setup: Setup, samples: Samples, playbook: Path | None) -> Non
     samples.add("ansible_cold", cold["seconds"])
     samples.add("ansible_noop", noop["seconds"])
     samples.add("ansible_noop_changed", noop["changed"])
+
+
+# -- offline plan (no lab) -------------------------------------------------------------------
+
+OFFLINE_SECTION = "## Offline plan of a generated inventory (no lab)"
+OFFLINE_SERVICES = ("keystone", "glance", "nova", "neutron", "cinder")
+OFFLINE_TARGET = 1.0  # issue 8: the offline plan of a 200-host inventory builds in under 1 s
+
+# Run in a fresh interpreter (so the figures are a cold process's, as an operator's): the
+# steps of `deploy-lb --offline` timed one by one, as JSON on stdout.
+PHASES_CHILD = """
+import json, os, sys, time
+started = time.perf_counter()
+from hadeploy.app import Deployment
+from hadeploy.console import make_console, print_plan
+imported = time.perf_counter()
+deployment = Deployment(sys.argv[1])
+loaded = time.perf_counter()
+runbook, items = deployment.plan("lb", offline=True)
+planned = time.perf_counter()
+with open(os.devnull, "w") as sink:
+    print_plan(make_console(sink), items, offline=True)
+printed = time.perf_counter()
+print(json.dumps({"import": imported - started, "load": loaded - imported,
+                  "plan": planned - loaded, "print": printed - planned,
+                  "hosts": len(runbook.hosts), "steps": len(runbook.steps)}))
+"""
+
+
+def offline_inventory_text(lbs: int) -> str:
+    """A valid inventory of `lbs` load balancers and 3 controllers that nothing connects to.
+
+    Addresses come from 198.18.0.0/15 (the benchmark range): the balancers and the VIP share
+    198.18.0.0/16, the controllers are 198.18.254.1-3. Priorities are unique (254 down), and
+    the health-script weight exceeds their spread, as the inventory rules demand.
+    """
+    if not 2 <= lbs <= 253:
+        raise ValueError(f"{lbs} load balancers: an inventory holds 2..253 (unique "
+                         "priorities in 1..254 and a script weight ≤ 253 above their spread)")
+    services = ", ".join(f'"{s}"' for s in OFFLINE_SERVICES)
+    lines = [
+        "# Generated by bench/run.py --offline-plan: planned offline, never connected to.",
+        "[deployment]", 'name = "offline-bench"', 'release = "modern"', 'platform = "debian"',
+        'topology = "dedicated"', "",
+        "[ssh]", 'user = "hadeploy"', "sudo = true", "",
+        "[vip]", 'address = "198.18.255.100"', "prefix = 16", 'interface = "eth0"',
+        "virtual_router_id = 51", "",
+        "[keepalived]", f"script_weight = {lbs}", "",
+        "[services]", f"balance = [{services}]", "",
+    ]
+    for index in range(lbs):
+        lines += ["[[lb]]", f'name = "lb{index + 1}"',
+                  f'address = "198.18.{index // 250}.{index % 250 + 1}"',
+                  f"priority = {254 - index}", ""]
+    for index in range(3):
+        lines += ["[[controller]]", f'name = "ctl{index + 1}"',
+                  f'address = "198.18.254.{index + 1}"']
+        lines += ["original = true", ""] if index == 0 else [""]
+    return "\n".join(lines)
+
+
+def measure_offline_plan(lbs: int, runs: int, src: Path = ROOT,
+                         profile: bool = False) -> dict[str, Any]:
+    """Median figures of `runs` offline plans of a generated `lbs`-balancer inventory."""
+    work = Path(tempfile.mkdtemp(prefix="hadeploy-offline-plan-"))
+    try:
+        inventory = work / "hosts.toml"
+        inventory.write_text(offline_inventory_text(lbs))
+        env = {**os.environ, "NO_COLOR": "1"}
+        if src != ROOT:
+            env["PYTHONPATH"] = str(src)
+        argv = [sys.executable, "-m", "hadeploy", "deploy-lb", "--hosts", str(inventory),
+                "--dry-run", "--offline"]
+        samples: dict[str, list[float]] = {}
+        lines = 0
+        for round_no in range(1, runs + 1):
+            whole = must(timed(argv, env, work), "offline plan")
+            if "Plan (offline, nothing probed)" not in whole.stdout:
+                raise SystemExit(f"offline plan printed no summary:\n{whole.stdout[-2000:]}")
+            lines = whole.stdout.count("\n")
+            phases = must(timed([sys.executable, "-c", PHASES_CHILD, str(inventory)], env,
+                                work), "offline plan phases")
+            split = json.loads(phases.stdout.strip().splitlines()[-1])
+            if split["hosts"] != lbs:
+                raise SystemExit(f"the plan covers {split['hosts']} hosts, not {lbs}")
+            for key, value in (("whole", whole.seconds), ("rss_mb", whole.max_rss_kb / 1024),
+                               ("import", split["import"]), ("load", split["load"]),
+                               ("plan", split["plan"]), ("print", split["print"])):
+                samples.setdefault(key, []).append(value)
+            log(f"offline plan, {lbs} LB hosts: round {round_no}/{runs}: whole "
+                f"{whole.seconds:.3f} s, load {split['load']:.3f} s, plan {split['plan']:.3f} s,"
+                f" print {split['print']:.3f} s, {whole.max_rss_kb / 1024:.1f} MB")
+        if profile:
+            _profile_offline_plan(inventory)
+        return {"lbs": lbs, "runs": runs, "lines": lines, "load_avg": os.getloadavg()[0],
+                **{k: statistics.median(v) for k, v in samples.items()},
+                **{f"{k}_min": min(v) for k, v in samples.items()},
+                **{f"{k}_max": max(v) for k, v in samples.items()}}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _profile_offline_plan(inventory: Path) -> None:
+    """cProfile of one in-process offline plan (load, plan, print), top functions on stderr."""
+    from hadeploy.app import Deployment
+    from hadeploy.console import make_console, print_plan
+
+    profiler = cProfile.Profile()
+    with open(os.devnull, "w") as sink:
+        profiler.enable()
+        _, items = Deployment(str(inventory)).plan("lb", offline=True)
+        print_plan(make_console(sink), items, offline=True)
+        profiler.disable()
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+
+
+def offline_section(rows: list[tuple[str, dict[str, Any]]], command: str, when: float) -> str:
+    """The RESULTS.md section of an offline plan measurement: one row per source tree
+    measured (label, figures), the tree being measured first."""
+    info = machine()
+    found = rows[0][1]
+    met = found["whole"] < OFFLINE_TARGET
+    table = [
+        "| hadeploy | planned LB hosts | runs | whole process, median (min–max) | "
+        "load inventory | build runbook + plan | print plan | load + plan | peak RSS | "
+        "lines printed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, f in rows:
+        table.append(
+            f"| {label} | {f['lbs']} | {f['runs']} | {f['whole']:.3f} s "
+            f"({f['whole_min']:.3f}–{f['whole_max']:.3f}) | {f['load']:.3f} s | "
+            f"{f['plan']:.3f} s | {f['print']:.3f} s | {f['load'] + f['plan']:.3f} s | "
+            f"{f['rss_mb']:.1f} MB | {f['lines']} |")
+    return "\n".join([
+        OFFLINE_SECTION,
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))} with `{command}` "
+        f"on {info['cpus']} CPUs ({info['cpu']}), {info['os']}, Python "
+        f"{platform.python_version()}, hadeploy {HADEPLOY_VERSION}; load average (1 min) "
+        f"{found['load_avg']:.1f} at the end (the machine is shared). No lab: the inventory "
+        f"({found['lbs']} load balancers and 3 controllers, addresses in 198.18.0.0/15) is "
+        "generated and never connected to.",
+        "",
+        *table,
+        "",
+        f"Target (issue 8): the offline plan of a 200-host inventory in under "
+        f"{OFFLINE_TARGET:g} s: {found['whole']:.3f} s, "
+        f"{'met' if met else 'NOT met'}{'' if found['lbs'] == 200 else ' (not 200 hosts)'}.",
+        "",
+        "- whole process: `python -m hadeploy deploy-lb --hosts INV --dry-run --offline` with "
+        "NO_COLOR=1 and stdout to a file, wall time from start to exit (interpreter start-up "
+        "and imports included); peak RSS is the child's ru_maxrss.",
+        "- the phases: a fresh `python -c` that imports hadeploy (median "
+        f"{found['import']:.3f} s), then times `Deployment(INV)` (load and validate the "
+        "inventory), `Deployment.plan('lb', offline=True)` (build the runbook, plan every "
+        "host) and `print_plan` to /dev/null with `time.perf_counter`; medians of the runs.",
+        *(["- a baseline row is the same measurement of another source tree "
+           "(`--baseline-src`), in the same session."] if len(rows) > 1 else []),
+        "",
+    ])
+
+
+def write_offline_section(path: Path, section: str) -> None:
+    """Put `section` into `path` in place of its earlier version (or at the end)."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(OFFLINE_SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section if text else section
+    else:
+        end = text.find("\n## ", start + len(OFFLINE_SECTION))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    path.write_text(text)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -567,7 +755,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hadeploy-src", type=Path, default=ROOT,
                         help="measure the hadeploy in this source tree instead (e.g. an older "
                         "`git archive`, for before/after figures)")
+    parser.add_argument("--offline-plan", type=int, metavar="N",
+                        help="only measure the offline plan of a generated inventory of N load "
+                        "balancers (no lab, no root); updates its section of --out")
+    parser.add_argument("--profile", action="store_true",
+                        help="with --offline-plan: cProfile one in-process plan (stderr)")
+    parser.add_argument("--baseline-src", type=Path,
+                        help="with --offline-plan: also measure the hadeploy in this source tree "
+                        "(e.g. a `git archive` of an older commit), as a second row")
+    parser.add_argument("--baseline-label", default="baseline",
+                        help="what --baseline-src is, for the table (e.g. a commit)")
     args = parser.parse_args(argv)
+    command = "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.offline_plan is not None:
+        started = time.time()
+        runs = int(args.runs.split(",")[0])
+        rows = [("this tree", measure_offline_plan(args.offline_plan, runs,
+                                                   args.hadeploy_src.resolve(), args.profile))]
+        if args.baseline_src is not None:
+            rows.append((f"baseline: {args.baseline_label}", measure_offline_plan(
+                args.offline_plan, runs, args.baseline_src.resolve())))
+        section = offline_section(rows, command.strip(), started)
+        write_offline_section(args.out, section)
+        log(f"updated the offline plan section of {args.out}")
+        print(section)
+        return 0
     if os.geteuid() != 0:
         print("bench/run.py needs root (it builds the lab)", file=sys.stderr)
         return 2
@@ -581,7 +793,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.time()
     playbook = None if args.no_ansible else ensure_ansible()
-    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     raw = args.out.with_name(args.out.stem + ".json")
     results: list[Samples] = []
 
@@ -595,6 +806,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.hadeploy_src.resolve(), save))
         save(results[-1])
     args.out.write_text(report(results, command.strip(), playbook, started))
+    offline = measure_offline_plan(200, 5, args.hadeploy_src.resolve())
+    write_offline_section(args.out, offline_section(
+        [("this tree", offline)],
+        "python bench/run.py --offline-plan 200 --runs 5 (part of the run above)", time.time()))
     log(f"wrote {args.out} and {raw}")
     print(args.out.read_text())
     return 0

@@ -1,7 +1,8 @@
 """What the operator sees: step lines, plans with diffs, failures with the way forward.
 
-Only this module and tasks.py deal with presentation. Output is plain text when stdout is
-not a terminal or NO_COLOR is set, so logs and CI stay readable.
+Only this module, hadeploy.live (the live progress drawn on a terminal) and tasks.py deal
+with presentation. Output is plain text when stdout is not a terminal or NO_COLOR is set,
+so logs and CI stay readable: `ProgressPrinter` prints those plain lines.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
+from rich.control import strip_control_codes
 from rich.markup import escape
+from rich.text import Text
 
 from hadeploy.engine import PlanItem
 from hadeploy.events import Event
@@ -72,6 +78,14 @@ class ProgressPrinter:
         with self._lock:
             self._show(event)
 
+    def __enter__(self) -> ProgressPrinter:
+        """Nothing to set up: lines are printed as events arrive (see hadeploy.live.Printer)."""
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        return None
+
     def _show(self, event: Event) -> None:
         c, d = self.console, event.data
         if event.kind in ("step-started", "step-skipped"):
@@ -98,37 +112,74 @@ class ProgressPrinter:
         return ", ".join(f"{n} {k}" for k, n in self.counts.items())
 
 
-def print_plan(console: Console, items: list[PlanItem], offline: bool) -> tuple[int, int]:
-    """Print a plan (steps, per-host commands and diffs); return (to change, already done)."""
-    to_change = done = 0
+# One printed line of a plan: (text, rich style) parts, style "" for none. Built as parts, not
+# markup, so text shows as it is (no escaping, no `:name:` emoji codes), and cheap to write.
+PlanLine = tuple[tuple[str, str], ...]
+PRINT_CHUNK = 2000  # plan lines per rich print on a styled console
+
+
+def plan_lines(items: list[PlanItem], offline: bool) -> Iterator[PlanLine]:
+    """The lines of a plan, one at a time: steps, per-host commands and diffs."""
     current = None
     for item in items:
         if item.step.id != current:
             current = item.step.id
-            console.print(f"\n[bold]{escape(item.step.id)}[/bold]  {escape(item.step.title)}")
+            yield (("", ""),)
+            yield ((item.step.id, "bold"), (f"  {item.step.title}", ""))
         if item.error:
-            console.print(f"  {escape(item.host)}: [red]cannot probe: {escape(item.error)}[/red]")
-            to_change += 1
+            yield ((f"  {item.host}: ", ""), (f"cannot probe: {item.error}", "red"))
             continue
-        done += len(item.done)
-        to_change += len(item.pending)
         if not item.pending:
-            console.print(f"  {escape(item.host)}: [green]already done[/green]")
+            yield ((f"  {item.host}: ", ""), ("already done", "green"))
             continue
-        console.print(f"  {escape(item.host)}:")
+        yield ((f"  {item.host}:", ""),)
         if offline and item.step.read_only:
             for op, _, _ in item.pending:
-                console.print(f"    [cyan]? {escape(op.title())}[/cyan] (checked at run time)")
+                yield (("    ", ""), (f"? {op.title()}", "cyan"), (" (checked at run time)", ""))
             continue
         for op, commands, preview in item.pending:
-            console.print(f"    [yellow]~ {escape(op.title())}[/yellow]")
+            yield (("    ", ""), (f"~ {op.title()}", "yellow"))
             for command in commands:
                 for line in command.shown().splitlines():
-                    console.print(f"      $ {escape(line)}")
+                    yield ((f"      $ {line}", ""),)
             for line in preview.splitlines():
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
-                text = escape(line)
-                console.print(f"      [{style}]{text}[/{style}]" if style else f"      {text}")
+                yield (("      ", ""), (line, style))
+
+
+def print_lines(console: Console, lines: Iterable[PlanLine]) -> None:
+    """Print `lines` as rich prints each as a `Text`, in far fewer calls.
+
+    A 200-host plan is ~37,000 lines; one `console.print` each took seconds. On a console
+    that writes no styles (not a terminal, or NO_COLOR) the text is written directly, after
+    the control-code stripping rich does; a line with a tab goes through rich, which expands
+    tabs by cell width. A styled console gets the lines in a few large prints.
+    """
+    lines = iter(lines)
+    if console.color_system is None and not (console.is_terminal or console.record
+                                             or console.quiet):
+        while chunk := list(islice(lines, PRINT_CHUNK)):
+            out: list[str] = []
+            for parts in chunk:
+                text = strip_control_codes("".join(piece for piece, _ in parts))
+                if "\t" not in text:
+                    out.append(text + "\n")
+                    continue
+                console.file.write("".join(out))
+                out.clear()
+                console.print(Text.assemble(*parts))
+            console.file.write("".join(out))
+        console.file.flush()
+        return
+    while chunk := list(islice(lines, PRINT_CHUNK)):
+        console.print(Text("\n").join(Text.assemble(*parts) for parts in chunk))
+
+
+def print_plan(console: Console, items: list[PlanItem], offline: bool) -> tuple[int, int]:
+    """Print a plan (steps, per-host commands and diffs); return (to change, already done)."""
+    print_lines(console, plan_lines(items, offline))
+    to_change = sum(1 if item.error else len(item.pending) for item in items)
+    done = sum(len(item.done) for item in items if not item.error)
     if offline:
         console.print(f"\nPlan (offline, nothing probed): {to_change} operations to check")
     else:

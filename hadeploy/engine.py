@@ -51,6 +51,8 @@ class Interrupted(HadeployError):
 # What an operation's pure methods raise when the host is not as they expect (FileEdit of a
 # missing file, undecodable content): a failure of that host, not a crash of the run.
 OP_ERRORS = (FileNotFoundError, UnicodeDecodeError, ValueError)
+# Lines of a failed command's stderr that `host-failed` carries.
+STDERR_TAIL = 20
 
 
 @contextmanager
@@ -96,6 +98,15 @@ def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
         rc_text = rc_chunks[i][3:].split("\n", 1)[0] if i < len(rc_chunks) else "255"
         results.append(Probe(body, int(rc_text) if rc_text.isdigit() else 255))
     return results
+
+
+def _failure_fields(exc: BaseException) -> dict[str, Any]:
+    """A failed command's fields for `host-failed` (the console shows them): the command as
+    shown, its exit code and the last lines of its stderr. Nothing for other failures."""
+    if not isinstance(exc, CommandFailed):
+        return {}
+    return {"command": exc.command, "exited": exc.exited,
+            "stderr": "\n".join(exc.stderr.strip().splitlines()[-STDERR_TAIL:])}
 
 
 class Engine:
@@ -433,7 +444,11 @@ class Engine:
                     if item.pending:
                         would_change[host].add(step.id)
 
-            self._parallel(list(step.hosts), plan_host)
+            if offline:  # nothing to wait for: threads would only add start-up cost
+                for host in step.hosts:
+                    plan_host(host)
+            else:
+                self._parallel(list(step.hosts), plan_host)
             items += [step_items[h] for h in step.hosts]
         return items
 
@@ -566,7 +581,7 @@ class Engine:
                         "they stay in the journal for `rollback`")
             entry.state, entry.finished = "failed", now()
             self._save(journal)
-            self.emit("host-failed", step.id, host, error=str(exc))
+            self.emit("host-failed", step.id, host, error=str(exc), **_failure_fields(exc))
             raise
         # Changes kept from an interrupted attempt count even when the re-probe found the
         # host already done.
@@ -688,7 +703,7 @@ class Engine:
             except HadeployError as exc:
                 host_entry.state, host_entry.error = "failed", self.redact(str(exc))
                 failures[host] = exc
-                self.emit("host-failed", entry.id, host, error=str(exc))
+                self.emit("host-failed", entry.id, host, error=str(exc), **_failure_fields(exc))
                 return
             step.hosts[host].state = "rolled-back"
             host_entry.state, host_entry.finished = "changed", now()

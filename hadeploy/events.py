@@ -2,6 +2,10 @@
 
 Kinds: run-started, facts, step-started, step-skipped, host-started, host-ok, host-changed,
 host-failed, host-rolled-back, command, plan, step-finished, run-finished, run-failed.
+
+Data worth knowing: step-started has `title` and `hosts`; host-ok/changed have `duration`;
+host-failed has `error` and, when a command failed, `command`, `exited` and `stderr` (its
+last lines); command has `command`, `exited` and `duration`. Strings are already redacted.
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ from invoke.tasks import task
 from rich.markup import escape
 
 from hadeploy.app import Deployment, default_hosts
-from hadeploy.console import EventLog, ProgressPrinter, make_console, print_plan
+from hadeploy.console import EventLog, make_console, print_plan
 from hadeploy.engine import Interrupted
 from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
 from hadeploy.journal import RunStore, state_dir_for
+from hadeploy.live import progress_printer
 from hadeploy.render_cli import WHAT, render_text
 
 PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers"}
@@ -89,12 +90,15 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
             console.print("Nothing was changed.")
             return 0
     runbook_steps = len(deployment.plan(phase, offline=True, only=only)[0].steps)
-    printer = ProgressPrinter(console, runbook_steps)
+    # Live progress on a terminal, plain lines otherwise; the display stops before the
+    # closing lines below are printed.
+    printer = progress_printer(console, runbook_steps, deployment.redactor, json_events)
     log = EventLog(deployment.store.dir / "events.log", deployment.redactor,
                    echo=sys.stdout if json_events else None)
     deployment.listeners += [printer, log]
     try:
-        journal = deployment.deploy(phase, resume=resume, only=only)
+        with printer:
+            journal = deployment.deploy(phase, resume=resume, only=only)
     except Interrupted:
         console.print(f"\nStopped at your request after the current command.\n"
                       f"{_next_steps(phase, hosts)}")
@@ -152,11 +156,12 @@ def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool 
             console.print("Refusing to roll back without confirmation: pass --yes.")
             return 2
         deployment = Deployment(path)
-        printer = ProgressPrinter(console, 0)
+        printer = progress_printer(console, 0, deployment.redactor, json_events=False)
         log = EventLog(deployment.store.dir / "events.log", deployment.redactor)
         deployment.listeners += [printer, log]
         try:
-            journal = deployment.rollback(phase)
+            with printer:
+                journal = deployment.rollback(phase)
         finally:
             log.close()
         console.print(f"\nRolled back ({printer.summary()}). Journal: {journal.path}")
@@ -222,7 +227,7 @@ def lab_down(c: Context, state_dir: str = "") -> None:
 @task(help={"keep": "leave the lab up afterwards and print how to ssh in",
             "state_dir": "where the demo's lab keeps its state"})
 def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-demo") -> None:
-    """The lab demo: simulated hosts, deploy-lb for real, VIP failover, lab down."""
+    """The lab demo: both phases for real on simulated hosts, verify, VIP failover."""
     from pathlib import Path
 
     from hadeploy.demo import run_demo

@@ -6,6 +6,7 @@ every host. The base layer sits between the real directories and each host's own
 layer and holds, built once with real dpkg in a throwaway namespace:
 
 - `packages_bare` purged (dpkg --purge), so `dpkg -l haproxy` on a host says not installed;
+- no man pages of workstation-only software (the Cloud SDK's), man-db's index rebuilt;
 - no blocking /usr/sbin/policy-rc.d (service starts work as on a real server);
 - no workstation SSH host keys (each host gets its own), a key-only sshd drop-in;
 - a `hadeploy` user with passwordless sudo and its home, Debian's stock dotfiles for root
@@ -79,6 +80,7 @@ for d in etc var usr opt root home srv; do
 done
 mount -t tmpfs -o mode=1777 hadeploy-build-tmp /tmp
 export DEBIAN_FRONTEND=noninteractive
+WORKSTATION_ONLY='google-cloud-*'
 
 purge=
 for p in "$@"; do
@@ -88,6 +90,14 @@ done
 if [ -n "$purge" ]; then
     dpkg --purge $purge
 fi
+# A bare Debian server has no workstation-only software's man pages: this machine's Cloud SDK
+# ships ~16,600, which made the man-db trigger of every install on a host ~6x slower.
+for p in $(dpkg-query -W -f='${Package}\n' "$WORKSTATION_ONLY" 2>/dev/null || true); do
+    dpkg-query -L "$p" | grep '^/usr/share/man/' | while read -r f; do
+        if [ -f "$f" ] || [ -L "$f" ]; then rm -f "$f"; fi
+    done
+done
+if command -v mandb >/dev/null 2>&1; then mandb -q 2>/dev/null || true; fi
 rm -f /usr/sbin/policy-rc.d
 rm -f /etc/ssh/ssh_host_*
 

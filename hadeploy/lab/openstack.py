@@ -185,15 +185,22 @@ auth = v3.Password(auth_url=p["auth_url"], username="admin", password=p["admin_p
                    project_domain_name="Default")
 ks = client.Client(session=session.Session(auth=auth), interface="public",
                    region_name=p["region"])
-project = ks.projects.create(p["project"], domain="default",
-                             description="Tenant for the openstack services")
-user = ks.users.create("glance", domain="default", password=p["glance_password"],
-                       default_project=project)
+# Idempotent, so a retry after a dropped connection (uwsgi workers still starting) is safe.
+project = (ks.projects.list(name=p["project"]) or
+           [ks.projects.create(p["project"], domain="default",
+                               description="Tenant for the openstack services")])[0]
+user = (ks.users.list(name="glance") or
+        [ks.users.create("glance", domain="default", password=p["glance_password"],
+                         default_project=project)])[0]
 admin = [r for r in ks.roles.list() if r.name == "admin"][0]
 ks.roles.grant(admin, user=user, project=project)
-service = ks.services.create("glance", type="image", description="OpenStack Image Service")
+service = (ks.services.list(name="glance") or
+           [ks.services.create("glance", type="image",
+                               description="OpenStack Image Service")])[0]
+have = {e.interface for e in ks.endpoints.list(service=service)}
 for interface in ("public", "internal", "admin"):
-    ks.endpoints.create(service, p["url"], interface=interface, region=p["region"])
+    if interface not in have:
+        ks.endpoints.create(service, p["url"], interface=interface, region=p["region"])
 """
 
 # Host files that must not travel in a saved installation (relative to the disk's upper).
@@ -345,8 +352,15 @@ def provision_original(lab: Lab, host_name: str, state_dir: Path) -> OriginalCon
         params = {"auth_url": original.keystone_url, "admin_password": admin_password,
                   "glance_password": glance_password, "project": SERVICE_PROJECT,
                   "region": REGION, "url": original.glance_url}
-        _run_python(host, _REGISTER_GLANCE, json.dumps(params) + "\n",
-                    "register Glance in Keystone")
+        for attempt in range(3):
+            try:
+                _run_python(host, _REGISTER_GLANCE, json.dumps(params) + "\n",
+                            "register Glance in Keystone")
+                break
+            except LabError:
+                if attempt == 2:
+                    raise
+                time.sleep(3)
 
     rc = admin_rc_text(original)
     _write(host, ADMIN_RC, rc, "root", "root", "0600")

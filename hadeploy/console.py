@@ -47,7 +47,8 @@ class EventLog:
         self.echo = echo
         self._lock = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # a log left wider by hand (or an old version) is tightened
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:

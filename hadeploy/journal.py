@@ -36,13 +36,30 @@ def now() -> float:
     return round(time.time(), 3)
 
 
+def make_private_dir(directory: Path) -> None:
+    """Create `directory` and each missing parent with mode 0700 (`mkdir -p` would make the
+    parents 0755 under the usual umask): journals name hosts, paths and backups, which
+    only the operator should read."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for level in reversed(missing):
+        level.mkdir(mode=0o700, exist_ok=True)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix.
+
+    The temp file is owner-only from its creation (and made so again if a stale one of
+    another mode was there), so the file keeps mode 0600 through every rename.
+    """
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         try:
+            os.fchmod(fd, 0o600)
             view = memoryview(data)
             while view:  # os.write may write less than asked
                 view = view[os.write(fd, view):]
@@ -227,8 +244,13 @@ class RunStore:
         return found[-1] if found else None
 
     def lock(self) -> None:
-        """Take the inventory's lock or raise `JournalError` naming the holder."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Take the inventory's lock or raise `JournalError` naming the holder.
+
+        The state directory is made owner-only (0700), also when it already existed wider.
+        """
+        make_private_dir(self.dir)
+        if self.dir.stat().st_mode & 0o077:
+            self.dir.chmod(0o700)
         path = self.dir / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

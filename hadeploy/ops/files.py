@@ -4,6 +4,10 @@ Every write is atomic and validated: a temp file created owner-only in the targe
 directory receives the content on stdin, is validated (e.g. `haproxy -c -f`), gets its
 owner and mode, and only then is renamed over the target. The previous version is copied
 to the run's backup directory first, which is what rollback restores.
+
+Modes: the temp file is mktemp's 0600 while the content arrives (a config with a password
+is never readable by others, not even for an instant); backups keep the file's mode
+(`cp -a`) in directories created 0700, since they hold old secrets too.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         f'chmod {q(mode)} "$tmp"\n'
         f"{check}"
         f'if [ -e "$target" ] && [ ! -e {b} ]; then\n'
-        f'  mkdir -p -m 700 "$(dirname {b})"\n'
+        f'  (umask 077 && mkdir -p "$(dirname {b})")\n'
         f'  cp -a "$target" {b}\n'
         "fi\n"
         'mv -f "$tmp" "$target"\n'

@@ -19,6 +19,8 @@ BLOCK_STARTS = (
     "if [ -e \"$p\" ]; then mv -f \"$p\" \"$saved\"; fi\n"
     "printf '#!/bin/sh\\nexit 101\\n' > \"$p\"; chmod 755 \"$p\"\n"
 )
+FINISH_DPKG = ("if [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then "
+               "DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confold >&2; fi\n")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class PackagesInstalled(Operation):
             + (BLOCK_STARTS + "trap 'rm -f \"$before\"; restore' EXIT\n" if block else
                "trap 'rm -f \"$before\"' EXIT\n") +
             f"{listing} > \"$before\"\n"
+            # A crash or reboot in the middle of dpkg (a run resumed after one) leaves
+            # packages half-configured, and apt-get refuses everything until dpkg finishes
+            # them: do what its message says, only when dpkg's own audit reports such packages.
+            + (FINISH_DPKG if ctx.profile.family == "debian" else "") +
             f"{ctx.profile.install(missing)} >&2\n"
             f"echo {NEW_MARK}\n"
             f"{listing} | comm -13 \"$before\" -\n"

@@ -4,13 +4,19 @@ One connection per host, opened on first use and reused for the whole run. Scrip
 `sh -c` (through `sudo -n` for a non-root user) on a raw paramiko channel, so stdin is
 binary-safe and a command costs one round trip. Library and socket errors become
 `TransportError`/`HostKeyError` naming the host and the fix.
+
+A sudo password, when sudo asks for one, comes from the environment variable named by
+ssh.sudo_password_env or, when that is unset and a terminal is attached, from a getpass
+prompt (once per process); it is fed to `sudo -S` on stdin, never on a command line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +33,11 @@ from hadeploy.transport.hostkeys import RecordUnknown, RefuseUnknown
 
 SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in the sudoers",
                "may not run sudo")
+
+# Passwords typed at the prompt, by variable name: asked once per process, whatever the
+# number of hosts (probed in parallel) and transports (a plan, then the run).
+_TYPED_PASSWORDS: dict[str, str] = {}
+_PROMPT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,64 @@ def _no_delay(conn: Connection) -> None:
     if isinstance(sock, socket.socket):  # not through a gateway (a paramiko channel)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def dead_peer_options(connect_timeout: float) -> list[tuple[int, int, int]]:
+    """(level, option, value) that make the kernel close a connection to a host that is gone.
+
+    A host whose link goes down or that loses power sends nothing, not even a reset: without
+    these, a command's output is awaited forever (TCP's own retries last ~15 minutes) and
+    the run hangs. With them, a silent host is probed every `connect_timeout` seconds, and a
+    connection whose probes or data stay unanswered for three connect timeouts is closed, so
+    the command fails as a lost connection and the journal is resumable. A long command
+    stays fine: the host's kernel answers the probes while it runs. Options this platform
+    lacks are left out (macOS names TCP_KEEPIDLE TCP_KEEPALIVE and has no user timeout).
+    """
+    every = max(1, round(connect_timeout))
+    wanted = [(socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
+              (socket.IPPROTO_TCP, "TCP_KEEPIDLE", every),
+              (socket.IPPROTO_TCP, "TCP_KEEPINTVL", every),
+              (socket.IPPROTO_TCP, "TCP_KEEPCNT", 3),
+              (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", 3 * every * 1000)]
+    return [(level, getattr(socket, name), value) for level, name, value in wanted
+            if hasattr(socket, name)]
+
+
+def _detect_dead_peer(conn: Connection, connect_timeout: float) -> None:
+    """Apply `dead_peer_options` to the connection's socket (not through a gateway, whose
+    own connection carries the channel)."""
+    transport = conn.client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        for level, option, value in dead_peer_options(connect_timeout):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, option, value)
+
+
+def sudo_password(env: str, user: str) -> str | None:
+    """The sudo password: `$env` if set, else typed at a getpass prompt when stdin is a
+    terminal (the operator is there to answer), else None.
+
+    An operator who leaves the variable unset on purpose expects to be asked, as sudo
+    itself would; a run without a terminal (CI, cron) cannot be asked and must fail instead.
+    """
+    value = os.environ.get(env)
+    if value:
+        return value
+    with _PROMPT_LOCK:
+        if env in _TYPED_PASSWORDS:
+            return _TYPED_PASSWORDS[env]
+        if not sys.stdin.isatty():
+            return None
+        try:
+            typed = getpass.getpass(f"sudo password for {user} on the hosts (${env} is not "
+                                    "set): ")
+        except EOFError:
+            return None
+        if not typed:
+            return None
+        _TYPED_PASSWORDS[env] = typed
+        return typed
 
 
 def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
@@ -122,6 +191,7 @@ class SshTransport:
                 raise
             raise error from exc
         _no_delay(conn)
+        _detect_dead_peer(conn, settings.connect_timeout)
         self._connections[name] = conn
         self.connections_opened[name] = self.connections_opened.get(name, 0) + 1
         return conn
@@ -246,6 +316,11 @@ class SshTransport:
             self.round_trips += 1
             self.round_trips_by_host[host] = self.round_trips_by_host.get(host, 0) + 1
         stderr = err.decode("utf-8", "replace")
+        if status != 0 and password is not None and "incorrect password attempt" in stderr:
+            raise TransportError(
+                host, f"sudo refused the password for user {self.settings.user!r} (from "
+                f"${self.settings.sudo_password_env} or the prompt). Set "
+                f"{self.settings.sudo_password_env} to the user's sudo password")
         if status != 0 and self.settings.sudo and any(e in stderr for e in SUDO_ERRORS) \
                 and "sudo:" in stderr:
             raise TransportError(
@@ -272,9 +347,12 @@ class SshTransport:
             self._password_needed[host] = status != 0
         if not self._password_needed[host]:
             return None
-        password = os.environ.get(env)
+        password = sudo_password(env, self.settings.user)
         if not password:
-            raise TransportError(host, f"sudo needs a password and ${env} is not set; export it")
+            raise TransportError(
+                host, f"user {self.settings.user!r} needs a password for sudo and ${env} "
+                "(ssh.sudo_password_env) is not set; nothing was run there as root. Export "
+                f"{env} holding the password, or run from a terminal to be asked for it")
         return password
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:

@@ -9,9 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hadeploy.lab import Lab
 from hadeploy.lab.standins import http_get, start_backends, vip_holders
+from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
+from hadeploy.platforms import running_probe
+from hadeploy.runbook.lb import HAPROXY_PIDFILES, KEEPALIVED_PIDFILES
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_PASSWORD = "stats-Secret-4711"
@@ -65,3 +69,107 @@ def installed(lab: Lab, host: str, package: str) -> bool:
     out = lab.hosts[host].exec(["sh", "-c", f"dpkg-query -W -f='${{db:Status-Abbrev}}' {package}"
                                 " 2>/dev/null || true"]).stdout
     return out.startswith("ii")
+
+
+# -- deploy-lb under faults (dedicated topology: lb1-lb3 balance, ctl1-ctl3 are backends) --
+
+LBS = ("lb1", "lb2", "lb3")
+CTLS = ("ctl1", "ctl2", "ctl3")
+FILES = ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf",
+         "/etc/keepalived/check_haproxy.sh", "/etc/sysctl.d/60-hadeploy-haproxy.conf")
+# Everything a deploy leaves on a host that must not depend on how the run got there.
+# (Backups under /var/lib/hadeploy are named after the run, so they are left out.)
+END_STATE = "\n".join([
+    *(f"if [ -e {f} ]; then echo \"{f} $(stat -c '%a %U %G' {f}) "
+      f"$(sha256sum < {f} | cut -d' ' -f1)\"; else echo '{f} absent'; fi" for f in FILES),
+    "dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\\n' haproxy keepalived "
+    "2>/dev/null || true",
+    "echo \"sysctl $(sysctl -n net.ipv4.ip_nonlocal_bind)\"",
+    f"echo \"haproxy $({running_probe('haproxy', HAPROXY_PIDFILES, 'sysv')})\"",
+    f"echo \"keepalived $({running_probe('keepalived', KEEPALIVED_PIDFILES, 'sysv')})\"",
+    "echo \"at boot: $(ls /etc/rc2.d | grep -E 'haproxy|keepalived' | tr '\\n' ' ')\"",
+    "echo \"temp files: $(find /etc/haproxy /etc/keepalived -name '.hadeploy.*' "
+    "2>/dev/null | tr '\\n' ' ')\"",
+])
+
+
+def fresh(lab: Lab, hosts: Sequence[str]) -> None:
+    """Reset `hosts` to bare Debian hosts (a new disk; cheap)."""
+    for host in hosts:
+        lab.hosts[host].reset()
+
+
+def end_state(lab: Lab, hosts: Sequence[str], probe: str = END_STATE) -> dict[str, list[str]]:
+    """The output of `probe` (default: files with mode, owner and checksum, packages, sysctl,
+    daemons, boot links, temp files) on each host, line by line."""
+    return {h: lab.hosts[h].exec(probe).stdout.splitlines() for h in hosts}
+
+
+def one_holder(lab: Lab) -> list[str]:
+    """Wait until exactly one balancer holds the VIP, the one with the highest priority
+    (keepalived may take a few adverts to settle), and return the holders."""
+    holders: list[str] = wait_for(
+        lambda: (h if (h := vip_holders(lab, LBS, LAB_VIP)) == ["lb1"] else None),
+        "lb1 alone to hold the VIP")
+    return holders
+
+
+def clean_deploy(lab: Lab, directory: Path, backends: Sequence[int] = ()) -> Path:
+    """A clean, uninterrupted `deploy-lb` on fresh hosts; returns its inventory.
+
+    `backends`: ports on which stand-in APIs answer on the controllers (none by default).
+    """
+    # Controllers of a co-located test could still run keepalived for the same VIP.
+    fresh(lab, LBS + CTLS)
+    if backends:
+        start_backends(lab, CTLS, backends)
+    inventory = write_lab_inventory(lab, directory / "hosts.toml")
+    run = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert one_holder(lab) == ["lb1"]
+    return inventory
+
+
+def start_deploy(inventory: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m hadeploy deploy-lb --yes` in the background, as an operator would."""
+    env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD}
+    env.pop("NO_COLOR", None)
+    return subprocess.Popen([sys.executable, "-m", "hadeploy", "deploy-lb", "--hosts",
+                             str(inventory), "--yes", *args], cwd=ROOT, env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def journal(inventory: Path) -> dict[str, Any]:
+    """The newest journal beside `inventory` (written atomically: always complete)."""
+    runs = sorted((inventory.parent / ".hadeploy" / "runs").glob("*.json"))
+    data: dict[str, Any] = json.loads(runs[-1].read_text()) if runs else {}
+    return data
+
+
+def host_states(inventory: Path, step: str) -> dict[str, str]:
+    """State of every host in `step` of the newest journal ({} before it exists)."""
+    for entry in journal(inventory).get("steps", []):
+        if entry["id"] == step:
+            return {h: e["state"] for h, e in entry["hosts"].items()}
+    return {}
+
+
+def wait_journal(inventory: Path, step: str, states: set[str], every: bool,
+                 proc: subprocess.Popen[str], seconds: float = 180,
+                 hosts: Sequence[str] | None = None) -> None:
+    """Poll the journal until some (or `every`) host of `step` (or of `hosts`) is in one of
+    `states`; fail if the deploy ends first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen = {h: s for h, s in host_states(inventory, step).items()
+                if hosts is None or h in hosts}
+        hits = [s in states for s in seen.values()]
+        if hits and (all(hits) if every else any(hits)):
+            return
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"deploy ended (exit {proc.returncode}) before {step} "
+                                 f"reached {states}:\n{out}")
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {step} to reach {states}")

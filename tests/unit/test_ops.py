@@ -458,3 +458,12 @@ def test_requirement_fails_with_its_problem_and_never_changes_anything() -> None
     assert result.returncode == 1
     assert result.stderr == "interface eth0 is missing; fix the inventory\n"
     assert req.title() == "interface eth0"
+
+
+def test_debian_install_finishes_a_dpkg_run_cut_off_half_way_first() -> None:
+    (command,) = HAPROXY.apply(ctx(), Probe("haproxy\n"))
+    finish = command.script.index("dpkg --audit")
+    assert "dpkg --configure -a --force-confold" in command.script
+    assert finish < command.script.index("apt-get install")
+    (el,) = HAPROXY.apply(ctx(profile_for("el9")), Probe("haproxy\n"))
+    assert "dpkg" not in el.script

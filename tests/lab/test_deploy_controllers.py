@@ -20,6 +20,8 @@ from hadeploy.lab import Lab
 from hadeploy.lab.openstack import OriginalController
 from hadeploy.lab_inventory import LAB_VIP
 from tests.lab.helpers import (
+    CTLS,
+    LBS,
     ROOT,
     STATS_PASSWORD,
     events,
@@ -31,8 +33,6 @@ from tests.lab.helpers import (
 
 pytestmark = pytest.mark.lab
 
-LBS = ("lb1", "lb2", "lb3")
-CTLS = ("ctl1", "ctl2", "ctl3")
 NEW = ("ctl2", "ctl3")
 RC = "/root/keystonerc_admin"
 MANIFEST = ("if ! cd {path} 2>/dev/null; then echo absent; exit 0; fi; "

@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from hadeploy.lab import Lab
+from hadeploy.lab.standins import STAND_IN_PORTS
 from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from tests.lab.helpers import (
+    CTLS,
+    FILES,
+    LBS,
     events,
     hadeploy,
     http_get,
@@ -23,11 +27,6 @@ from tests.lab.helpers import (
 
 pytestmark = pytest.mark.lab
 
-LBS = ("lb1", "lb2", "lb3")
-CTLS = ("ctl1", "ctl2", "ctl3")
-PORTS = (35357, 5000, 9292, 9191)
-FILES = ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf",
-         "/etc/keepalived/check_haproxy.sh", "/etc/sysctl.d/60-hadeploy-haproxy.conf")
 
 
 def _fresh(lab: Lab, hosts: tuple[str, ...]) -> None:
@@ -54,7 +53,7 @@ def _assert_failover(lab: Lab, balancers: tuple[str, ...]) -> None:
 
 def test_dedicated_deploy_noop_rerun_and_rollback(lab: Lab, tmp_path: Path) -> None:
     _fresh(lab, LBS + CTLS)
-    start_backends(lab, CTLS, PORTS)
+    start_backends(lab, CTLS, STAND_IN_PORTS)
     inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
     before = {h: snapshot(lab, h, FILES) for h in LBS}
     sysctl_before = {h: lab.hosts[h].exec(["sysctl", "-n", "net.ipv4.ip_nonlocal_bind"]).stdout
@@ -72,7 +71,7 @@ def test_dedicated_deploy_noop_rerun_and_rollback(lab: Lab, tmp_path: Path) -> N
     holders = wait_for(lambda: (h if len(h := vip_holders(lab, LBS, LAB_VIP)) == 1 else None),
                        "one VIP holder")
     assert holders == ["lb1"]
-    seen = {http_get(f"http://{LAB_VIP}:{port}/") for port in PORTS for _ in range(3)}
+    seen = {http_get(f"http://{LAB_VIP}:{port}/") for port in STAND_IN_PORTS for _ in range(3)}
     assert seen == set(CTLS), seen
 
     pids = {h: (pidfile_pid(lab, h, "/run/haproxy.pid"),
@@ -99,12 +98,12 @@ def test_dedicated_deploy_noop_rerun_and_rollback(lab: Lab, tmp_path: Path) -> N
 
 def test_colocated_deploy_and_failover(lab: Lab, tmp_path: Path) -> None:
     _fresh(lab, CTLS)
-    start_backends(lab, CTLS, PORTS)
+    start_backends(lab, CTLS, STAND_IN_PORTS)
     inventory = write_lab_inventory(lab, tmp_path / "hosts.toml", topology="colocated")
     run = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
     assert run.returncode == 0, run.stdout + run.stderr
     wait_for(lambda: len(vip_holders(lab, CTLS, LAB_VIP)) == 1, "one VIP holder")
-    seen = {http_get(f"http://{LAB_VIP}:{port}/") for port in PORTS for _ in range(3)}
+    seen = {http_get(f"http://{LAB_VIP}:{port}/") for port in STAND_IN_PORTS for _ in range(3)}
     assert seen == set(CTLS), seen
     _assert_failover(lab, CTLS)
 

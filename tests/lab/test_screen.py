@@ -24,14 +24,12 @@ from hadeploy.lab import Lab
 from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.live import FRAMES
 from hadeploy.runbook import build_lb_runbook
-from tests.lab.helpers import ROOT, STATS_PASSWORD, vip_holders
+from tests.lab.helpers import CTLS, LBS, ROOT, STATS_PASSWORD, vip_holders
 
 pytestmark = pytest.mark.lab
 
 TMUX = "/usr/bin/tmux"
 COLUMNS, ROWS = 120, 50
-LBS = ("lb1", "lb2", "lb3")
-CTLS = ("ctl1", "ctl2", "ctl3")
 EXITED = re.compile(r"^\[exit (\d+)\]$", re.MULTILINE)
 SPIN = f"[{FRAMES}]"
 STEP_LINE = re.compile(r"^(?P<mark>\S) \[(?P<n>\d+)/(?P<total>\d+)\] (?P<id>\S+)  (?P<rest>.*)  "

@@ -31,8 +31,12 @@ import pytest
 
 from hadeploy.errors import HadeployError
 from hadeploy.lab import Lab
+from hadeploy.lab.standins import STAND_IN_PORTS
 from hadeploy.lab_inventory import LAB_VIP, lab_inventory_text
 from tests.lab.helpers import (
+    CTLS,
+    FILES,
+    LBS,
     events,
     hadeploy,
     http_get,
@@ -45,12 +49,7 @@ from tests.lab.helpers import (
 
 pytestmark = pytest.mark.lab
 
-LBS = ("lb1", "lb2", "lb3")
-CTLS = ("ctl1", "ctl2", "ctl3")
-PORTS = (35357, 5000, 9292, 9191)
-SECRET_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf")
-FILES = (*SECRET_FILES, "/etc/keepalived/check_haproxy.sh",
-         "/etc/sysctl.d/60-hadeploy-haproxy.conf")
+SECRET_FILES = FILES[:2]  # haproxy.cfg (stats password), keepalived.conf (VRRP password)
 USER = "ops"
 SUDO_ENV, STATS_ENV, VRRP_ENV = ("HADEPLOY_SUDO_PASSWORD", "HADEPLOY_STATS_PASSWORD",
                                  "HADEPLOY_VRRP_PASSWORD")
@@ -155,7 +154,7 @@ def record(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recor
     """Run the whole sequence once (see the module docstring) and record what it did."""
     for host in LBS + CTLS:
         lab.hosts[host].reset()
-    start_backends(lab, CTLS, PORTS)
+    start_backends(lab, CTLS, STAND_IN_PORTS)
     for host in LBS:
         lab.hosts[host].exec(ADD_USER, input=f"{USER}:{SUDO_PASSWORD}\n")
     # lb1 already has haproxy (and its packaged haproxy.cfg, 0644): rollback must give that
@@ -191,7 +190,7 @@ def record(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recor
     rec.process_lists = sampler.samples
     rec.modes["deploy"] = {h: _modes(lab, h) for h in LBS}
     wait_for(lambda: vip_holders(lab, LBS, LAB_VIP) == ["lb1"], "lb1 to hold the VIP")
-    wait_for(lambda: {http_get(f"http://{LAB_VIP}:{p}/") for p in PORTS for _ in range(3)}
+    wait_for(lambda: {http_get(f"http://{LAB_VIP}:{p}/") for p in STAND_IN_PORTS for _ in range(3)}
              == set(CTLS), "every controller to answer through the VIP")
     step("status", "status", *hosts)
 

@@ -31,11 +31,10 @@ from hadeploy.ops import FileContent, Operation, TreeCopied
 from hadeploy.ops.trees import differences, manifest_script, parse_manifest
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.ssh import SshTransport
-from tests.lab.helpers import ROOT, STATS_PASSWORD, hadeploy
+from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy
 
 pytestmark = pytest.mark.lab
 
-LBS = ("lb1", "lb2", "lb3")
 
 
 def inventory_variant(lab: Lab, tmp_path: Path, *, known_hosts: Path | None = None,

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from hadeploy.lab import Lab
+from hadeploy.lab.standins import STAND_IN_PORTS
 from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.verify import parse_show_stat, stats_script
 from tests.lab.helpers import (
+    CTLS,
+    LBS,
     hadeploy,
     pidfile_pid,
     start_backends,
@@ -29,9 +32,6 @@ from tests.lab.helpers import (
 
 pytestmark = pytest.mark.lab
 
-LBS = ("lb1", "lb2", "lb3")
-CTLS = ("ctl1", "ctl2", "ctl3")
-PORTS = (35357, 5000, 9292, 9191)
 SHOW_STAT = (
     "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,"
     "wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,"
@@ -115,7 +115,7 @@ def test_verify_reports_a_healthy_deployment_then_a_dead_haproxy(lab: Lab,
                                                                   tmp_path: Path) -> None:
     for host in LBS + CTLS:
         lab.hosts[host].reset()
-    start_backends(lab, CTLS, PORTS)
+    start_backends(lab, CTLS, STAND_IN_PORTS)
     inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
     run = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -134,12 +134,12 @@ def test_verify_reports_a_healthy_deployment_then_a_dead_haproxy(lab: Lab,
         servers: dict[str, set[str]] = {}
         for row in b["servers"]:
             servers.setdefault(row["backend"], set()).add(row["server"])
-        assert len(servers) == len(PORTS), servers  # one backend per frontend
+        assert len(servers) == len(STAND_IN_PORTS), servers  # one backend per frontend
         assert all(names == {*CTLS, "BACKEND"} for names in servers.values()), servers
     assert [b["holds_vip"] for b in report["balancers"]] == [True, False, False]  # type: ignore[attr-defined]
     fronts = report["frontends"]
     assert isinstance(fronts, list)
-    assert {f["port"] for f in fronts} == set(PORTS)
+    assert {f["port"] for f in fronts} == set(STAND_IN_PORTS)
     assert all(f["connected"] and f["http_status"] == 200 for f in fronts), fronts
 
     shown = hadeploy("verify", "--hosts", str(inventory))

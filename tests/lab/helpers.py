@@ -99,6 +99,12 @@ def fresh(lab: Lab, hosts: Sequence[str]) -> None:
         lab.hosts[host].reset()
 
 
+def fresh_inventory(lab: Lab, directory: Path) -> Path:
+    """Bare LB hosts and the lab's inventory for them in `directory` (a fault test's start)."""
+    fresh(lab, LBS)
+    return write_lab_inventory(lab, directory / "hosts.toml")
+
+
 def end_state(lab: Lab, hosts: Sequence[str], probe: str = END_STATE) -> dict[str, list[str]]:
     """The output of `probe` (default: files with mode, owner and checksum, packages, sysctl,
     daemons, boot links, temp files) on each host, line by line."""

@@ -34,7 +34,7 @@ from tests.lab.helpers import (
     clean_deploy,
     end_state,
     events,
-    fresh,
+    fresh_inventory,
     hadeploy,
     host_states,
     http_get,
@@ -140,8 +140,7 @@ def boot_like_debian(lab: Lab, host: str) -> None:
 
 def test_link_down_mid_command_fails_that_host_then_resume_matches_clean_run(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = "lb3"
     proc = start_deploy(inventory)
     try:
@@ -168,8 +167,7 @@ def test_link_down_mid_command_fails_that_host_then_resume_matches_clean_run(
 
 def test_reboot_mid_run_then_resume_matches_clean_run(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = "lb2"
     proc = start_deploy(inventory)
     try:
@@ -193,8 +191,7 @@ def test_reboot_mid_run_then_resume_matches_clean_run(
 
 def test_reboot_while_dpkg_installs_then_resume_matches_clean_run(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = lab.hosts["lb2"]
     proc = start_deploy(inventory)
     try:
@@ -219,8 +216,7 @@ def test_reboot_while_dpkg_installs_then_resume_matches_clean_run(
 
 def test_sigkill_mid_step_leaves_a_valid_journal_and_resume_rechecks_the_step(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     proc = start_deploy(inventory)
     try:
         # Every host is in lb.packages with its intent journaled, so apt-get is under way.
@@ -280,8 +276,7 @@ mount -o remount,size="$used"k /etc/haproxy
 
 def test_full_file_system_during_upload_leaves_live_file_and_no_temp_then_resume(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = lab.hosts["lb2"]
     victim.exec(f"cat > /run/hadeploy-test-full.sh && echo 'DPkg::Post-Invoke "
                 f"{{\"sh /run/hadeploy-test-full.sh\";}};' > {FULL_HOOK}", input=FILL_HAPROXY_DIR)
@@ -310,8 +305,7 @@ def test_full_file_system_during_upload_leaves_live_file_and_no_temp_then_resume
 
 def test_command_failing_on_one_host_rolls_back_there_and_resume_redoes_only_that_host(
         lab: Lab, tmp_path: Path, clean: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = lab.hosts["lb2"]
     # lb2's /etc/sysctl.d is read-only: in lb.sysctl, `sysctl -w` works there as everywhere,
     # then writing the drop-in fails on lb2 alone.

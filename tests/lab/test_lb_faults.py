@@ -17,7 +17,7 @@ from tests.lab.helpers import (
     LBS,
     clean_deploy,
     end_state,
-    fresh,
+    fresh_inventory,
     hadeploy,
     host_states,
     installed,
@@ -50,8 +50,7 @@ def clean_state(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 def test_sshd_killed_mid_run_fails_naming_host_and_step_then_resume_matches_clean_run(
         lab: Lab, tmp_path: Path, clean_state: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     victim = "lb2"
     proc = start_deploy(inventory)
     try:
@@ -85,8 +84,7 @@ def test_sshd_killed_mid_run_fails_naming_host_and_step_then_resume_matches_clea
 
 def test_sigint_stops_after_the_current_command_and_resume_finishes(
         lab: Lab, tmp_path: Path, clean_state: dict[str, list[str]]) -> None:
-    fresh(lab, LBS)
-    inventory = write_lab_inventory(lab, tmp_path / "hosts.toml")
+    inventory = fresh_inventory(lab, tmp_path)
     proc = start_deploy(inventory)
     try:
         # apt-get install takes seconds: interrupt while it runs on every host.

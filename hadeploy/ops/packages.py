@@ -3,10 +3,10 @@ exactly what this run added (dependencies included) and never what was there bef
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.ops.trees import check_tree_path
 from hadeploy.quoting import q
 
 NEW_MARK = "@@hadeploy-new-packages"
@@ -41,6 +41,10 @@ class PackagesInstalled(Operation):
     packages: tuple[str, ...]
     block_service_starts: bool = False
     creates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for path in self.creates:
+            check_tree_path(f"creates {path!r}", path, below_top=True)
 
     def probe(self, ctx: HostContext) -> str:
         absent = "".join(f"; [ -e {q(p)} ] || echo {ABSENT_MARK} {q(p)}" for p in self.creates)
@@ -119,9 +123,8 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     created = [str(p) for p in record.get("created", ())]
     for path in created:
         # The journal is a file an operator can edit: never let it name / or a top-level dir.
-        if posixpath.normpath(path) != path or not path.startswith("/") or path.count("/") < 2:
-            raise ValueError(f"journal record names {path!r} as created by the install; "
-                             "refusing to delete it (not a plain path below a top directory)")
+        check_tree_path(f"refusing to delete {path!r}, which the journal names as created by "
+                        "the install", path, below_top=True)
     if created:
         commands.append(Command(f"rm -rf -- {' '.join(q(p) for p in created)}"))
     return commands

@@ -87,6 +87,16 @@ def _check_relative(kind: str, rel: str) -> None:
                          "(no wildcards, no '..')")
 
 
+def check_tree_path(what: str, path: str, below_top: bool = False) -> None:
+    """Refuse a directory path that commands swapping or deleting trees must never get: not
+    absolute, not normalised, a newline, `/`, and with `below_top` a top-level directory
+    such as /etc. `what` names the path in the error."""
+    if (not path.startswith("/") or posixpath.normpath(path) != path or path == "/"
+            or "\n" in path or (below_top and path.count("/") < 2)):
+        where = "below a top-level directory" if below_top else "other than /"
+        raise ValueError(f"{what}: give an absolute, normalised directory {where}")
+
+
 def _prune(exclude: tuple[str, ...]) -> str:
     """`find` arguments that skip excluded subtrees (empty without excludes)."""
     if not exclude:
@@ -325,10 +335,7 @@ class TreeCopied(Operation):
     rewritten: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if (not self.path.startswith("/") or posixpath.normpath(self.path) != self.path
-                or self.path == "/" or "\n" in self.path):
-            raise ValueError(f"tree path {self.path!r}: give an absolute, normalised directory "
-                             "other than /")
+        check_tree_path(f"tree path {self.path!r}", self.path)
         for rel in self.exclude:
             _check_relative("exclude", rel)
         for rel in self.rewritten:

@@ -62,14 +62,14 @@ if str(ROOT) not in sys.path:
 from hadeploy import __version__ as HADEPLOY_VERSION  # noqa: E402
 from hadeploy.app import read_secrets  # noqa: E402
 from hadeploy.inventory import load_inventory  # noqa: E402
-from hadeploy.lab import LAB_LOCK, Lab, lab_lock  # noqa: E402
-from hadeploy.lab_inventory import lab_inventory_text  # noqa: E402
 from hadeploy.render import (  # noqa: E402
     render_haproxy_cfg,
     render_haproxy_check_script,
     render_keepalived_conf,
     render_sysctl_conf,
 )
+from lab import LAB_LOCK, Lab, lab_lock  # noqa: E402
+from lab.inventory import lab_inventory_text  # noqa: E402
 
 BENCH = ROOT / "bench"
 VENV = BENCH / ".venv"

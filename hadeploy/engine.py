@@ -30,6 +30,7 @@ from typing import Any
 from hadeploy.errors import (
     CommandFailed,
     HadeployError,
+    Interrupted,
     JournalError,
     StepFailed,
     TransportError,
@@ -42,11 +43,6 @@ from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect, profile_for
 from hadeploy.redact import Redactor
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.base import Result, Transport
-
-
-class Interrupted(HadeployError):
-    """The operator asked to stop (SIGINT/SIGTERM); the journal is resumable."""
-
 
 # What an operation's pure methods raise when the host is not as they expect (FileEdit of a
 # missing file, undecodable content): a failure of that host, not a crash of the run.

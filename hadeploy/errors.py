@@ -8,7 +8,10 @@
     ├── CommandFailed             a remote command ran and exited non-zero
     ├── StepFailed                a runbook step failed on one or more hosts
     ├── JournalError              the journal is corrupt, locked, or belongs to another inventory
-    └── LabError                  the network-namespace lab could not be built or torn down
+    └── Interrupted               the operator asked to stop; the journal is resumable
+
+The development lab (the top-level `lab` package, not shipped) adds `LabError` below
+`HadeployError`.
 
 Every message says what happened, where (file/key or host/step/command) and how to fix it.
 """
@@ -78,5 +81,5 @@ class JournalError(HadeployError):
     """The journal cannot be used as it is (corrupt, locked, or for another inventory)."""
 
 
-class LabError(HadeployError):
-    """The lab of simulated hosts could not be built, used or removed."""
+class Interrupted(HadeployError):
+    """The operator asked to stop (SIGINT/SIGTERM); the journal is resumable."""

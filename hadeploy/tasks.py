@@ -20,8 +20,7 @@ from rich.markup import escape
 
 from hadeploy.app import Deployment, default_hosts
 from hadeploy.console import EventLog, make_console, print_plan
-from hadeploy.engine import Interrupted
-from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
+from hadeploy.errors import HadeployError, Interrupted, InventoryError, JournalError, StepFailed
 from hadeploy.journal import RunStore, state_dir_for
 from hadeploy.live import progress_printer
 from hadeploy.render_cli import WHAT, render_text
@@ -204,36 +203,9 @@ def verify(c: Context, hosts: str | None = None, json: bool = False) -> None:
     _guard(action)
 
 
-@task(help={"hosts": "number of hosts", "names": "comma-separated host names",
-            "state_dir": "where the lab keeps its state"})
-def lab_up(c: Context, hosts: int = 6, names: str = "", state_dir: str = "") -> None:
-    """Bring up simulated hosts in network namespaces (198.18.0.0/24) for demos and tests."""
-    from hadeploy.lab.__main__ import main as lab_main
-
-    argv = ["up", "--hosts", str(hosts)]
-    argv += ["--names", names] if names else []
-    argv += ["--state-dir", state_dir] if state_dir else []
-    raise Exit(code=lab_main(argv))
+def operator_collection() -> Collection:
+    """A new collection of the operator's tasks (callers may add their own to it)."""
+    return Collection(deploy_lb, deploy_controllers, rollback, render, status, verify)
 
 
-@task(help={"state_dir": "where the lab keeps its state"})
-def lab_down(c: Context, state_dir: str = "") -> None:
-    """Remove the simulated hosts (by PID, nothing else is touched)."""
-    from hadeploy.lab.__main__ import main as lab_main
-
-    raise Exit(code=lab_main(["down"] + (["--state-dir", state_dir] if state_dir else [])))
-
-
-@task(help={"keep": "leave the lab up afterwards and print how to ssh in",
-            "state_dir": "where the demo's lab keeps its state"})
-def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-demo") -> None:
-    """The lab demo: both phases for real on simulated hosts, verify, VIP failover."""
-    from pathlib import Path
-
-    from hadeploy.demo import run_demo
-
-    _guard(lambda: run_demo(make_console(), Path(state_dir), keep))
-
-
-ns = Collection(deploy_lb, deploy_controllers, rollback, render, status, verify, lab_up,
-                lab_down, demo)
+ns = operator_collection()

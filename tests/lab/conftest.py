@@ -4,7 +4,7 @@ once per test session and always torn down at the end, also on failure, Ctrl-C o
 Tests using it need root; without root they are skipped.
 
 The hosts' offline apt repository holds haproxy/keepalived and the OpenStack packages an
-original controller needs (hadeploy.lab.openstack.LAB_REPO_PACKAGES, ~600 .debs downloaded
+original controller needs (lab.openstack.LAB_REPO_PACKAGES, ~600 .debs downloaded
 once into the persistent cache; a cached repository costs Lab.up nothing measurable).
 If they cannot be downloaded (no network and no cache), or HADEPLOY_LAB_OPENSTACK=0, the
 lab is built without them and tests marked `openstack` are skipped, saying why.
@@ -19,9 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hadeploy.errors import LabError
-from hadeploy.lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo, lab_lock
-from hadeploy.lab.openstack import LAB_REPO_PACKAGES
+from lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo, lab_lock
+from lab.errors import LabError
+from lab.openstack import LAB_REPO_PACKAGES
 
 LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
 # Why the session's lab has no OpenStack packages (empty: it has them).
@@ -49,7 +49,7 @@ def _repo_packages() -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A running lab of six bare Debian hosts; see hadeploy.lab."""
+    """A running lab of six bare Debian hosts; see lab."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts, veths)")
     state_dir = tmp_path_factory.mktemp("lab")

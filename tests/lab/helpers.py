@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hadeploy.lab import Lab
-from hadeploy.lab.standins import http_get, start_backends, vip_holders
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.platforms import running_probe
 from hadeploy.runbook.lb import HAPROXY_PIDFILES, KEEPALIVED_PIDFILES
+from lab import Lab
+from lab.inventory import LAB_VIP, write_lab_inventory
+from lab.standins import http_get, start_backends, vip_holders
 
 ROOT = Path(__file__).resolve().parents[2]
 STATS_PASSWORD = "stats-Secret-4711"

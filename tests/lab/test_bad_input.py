@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hadeploy.lab import Lab
+from lab import Lab
 from tests.lab.helpers import hadeploy
 from tests.lab.test_transport import LBS, inventory_variant
 

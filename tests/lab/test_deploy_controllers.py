@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hadeploy.demo import STAGES, demo_flow
-from hadeploy.lab import Lab
-from hadeploy.lab.openstack import OriginalController
-from hadeploy.lab_inventory import LAB_VIP
+from lab import Lab
+from lab.demo import STAGES, demo_flow
+from lab.inventory import LAB_VIP
+from lab.openstack import OriginalController
 from tests.lab.helpers import (
     CTLS,
     LBS,

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from hadeploy.journal import Journal
-from hadeploy.lab import Lab
-from hadeploy.lab.standins import STAND_IN_PORTS
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
+from lab import Lab
+from lab.inventory import LAB_VIP, write_lab_inventory
+from lab.standins import STAND_IN_PORTS
 from tests.lab.helpers import (
     END_STATE,
     FILES,

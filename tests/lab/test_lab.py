@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hadeploy.errors import CommandFailed, LabError
-from hadeploy.lab import Lab, LabHost
+from hadeploy.errors import CommandFailed
+from lab import Lab, LabHost
+from lab.errors import LabError
 
 pytestmark = pytest.mark.lab
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hadeploy.journal import RunStore, state_dir_for
-from hadeploy.lab import Lab
-from hadeploy.lab_inventory import write_lab_inventory
+from lab import Lab
+from lab.inventory import write_lab_inventory
 from tests.lab.helpers import (
     FILES,
     LBS,

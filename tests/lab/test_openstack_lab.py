@@ -16,17 +16,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from hadeploy.errors import LabError
-from hadeploy.lab import Lab
-from hadeploy.lab.openstack import (
+from hadeploy.render.ini import get_ini_value
+from hadeploy.render.shellrc import get_shell_var
+from lab import Lab
+from lab.errors import LabError
+from lab.openstack import (
     ADMIN_RC,
     OriginalController,
     host_pss_bytes,
     prepare_new_controller,
     provision_original,
 )
-from hadeploy.render.ini import get_ini_value
-from hadeploy.render.shellrc import get_shell_var
 from tests.lab.conftest import OPENSTACK_UNAVAILABLE
 from tests.lab.helpers import http_get
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from hadeploy.inventory import load_inventory
-from hadeploy.lab import Lab
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.live import FRAMES
 from hadeploy.runbook import build_lb_runbook
+from lab import Lab
+from lab.inventory import LAB_VIP, write_lab_inventory
 from tests.lab.helpers import CTLS, LBS, ROOT, STATS_PASSWORD, vip_holders
 
 pytestmark = pytest.mark.lab

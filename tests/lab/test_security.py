@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from hadeploy.errors import HadeployError
-from hadeploy.lab import Lab
-from hadeploy.lab.standins import STAND_IN_PORTS
-from hadeploy.lab_inventory import LAB_VIP, lab_inventory_text
+from lab import Lab
+from lab.inventory import LAB_VIP, lab_inventory_text
+from lab.standins import STAND_IN_PORTS
 from tests.lab.helpers import (
     CTLS,
     FILES,

@@ -25,12 +25,12 @@ from hadeploy.errors import HostKeyError, StepFailed, TransportError
 from hadeploy.events import Event
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.journal import Journal, now
-from hadeploy.lab import Lab
-from hadeploy.lab_inventory import lab_inventory_text
 from hadeploy.ops import FileContent, Operation, TreeCopied
 from hadeploy.ops.trees import differences, manifest_script, parse_manifest
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.ssh import SshTransport
+from lab import Lab
+from lab.inventory import lab_inventory_text
 from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy
 
 pytestmark = pytest.mark.lab

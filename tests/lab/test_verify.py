@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from hadeploy.lab import Lab
-from hadeploy.lab.standins import STAND_IN_PORTS
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.verify import parse_show_stat, stats_script
+from lab import Lab
+from lab.inventory import LAB_VIP, write_lab_inventory
+from lab.standins import STAND_IN_PORTS
 from tests.lab.helpers import (
     CTLS,
     LBS,

@@ -135,8 +135,15 @@ def test_status_shows_runs_from_the_journal(hosts: Path) -> None:
 
 def test_task_list_documents_every_task_and_flag() -> None:
     result = cli("--list")
-    for name in ("deploy-lb", "deploy-controllers", "rollback", "status", "render", "demo"):
+    for name in ("deploy-lb", "deploy-controllers", "rollback", "status", "render", "verify"):
         assert name in result.stdout
+    # the lab's tasks are the repository's, not the operator's
+    for name in ("demo", "lab-up", "lab-down"):
+        assert name not in result.stdout
+    repo = subprocess.run([str(Path(sys.executable).parent / "invoke"), "--list"], cwd=ROOT,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    for name in ("deploy-lb", "deploy-controllers", "demo", "lab-up", "lab-down"):
+        assert name in repo.stdout, repo.stdout + repo.stderr
     help_text = cli("deploy-controllers", "--help").stdout
     for flag in ("--dry-run", "--offline", "--resume", "--yes", "--json", "--service"):
         assert flag in help_text

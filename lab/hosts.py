@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hadeploy.errors import CommandFailed, LabError
-from hadeploy.lab import baselayer, network, procs, sshd
-from hadeploy.lab.boot import BOOT_SCRIPT, runlevel_utmp
-from hadeploy.lab.overlay import hide_paths, lower_layers, make_upper_roots
-from hadeploy.lab.state import HostState, LabState
+from hadeploy.errors import CommandFailed
+from lab import baselayer, network, procs, sshd
+from lab.boot import BOOT_SCRIPT, runlevel_utmp
+from lab.errors import LabError
+from lab.overlay import hide_paths, lower_layers, make_upper_roots
+from lab.state import HostState, LabState
 
 
 class LabCommandFailed(LabError, CommandFailed):

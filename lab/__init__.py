@@ -4,20 +4,20 @@ Each host is a set of namespaces (network, mount, UTS, IPC, PID) with its own ov
 hostname, 198.18.0.x address on a shared bridge, real OpenSSH sshd and offline apt, reached
 from the workstation (the root namespace, 198.18.0.1) over SSH like a real server:
 
-    from hadeploy.lab import Lab
+    from lab import Lab
     lab = Lab.up(["lb1", "lb2"], Path("/var/tmp/hadeploy-lab"))
     lab.hosts["lb1"].exec("dpkg -l haproxy", check=False)
     lab.down()
 
-Command line: `python -m hadeploy.lab up|down|status`. Needs root.
+Command line: `python -m lab up|down|status`. Needs root.
 """
 
-from hadeploy.lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
-from hadeploy.lab.aptrepo import AptRepo, ensure_repo
-from hadeploy.lab.cluster import DEFAULT_PACKAGES_BARE, DEFAULT_STATE_DIR, Lab
-from hadeploy.lab.hosts import LabCommandFailed, LabHost
-from hadeploy.lab.lock import LAB_LOCK, lab_lock
-from hadeploy.lab.network import WORKSTATION_ADDRESS
+from lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
+from lab.aptrepo import AptRepo, ensure_repo
+from lab.cluster import DEFAULT_PACKAGES_BARE, DEFAULT_STATE_DIR, Lab
+from lab.hosts import LabCommandFailed, LabHost
+from lab.lock import LAB_LOCK, lab_lock
+from lab.network import WORKSTATION_ADDRESS
 
 __all__ = [
     "DEFAULT_PACKAGES_BARE",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hadeploy.errors import LabError
-from hadeploy.lab.procs import ProcRef
+from lab.errors import LabError
+from lab.procs import ProcRef
 
 FORMAT = 1
 

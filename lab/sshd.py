@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from hadeploy.lab.procs import run
+from lab.procs import run
 
 CLIENT_KEY = "id_ed25519"
 SSH_CONFIG = "ssh_config"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hadeploy.errors import LabError
-from hadeploy.lab.procs import ProcRef, run, spawn
+from lab.errors import LabError
+from lab.procs import ProcRef, run, spawn
 
 SUBNET = "198.18.0"
 PREFIX_LEN = 24
@@ -96,7 +96,7 @@ def attach_workstation(core: ProcRef) -> None:
     if workstation_attached():
         raise LabError(
             f"interface {WORKSTATION_IF} already exists: another lab is up on this machine; "
-            "take it down first (python -m hadeploy.lab down --state-dir DIR)"
+            "take it down first (python -m lab down --state-dir DIR)"
         )
     run(
         ["ip", "link", "add", WORKSTATION_IF, "type", "veth",

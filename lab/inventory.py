@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hadeploy.lab import Lab
+from lab import Lab
 
 LAB_VIP = "198.18.0.100"
 

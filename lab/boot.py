@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import time
 
-from hadeploy.lab.sshd import START_SSHD
+from lab.sshd import START_SSHD
 
 
 def runlevel_utmp() -> bytes:

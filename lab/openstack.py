@@ -66,11 +66,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hadeploy.errors import LabError
-from hadeploy.lab import aptrepo, overlay
-from hadeploy.lab.cluster import Lab
-from hadeploy.lab.hosts import LabHost
 from hadeploy.render.ini import set_ini_value
+from lab import aptrepo, overlay
+from lab.cluster import Lab
+from lab.errors import LabError
+from lab.hosts import LabHost
 
 #: What an original controller and the new controllers install (Debian 12 package names):
 #: Keystone, Glance's API, the openstack CLI and the PostgreSQL driver (python3-oslo.db
@@ -275,7 +275,7 @@ def prepare_new_controller(lab: Lab, host_name: str) -> None:
     if missing:
         raise LabError(
             f"{host_name}: the lab's apt repository lacks {', '.join(missing)}: bring the lab "
-            "up with repo_packages=hadeploy.lab.openstack.LAB_REPO_PACKAGES"
+            "up with repo_packages=lab.openstack.LAB_REPO_PACKAGES"
         )
 
 

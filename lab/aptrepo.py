@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hadeploy.errors import LabError
-from hadeploy.lab.procs import CLEAN_ENV, run
+from lab.errors import LabError
+from lab.procs import CLEAN_ENV, run
 
 DEFAULT_CACHE_DIR = Path("/var/cache/hadeploy-lab")
 CACHE_ENV = "HADEPLOY_LAB_CACHE"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hadeploy.lab import Lab, lab_lock
-from hadeploy.lab.openstack import LAB_REPO_PACKAGES, OriginalController, provision_original
-from hadeploy.lab.standins import vip_holders
-from hadeploy.lab_inventory import LAB_VIP, write_lab_inventory
 from hadeploy.tasks import run_phase
 from hadeploy.verify import run_verify
+from lab import Lab, lab_lock
+from lab.inventory import LAB_VIP, write_lab_inventory
+from lab.openstack import LAB_REPO_PACKAGES, OriginalController, provision_original
+from lab.standins import vip_holders
 
 LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")

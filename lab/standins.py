@@ -10,8 +10,8 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
-from hadeploy.errors import LabError
-from hadeploy.lab.cluster import Lab
+from lab.cluster import Lab
+from lab.errors import LabError
 
 STAND_IN_PORTS = (35357, 5000, 9292, 9191)
 

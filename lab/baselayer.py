@@ -34,11 +34,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from hadeploy.errors import LabError
-from hadeploy.lab import overlay
-from hadeploy.lab.aptrepo import AptRepo, cache_lock, check_package_names
-from hadeploy.lab.overlay import UNSHARED_DIRS, is_whiteout, make_opaque_dir, make_upper_roots
-from hadeploy.lab.procs import CLEAN_ENV, ProcRef, run
+from lab import overlay
+from lab.aptrepo import AptRepo, cache_lock, check_package_names
+from lab.errors import LabError
+from lab.overlay import UNSHARED_DIRS, is_whiteout, make_opaque_dir, make_upper_roots
+from lab.procs import CLEAN_ENV, ProcRef, run
 
 #: Where hosts see the offline repository (bind-mounted read-only) and the source line for it.
 REPO_MOUNTPOINT = "/var/lib/hadeploy-lab/apt-repo"

@@ -1,12 +1,12 @@
-"""`python -m hadeploy.lab up|down|status`: the lab by hand (demo, debugging). Needs root.
+"""`python -m lab up|down|status`: the lab by hand (demo, debugging). Needs root.
 
-    python -m hadeploy.lab up --hosts 3                  # lb1 lb2 lb3
-    python -m hadeploy.lab up --names lb1,lb2,ctl1
-    python -m hadeploy.lab up --names lb1,ctl1,ctl2 --openstack   # + OpenStack packages
-    python -m hadeploy.lab original ctl1                 # ctl1: packstack-style controller
+    python -m lab up --hosts 3                  # lb1 lb2 lb3
+    python -m lab up --names lb1,lb2,ctl1
+    python -m lab up --names lb1,ctl1,ctl2 --openstack   # + OpenStack packages
+    python -m lab original ctl1                 # ctl1: packstack-style controller
     ssh -F /var/tmp/hadeploy-lab/ssh_config lb1
-    python -m hadeploy.lab status
-    python -m hadeploy.lab down
+    python -m lab status
+    python -m lab down
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hadeploy.errors import HadeployError, LabError
-from hadeploy.lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
-from hadeploy.lab.cluster import DEFAULT_STATE_DIR, Lab
-from hadeploy.lab.openstack import LAB_REPO_PACKAGES, provision_original
+from hadeploy.errors import HadeployError
+from lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
+from lab.cluster import DEFAULT_STATE_DIR, Lab
+from lab.errors import LabError
+from lab.openstack import LAB_REPO_PACKAGES, provision_original
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -38,7 +39,7 @@ def _up(args: argparse.Namespace) -> int:
     for host in lab.hosts.values():
         print(f"  {host.name:<12} {host.address}")
     print(f"ssh in with:  ssh -F {lab.ssh_config} {next(iter(lab.hosts))}")
-    print(f"take down:    python -m hadeploy.lab down --state-dir {lab.state_dir}")
+    print(f"take down:    python -m lab down --state-dir {lab.state_dir}")
     return 0
 
 
@@ -84,7 +85,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one lab command; errors are shown without traceback."""
-    parser = argparse.ArgumentParser(prog="python -m hadeploy.lab", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("up", "bring a lab up"), ("down", "tear the lab down"),

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hadeploy.errors import LabError
-from hadeploy.lab import aptrepo, baselayer, hosts, network, procs, sshd
-from hadeploy.lab.hosts import LabHost
-from hadeploy.lab.state import HostState, LabState
+from lab import aptrepo, baselayer, hosts, network, procs, sshd
+from lab.errors import LabError
+from lab.hosts import LabHost
+from lab.state import HostState, LabState
 
 DEFAULT_STATE_DIR = Path("/var/tmp/hadeploy-lab")
 DEFAULT_PACKAGES_BARE: tuple[str, ...] = ("haproxy", "keepalived")
@@ -246,7 +246,7 @@ def _clear_stale(state_dir: Path) -> None:
     if any(procs.is_alive(r) for r in running):
         raise LabError(
             f"a lab is already up in {state_dir}: take it down first "
-            f"(python -m hadeploy.lab down --state-dir {state_dir})"
+            f"(python -m lab down --state-dir {state_dir})"
         )
     old.down()
 

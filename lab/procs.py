@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hadeploy.errors import LabError
+from lab.errors import LabError
 
 #: Environment for every command the lab runs on the workstation's behalf or inside a host:
 #: nothing of the caller's (pyenv shims, virtualenvs, proxies) leaks into the hosts.

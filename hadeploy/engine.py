@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hadeploy import framing
 from hadeploy.errors import (
     CommandFailed,
     HadeployError,
@@ -77,23 +78,12 @@ def batch_probe(ops: tuple[Operation, ...], ctx: HostContext, token: str) -> str
 
 def batch_scripts(probes: list[str], token: str) -> str:
     """`batch_probe` of ready-made probe scripts (each op may have its own context)."""
-    return "\n".join(
-        f"echo '@@{token} {index}'; ( {probe}\n) 2>/dev/null; echo \"@@{token} rc $?\""
-        for index, probe in enumerate(probes)
-    )
+    return framing.batch_script(probes, token)
 
 
 def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
     """Split `batch_probe` output back into one `Probe` per operation."""
-    results: list[Probe] = []
-    chunks = stdout.split(f"@@{token} ")[1:]
-    index_chunks = [c for c in chunks if not c.startswith("rc ")]
-    rc_chunks = [c for c in chunks if c.startswith("rc ")]
-    for i in range(count):
-        body = index_chunks[i].split("\n", 1)[1] if i < len(index_chunks) else ""
-        rc_text = rc_chunks[i][3:].split("\n", 1)[0] if i < len(rc_chunks) else "255"
-        results.append(Probe(body, int(rc_text) if rc_text.isdigit() else 255))
-    return results
+    return [Probe(body, code) for body, code in framing.split_batch(stdout, count, token)]
 
 
 def _failure_fields(exc: BaseException) -> dict[str, Any]:
@@ -296,7 +286,7 @@ class Engine:
             return []
         script = batch_probe(ops, ctx, self._token)
         result = self.transport.run(host, script)
-        if not result.ok and f"@@{self._token}" not in result.stdout:
+        if not result.ok and not framing.is_batch_output(result.stdout, self._token):
             raise CommandFailed(host, "probe (read-only checks)", result.exited, result.stderr)
         seen = split_probe(result.stdout, len(ops), self._token)
         return [self._with_sources(host, op, ctx, probe) for op, probe in zip(ops, seen,
@@ -344,7 +334,7 @@ class Engine:
             generation = self._generation
         scripts = [op.probe(ctx) for op in ops] + [op.probe(c) for _, op, c in ahead]
         result = self.transport.run(host, batch_scripts(scripts, self._token))
-        if not result.ok and f"@@{self._token}" not in result.stdout:
+        if not result.ok and not framing.is_batch_output(result.stdout, self._token):
             raise CommandFailed(host, "probe (read-only checks)", result.exited, result.stderr)
         seen = split_probe(result.stdout, len(scripts), self._token)
         later: dict[str, list[Probe]] = {}

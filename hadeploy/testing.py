@@ -10,40 +10,26 @@ dict of files and a five-word shell vocabulary) for tests of engine logic, not o
 
 from __future__ import annotations
 
-import re
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from hadeploy import framing
 from hadeploy.errors import TransportError
 from hadeploy.transport.base import Result
 
 Handler = Callable[[str, str, bytes | None], tuple[int, str, str] | None]
 ProbeHandler = Callable[[str, str], tuple[int, str] | None]
 
-# The framing of hadeploy.engine.batch_probe (kept in step by a unit test).
-_BATCH_PART = re.compile(
-    r"echo '@@(?P<token>\w+) (?P<index>\d+)'; \( (?P<probe>.*?)\n\) 2>/dev/null; "
-    r'echo "@@(?P=token) rc \$\?"',
-    re.DOTALL,
-)
-
-
 def batch_probes(script: str) -> tuple[str, list[str]] | None:
-    """The token and the probes of a script built by `batch_probe`, or None for others."""
-    parts = list(_BATCH_PART.finditer(script))
-    if not parts or not script.startswith("echo '@@"):
-        return None
-    return parts[0]["token"], [m["probe"] for m in parts]
+    """The token and the probes of a batch probe script, or None for other scripts."""
+    return framing.parse_batch_script(script)
 
 
 def batch_answer(token: str, answers: Sequence[tuple[int, str]]) -> str:
     """The stdout of a batch probe whose probes printed and exited as in `answers`."""
-    out = []
-    for index, (code, stdout) in enumerate(answers):
-        out.append(f"@@{token} {index}\n{stdout}@@{token} rc {code}\n")
-    return "".join(out)
+    return framing.batch_answer(token, answers)
 
 
 @dataclass

@@ -1,0 +1,114 @@
+"""In-band framing: how one remote script marks the parts of its stdout so they can be told
+apart again on the workstation.
+
+Every marker hadeploy prints starts with `@@`, and this module is the only one that writes or
+reads them: the engine's batched probes, named sections of a read-only report, and tagged
+lines that a probe or command prints among other output. The fake transport in
+`hadeploy.testing` answers batches through the same functions, so the format cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+PREFIX = "@@"
+# Exit code reported for a probe whose end marker never arrived (the batch was cut short).
+LOST = 255
+
+
+def tag(name: str) -> str:
+    """The marker `@@name` that starts a tagged line or a section."""
+    return f"{PREFIX}{name}"
+
+
+# -- batches: many probes in one round trip, each with its own output and exit code ---------
+
+def batch_script(probes: Sequence[str], token: str) -> str:
+    """One script running every probe in a subshell, framed by `@@TOKEN INDEX` and
+    `@@TOKEN rc CODE` lines; a probe's stderr is dropped (probes are read-only checks)."""
+    return "\n".join(
+        f"echo '{tag(token)} {index}'; ( {probe}\n) 2>/dev/null; echo \"{tag(token)} rc $?\""
+        for index, probe in enumerate(probes)
+    )
+
+
+def split_batch(stdout: str, count: int, token: str) -> list[tuple[str, int]]:
+    """`batch_script` output back into (stdout, exit code) per probe; a probe whose frame is
+    missing (output cut short) gets empty output and exit code `LOST`."""
+    chunks = stdout.split(f"{tag(token)} ")[1:]
+    bodies = [c for c in chunks if not c.startswith("rc ")]
+    codes = [c for c in chunks if c.startswith("rc ")]
+    results: list[tuple[str, int]] = []
+    for i in range(count):
+        body = bodies[i].split("\n", 1)[1] if i < len(bodies) else ""
+        code = codes[i][3:].split("\n", 1)[0] if i < len(codes) else str(LOST)
+        results.append((body, int(code) if code.isdigit() else LOST))
+    return results
+
+
+def is_batch_output(stdout: str, token: str) -> bool:
+    """Whether `stdout` holds at least one frame of batch `token` (the batch script ran)."""
+    return tag(token) in stdout
+
+
+_BATCH_PART = re.compile(
+    r"echo '@@(?P<token>\w+) (?P<index>\d+)'; \( (?P<probe>.*?)\n\) 2>/dev/null; "
+    r'echo "@@(?P=token) rc \$\?"',
+    re.DOTALL,
+)
+
+
+def parse_batch_script(script: str) -> tuple[str, list[str]] | None:
+    """The token and probes of a script built by `batch_script`, or None for other scripts
+    (test doubles answer batches one probe at a time with this)."""
+    parts = list(_BATCH_PART.finditer(script))
+    if not parts or not script.startswith(f"echo '{PREFIX}"):
+        return None
+    return parts[0]["token"], [m["probe"] for m in parts]
+
+
+def batch_answer(token: str, answers: Sequence[tuple[int, str]]) -> str:
+    """The stdout a batch would print if its probes exited and printed as in `answers`."""
+    return "".join(f"{tag(token)} {index}\n{stdout}{tag(token)} rc {code}\n"
+                   for index, (code, stdout) in enumerate(answers))
+
+
+# -- sections: one script, several named read-only parts ------------------------------------
+
+def sections_script(name: str, sections: Sequence[tuple[str, str]]) -> str:
+    """One script running each (section, shell) pair after an `@@name SECTION` line."""
+    return "\n".join(f"echo '{tag(name)} {section}'; {script}" for section, script in sections)
+
+
+def split_sections(name: str, stdout: str) -> dict[str, str]:
+    """`sections_script` output back into section name -> its output."""
+    sections: dict[str, str] = {}
+    for chunk in stdout.split(f"{tag(name)} ")[1:]:
+        section, _, body = chunk.partition("\n")
+        sections[section.strip()] = body
+    return sections
+
+
+# -- tagged lines: marked lines among other output -----------------------------------------
+
+def tagged_words(name: str, stdout: str) -> list[list[str]]:
+    """The words after `@@name` of every line that starts with it, in order."""
+    marker = tag(name)
+    return [line.split()[1:] for line in stdout.splitlines()
+            if line == marker or line.startswith(marker + " ")]
+
+
+def untagged_lines(name: str, stdout: str) -> list[str]:
+    """The lines of `stdout` that are not tagged `@@name`."""
+    marker = tag(name)
+    return [line for line in stdout.splitlines()
+            if line != marker and not line.startswith(marker + " ")]
+
+
+def after_tag(name: str, stdout: str) -> str | None:
+    """What follows the first `@@name` in `stdout`, or None when it never appears."""
+    marker = tag(name)
+    if marker not in stdout:
+        return None
+    return stdout.split(marker, 1)[1]

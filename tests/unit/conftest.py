@@ -1,4 +1,5 @@
-"""Fixtures for the unit tests of hadeploy's pure core: the two examples, and variants."""
+"""Fixtures for the unit tests of hadeploy's pure core: the two examples, variants of them,
+and the derived inventories of phase `controllers`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, HOSTS_EXAMPLE, edit
 
 from hadeploy.inventory import Inventory, load_inventory
+from tests.unit.controller_inventories import Inventories, derived_inventory
+from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE, edit
 
 
 @pytest.fixture
@@ -34,3 +36,14 @@ def variant(tmp_path: Path) -> Callable[..., Inventory]:
         return load_inventory(path)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def inventories(tmp_path_factory: pytest.TempPathFactory) -> Inventories:
+    """inventories(release, platform, topology): an example rewritten to that shape, loaded."""
+    directory = str(tmp_path_factory.mktemp("inventories"))
+
+    def get(release: str, platform: str, topology: str) -> Inventory:
+        return derived_inventory(release, platform, topology, directory)
+
+    return get

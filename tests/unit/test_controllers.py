@@ -13,18 +13,15 @@ read from the catalog, so a catalog change that breaks a platform fails a test.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, DATA, HOSTS_EXAMPLE, ROOT, edit
 
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
@@ -43,15 +40,26 @@ from hadeploy.ops import (
 from hadeploy.ops.endpoints import EndpointsOnVip
 from hadeploy.ops.files import FileState
 from hadeploy.ops.trees import manifest_script
-from hadeploy.platforms import Profile, profile_for
+from hadeploy.platforms import profile_for
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.steps import Runbook, Step
 from hadeploy.testing import FakeTransport
+from tests.unit.controller_inventories import (
+    ADDRESSES,
+    CONTROLLERS,
+    FIXTURES,
+    LB_ONLY,
+    RELEASE_SERVICES,
+    RELEASES,
+    TOPOLOGIES,
+    Inventories,
+    ctx_for,
+    families,
+    inventory_text,
+)
+from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE, ROOT
 
-FIXTURES = DATA / "controllers"
 PLATFORMS = ("el6", "el7", "el8", "el9", "debian")
-RELEASES = ("grizzly", "modern")
-TOPOLOGIES = ("dedicated", "colocated")
 # Platform as the runbook sees it: (inventory platform, init system found on the host).
 PROFILES = {
     "el6": ("el6", "sysv"), "el7": ("el7", "systemd"), "el8": ("el8", "systemd"),
@@ -60,14 +68,6 @@ PROFILES = {
 }
 
 # -- what each service is, from guide 1 and the distributions' packages ----------------------
-
-RELEASE_SERVICES = {
-    "grizzly": ("keystone", "quantum", "glance", "nova", "cinder", "swift", "novnc", "horizon",
-                "heat", "ceilometer"),
-    "modern": ("keystone", "neutron", "glance", "nova", "cinder", "swift", "novnc", "horizon",
-               "heat", "ceilometer"),
-}
-LB_ONLY = ("galera", "rabbitmq")
 
 Pkgs = tuple[tuple[str, ...], tuple[str, ...]]  # packages, daemons (in start order)
 
@@ -177,90 +177,6 @@ PORTS: dict[tuple[str, str], tuple[int, ...]] = {
     **{("heat", r): (8000, 8003, 8004) for r in RELEASES},
     **{("ceilometer", r): (8777,) for r in RELEASES},
 }
-
-# -- inventories derived from the two examples -----------------------------------------------
-
-# grizzly deployments are guide 1's (10.15.85.x, VIP .31), modern ones guide 2's
-# (192.168.1.x, VIP .220); each is turned into the other topology where needed.
-ADDRESSES = {
-    "grizzly": ("10.15.85.31", ("10.15.85.141", "10.15.85.142", "10.15.85.143")),
-    "modern": ("192.168.1.220", ("192.168.1.221", "192.168.1.222", "192.168.1.223")),
-}
-CONTROLLERS = {"grizzly": ("mesa-virt-01", "mesa-virt-02", "mesa-virt-03"),
-               "modern": ("rhos6-node1", "rhos6-node2", "rhos6-node3")}
-LB_BLOCK = re.compile(r"^\[\[lb\]\]\n(?:(?!\[).*\n)*", re.MULTILINE)
-
-
-def _to_colocated(text: str) -> str:
-    """hosts.example.toml with haproxy on the controllers (api_bind = own address)."""
-    text = LB_BLOCK.sub("", edit(text, ('topology = "dedicated"', 'topology = "colocated"')))
-    for index, address in enumerate(ADDRESSES["grizzly"][1]):
-        text = edit(text, (f'address = "{address}"\n',
-                           f'address = "{address}"\napi_bind = "{address}"\n'
-                           f"priority = {103 - index}\n"))
-    return text
-
-
-def _to_dedicated(text: str) -> str:
-    """examples/colocated.toml with three dedicated load balancers and no api_bind."""
-    text = edit(text, ('topology = "colocated"', 'topology = "dedicated"'))
-    text = re.sub(r"^(api_bind|priority) = .*\n", "", text, flags=re.MULTILINE)
-    lbs = "".join(f'[[lb]]\nname = "rhos6-lb{i}"\naddress = "192.168.1.21{i}"\n'
-                  f"priority = {104 - i}\n\n" for i in (1, 2, 3))
-    return edit(text, ("[[controller]]", lbs + "[[controller]]"))
-
-
-def inventory_text(release: str, platform: str, topology: str,
-                   services: tuple[str, ...] | None = None) -> str:
-    """An example inventory rewritten for `release`, `platform`, `topology` and services."""
-    if release == "grizzly":
-        text = HOSTS_EXAMPLE.read_text()
-        text = _to_colocated(text) if topology == "colocated" else text
-    else:
-        text = COLOCATED.read_text()
-        text = _to_dedicated(text) if topology == "dedicated" else text
-    text = re.sub(r'^release = "\w+"', f'release = "{release}"', text, count=1,
-                  flags=re.MULTILINE)
-    text = re.sub(r'^platform = "\w+"', f'platform = "{platform}"', text, count=1,
-                  flags=re.MULTILINE)
-    names = services if services is not None else (*RELEASE_SERVICES[release], *LB_ONLY)
-    balance = "balance = [" + ", ".join(f'"{s}"' for s in names) + "]"
-    text, count = re.subn(r"^balance = \[.*?\]", balance, text, count=1,
-                          flags=re.MULTILINE | re.DOTALL)
-    assert count == 1
-    return text
-
-
-@functools.cache
-def _inventory_cached(release: str, platform: str, topology: str, directory: str) -> Inventory:
-    path = Path(directory) / f"{release}-{platform}-{topology}.toml"
-    path.write_text(inventory_text(release, platform, topology))
-    return load_inventory(path)
-
-
-Inventories = Callable[[str, str, str], Inventory]
-
-
-@pytest.fixture(scope="module")
-def inventories(tmp_path_factory: pytest.TempPathFactory) -> Inventories:
-    directory = str(tmp_path_factory.mktemp("inventories"))
-
-    def get(release: str, platform: str, topology: str) -> Inventory:
-        return _inventory_cached(release, platform, topology, directory)
-
-    return get
-
-
-def families(inv: Inventory) -> dict[str, Family]:
-    family: Family = "debian" if inv.platform == "debian" else "el"
-    return {n.name: family for n in inv.nodes}
-
-
-def ctx_for(inv: Inventory, host: str, profile: Profile, step: str = "ctl.step",
-            changed: frozenset[str] = frozenset()) -> HostContext:
-    return HostContext(inv.node(host), profile, "20260101-000000-000-t-deploy", step,
-                       {}, changed, True)
-
 
 def ops_of(step: Step, host: str) -> tuple[Operation, ...]:
     return step.ops[host]

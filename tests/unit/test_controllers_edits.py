@@ -21,7 +21,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_controllers import (
+
+from hadeploy.inventory import Inventory
+from hadeploy.ops import FileEdit, HostContext, Probe
+from hadeploy.ops.files import FileState, file_probe
+from hadeploy.platforms import profile_for
+from hadeploy.runbook.controllers import build_controllers_runbook
+from tests.unit.controller_inventories import (
     ADDRESSES,
     CONTROLLERS,
     FIXTURES,
@@ -30,16 +36,7 @@ from test_controllers import (
     Inventories,
     ctx_for,
     families,
-    inventories,
 )
-
-from hadeploy.inventory import Inventory
-from hadeploy.ops import FileEdit, HostContext, Probe
-from hadeploy.ops.files import FileState, file_probe
-from hadeploy.platforms import profile_for
-from hadeploy.runbook.controllers import build_controllers_runbook
-
-__all__ = ["inventories"]  # the fixture, shared with test_controllers
 
 
 def edits(inv: Inventory, kind: str, host: str) -> list[FileEdit]:

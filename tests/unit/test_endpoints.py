@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coretest import COLOCATED, DATA, HOSTS_EXAMPLE
 
 from hadeploy.catalog import Family
 from hadeploy.inventory import Inventory, load_inventory
@@ -33,6 +32,7 @@ from hadeploy.ops.endpoints import (
 )
 from hadeploy.platforms import profile_for
 from hadeploy.runbook.controllers import build_controllers_runbook
+from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE
 
 FIXTURES = DATA / "controllers"
 MODERN_LIST = json.loads((FIXTURES / "openstack-endpoint-list.json").read_text())

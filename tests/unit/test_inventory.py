@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coretest import COLOCATED, DATA, HOSTS_EXAMPLE, edit
 
 from hadeploy.errors import InventoryError
 from hadeploy.inventory import Inventory, load_inventory
+from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE, edit
 
 BAD = DATA / "bad"
 EXPECTED: dict[str, list[str]] = tomllib.loads(

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from coretest import ROOT
 from rich.console import Console
 from rich.text import Text
 
@@ -26,6 +25,7 @@ from hadeploy.console import PlanLine, make_console, print_lines
 from hadeploy.inventory import load_inventory
 from hadeploy.render import render_haproxy_cfg, render_keepalived_conf
 from hadeploy.runbook import build_lb_runbook
+from tests.unit.examples import ROOT
 
 LBS = 200
 STEP = re.compile(r"^(lb\.[a-z-]+)  ")

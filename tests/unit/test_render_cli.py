@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, DATA, HOSTS_EXAMPLE, ROOT
 
 from hadeploy.inventory import load_inventory
 from hadeploy.render import (
@@ -17,6 +16,7 @@ from hadeploy.render import (
     render_keepalived_conf,
     render_sysctl_conf,
 )
+from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE, ROOT
 
 
 def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,

@@ -15,15 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES, edit
-from golden import assert_golden
-from guidetext import Section, by_name, heredoc, indented_block_after, parse_haproxy, read_guide
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.render import balanced_proxies, render_haproxy_cfg
 from hadeploy.render.haproxy import haproxy_word
+from tests.unit.examples import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES, edit
+from tests.unit.golden_files import assert_golden
+from tests.unit.guide_blocks import heredoc, indented_block_after, read_guide
+from tests.unit.haproxy_sections import Section, by_name, parse_haproxy
 
 GUIDE1 = "load-balance-openstack-api.md"
 GUIDE2 = "haproxy-on-controllers.md"

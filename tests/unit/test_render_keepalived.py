@@ -17,9 +17,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, GUIDES, HOSTS_EXAMPLE
-from golden import assert_golden
-from guidetext import indented_block_after, read_guide
 
 from hadeploy.inventory import Inventory, Node
 from hadeploy.render import (
@@ -29,6 +26,9 @@ from hadeploy.render import (
     render_keepalived_conf,
     render_sysctl_conf,
 )
+from tests.unit.examples import COLOCATED, GUIDES, HOSTS_EXAMPLE
+from tests.unit.golden_files import assert_golden
+from tests.unit.guide_blocks import indented_block_after, read_guide
 
 KEEPALIVED = shutil.which("keepalived")
 VRRP_ENV = "HADEPLOY_VRRP_PASSWORD"

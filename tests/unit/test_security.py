@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from coretest import COLOCATED, HOSTS_EXAMPLE
 from pytest_mock import MockerFixture
 
 from hadeploy.console import EventLog
@@ -41,6 +40,7 @@ from hadeploy.redact import Redactor
 from hadeploy.runbook import build_lb_runbook
 from hadeploy.transport import ssh
 from hadeploy.transport.ssh import SshTransport, sudo_password, wrap
+from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE
 
 ENV = "HADEPLOY_SUDO_PASSWORD"
 SUDO_PW = "sudo-Pw 'quoted' $(id)"  # shell metacharacters: stdin must carry it unchanged

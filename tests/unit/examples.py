@@ -1,14 +1,11 @@
-"""Paths and small helpers shared by the unit tests of hadeploy's pure core."""
+"""Where the unit tests find the repository's examples and test data, and `edit` to derive
+an inventory variant from an example's text."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` run without installing the package
-    sys.path.insert(0, str(ROOT))
-
 DATA = ROOT / "tests" / "data"
 # The two HA guides hadeploy follows, copied verbatim so a clean clone can run the tests;
 # test_guides_are_verbatim_copies compares them with ../shared/guides when that exists.

@@ -1,34 +1,10 @@
-"""Read the guides' code blocks and compare haproxy configurations section by section."""
+"""A haproxy.cfg split into its sections, so that two configurations can be compared section
+by section (order of options, comments and whitespace aside)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-
-
-def indented_block_after(markdown: str, marker: str) -> list[str]:
-    """The 4-space indented code block that follows the paragraph containing `marker`,
-    de-indented (blank lines inside the block kept)."""
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if marker in line)
-    i = start + 1
-    while i < len(lines) and not lines[i].startswith("    "):
-        i += 1
-    block: list[str] = []
-    while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
-        block.append(lines[i][4:])
-        i += 1
-    while block and not block[-1].strip():
-        block.pop()
-    return block
-
-
-def heredoc(block: list[str], opener: str) -> list[str]:
-    """The body of the `cat > FILE << EOF` here-document in `block` that starts with `opener`."""
-    start = next(i for i, line in enumerate(block) if line.startswith(opener))
-    end = next(i for i in range(start + 1, len(block)) if block[i].strip() == "EOF")
-    return block[start + 1 : end]
 
 
 @dataclass
@@ -42,10 +18,12 @@ class Section:
 
     @property
     def binds(self) -> list[str]:
+        """The addresses of its `bind` lines, in order."""
         return [line.split(" ", 1)[1] for line in self.lines if line.startswith("bind ")]
 
     @property
     def servers(self) -> list[str]:
+        """Its `server` lines, in order."""
         return [line for line in self.lines if line.startswith("server ")]
 
     @property
@@ -54,6 +32,7 @@ class Section:
         return sorted(line for line in self.lines if not line.startswith(("bind ", "server ")))
 
     def value(self, keyword: str) -> str | None:
+        """The rest of the one line that starts with `keyword`, or None without one."""
         found = [line[len(keyword) + 1 :] for line in self.lines if line.startswith(keyword + " ")]
         assert len(found) <= 1, f"{self.kind} {self.name}: {keyword} given {len(found)} times"
         return found[0] if found else None
@@ -84,7 +63,3 @@ def by_name(sections: list[Section], kind: str) -> dict[str, Section]:
     found = {s.name: s for s in sections if s.kind == kind}
     assert len(found) == sum(1 for s in sections if s.kind == kind), f"duplicate {kind} names"
     return found
-
-
-def read_guide(directory: Path, name: str) -> str:
-    return (directory / name).read_text(encoding="utf-8")

@@ -22,10 +22,9 @@ import pytest
 from lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo, lab_lock
 from lab.errors import LabError
 from lab.openstack import LAB_REPO_PACKAGES
+from tests.lab.helpers import OPENSTACK_UNAVAILABLE
 
 LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
-# Why the session's lab has no OpenStack packages (empty: it has them).
-OPENSTACK_UNAVAILABLE: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
-from tests.lab.helpers import hadeploy
-from tests.lab.test_transport import LBS, inventory_variant
+from tests.lab.helpers import LBS, hadeploy, inventory_variant
 
 pytestmark = pytest.mark.lab
 

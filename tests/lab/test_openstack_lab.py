@@ -27,8 +27,7 @@ from lab.openstack import (
     prepare_new_controller,
     provision_original,
 )
-from tests.lab.conftest import OPENSTACK_UNAVAILABLE
-from tests.lab.helpers import http_get
+from tests.lab.helpers import OPENSTACK_UNAVAILABLE, http_get
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 

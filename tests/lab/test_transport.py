@@ -30,32 +30,10 @@ from hadeploy.ops.trees import differences, manifest_script, parse_manifest
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.ssh import SshTransport
 from lab import Lab
-from lab.inventory import lab_inventory_text
-from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy
+from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy, inventory_variant
 
 pytestmark = pytest.mark.lab
 
-
-
-def inventory_variant(lab: Lab, tmp_path: Path, *, known_hosts: Path | None = None,
-                      policy: str | None = None, identity: Path | None = None,
-                      addresses: Mapping[str, str] | None = None) -> Path:
-    """The lab's dedicated inventory with SSH settings or node addresses changed."""
-    text = lab_inventory_text(lab)
-    if known_hosts is not None:
-        text = text.replace(f'known_hosts = "{lab.known_hosts}"', f'known_hosts = "{known_hosts}"')
-    if identity is not None:
-        text = text.replace(f'identity = "{lab.identity_file}"', f'identity = "{identity}"')
-    if policy is not None:
-        text = text.replace("connect_timeout = 5.0",
-                            f'connect_timeout = 5.0\nhost_key_policy = "{policy}"')
-    for host, address in (addresses or {}).items():
-        text = text.replace(f'name = "{host}"\naddress = "{lab.hosts[host].address}"',
-                            f'name = "{host}"\naddress = "{address}"')
-    path = tmp_path / "hosts.toml"
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
 
 
 def load(path: Path) -> Inventory:

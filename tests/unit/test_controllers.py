@@ -73,7 +73,8 @@ Pkgs = tuple[tuple[str, ...], tuple[str, ...]]  # packages, daemons (in start or
 
 
 def _any(el: Pkgs, debian: Pkgs) -> dict[tuple[str, Family], Pkgs]:
-    return {(r, f): v for r in RELEASES for f, v in (("el", el), ("debian", debian))}
+    by_family: tuple[tuple[Family, Pkgs], ...] = (("el", el), ("debian", debian))
+    return {(r, f): v for r in RELEASES for f, v in by_family}
 
 
 VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {

@@ -37,7 +37,7 @@ def test_dead_peer_options_are_set_on_the_connection_socket() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         transport = SimpleNamespace(sock=sock)
         conn = SimpleNamespace(client=SimpleNamespace(get_transport=lambda: transport))
-        _detect_dead_peer(conn, 4.0)  # type: ignore[arg-type]
+        _detect_dead_peer(conn, 4.0)
         for level, option, value in dead_peer_options(4.0):
             assert sock.getsockopt(level, option) == value, option
 
@@ -46,4 +46,4 @@ def test_a_gateway_channel_is_left_alone() -> None:
     """Through a jump host the "socket" is a paramiko channel: nothing to set, no error."""
     transport = SimpleNamespace(sock=object())
     conn = SimpleNamespace(client=SimpleNamespace(get_transport=lambda: transport))
-    _detect_dead_peer(conn, 4.0)  # type: ignore[arg-type]
+    _detect_dead_peer(conn, 4.0)

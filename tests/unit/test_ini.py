@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hadeploy.render import get_ini_value, set_ini_value
+from tests.unit.strategies import encodable_text
 
 API_PASTE = """\
 ############
@@ -178,8 +179,7 @@ SECTIONS = ["DEFAULT", "keystone_authtoken", "filter:authtoken", "composite:osap
 KEYS = ["auth_host", "auth_host_port", "auth_url", "my_ip", "bind_host", "/v2.0",
         "paste.filter_factory"]
 SEPARATORS = ["=", " = ", "= ", " =", ": ", ":", "\t=\t", " =  "]
-LINE_TEXT = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
-                    max_size=30)
+LINE_TEXT = encodable_text(exclude="\r\n", max_size=30)
 VALUES = LINE_TEXT.filter(lambda v: v == v.strip())
 
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hadeploy.quoting import q, sh
+from tests.unit.strategies import encodable_text
 
 # Any text a TOML string can hold except NUL (which no argv can carry).
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-               max_size=40)
+TEXT = encodable_text(exclude="\x00", max_size=40)
 
 
 def _argv_seen_by_the_program(command_line: str) -> list[str]:

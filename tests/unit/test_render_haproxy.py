@@ -25,6 +25,7 @@ from tests.unit.examples import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES,
 from tests.unit.golden_files import assert_golden
 from tests.unit.guide_blocks import heredoc, indented_block_after, read_guide
 from tests.unit.haproxy_sections import Section, by_name, parse_haproxy
+from tests.unit.strategies import encodable_text
 
 GUIDE1 = "load-balance-openstack-api.md"
 GUIDE2 = "haproxy-on-controllers.md"
@@ -489,8 +490,7 @@ def inventories(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
-PASSWORDS = st.text(st.characters(min_codepoint=32, blacklist_categories=("Cs",),
-                                  blacklist_characters="\x7f"), max_size=20)
+PASSWORDS = encodable_text(min_codepoint=32, exclude="\x7f", max_size=20)
 
 
 @needs_haproxy

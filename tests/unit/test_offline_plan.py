@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 import hadeploy.console as console_module
-from bench.run import offline_inventory_text
+from bench.offline_plan import offline_inventory_text
 from hadeploy.console import PlanLine, make_console, print_lines
 from hadeploy.inventory import load_inventory
 from hadeploy.render import render_haproxy_cfg, render_keepalived_conf

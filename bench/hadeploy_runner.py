@@ -1,0 +1,45 @@
+"""One `deploy-lb` run of hadeploy in the lab, as an operator starts it, with what its JSON
+events say about round trips and connections."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from bench.lab_setup import Setup
+from bench.paths import ROOT
+from bench.process import must, timed
+
+
+@dataclass(frozen=True)
+class HadeployRun:
+    """The figures of one run; the per-host ones are None when the run reported none."""
+
+    seconds: float
+    rss_mb: float
+    round_trips: float | None  # mean over the hosts
+    round_trips_max: int | None
+    connections_max: int | None
+    changed: int  # host-steps changed
+
+
+def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
+    """One `deploy-lb --yes --json`: wall time, memory, round trips and connections per host."""
+    env = setup.env if setup.src == ROOT else {**setup.env, "PYTHONPATH": str(setup.src)}
+    result = must(timed([sys.executable, "-m", "hadeploy", "deploy-lb", "--hosts",
+                         str(setup.inventory), "--yes", "--json"], env, setup.src),
+                  f"hadeploy {what}")
+    finished: list[dict[str, Any]] = [
+        json.loads(line) for line in result.stdout.splitlines()
+        if line.startswith("{") and '"run-finished"' in line]
+    trips: dict[str, int] = finished[-1].get("round_trips", {}) if finished else {}
+    connections: dict[str, int] = finished[-1].get("connections", {}) if finished else {}
+    return HadeployRun(
+        seconds=result.seconds, rss_mb=result.max_rss_kb / 1024,
+        round_trips=statistics.mean(trips.values()) if trips else None,
+        round_trips_max=max(trips.values()) if trips else None,
+        connections_max=max(connections.values()) if connections else None,
+        changed=result.stdout.count('"event": "host-changed"'))

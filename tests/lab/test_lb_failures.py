@@ -1,4 +1,4 @@
-"""deploy-lb under the faults of issue #7 that test_lb_faults.py does not cover: a host's link
+"""deploy-lb under failures (interruptions are in test_lb_interruptions.py): a host's link
 pulled mid-command, a host rebooted mid-run, hadeploy killed with SIGKILL mid-step, a full
 file system under an upload, a command failing on one host only, and a journal damaged by
 hand. After each, `--resume` must leave the hosts exactly as a clean run does (files with
@@ -10,7 +10,7 @@ A lab reboot kills every process and restarts the host on the same disk, but run
 while dpkg is half-way through the install is expected to fail (pytest.xfail, at the exact
 point) until the package step recovers an interrupted dpkg.
 
-Needs root. Run: python -m pytest tests/lab/test_faults.py -q
+Needs root. Run: python -m pytest tests/lab/test_lb_failures.py -q
 """
 
 from __future__ import annotations

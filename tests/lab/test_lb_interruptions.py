@@ -1,5 +1,6 @@
-"""deploy-lb under faults: a host's sshd dies mid-run, the operator presses Ctrl-C, a second
-run meets the lock. After each, the hosts must end exactly as after a clean run."""
+"""deploy-lb interrupted: a host's sshd dies mid-run, the operator presses Ctrl-C, a second
+run meets the lock. After each, the hosts must end exactly as after a clean run. (Hosts that
+fail under a run, and hadeploy itself killed, are in test_lb_failures.py.)"""
 
 from __future__ import annotations
 

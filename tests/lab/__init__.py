@@ -1,0 +1,1 @@
+"""End-to-end tests in the network-namespace lab: real sshd, apt, haproxy and keepalived (root)."""

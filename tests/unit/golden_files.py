@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+from tests.unit.examples import DATA
+
+GOLDEN = DATA / "golden"
 REGEN = os.environ.get("HADEPLOY_REGEN_GOLDEN") == "1"
 
 

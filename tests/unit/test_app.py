@@ -6,14 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from invoke.context import Context
+from invoke.exceptions import Exit
 
 from hadeploy import tasks
 from hadeploy.app import Deployment
-from hadeploy.errors import InventoryError, JournalError
+from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
@@ -230,3 +232,24 @@ def test_a_missing_known_hosts_file_exits_2_naming_the_key(hosts: Path, tmp_path
     assert "ssh.known_hosts" in result.stderr and str(tmp_path / "known_hosts") in result.stderr
     assert "accept-new" in result.stderr and "Traceback" not in result.stderr
     assert cli("render", "haproxy", "--hosts", str(hosts)).returncode == 0
+
+
+def test_guard_gives_every_task_the_same_exit_codes() -> None:
+    def raising(exc: BaseException) -> Callable[[], int]:
+        def action() -> int:
+            raise exc
+        return action
+
+    cases: list[tuple[Callable[[], int], int]] = [
+        (lambda: 2, 2),
+        (raising(InventoryError("hosts.toml", ["x"])), 2),
+        (raising(JournalError("locked")), 2),
+        (raising(StepFailed("lb.packages", {"lb1": HadeployError("lb1: boom")})), 1),
+        (raising(HadeployError("lost")), 1),
+        (raising(KeyboardInterrupt()), 130),
+    ]
+    for action, code in cases:
+        with pytest.raises(Exit) as stopped:
+            tasks.guard(action)
+        assert stopped.value.code == code
+    tasks.guard(lambda: 0)  # done: no exit raised

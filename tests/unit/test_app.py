@@ -253,3 +253,12 @@ def test_guard_gives_every_task_the_same_exit_codes() -> None:
             tasks.guard(action)
         assert stopped.value.code == code
     tasks.guard(lambda: 0)  # done: no exit raised
+
+
+@pytest.mark.parametrize("args", [("deploy-lb", "--no-such-flag"), ("no-such-task",),
+                                  ("rollback", "--phase")])
+def test_a_command_line_that_does_not_parse_exits_2(args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "\nusage: hadeploy " in result.stderr and "Traceback" not in result.stderr

@@ -129,3 +129,11 @@ def test_readme_render_commands_under_invoke_and_hadeploy(binary: str) -> None:
     assert wrong.returncode == 2
     assert "cannot render 'nothing'; choose one of haproxy, keepalived, check-script, sysctl" \
         in wrong.stderr
+
+
+def test_help_after_the_task_shows_the_usage() -> None:
+    """invoke would take `--help` for the file's name: it shows the usage instead."""
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Print a file hadeploy would write (secrets masked)")
+    assert "usage: render haproxy|keepalived|check-script|sysctl [--hosts FILE]" in result.stdout

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hadeploy.app import Deployment
-from hadeploy.console import print_plan
+from hadeploy.console import EventLog, print_plan
 from hadeploy.errors import StepFailed
 from hadeploy.live import progress_printer
 from hadeploy.verify_console import print_report
@@ -73,13 +73,17 @@ def _phase(console: Console, stage: str, phase: str, inventory: Path,
         return 0
     steps = len(deployment.plan(phase, offline=True)[0].steps)
     printer = progress_printer(console, steps, deployment.redactor, json_events=False)
-    deployment.listeners.append(printer)
+    # the events log an operator's run leaves beside the journal (tests look through it)
+    log = EventLog(deployment.store.dir / "events.log", deployment.redactor)
+    deployment.listeners += [printer, log]
     try:
         with printer:
             journal = deployment.deploy(phase)
     except StepFailed as exc:
         console.print(f"\n[bold red]FAILED[/bold red] {escape(str(exc))}")
         return 1
+    finally:
+        log.close()
     console.print(f"\nDone ({printer.summary()}). Journal: {journal.path}")
     return 0
 

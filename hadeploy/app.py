@@ -1,54 +1,45 @@
-"""Use cases: deploy a phase, plan it, roll it back, show status. Called by tasks.py.
+"""Use cases: plan a phase, deploy it, roll it back, verify the result, render a file.
 
-Order of a run, so that bad input never reaches a host: load and validate the inventory,
-read the secrets from the environment, take the lock, check the journal, and only then
-connect.
+The public API behind the tasks (hadeploy/tasks.py) and the lab's demo. Order of a run, so
+that bad input never reaches a host: load and validate the inventory, read the secrets from
+the environment, take the lock, check the journal, check the local files the inventory
+names (SSH key, known_hosts, ssh_config), and only then connect.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING
 
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
 from hadeploy.errors import HadeployError, InventoryError, JournalError
 from hadeploy.events import Event, Listener
-from hadeploy.inventory import Inventory, load_inventory
+from hadeploy.inventory import Inventory, check_local_files, load_inventory
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
 from hadeploy.platforms import Profile
 from hadeploy.redact import Redactor
+from hadeploy.render import (
+    render_haproxy_cfg,
+    render_haproxy_check_script,
+    render_keepalived_conf,
+    render_sysctl_conf,
+)
 from hadeploy.runbook import build_lb_runbook
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.steps import Runbook
 from hadeploy.transport.base import Result, Transport
 
+if TYPE_CHECKING:
+    from hadeploy.verify import Report
+
 PHASES = ("lb", "controllers")
 RESUMABLE = ("failed", "interrupted", "running")
-
-
-@dataclass
-class Options:
-    """What the operator asked for on the command line."""
-
-    hosts: str
-    dry_run: bool = False
-    offline: bool = False
-    resume: bool = False
-    yes: bool = False
-    json: bool = False
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-
-
-def default_hosts() -> str:
-    """$HADEPLOY_HOSTS or ./hosts.toml."""
-    return os.environ.get("HADEPLOY_HOSTS", "hosts.toml")
+RENDERABLE = ("haproxy", "keepalived", "check-script", "sysctl")
 
 
 def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
@@ -108,6 +99,28 @@ def build_runbook(inv: Inventory, phase: str, first_deploy: bool,
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
 
+def render_file(hosts: str, what: str, node: str | None = None) -> str:
+    """The text of file `what` (one of RENDERABLE) for the inventory at `hosts`, secrets
+    masked; keepalived.conf of every balancer, or of `node` only."""
+    inv = load_inventory(hosts)
+    if what == "haproxy":
+        return render_haproxy_cfg(inv)
+    if what == "check-script":
+        return render_haproxy_check_script()
+    if what == "sysctl":
+        return render_sysctl_conf()
+    if what != "keepalived":
+        raise ValueError(f"cannot render {what!r}; choose one of {', '.join(RENDERABLE)}")
+    if node is None:
+        return "".join(f"# ===== {n.name} =====\n{render_keepalived_conf(inv, n)}\n"
+                       for n in inv.balancers)
+    names = [n.name for n in inv.balancers]
+    if node not in names:
+        raise InventoryError(hosts, [f"--node {node!r}: not a load-balancer node; use one of "
+                                     f"{', '.join(names)}"])
+    return render_keepalived_conf(inv, inv.node(node))
+
+
 def make_transport(inv: Inventory) -> Transport:
     """The SSH transport for `inv` (imported here so plans offline never load paramiko)."""
     from hadeploy.transport.ssh import SshTransport
@@ -134,7 +147,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 class Deployment:
-    """One inventory and its state directory; runs phases with a listener for events."""
+    """One inventory and its state directory: plans, deploys, rolls back and verifies it,
+    telling its listeners every event of a run."""
 
     def __init__(self, hosts: str, listener: Listener | None = None,
                  transport_factory: Callable[[Inventory], Transport] = make_transport) -> None:
@@ -149,6 +163,13 @@ class Deployment:
         """Fan an event out to every listener."""
         for listener in self.listeners:
             listener(event)
+
+    def new_transport(self) -> Transport:
+        """A transport to the inventory's hosts, once the local files the inventory names
+        (SSH key, known_hosts, ssh_config) are known to be usable: the last check before
+        anything connects."""
+        check_local_files(self.inv)
+        return self.transport_factory(self.inv)
 
     def engine(self, transport: Transport, secrets: dict[str, str]) -> Engine:
         """An engine for this deployment."""
@@ -172,7 +193,7 @@ class Deployment:
                                     only)
             return runbook, engine.plan(runbook, offline=True)
         secrets = read_secrets(self.inv, required=True)
-        transport = self.transport_factory(self.inv)
+        transport = self.new_transport()
         try:
             engine = self.engine(transport, secrets)
             engine.gather_facts(hosts)
@@ -193,8 +214,10 @@ class Deployment:
             if latest.fingerprint != self.inv.fingerprint:
                 raise JournalError(
                     f"{self.inv.path} changed since run {latest.run_id} began, so its journal "
-                    "no longer describes what to do; nothing was run. Restore the inventory to "
-                    f"resume, or run `rollback --phase {phase}` then deploy again")
+                    "no longer describes what to do; nothing was run. Start a new run without "
+                    f"--resume (invoke deploy-{phase}): it probes every step and applies only "
+                    "what differs. Or restore the inventory to resume, or undo the phase with "
+                    f"invoke rollback --phase {phase}")
             return latest
         # A fresh run after a failed one is allowed: it re-checks every step, and the old
         # journal stays, because rollback undoes every run of the phase.
@@ -214,7 +237,7 @@ class Deployment:
         transports: list[Transport] = []
 
         def connect(secrets: dict[str, str]) -> Engine:
-            transports.append(self.transport_factory(self.inv))
+            transports.append(self.new_transport())
             return self.engine(transports[-1], secrets)
 
         try:
@@ -250,6 +273,23 @@ class Deployment:
                           self.inv.path, self.inv.fingerprint, now())
             connect(read_secrets(self.inv, required=False)).rollback(runs, log)
             return log
+
+    def verify(self) -> Report:
+        """The live health of the balancers and the VIP, read-only (secrets masked); it
+        changes nothing, on the hosts or in the journal."""
+        from hadeploy.verify import gather
+
+        secrets = read_secrets(self.inv, required=False)  # a sudo password, if one is named
+        self.redactor.add(*secrets.values())
+        transport = self.new_transport()
+        try:
+            report = gather(self.inv, transport)
+        finally:
+            transport.close()
+        for balancer in report.balancers:
+            balancer.error = self.redactor(balancer.error) if balancer.error else None
+        report.problems = [self.redactor(p) for p in report.problems]
+        return report
 
 
 class _NoTransport:

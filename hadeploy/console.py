@@ -1,8 +1,9 @@
 """What the operator sees: step lines, plans with diffs, failures with the way forward.
 
-Only this module, hadeploy.live (the live progress drawn on a terminal) and tasks.py deal
-with presentation. Output is plain text when stdout is not a terminal or NO_COLOR is set,
-so logs and CI stay readable: `ProgressPrinter` prints those plain lines.
+Only this module, hadeploy.live (the live progress drawn on a terminal),
+hadeploy.verify_console, hadeploy.status and tasks.py deal with presentation. Output is
+plain text when stdout is not a terminal or NO_COLOR is set, so logs and CI stay readable:
+`ProgressPrinter` prints those plain lines.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ProgressPrinter:
         self.total = total_steps
         self.index = 0
         self.counts = {"changed": 0, "ok": 0, "failed": 0}
+        self.rolled_back = 0  # host-steps a rollback undid
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -98,6 +100,8 @@ class ProgressPrinter:
             state = event.kind.removeprefix("host-")
             if state in self.counts:
                 self.counts[state] += 1
+            elif state == "rolled-back":
+                self.rolled_back += 1
             style = STATE_STYLE.get(state, "")
             extra = f" {d['duration']:.2f}s" if "duration" in d else ""
             c.print(f"      {escape(event.host or ''):<16} [{style}]{state}[/{style}]{extra}")

@@ -45,7 +45,10 @@ DETAIL_INDENT = "        "
 
 
 class Printer(Protocol):
-    """What tasks.py needs of a progress printer: a listener, a display span, a summary."""
+    """What tasks.py needs of a progress printer: a listener, a display span, a summary and
+    the count of host-steps a rollback undid."""
+
+    rolled_back: int
 
     def __call__(self, event: Event) -> None: ...
 
@@ -131,6 +134,7 @@ class LivePrinter:
         self.clock = clock
         self.index = 0
         self.counts = dict.fromkeys(COUNTED, 0)
+        self.rolled_back = 0  # host-steps a rollback undid
         self.step: _Step | None = None
         self._began = clock()
         self._run_started: float | None = None
@@ -231,6 +235,8 @@ class LivePrinter:
         host.state = state
         if state in self.counts:
             self.counts[state] += 1
+        elif state == "rolled-back":
+            self.rolled_back += 1
         if "duration" in data:
             host.duration = float(data["duration"])
         else:

@@ -1,14 +1,20 @@
-"""The operator's commands, as invoke tasks (`invoke deploy-lb`, `hadeploy deploy-lb`).
+"""The operator's commands, as one invoke collection behind `invoke`, `hadeploy` and
+`python -m hadeploy` (`invoke deploy-lb`, `hadeploy render haproxy`, ...).
 
 This is the edge: argument parsing, confirmation, printing, exit codes. `HadeployError` is
-caught here, once, and shown without a traceback.
+caught here, once (`guard`), and shown without a traceback. The exit codes of every task:
 
-Exit codes: 0 done, 1 a step failed (journal resumable), 2 refused before touching any host
-(bad input, lock held, confirmation missing), 130 stopped by the operator.
+    0    done (verify: healthy)
+    1    a step failed, the journal is resumable (verify: unhealthy)
+    2    refused before touching any host: bad arguments or inventory, a missing secret or
+         local file, the lock held, no confirmation
+    130  stopped by the operator (Ctrl-C, SIGTERM); the journal is resumable
 """
 
 from __future__ import annotations
 
+import json as json_lib
+import os
 import sys
 from collections.abc import Callable
 
@@ -18,19 +24,26 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.markup import escape
 
-from hadeploy.app import Deployment, default_hosts
+from hadeploy.app import RENDERABLE, Deployment, render_file
 from hadeploy.console import EventLog, make_console, print_plan
 from hadeploy.errors import HadeployError, Interrupted, InventoryError, JournalError, StepFailed
 from hadeploy.journal import RunStore, state_dir_for
 from hadeploy.live import progress_printer
-from hadeploy.render_cli import WHAT, render_text
 
 PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers"}
 HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
+RENDER_USAGE = (f"usage: render {'|'.join(RENDERABLE)} [--hosts FILE] [--node NODE]\n"
+                "  prints the file hadeploy would write (secrets masked); --node: keepalived.conf "
+                "of one balancer")
 
 
-def _guard(action: Callable[[], int]) -> None:
-    """Run `action`, turning hadeploy errors into a message and an exit code."""
+def default_hosts() -> str:
+    """The inventory used when --hosts is not given: $HADEPLOY_HOSTS or ./hosts.toml."""
+    return os.environ.get("HADEPLOY_HOSTS", "hosts.toml")
+
+
+def guard(action: Callable[[], int]) -> None:
+    """Run `action`, turning hadeploy errors into a message and an exit code (see above)."""
     try:
         code = action()
     except (InventoryError, JournalError) as exc:
@@ -39,6 +52,8 @@ def _guard(action: Callable[[], int]) -> None:
         raise Exit(f"error: {describe_failure(exc)}", code=1) from None
     except HadeployError as exc:
         raise Exit(f"error: {exc}", code=1) from None
+    except KeyboardInterrupt:  # at a prompt: nothing was running yet
+        raise Exit("\nStopped at your request.", code=130) from None
     if code:
         raise Exit(code=code)
 
@@ -123,7 +138,7 @@ def deploy_lb(c: Context, hosts: str | None = None, dry_run: bool = False,
               offline: bool = False, resume: bool = False, yes: bool = False,
               json: bool = False) -> None:
     """Install and configure haproxy + keepalived on the load balancers (guide step 1)."""
-    _guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
+    guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
 
 
 @task(iterable=["service"], help={
@@ -137,7 +152,7 @@ def deploy_controllers(c: Context, hosts: str | None = None, service: list[str] 
                        yes: bool = False, json: bool = False) -> None:
     """Scale the OpenStack APIs out to the new controllers behind the VIP (guide step 2)."""
     only = tuple(service or ())
-    _guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only))
+    guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only))
 
 
 @task(help={"hosts": HOSTS_HELP, "phase": "lb or controllers",
@@ -161,20 +176,37 @@ def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool 
         try:
             with printer:
                 journal = deployment.rollback(phase)
+        except Interrupted:
+            console.print(f"\nStopped at your request after the current command. To finish "
+                          f"undoing:\n    invoke rollback --phase {phase} --hosts {path}")
+            return 130
         finally:
             log.close()
-        console.print(f"\nRolled back ({printer.summary()}). Journal: {journal.path}")
+        undone = printer.rolled_back
+        console.print(f"\nRolled back {undone} host-step{'s' if undone != 1 else ''}. "
+                      f"Journal: {journal.path}")
         return 0
 
-    _guard(action)
+    guard(action)
 
 
-@task(help={"hosts": HOSTS_HELP, "what": f"one of {', '.join(WHAT)}",
-            "node": "keepalived: one node"})
-def render(c: Context, what: str = "haproxy", hosts: str | None = None,
-           node: str | None = None) -> None:
-    """Print a file hadeploy would write (secrets masked)."""
-    _guard(lambda: sys.stdout.write(render_text(hosts or default_hosts(), what, node)) and 0)
+@task(positional=["what"], help={
+    "hosts": HOSTS_HELP, "what": f"the file: {', '.join(RENDERABLE)}",
+    "node": "keepalived: one balancer only"})
+def render(c: Context, what: str, hosts: str | None = None, node: str | None = None) -> None:
+    """Print a file hadeploy would write (secrets masked): `render haproxy`."""
+    if what in ("-h", "--help"):  # invoke hands a positional argument's place `--help` too
+        print(f"{render.__doc__}\n\n{RENDER_USAGE}")
+        return
+    if what not in RENDERABLE:
+        raise Exit(f"error: cannot render {what!r}; choose one of {', '.join(RENDERABLE)}\n"
+                   f"{RENDER_USAGE}", code=2)
+
+    def action() -> int:
+        sys.stdout.write(render_file(hosts or default_hosts(), what, node))
+        return 0
+
+    guard(action)
 
 
 @task(help={"hosts": HOSTS_HELP})
@@ -188,7 +220,7 @@ def status(c: Context, hosts: str | None = None) -> None:
         print_status(make_console(), RunStore(state_dir_for(path)))
         return 0
 
-    _guard(action)
+    guard(action)
 
 
 @task(help={"hosts": HOSTS_HELP, "json": "print the report as one JSON object"})
@@ -196,11 +228,16 @@ def verify(c: Context, hosts: str | None = None, json: bool = False) -> None:
     """Live health report: VIP holder, keepalived/haproxy per node, backends, frontends."""
 
     def action() -> int:
-        from hadeploy.verify import run_verify
+        report = Deployment(hosts or default_hosts()).verify()
+        if json:
+            sys.stdout.write(json_lib.dumps(report.to_json(), sort_keys=True) + "\n")
+        else:
+            from hadeploy.verify_console import print_report
 
-        return run_verify(hosts or default_hosts(), make_console(), json)
+            print_report(make_console(), report)
+        return 0 if report.healthy else 1
 
-    _guard(action)
+    guard(action)
 
 
 def operator_collection() -> Collection:

@@ -1,4 +1,4 @@
-"""`invoke verify`: a live, read-only health report of the load balancers and the VIP.
+"""`invoke verify`: gather and judge a live, read-only health report of the balancers and VIP.
 
 From every balancer, in one SSH round trip each (in parallel):
   - whether it holds the VIP (`ip -o addr`);
@@ -20,7 +20,8 @@ http mode, the status line of `GET /`.
 Healthy means: exactly one balancer holds the VIP, every balancer is reachable and runs
 haproxy and keepalived, and every frontend accepts a connection. Backend servers that
 haproxy marks DOWN are shown but do not make the load balancers unhealthy.
-Nothing here changes anything, on the hosts or in the journal.
+Nothing here changes anything, on the hosts or in the journal. `Deployment.verify()` returns
+the `Report`; hadeploy.verify_console draws it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from hadeploy.errors import HadeployError
 from hadeploy.inventory.model import Inventory, Node
@@ -285,106 +282,3 @@ def judge(report: Report) -> list[str]:
             problems.append(f"frontend {f.name} ({report.vip}:{f.port}) does not accept "
                             f"connections: {f.note}")
     return problems
-
-
-# -- presentation ------------------------------------------------------------------------------
-
-
-def _state(value: str) -> str:
-    style = "green" if value == "running" else "red"
-    return f"[{style}]{escape(value)}[/{style}]"
-
-
-def print_report(console: Console, report: Report) -> None:
-    """The report as rich tables (plain text off a terminal)."""
-    holders = report.holders
-    holder = (f"[bold]{escape(holders[0])}[/bold]" if len(holders) == 1 else
-              "[red]nobody[/red]" if not holders else f"[red]{escape(', '.join(holders))}[/red]")
-    console.print(f"VIP {report.vip} is held by {holder}")
-
-    nodes = Table(title="Balancers", title_justify="left")
-    for column in ("node", "address", "keepalived", "haproxy", "VIP", "backends read"):
-        nodes.add_column(column)
-    for b in report.balancers:
-        if not b.reachable:
-            nodes.add_row(escape(b.name), b.address, "[red]?[/red]", "[red]?[/red]", "?",
-                          f"[red]unreachable: {escape(b.error or '')}[/red]")
-            continue
-        read = (f"via {b.stats_via}" if b.stats_via and not b.stats_note else
-                f"[yellow]not read: {escape(b.stats_note or '')}[/yellow]")
-        nodes.add_row(escape(b.name), b.address, _state(b.keepalived), _state(b.haproxy),
-                      "[bold green]holds it[/bold green]" if b.holds_vip else "backup", read)
-    console.print(nodes)
-
-    servers: dict[tuple[str, str], dict[str, ServerState]] = {}
-    for b in report.balancers:
-        for row in b.servers:
-            servers.setdefault((row.backend, row.server), {})[b.name] = row
-    if servers:
-        view = Table(title="haproxy's view of the backends (show stat)", title_justify="left")
-        view.add_column("backend")
-        view.add_column("server")
-        names = [b.name for b in report.balancers]
-        for name in names:
-            view.add_column(name)
-        for (backend, server), seen in servers.items():
-            cells = []
-            for name in names:
-                s = seen.get(name)
-                if s is None:
-                    cells.append("[dim]-[/dim]")
-                    continue
-                style = "green" if s.status.startswith("UP") or s.status == "OPEN" else \
-                    "yellow" if s.status.startswith(("NOLB", "MAINT", "DRAIN", "no check")) \
-                    else "red"
-                detail = f" [dim]{escape(s.check)}[/dim]" if s.check and style != "green" else ""
-                cells.append(f"[{style}]{escape(s.status)}[/{style}]{detail}")
-            view.add_row(escape(backend), escape(server), *cells)
-        console.print(view)
-
-    fronts = Table(title=f"Frontends through the VIP {report.vip} (from this workstation)",
-                   title_justify="left")
-    for column in ("frontend", "port", "mode", "TCP", "HTTP", "note"):
-        fronts.add_column(column)
-    for f in report.frontends:
-        tcp = (f"[green]ok {f.seconds * 1000:.0f} ms[/green]" if f.connected and f.seconds
-               is not None else "[red]refused[/red]" if not f.connected else "[green]ok[/green]")
-        http = str(f.http_status) if f.http_status is not None else "-"
-        fronts.add_row(escape(f.name), str(f.port), f.mode, tcp, http, escape(f.note))
-    console.print(fronts)
-
-    if report.healthy:
-        console.print("[bold green]healthy[/bold green]: one VIP holder, haproxy and "
-                      "keepalived running on every balancer, every frontend answers")
-    else:
-        console.print("[bold red]UNHEALTHY[/bold red]")
-        for problem in report.problems:
-            console.print(f"  - {escape(problem)}")
-
-
-def run_verify(hosts: str, console: Console, json_out: bool = False) -> int:
-    """Verify the deployment described by the inventory at `hosts`; 0 healthy, 1 not."""
-    import json
-    import sys
-
-    from hadeploy.app import make_transport, read_secrets
-    from hadeploy.inventory import load_inventory
-    from hadeploy.redact import Redactor
-
-    inv = load_inventory(hosts)
-    secrets = read_secrets(inv, required=False)  # a sudo password, if the inventory names one
-    redact = Redactor(inv.secret_values())
-    redact.add(*secrets.values())
-    transport = make_transport(inv)
-    try:
-        report = gather(inv, transport)
-    finally:
-        transport.close()
-    for balancer in report.balancers:
-        balancer.error = redact(balancer.error) if balancer.error else None
-    report.problems = [redact(p) for p in report.problems]
-    if json_out:
-        sys.stdout.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
-    else:
-        print_report(console, report)
-    return 0 if report.healthy else 1

@@ -3,8 +3,9 @@
 Everything happens on simulated hosts in 198.18.0.0/24 on this machine: three load
 balancers and three controllers, of which ctl1 is provisioned as a real packstack-style
 original (Keystone and Glance from Debian's packages, on PostgreSQL). The demo drives
-hadeploy exactly as an operator would (the same tasks, a written inventory) and looks at
-the hosts through the lab only to show what happened.
+hadeploy through its public API (`hadeploy.app.Deployment` and the console printers the
+tasks use) on a written inventory, and looks at the hosts through the lab only to show what
+happened.
 
 `demo_flow` runs on a lab that is already up (the lab tests call it with theirs);
 `run_demo` brings one up under the machine's lab lock and takes it down afterwards.
@@ -18,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
-from hadeploy.tasks import run_phase
-from hadeploy.verify import run_verify
+from hadeploy.app import Deployment
+from hadeploy.console import EventLog, print_plan
+from hadeploy.errors import StepFailed
+from hadeploy.live import progress_printer
+from hadeploy.verify_console import print_report
 from lab import Lab, lab_lock
 from lab.inventory import LAB_VIP, write_lab_inventory
 from lab.openstack import LAB_REPO_PACKAGES, OriginalController, provision_original
@@ -60,9 +65,32 @@ def wait_holder(lab: Lab, not_this: str | None = None,
 
 def _phase(console: Console, stage: str, phase: str, inventory: Path,
            dry_run: bool = False) -> int:
+    """`invoke deploy-PHASE --yes` (or `--dry-run`) through the API; returns its exit code."""
     console.rule(stage)
-    return run_phase(phase, str(inventory), dry_run=dry_run, offline=False, resume=False,
-                     yes=True, json_events=False)
+    deployment = Deployment(str(inventory))
+    if dry_run:
+        print_plan(console, deployment.plan(phase, offline=False)[1], offline=False)
+        return 0
+    steps = len(deployment.plan(phase, offline=True)[0].steps)
+    printer = progress_printer(console, steps, deployment.redactor, json_events=False)
+    # the events log an operator's run leaves beside the journal (tests look through it)
+    log = EventLog(deployment.store.dir / "events.log", deployment.redactor)
+    deployment.listeners += [printer, log]
+    try:
+        with printer:
+            journal = deployment.deploy(phase)
+    except StepFailed as exc:
+        console.print(f"\n[bold red]FAILED[/bold red] {escape(str(exc))}")
+        return 1
+    finally:
+        log.close()
+    console.print(f"\nDone ({printer.summary()}). Journal: {journal.path}")
+    return 0
+
+
+def _verify(console: Console, inventory: Path) -> None:
+    """`invoke verify` through the API."""
+    print_report(console, Deployment(str(inventory)).verify())
 
 
 def _token_through_vip(lab: Lab, original: OriginalController) -> str:
@@ -107,7 +135,7 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> DemoResult:
 
     console.rule(STAGES[5])
     holder, _ = wait_holder(lab)
-    run_verify(str(inventory), console)
+    _verify(console, inventory)
 
     console.rule(STAGES[6])
     url = _token_through_vip(lab, original)
@@ -120,7 +148,7 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> DemoResult:
     console.print(f"  VIP {LAB_VIP} moved from {holder} to [bold]{new}[/bold] in {took:.1f} s")
 
     console.rule(STAGES[8])
-    run_verify(str(inventory), console)
+    _verify(console, inventory)
     console.print(f"  (a second `invoke deploy-lb` would start haproxy on {holder} again)")
     return DemoResult(0, original, inventory)
 

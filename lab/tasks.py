@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from hadeploy.console import make_console
-from hadeploy.tasks import _guard
+from hadeploy.tasks import guard
 
 
 @task(help={"hosts": "number of hosts", "names": "comma-separated host names",
@@ -39,7 +39,7 @@ def demo(c: Context, keep: bool = False, state_dir: str = "/var/tmp/hadeploy-dem
     """The lab demo: both phases for real on simulated hosts, verify, VIP failover."""
     from lab.demo import run_demo
 
-    _guard(lambda: run_demo(make_console(), Path(state_dir), keep))
+    guard(lambda: run_demo(make_console(), Path(state_dir), keep))
 
 
 DEV_TASKS = (demo, lab_up, lab_down)

@@ -63,6 +63,16 @@ def test_missing_identity_file(lab: Lab, tmp_path: Path) -> None:
     inventory = inventory_variant(lab, tmp_path, identity=tmp_path / "no_such_key")
     run = hadeploy("deploy-lb", "--hosts", str(inventory), "--dry-run", timeout=120)
     _assert_clean(run, "no_such_key", "ssh.identity")
+    assert run.returncode == 2  # refused while validating, before any connection
+
+
+def test_missing_known_hosts_file(lab: Lab, tmp_path: Path) -> None:
+    missing = tmp_path / "no_known_hosts"
+    inventory = inventory_variant(lab, tmp_path, known_hosts=missing)
+    for args in (("deploy-lb", "--yes"), ("deploy-lb", "--dry-run"), ("verify",)):
+        run = hadeploy(*args, "--hosts", str(inventory), timeout=120)
+        _assert_clean(run, str(missing), "ssh.known_hosts", "accept-new", "nothing was run")
+        assert run.returncode == 2, args
 
 
 def test_host_not_in_known_hosts(lab: Lab, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
     before = {h: _present(lab, h) for h in NEW}
     state = tmp_path_factory.mktemp("controllers")
     shown = io.StringIO()
-    with contextlib.redirect_stdout(shown):  # the tasks print to stdout, the demo too
+    with contextlib.redirect_stdout(shown):  # anything printed to stdout joins the demo text
         result = demo_flow(Console(file=shown, width=140, no_color=True), lab, state)
     DEMO_TEXT.append(shown.getvalue())
     assert result.code == 0, shown.getvalue()[-5000:]

@@ -6,14 +6,20 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from invoke.context import Context
+from invoke.exceptions import Exit
 
+from hadeploy import tasks
 from hadeploy.app import Deployment
-from hadeploy.errors import InventoryError, JournalError
+from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
+from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.redact import Redactor
 from hadeploy.transport.base import Transport
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,3 +153,112 @@ def test_task_list_documents_every_task_and_flag() -> None:
     help_text = cli("deploy-controllers", "--help").stdout
     for flag in ("--dry-run", "--offline", "--resume", "--yes", "--json", "--service"):
         assert flag in help_text
+
+
+class UndoSixHostSteps:
+    """Stands in for `Deployment` in the rollback task: its rollback undoes two steps on
+    three hosts, with the engine's events."""
+
+    def __init__(self, hosts: str) -> None:
+        self.listeners: list[Listener] = []
+        self.redactor = Redactor()
+        self.store = RunStore(state_dir_for(hosts))
+        self.hosts = hosts
+
+    def rollback(self, phase: str) -> Journal:
+        for step in ("lb.services", "lb.sysctl"):
+            for listener in self.listeners:
+                listener(Event("step-started", "rb", f"run-1/{step}", None,
+                               {"title": f"undo {step}", "hosts": ["lb1", "lb2", "lb3"]}))
+                for host in ("lb1", "lb2", "lb3"):
+                    listener(Event("host-rolled-back", "rb", f"run-1/{step}", host))
+        run_id = self.store.new_run_id(phase, "rollback")
+        return Journal(self.store.journal_path(run_id), run_id, phase, "rollback", self.hosts,
+                       "fp", now())
+
+
+def test_rollback_says_how_many_host_steps_it_undid(hosts: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(tasks, "Deployment", UndoSixHostSteps)
+    tasks.rollback(Context(), phase="lb", hosts=str(hosts), yes=True)
+    out = capsys.readouterr().out
+    assert "\nRolled back 6 host-steps. Journal: " in out, out
+    assert "0 changed" not in out
+
+
+def test_resume_refusal_offers_a_new_run(hosts: Path) -> None:
+    failed_run(hosts, "fingerprint-of-an-older-inventory")
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    with pytest.raises(JournalError) as refused:
+        deployment.deploy("lb", resume=True)
+    message = str(refused.value)
+    assert "Start a new run without --resume (invoke deploy-lb)" in message
+    assert "applies only what differs" in message
+    assert "restore the inventory to resume" in message
+    assert "invoke rollback --phase lb" in message
+
+
+def ssh_variant(hosts: Path, **keys: str) -> Path:
+    """hosts.example.toml with [ssh] keys added or replaced."""
+    lines = [line for line in hosts.read_text().splitlines()
+             if line.split(" = ")[0] not in keys]
+    at = lines.index("[ssh]") + 1
+    lines[at:at] = [f'{key} = "{value}"' for key, value in keys.items()]
+    hosts.write_text("\n".join(lines) + "\n")
+    return hosts
+
+
+def test_missing_local_files_are_refused_before_connecting(hosts: Path, tmp_path: Path) -> None:
+    ssh_variant(hosts, identity=str(tmp_path / "no_key"), known_hosts=str(tmp_path / "kh"),
+                config=str(tmp_path / "ssh_config"))
+    deployment = Deployment(str(hosts), transport_factory=no_connection)
+    with pytest.raises(InventoryError) as refused:
+        deployment.plan("lb", offline=False)
+    assert [p.split(":")[0] for p in refused.value.problems] == [
+        "ssh.identity", "ssh.known_hosts", "ssh.config"]
+    failed_run(hosts, deployment.inv.fingerprint)
+    for attempt in (lambda: deployment.deploy("lb"), lambda: deployment.deploy("lb", True),
+                    lambda: deployment.rollback("lb"), deployment.verify):
+        with pytest.raises(InventoryError, match=r"ssh\.identity: the private key"):
+            attempt()
+    # the offline plan and render need none of them
+    deployment.plan("lb", offline=True)
+
+
+def test_a_missing_known_hosts_file_exits_2_naming_the_key(hosts: Path, tmp_path: Path) -> None:
+    ssh_variant(hosts, known_hosts=str(tmp_path / "known_hosts"))
+    result = cli("deploy-lb", "--hosts", str(hosts), "--yes")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "ssh.known_hosts" in result.stderr and str(tmp_path / "known_hosts") in result.stderr
+    assert "accept-new" in result.stderr and "Traceback" not in result.stderr
+    assert cli("render", "haproxy", "--hosts", str(hosts)).returncode == 0
+
+
+def test_guard_gives_every_task_the_same_exit_codes() -> None:
+    def raising(exc: BaseException) -> Callable[[], int]:
+        def action() -> int:
+            raise exc
+        return action
+
+    cases: list[tuple[Callable[[], int], int]] = [
+        (lambda: 2, 2),
+        (raising(InventoryError("hosts.toml", ["x"])), 2),
+        (raising(JournalError("locked")), 2),
+        (raising(StepFailed("lb.packages", {"lb1": HadeployError("lb1: boom")})), 1),
+        (raising(HadeployError("lost")), 1),
+        (raising(KeyboardInterrupt()), 130),
+    ]
+    for action, code in cases:
+        with pytest.raises(Exit) as stopped:
+            tasks.guard(action)
+        assert stopped.value.code == code
+    tasks.guard(lambda: 0)  # done: no exit raised
+
+
+@pytest.mark.parametrize("args", [("deploy-lb", "--no-such-flag"), ("no-such-task",),
+                                  ("rollback", "--phase")])
+def test_a_command_line_that_does_not_parse_exits_2(args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "\nusage: hadeploy " in result.stderr and "Traceback" not in result.stderr

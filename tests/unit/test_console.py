@@ -359,3 +359,29 @@ def test_engine_failure_reaches_the_screen_with_command_and_exit_code(tmp_path: 
     assert final[2].strip() == f"$ echo no space left for {MASK} >&2; exit 28"
     assert final[3].strip() == "exited 28; last lines of its stderr:"
     assert final[4].strip() == f"│ no space left for {MASK}"
+
+
+# -- a rollback's closing line ----------------------------------------------------------------
+
+
+def rollback_events(printer: Any, steps: tuple[str, ...] = ("lb.services", "lb.sysctl"),
+                    ) -> None:
+    """What the engine emits while undoing `steps` on every host of HOSTS."""
+    printer(Event("run-started", "rb-1", None, None, {"phase": "lb", "kind": "rollback"}))
+    for step in steps:
+        printer(Event("step-started", "rb-1", f"run-1/{step}", None,
+                      {"title": f"undo {step}", "hosts": list(HOSTS)}))
+        for host in HOSTS:
+            printer(Event("host-rolled-back", "rb-1", f"run-1/{step}", host))
+    printer(Event("run-finished", "rb-1", None, None, {"status": "done"}))
+
+
+def test_both_printers_count_the_host_steps_a_rollback_undid() -> None:
+    plain = ProgressPrinter(make_console(io.StringIO()), 0)
+    rollback_events(plain)
+    assert plain.rolled_back == 6
+    assert plain.summary() == "0 changed, 0 ok, 0 failed"  # a deploy's words are unchanged
+    run = Run(total=0)
+    rollback_events(run.printer)
+    assert run.printer.rolled_back == 6
+    assert run.printer.summary() == "0 changed, 0 ok, 0 failed"

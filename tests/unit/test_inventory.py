@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from hadeploy.errors import InventoryError
-from hadeploy.inventory import Inventory, load_inventory
+from hadeploy.inventory import Inventory, check_local_files, load_inventory
+from hadeploy.inventory.local import local_file_problems
 from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE, edit
 
 BAD = DATA / "bad"
@@ -144,6 +145,74 @@ def test_validation_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -
             load_inventory(BAD / name)
     load_inventory(HOSTS_EXAMPLE)
     load_inventory(COLOCATED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local files the inventory names: checked before connecting, not at load
+# ---------------------------------------------------------------------------------------------
+
+def with_ssh(variant: Callable[..., Inventory], policy: str = "strict",
+             **files: Path) -> Inventory:
+    keys = "".join(f'{key} = "{path}"\n' for key, path in files.items())
+    return variant(HOSTS_EXAMPLE, ('known_hosts = "~/.ssh/known_hosts"\n', keys),
+                   ('host_key_policy = "strict"', f'host_key_policy = "{policy}"'))
+
+
+def test_local_files_that_exist_are_fine(variant: Callable[..., Inventory],
+                                         tmp_path: Path) -> None:
+    for name in ("key", "known_hosts", "ssh_config"):
+        (tmp_path / name).write_text("x\n")
+    inv = with_ssh(variant, identity=tmp_path / "key", known_hosts=tmp_path / "known_hosts",
+                   config=tmp_path / "ssh_config")
+    assert local_file_problems(inv) == []
+    check_local_files(inv)
+
+
+def test_missing_local_files_name_the_file_the_key_and_the_fix(
+        variant: Callable[..., Inventory], tmp_path: Path) -> None:
+    key, known, config = tmp_path / "key", tmp_path / "known_hosts", tmp_path / "ssh_config"
+    inv = with_ssh(variant, identity=key, known_hosts=known, config=config)  # loads fine
+    assert local_file_problems(inv) == [
+        f"ssh.identity: the private key {key} does not exist; point ssh.identity at the key "
+        "whose public half is in the user's ~/.ssh/authorized_keys on the hosts",
+        f"ssh.known_hosts: {known} does not exist, so no host key can be trusted; add the "
+        f"hosts' keys to it after checking their fingerprints (ssh-keyscan HOST >> {known}), "
+        'or set ssh.host_key_policy = "accept-new" to record keys on first use',
+        f"ssh.config: the ssh_config file {config} does not exist; fix the path or remove "
+        "ssh.config",
+    ]
+    with pytest.raises(InventoryError) as caught:
+        check_local_files(inv)
+    assert caught.value.path == inv.path
+    assert str(caught.value).startswith(f"{inv.path}: 3 problems found, nothing was run\n")
+
+
+def test_accept_new_creates_a_missing_known_hosts(variant: Callable[..., Inventory],
+                                                  tmp_path: Path) -> None:
+    inv = with_ssh(variant, "accept-new", known_hosts=tmp_path / "new" / "known_hosts")
+    assert local_file_problems(inv) == []
+
+
+def test_unreadable_local_files(variant: Callable[..., Inventory], tmp_path: Path) -> None:
+    folder = tmp_path / "a-directory"
+    folder.mkdir()
+    inv = with_ssh(variant, "accept-new", identity=folder, known_hosts=folder)
+    assert local_file_problems(inv) == [
+        f"ssh.identity: the private key {folder} cannot be read (Is a directory); point "
+        "ssh.identity at the key whose public half is in the user's ~/.ssh/authorized_keys "
+        "on the hosts",
+        f"ssh.known_hosts: {folder} cannot be read (Is a directory), so no host key can be "
+        "trusted; fix its permissions or point ssh.known_hosts at a readable file",
+    ]
+
+
+def test_home_relative_paths_are_expanded(variant: Callable[..., Inventory], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inv = with_ssh(variant, identity=Path("~/id_ed25519"))
+    problems = local_file_problems(inv)
+    assert problems[0].startswith(f"ssh.identity: the private key {tmp_path}/id_ed25519 does ")
+    assert problems[1].startswith(f"ssh.known_hosts: {tmp_path}/.ssh/known_hosts does not ")
 
 
 # ---------------------------------------------------------------------------------------------

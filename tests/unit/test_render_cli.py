@@ -108,3 +108,32 @@ def test_bad_arguments_are_usage_errors(args: tuple[str, ...]) -> None:
     result = run(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("binary", ["invoke", "hadeploy"])
+def test_readme_render_commands_under_invoke_and_hadeploy(binary: str) -> None:
+    """`invoke render haproxy` and `hadeploy render keepalived --node NODE`, as documented."""
+    program = str(Path(sys.executable).parent / binary)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HADEPLOY_")}
+    environ["HADEPLOY_HOSTS"] = str(HOSTS_EXAMPLE)
+    inv = load_inventory(HOSTS_EXAMPLE)
+    for args, expected in ((["haproxy"], render_haproxy_cfg(inv)),
+                           (["keepalived", "--node", "mesa-lb-02"],
+                            render_keepalived_conf(inv, inv.node("mesa-lb-02")))):
+        result = subprocess.run([program, "render", *args], cwd=ROOT, env=environ,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected
+    wrong = subprocess.run([program, "render", "nothing"], cwd=ROOT, env=environ,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert wrong.returncode == 2
+    assert "cannot render 'nothing'; choose one of haproxy, keepalived, check-script, sysctl" \
+        in wrong.stderr
+
+
+def test_help_after_the_task_shows_the_usage() -> None:
+    """invoke would take `--help` for the file's name: it shows the usage instead."""
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Print a file hadeploy would write (secrets masked)")
+    assert "usage: render haproxy|keepalived|check-script|sysctl [--hosts FILE]" in result.stdout

@@ -130,8 +130,7 @@ def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
 class SshTransport:
     """Runs scripts on inventory nodes over reused SSH connections."""
 
-    #: A round trip costs far more than a few more read-only probes in it: the engine may
-    #: probe later steps along with the current one (hadeploy.engine.Engine._probe_step).
+    #: A round trip costs far more than a few more read-only probes in it (see `Transport`).
     probe_ahead = True
 
     def __init__(self, settings: SshSettings, nodes: list[Node]) -> None:
@@ -359,7 +358,7 @@ class SshTransport:
         """Raw stdout of `script` on `host` (binary safe, for tree copies)."""
         status, out, stderr = self._call(host, script, None, timeout)
         if status != 0:
-            raise CommandFailed(host, script, status, stderr)
+            raise CommandFailed(Result(host, script, status, "", stderr))
         return out
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from hadeploy.engine import Engine, Interrupted, PlanItem, batch_probe, split_probe
-from hadeploy.errors import CommandFailed, HadeployError, JournalError, StepFailed
+from hadeploy.engine import Engine, PlanItem
+from hadeploy.engine.probing import batch_probe, split_probe
+from hadeploy.errors import CommandFailed, HadeployError, Interrupted, JournalError, StepFailed
 from hadeploy.events import Event
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now

@@ -14,7 +14,7 @@ each with one job:
     commands.py    CommandRunner: one command (stop request, stdin from another host, event)
     executor.py    StepExecutor: a step on its hosts (serial order too) -> HostOutcome each
     planner.py     Planner, PlanItem: what a run would do, from read-only probes
-    rollback.py    Rollback: undo from journal records alone, with deferred commands
+    rollback.py    Undoer: undo from journal records alone, with deferred commands
     failures.py    the host-failed event's fields; outcomes -> the error they end in
 
 Journal writes from parallel hosts are group-committed by `hadeploy.journal.JournalWriter`;

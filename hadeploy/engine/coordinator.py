@@ -14,7 +14,7 @@ from hadeploy.engine.group import on_hosts
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.engine.planner import PlanItem, Planner
 from hadeploy.engine.probing import Prober
-from hadeploy.engine.rollback import Rollback
+from hadeploy.engine.rollback import Undoer
 from hadeploy.errors import HadeployError, Interrupted, StepFailed
 from hadeploy.events import Emitter, Listener
 from hadeploy.inventory.model import Node
@@ -57,9 +57,9 @@ class Engine:
         self.lookahead = LookAhead(transport.probe_ahead, self.hosts.context)
         self.prober = Prober(transport, self.hosts.nodes, self.lookahead)
         runner = CommandRunner(transport, self.lookahead, self.emit, self.stop)
-        self.rollbacks = Rollback(runner, self.writer, self.emit, self.hosts, self.redact,
-                                  max_parallel)
-        self.executor = StepExecutor(self.prober, runner, self.rollbacks, self.writer,
+        self.undoer = Undoer(runner, self.writer, self.emit, self.hosts, self.redact,
+                             max_parallel)
+        self.executor = StepExecutor(self.prober, runner, self.undoer, self.writer,
                                      self.emit, self.hosts, self.stop, max_parallel)
         self.planner = Planner(self.prober, self.hosts, self.redact, max_parallel)
 
@@ -158,7 +158,7 @@ class Engine:
         rollback_journal.status = "running"
         self.writer.save(rollback_journal)
         with self._closing(rollback_journal):
-            self.rollbacks.rollback(journals, rollback_journal)
+            self.undoer.rollback(journals, rollback_journal)
 
     @contextmanager
     def _closing(self, journal: Journal, stats: bool = False) -> Iterator[None]:

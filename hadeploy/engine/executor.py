@@ -18,7 +18,7 @@ from hadeploy.engine.contexts import HostContexts
 from hadeploy.engine.failures import failure_fields
 from hadeploy.engine.group import on_hosts
 from hadeploy.engine.probing import OP_ERRORS, Prober, op_errors, read_all
-from hadeploy.engine.rollback import Rollback
+from hadeploy.engine.rollback import Undoer
 from hadeploy.errors import HadeployError, Interrupted, TransportError
 from hadeploy.events import Emitter
 from hadeploy.journal import HostEntry, Journal, JournalWriter, live_changes, now
@@ -30,12 +30,12 @@ from hadeploy.steps import Step
 class StepExecutor:
     """Runs steps host by host (in parallel unless the step is serial)."""
 
-    def __init__(self, prober: Prober, runner: CommandRunner, rollback: Rollback,
+    def __init__(self, prober: Prober, runner: CommandRunner, undoer: Undoer,
                  writer: JournalWriter, emit: Emitter, contexts: HostContexts,
                  stop: threading.Event, limit: int) -> None:
         self.prober = prober
         self.runner = runner
-        self.rollback = rollback
+        self.undoer = undoer
         self.writer = writer
         self.emit = emit
         self.contexts = contexts
@@ -80,7 +80,7 @@ class StepExecutor:
         last_probe = step.last_probe
 
         def is_last(host: str) -> bool:
-            return self.prober.transport.run(host, last_probe).stdout.strip() == "last"
+            return self.prober.stdout(host, last_probe).strip() == "last"
 
         last = on_hosts(hosts, is_last, self.limit)
         return [h for h in hosts if not last[h]] + [h for h in hosts if last[h]], any(
@@ -192,8 +192,8 @@ class StepExecutor:
         entry.error = str(exc)
         if live_changes(entry) and not isinstance(exc, TransportError):
             try:
-                self.rollback.undo_changes(host, ctx, entry.changes, step.id, journal,
-                                           interruptible=False)
+                self.undoer.undo_changes(host, ctx, entry.changes, step.id, journal,
+                                         interruptible=False)
             except HadeployError as undo_exc:
                 entry.error += (f"\nrolling back this step's changes failed too: {undo_exc}; "
                                 "they stay in the journal for `rollback`")

@@ -101,6 +101,10 @@ class Prober:
         return [self.with_sources(host, op, ctx, probe)
                 for op, probe in zip(ops, seen[:len(ops)], strict=True)]
 
+    def stdout(self, host: str, script: str) -> str:
+        """The stdout of one read-only probe on `host` (its exit code does not matter)."""
+        return self.transport.run(host, script).stdout
+
     def with_sources(self, host: str, op: AnyOp, ctx: HostContext, probe: Probe) -> Probe:
         """`probe` plus the output of the operation's read-only probes on other hosts."""
         reads = op.source_probes(ctx)

@@ -25,8 +25,8 @@ from hadeploy.outcome import HostOutcome
 Deferred = dict[str, list[Command]]  # host -> commands to run after every other undo
 
 
-class Rollback:
-    """Undoes changes on hosts and records the undo in a rollback journal."""
+class Undoer:
+    """Undoes the changes of a failed host step, or of whole runs into a rollback journal."""
 
     def __init__(self, runner: CommandRunner, writer: JournalWriter, emit: Emitter,
                  contexts: HostContexts, redact: Callable[[str], str], limit: int) -> None:

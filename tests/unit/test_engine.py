@@ -886,13 +886,13 @@ class KnownLocally(Operation):
         assert probe == Probe("")
         return self.answer
 
-    def done(self, ctx: HostContext, seen: bool) -> bool:  # type: ignore[override]
-        return seen
+    def done(self, ctx: HostContext, seen: Any) -> bool:
+        return bool(seen)
 
-    def verify(self, ctx: HostContext, seen: bool) -> bool:  # type: ignore[override]
+    def verify(self, ctx: HostContext, seen: Any) -> bool:
         return True
 
-    def apply(self, ctx: HostContext, seen: bool) -> list[Command]:  # type: ignore[override]
+    def apply(self, ctx: HostContext, seen: Any) -> list[Command]:
         return [Command(f"echo yes > {self.touches}")]
 
 
@@ -929,11 +929,11 @@ class CountsLines(Operation):
             raise ValueError(f"{self.path} is missing")
         return len(probe.stdout.splitlines())
 
-    def done(self, ctx: HostContext, seen: int) -> bool:  # type: ignore[override]
+    def done(self, ctx: HostContext, seen: Any) -> bool:
         assert isinstance(seen, int)
         return seen == self.lines
 
-    def apply(self, ctx: HostContext, seen: int) -> list[Command]:  # type: ignore[override]
+    def apply(self, ctx: HostContext, seen: Any) -> list[Command]:
         assert isinstance(seen, int)
         return [Command(f"echo more >> {self.path}")]
 

@@ -24,12 +24,9 @@ Every message says what happened, where (file/key or host/step/command) and how 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hadeploy.outcome import HostOutcome
-
-if TYPE_CHECKING:  # the transport's Result builds CommandFailed: imported for types only
-    from hadeploy.transport.base import Result
 
 # Lines of a failed command's stderr its message quotes.
 MESSAGE_STDERR_LINES = 8
@@ -83,11 +80,27 @@ class HostKeyError(TransportError):
     """The host's SSH key is unknown or has changed, and the policy refuses it."""
 
 
+class CommandResult(Protocol):
+    """What `CommandFailed` keeps of a command: `hadeploy.transport.base.Result`, whose
+    `check` raises it (described here, not imported, so the two modules import one way)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def command(self) -> str: ...
+    @property
+    def exited(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
 class CommandFailed(HadeployError):
     """A remote command exited non-zero; `result` is its `Result`, `command` the command as
     shown to the operator (plans and logs show a summary, never stdin)."""
 
-    def __init__(self, result: Result, shown: str | None = None) -> None:
+    def __init__(self, result: CommandResult, shown: str | None = None) -> None:
         self.result = result
         self.command = shown or result.command
         tail = result.stderr.strip().splitlines()[-MESSAGE_STDERR_LINES:]

@@ -1,7 +1,7 @@
 """Events the engine emits; the console draws them and the JSON log stores them.
 
 Kinds: run-started, facts, step-started, step-skipped, host-started, host-ok, host-changed,
-host-failed, host-rolled-back, command, plan, step-finished, run-finished, run-failed.
+host-failed, host-rolled-back, command, step-finished, run-finished, run-failed.
 
 Data worth knowing: step-started has `title` and `hosts`; host-ok/changed have `duration`;
 host-failed has `error` and, when a command failed, `command`, `exited` and `stderr` (its

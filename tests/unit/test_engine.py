@@ -676,6 +676,17 @@ def test_rollback_runs_deferred_undo_commands_after_every_other_undo(world: Worl
         assert world.applied(host) == [f"echo was-{host} > /s1/x", "echo restarted >> /svc"]
 
 
+def test_rollback_emits_host_rolled_back_once_per_host_and_step(world: World) -> None:
+    world.hosts["c"].files["/s2/y"] = "2\n"  # nothing to undo for s2 on c
+    world.engine().run(TWO_STEPS, world.journal())
+    world.restart()
+    world.engine().rollback([world.on_disk()], world.journal("rb", kind="rollback"))
+    undone = sorted((e.step or "", e.host or "") for e in world.events
+                    if e.kind == "host-rolled-back")
+    assert undone == sorted([(f"{RUN_ID}/s1", h) for h in HOSTS]
+                            + [(f"{RUN_ID}/s2", h) for h in ("a", "b")])
+
+
 def test_rollback_twice_is_a_no_op_the_second_time(world: World) -> None:
     world.engine().run(TWO_STEPS, world.journal())
     world.restart()

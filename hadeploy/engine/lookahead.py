@@ -14,13 +14,13 @@ import threading
 from collections.abc import Callable, Sequence
 
 from hadeploy.journal import DONE_STATES, Journal
-from hadeploy.ops.base import AnyOp, HostContext, Probe
+from hadeploy.ops.base import HostContext, Probe
 from hadeploy.steps import Step
 
 # Probe text taken along per round trip: far below the kernel's limit for one argument.
 AHEAD_BYTES = 32_000
 
-AheadProbe = tuple[str, AnyOp, HostContext]  # step id, operation, its context
+AheadProbe = tuple[str, str | None]  # step id, probe script (None: known locally)
 ContextFor = Callable[[str, str, Journal], HostContext]
 
 
@@ -74,17 +74,18 @@ class LookAhead:
             ops = later.ops[host]
             if any(op.source_probes(ctx) or op.probe_waits() for op in ops):
                 continue
-            size += sum(len(op.probe(ctx) or "") for op in ops)
+            scripts = [op.probe(ctx) for op in ops]
+            size += sum(len(script or "") for script in scripts)
             if size > AHEAD_BYTES:
                 break
-            items += [(later.id, op, ctx) for op in ops]
+            items += [(later.id, script) for script in scripts]
         return items
 
     def store(self, host: str, generation: int, items: Sequence[AheadProbe],
               probes: Sequence[Probe]) -> None:
         """Keep `probes` (one per item) of `host`, taken at `generation`."""
         later: dict[str, list[Probe]] = {}
-        for (step_id, _, _), probe in zip(items, probes, strict=True):
+        for (step_id, _), probe in zip(items, probes, strict=True):
             later.setdefault(step_id, []).append(probe)
         with self._lock:
             self._later[host] = (generation, later)

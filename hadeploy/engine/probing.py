@@ -91,13 +91,14 @@ class Prober:
         if cached is not None:
             return cached
         ops = step.ops[host]
-        ahead = self.lookahead.items(step, host, journal)
-        if not ahead:
-            return self.probe(host, ops, ctx)
+        scripts = [op.probe(ctx) for op in ops]
+        # A step known locally makes no round trip, not even one to take later probes along.
+        local = all(script is None for script in scripts)
+        ahead = [] if local else self.lookahead.items(step, host, journal)
         generation = self.lookahead.generation
-        seen = self.run_batch(host, [op.probe(ctx) for op in ops]
-                              + [op.probe(c) for _, op, c in ahead])
-        self.lookahead.store(host, generation, ahead, seen[len(ops):])
+        seen = self.run_batch(host, scripts + [script for _, script in ahead])
+        if ahead:
+            self.lookahead.store(host, generation, ahead, seen[len(ops):])
         return [self.with_sources(host, op, ctx, probe)
                 for op, probe in zip(ops, seen[:len(ops)], strict=True)]
 

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
@@ -295,12 +295,17 @@ class Deployment:
 class _NoTransport:
     """Offline plans must not connect: any use is a bug."""
 
+    probe_ahead = False
+
     def run(self, host: str, script: str, stdin: bytes | None = None,
             timeout: float | None = None) -> Result:
         raise AssertionError("offline plan tried to connect")
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         raise AssertionError("offline plan tried to connect")
+
+    def stats(self) -> Mapping[str, Any]:
+        return {}
 
     def close(self) -> None:
         return None

@@ -4,7 +4,8 @@ Written atomically (temp file, fsync, rename, fsync of the directory) after ever
 transition of a (step, host) pair, so whatever kills hadeploy — Ctrl-C, SIGKILL, a power
 cut on the workstation — the file on disk is a complete, earlier state. It stores states,
 what each operation changed (backup paths, packages installed, previous values) and never
-file contents or secrets.
+file contents or secrets: the engine saves through a `JournalWriter`, which masks every
+known secret in the text it writes.
 
     states:  pending -> running -> changed | ok | failed ; changed -> rolled-back
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,10 +95,6 @@ class HostEntry:
     changes: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
-    def change(self, op_id: str) -> dict[str, Any] | None:
-        """The recorded change of operation `op_id`, if any."""
-        return next((c for c in self.changes if c["op"] == op_id), None)
-
 
 @dataclass
 class StepEntry:
@@ -170,10 +169,10 @@ class Journal:
             ],
         }
 
-    def save(self) -> None:
-        """Write the journal atomically (mode 0600)."""
-        data = json.dumps(self.to_json(), indent=1, sort_keys=True).encode()
-        write_atomic(self.path, data + b"\n")
+    def save(self, redact: Callable[[str], str] | None = None) -> None:
+        """Write the journal atomically (mode 0600), through `redact` when given."""
+        text = json.dumps(self.to_json(), indent=1, sort_keys=True)
+        write_atomic(self.path, ((redact or str)(text) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path) -> Journal:
@@ -212,6 +211,51 @@ class Journal:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise JournalError(f"journal {path} is damaged ({exc!r}); {advice}") from exc
         return journal
+
+
+class JournalWriter:
+    """Saves journals for the engine's parallel hosts, with secrets masked in the file.
+
+    Group commit: while one thread writes a journal, the others that changed it wait and
+    are covered by the next write, which serialises their changes too. Twelve hosts
+    finishing a step at once cost a few writes (each with two fsyncs), not twelve.
+    """
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self.redact = redact
+        self._write = threading.Lock()
+        self._turn = threading.Condition()
+        self._tickets: dict[int, tuple[int, int, bool]] = {}  # per journal: asked, written, busy
+
+    def save(self, journal: Journal | None) -> None:
+        """Write `journal` (None: nothing); on return the file holds every change made
+        before the call."""
+        if journal is None:
+            return
+        key = id(journal)
+        with self._turn:
+            asked, written, busy = self._tickets.get(key, (0, 0, False))
+            ticket = asked + 1
+            self._tickets[key] = (ticket, written, busy)
+            while True:
+                asked, written, busy = self._tickets[key]
+                if written >= ticket:
+                    return
+                if not busy:
+                    break
+                self._turn.wait()
+            self._tickets[key] = (asked, written, True)
+            covered = asked  # this write serialises every change ticketed so far
+        done = False
+        try:
+            with self._write:
+                journal.save(self.redact)
+            done = True
+        finally:
+            with self._turn:
+                asked, written, _ = self._tickets[key]
+                self._tickets[key] = (asked, max(written, covered) if done else written, False)
+                self._turn.notify_all()
 
 
 class RunStore:

@@ -8,6 +8,7 @@ which catches secrets hadeploy never learned (database passwords in keystone.con
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -37,10 +38,17 @@ class Redactor:
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
-        """Learn more secret values (short ones are ignored: they would mask everything)."""
+        """Learn more secret values (short ones are ignored: they would mask everything).
+
+        A value's JSON-escaped form is masked too, so JSON text (the journal) can be masked
+        as a whole after it is serialised.
+        """
         for value in secrets:
-            if value and len(value) >= 3 and value not in self._secrets:
-                self._secrets.append(value)
+            if not value or len(value) < 3:
+                continue
+            for form in (value, json.dumps(value)[1:-1]):
+                if form not in self._secrets:
+                    self._secrets.append(form)
         self._secrets.sort(key=len, reverse=True)
 
     def __call__(self, text: str) -> str:

@@ -66,11 +66,8 @@ def describe_failure(exc: StepFailed) -> str:
                 "before any step ran, so nothing was changed")
     else:
         head = f"step {exc.step_id} failed on {hosts}"
-    lines = [head]
-    for host, error in sorted(exc.failures.items()):
-        text = str(error)
-        text = text[len(host) + 2:] if text.startswith(f"{host}: ") else text
-        lines.append(f"  {host}: {text}")
+    # reasons(): each host's error without its name, secrets masked
+    lines = [head, *(f"  {host}: {reason}" for host, reason in sorted(exc.reasons().items()))]
     return "\n".join(lines)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hadeploy import framing
 from hadeploy.errors import TransportError
@@ -21,6 +23,7 @@ from hadeploy.transport.base import Result
 
 Handler = Callable[[str, str, bytes | None], tuple[int, str, str] | None]
 ProbeHandler = Callable[[str, str], tuple[int, str] | None]
+
 
 def batch_probes(script: str) -> tuple[str, list[str]] | None:
     """The token and the probes of a batch probe script, or None for other scripts."""
@@ -34,12 +37,17 @@ def batch_answer(token: str, answers: Sequence[tuple[int, str]]) -> str:
 
 @dataclass
 class FakeTransport:
-    """Routes each command to the first handler that answers; records every call."""
+    """Routes each command to the first handler that answers; records every call.
+
+    `probe_ahead` is off by default, so each step probes on its own and tests see the plain
+    probe, apply, verify order; turn it on to test the engine's look-ahead.
+    """
 
     handlers: list[Handler] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
     closed: bool = False
+    probe_ahead: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on(self, handler: Handler, first: bool = False) -> None:
@@ -82,6 +90,10 @@ class FakeTransport:
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         return self.run(host, script, timeout=timeout).check().stdout.encode()
+
+    def stats(self) -> Mapping[str, Any]:
+        """Round trips per host: every call counts, as over SSH."""
+        return {"round_trips": dict(Counter(host for host, _ in self.calls))}
 
     def close(self) -> None:
         self.closed = True

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hadeploy.errors import CommandFailed
+from hadeploy.transport.base import Result
 from lab import baselayer, network, procs, sshd
 from lab.boot import BOOT_SCRIPT, runlevel_utmp
 from lab.errors import LabError
@@ -203,8 +204,8 @@ class LabHost:
             raise LabError(f"{self.name}: {argv} took more than {timeout} s") from err
         if check and result.returncode != 0:
             command = argv_or_shell if isinstance(argv_or_shell, str) else " ".join(argv)
-            raise LabCommandFailed(self.name, command, result.returncode, result.stderr,
-                                   result.stdout)
+            raise LabCommandFailed(Result(self.name, command, result.returncode,
+                                          result.stdout, result.stderr))
         return result
 
     def stop_sshd(self) -> None:

@@ -94,8 +94,12 @@ class Operation(ABC):
     op_id: str
 
     @abstractmethod
-    def probe(self, ctx: HostContext) -> str:
+    def probe(self, ctx: HostContext) -> str | None:
         """A read-only shell snippet whose stdout describes the current state."""
+
+    def read(self, ctx: HostContext, probe: Probe) -> Any:
+        """The state the probe found, as `done`/`apply`/`verify` receive it."""
+        return probe
 
     def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
         """Read-only scripts on *other* hosts whose output `done` also needs (default none).
@@ -136,3 +140,6 @@ class Operation(ABC):
     def title(self) -> str:
         """One line naming the operation."""
         return self.op_id
+
+
+AnyOp = Operation

@@ -7,8 +7,9 @@ the way httpx's MockTransport does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from hadeploy.errors import CommandFailed
 
@@ -30,15 +31,21 @@ class Result:
         return self.exited == 0
 
     def check(self, shown: str | None = None) -> Result:
-        """This result, or `CommandFailed` when it did not exit 0."""
+        """This result, or `CommandFailed` holding it (the command shown as `shown`) when it
+        did not exit 0."""
         if not self.ok:
-            raise CommandFailed(self.host, shown or self.command, self.exited, self.stderr,
-                                self.stdout)
+            raise CommandFailed(self, shown)
         return self
 
 
 class Transport(Protocol):
-    """Runs shell scripts on named hosts (as root, through sudo where configured)."""
+    """Runs shell scripts on named hosts (as root, through sudo where configured).
+
+    `probe_ahead` says a round trip costs far more than a few more read-only probes in it,
+    so the engine may take the probes of a host's later steps along with the current one.
+    """
+
+    probe_ahead: bool
 
     def run(self, host: str, script: str, stdin: bytes | None = None,
             timeout: float | None = None) -> Result:
@@ -47,6 +54,11 @@ class Transport(Protocol):
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         """Run `script` on `host` and return its raw stdout (for tree copies)."""
+        ...
+
+    def stats(self) -> Mapping[str, Any]:
+        """What the transport counted, for the `run-finished` event (README: round trips and
+        connections per host); empty when it counts nothing."""
         ...
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -38,15 +37,6 @@ SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in th
 # number of hosts (probed in parallel) and transports (a plan, then the run).
 _TYPED_PASSWORDS: dict[str, str] = {}
 _PROMPT_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and how to reach one node."""
-
-    node: str
-    host: str
-    settings: SshSettings
 
 
 def _no_delay(conn: Connection) -> None:
@@ -130,17 +120,15 @@ def wrap(script: str, sudo: bool, with_password: bool = False) -> str:
 class SshTransport:
     """Runs scripts on inventory nodes over reused SSH connections."""
 
-    #: A round trip costs far more than a few more read-only probes in it: the engine may
-    #: probe later steps along with the current one (hadeploy.engine.Engine._probe_step).
+    #: A round trip costs far more than a few more read-only probes in it (see `Transport`).
     probe_ahead = True
 
     def __init__(self, settings: SshSettings, nodes: list[Node]) -> None:
         self.settings = settings
-        self.targets = {n.name: Target(n.name, n.connect_to, settings) for n in nodes}
+        self.addresses = {n.name: n.connect_to for n in nodes}
         self._connections: dict[str, Connection] = {}
-        self._locks = {name: threading.Lock() for name in self.targets}
+        self._locks = {name: threading.Lock() for name in self.addresses}
         self._password_needed: dict[str, bool] = {}
-        self.round_trips = 0
         self.round_trips_by_host: dict[str, int] = {}
         self.connections_opened: dict[str, int] = {}
 
@@ -160,7 +148,7 @@ class SshTransport:
                 self._connections[name] = conn
                 return conn
             conn.close()  # dropped: let paramiko's thread go before connecting again
-        target = self.targets[name]
+        address = self.addresses[name]
         settings = self.settings
         known_hosts = Path(os.path.expanduser(settings.known_hosts))
         connect_kwargs: dict[str, object] = {"banner_timeout": settings.connect_timeout,
@@ -178,7 +166,7 @@ class SshTransport:
             gateway = Connection(settings.gateway, config=self._config(),
                                  connect_kwargs=dict(connect_kwargs))
             self._harden(gateway, known_hosts, settings.gateway)
-        conn = Connection(target.host, user=settings.user, port=settings.port,
+        conn = Connection(address, user=settings.user, port=settings.port,
                           config=self._config(), gateway=gateway,
                           connect_kwargs=connect_kwargs, connect_timeout=settings.connect_timeout)
         self._harden(conn, known_hosts, name)
@@ -200,7 +188,7 @@ class SshTransport:
                        exc: BaseException) -> TransportError | None:
         """The hadeploy error, naming host and fix, for a failed connection (None: not ours)."""
         settings = self.settings
-        target = self.targets[name]
+        address = self.addresses[name]
         known_hosts = Path(os.path.expanduser(settings.known_hosts))
         if isinstance(exc, HostKeyError):
             return exc
@@ -217,7 +205,7 @@ class SshTransport:
             key = f" with the key {settings.identity}" if settings.identity else ""
             return TransportError(
                 name,
-                f"authentication failed for user {settings.user!r} at {target.host}{key}: "
+                f"authentication failed for user {settings.user!r} at {address}{key}: "
                 f"{str(exc).rstrip('.')}; nothing was run. Check ssh.user and ssh.identity, and "
                 "that the public key is in the user's ~/.ssh/authorized_keys on the host",
             )
@@ -231,7 +219,7 @@ class SshTransport:
                 why = f"no answer within {settings.connect_timeout:g} s (ssh.connect_timeout)"
             return TransportError(
                 name,
-                f"cannot connect to {target.host} port {conn.port}: {why}. Nothing was run "
+                f"cannot connect to {address} port {conn.port}: {why}. Nothing was run "
                 "there. Check that the host is up and reachable and that ssh.port is right",
             )
         return None
@@ -255,7 +243,7 @@ class SshTransport:
         conn = self._connect(name)
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(name, f"the connection to {self.targets[name].host} closed; "
+            raise TransportError(name, f"the connection to {self.addresses[name]} closed; "
                                  "the journal is resumable once the host is reachable again")
         channel = transport.open_session(timeout=self.settings.connect_timeout)
         channel.settimeout(timeout)
@@ -288,7 +276,7 @@ class SshTransport:
         status = channel.recv_exit_status()
         channel.close()
         if status == -1:
-            raise TransportError(name, f"connection to {self.targets[name].host} lost before "
+            raise TransportError(name, f"connection to {self.addresses[name]} lost before "
                                  "the command finished; the journal is resumable once the host "
                                  "is reachable again")
         return status, out, b"".join(errors)
@@ -310,10 +298,9 @@ class SshTransport:
             except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
                 self._drop(host)
                 raise TransportError(
-                    host, f"connection to {self.targets[host].host} lost while running a "
+                    host, f"connection to {self.addresses[host]} lost while running a "
                     f"command ({exc or type(exc).__name__}); the journal is resumable once the "
                     "host is reachable again") from exc
-            self.round_trips += 1
             self.round_trips_by_host[host] = self.round_trips_by_host.get(host, 0) + 1
         stderr = err.decode("utf-8", "replace")
         if status != 0 and password is not None and "incorrect password attempt" in stderr:
@@ -359,7 +346,7 @@ class SshTransport:
         """Raw stdout of `script` on `host` (binary safe, for tree copies)."""
         status, out, stderr = self._call(host, script, None, timeout)
         if status != 0:
-            raise CommandFailed(host, script, status, stderr)
+            raise CommandFailed(Result(host, script, status, "", stderr))
         return out
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -19,6 +19,7 @@ from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFai
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.outcome import HostOutcome
 from hadeploy.redact import Redactor
 from hadeploy.transport.base import Transport
 
@@ -244,7 +245,8 @@ def test_guard_gives_every_task_the_same_exit_codes() -> None:
         (lambda: 2, 2),
         (raising(InventoryError("hosts.toml", ["x"])), 2),
         (raising(JournalError("locked")), 2),
-        (raising(StepFailed("lb.packages", {"lb1": HadeployError("lb1: boom")})), 1),
+        (raising(StepFailed("lb.packages", {"lb1": HostOutcome(
+            "lb1", "failed", HadeployError("boom", host="lb1"))})), 1),
         (raising(HadeployError("lost")), 1),
         (raising(KeyboardInterrupt()), 130),
     ]

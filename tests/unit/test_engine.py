@@ -21,8 +21,17 @@ from typing import Any
 
 import pytest
 
-from hadeploy.engine import Engine, PlanItem, batch_probe, split_probe
-from hadeploy.errors import CommandFailed, HadeployError, Interrupted, JournalError, StepFailed
+from hadeploy.engine import Engine, PlanItem
+from hadeploy.engine.probing import batch_probe, split_probe
+from hadeploy.errors import (
+    CommandFailed,
+    HadeployError,
+    Interrupted,
+    JournalError,
+    StepFailed,
+    TransportError,
+    host_reason,
+)
 from hadeploy.events import Event
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
@@ -31,6 +40,7 @@ from hadeploy.platforms import profile_for
 from hadeploy.redact import Redactor
 from hadeploy.steps import Runbook, Step
 from hadeploy.testing import FakeHost, FakeTransport, batch_answer, batch_probes
+from hadeploy.transport.base import Result
 
 HOSTS = ("a", "b", "c")
 FACTS = {"platform": "debian", "init": "systemd"}
@@ -666,6 +676,17 @@ def test_rollback_runs_deferred_undo_commands_after_every_other_undo(world: Worl
         assert world.applied(host) == [f"echo was-{host} > /s1/x", "echo restarted >> /svc"]
 
 
+def test_rollback_emits_host_rolled_back_once_per_host_and_step(world: World) -> None:
+    world.hosts["c"].files["/s2/y"] = "2\n"  # nothing to undo for s2 on c
+    world.engine().run(TWO_STEPS, world.journal())
+    world.restart()
+    world.engine().rollback([world.on_disk()], world.journal("rb", kind="rollback"))
+    undone = sorted((e.step or "", e.host or "") for e in world.events
+                    if e.kind == "host-rolled-back")
+    assert undone == sorted([(f"{RUN_ID}/s1", h) for h in HOSTS]
+                            + [(f"{RUN_ID}/s2", h) for h in ("a", "b")])
+
+
 def test_rollback_twice_is_a_no_op_the_second_time(world: World) -> None:
     world.engine().run(TWO_STEPS, world.journal())
     world.restart()
@@ -812,6 +833,195 @@ def test_offline_plan_makes_no_transport_call(world: World) -> None:
     assert engine.transport.calls == []  # type: ignore[attr-defined]
     assert all(not i.done and len(i.pending) == 1 for i in items)
     assert len(items) == 6
+
+
+# -- look-ahead and probes known locally ------------------------------------------------------
+
+
+def batches_with(world: World, host: str, text: str) -> int:
+    return sum(text in s for s in world.transport.commands_on(host) if batch_probes(s))
+
+
+def test_a_no_op_re_run_with_look_ahead_costs_one_round_trip_per_host(world: World) -> None:
+    for host in HOSTS:
+        world.hosts[host].files.update({"/s1/x": "1\n", "/s2/y": "2\n"})
+    world.transport.probe_ahead = True
+    world.engine().run(TWO_STEPS, world.journal())
+
+    for host in HOSTS:
+        (only,) = world.transport.commands_on(host)
+        parsed = batch_probes(only)
+        assert parsed is not None and parsed[1] == ["cat /s1/x", "cat /s2/y"]
+    assert states(world.on_disk(), "s2") == dict.fromkeys(HOSTS, "ok")
+    assert world.events[-1].data["round_trips"] == dict.fromkeys(HOSTS, 1)
+
+
+def test_probes_taken_ahead_are_not_trusted_once_a_command_ran(world: World) -> None:
+    for host in HOSTS:
+        world.hosts[host].files["/s2/y"] = "2\n"
+    world.hosts["b"].files["/s1/x"] = "1\n"
+    world.hosts["c"].files["/s1/x"] = "1\n"
+    world.transport.probe_ahead = True
+    world.engine().run(TWO_STEPS, world.journal())
+
+    # a changed /s1/x: any s2 probe taken before may be stale, so each host probes s2 anew
+    calls = world.transport.calls
+    changed_at = calls.index(("a", "echo 1 > /s1/x"))
+    for host in HOSTS:
+        assert any(h == host and batch_probes(s) and "cat /s2/y" in s
+                   for h, s in calls[changed_at:]), host
+    assert [len(world.transport.commands_on(h)) for h in ("b", "c")] == [2, 2]
+    assert states(world.on_disk(), "s1") == {"a": "changed", "b": "ok", "c": "ok"}
+
+
+def test_without_look_ahead_each_step_probes_only_itself(world: World) -> None:
+    world.engine().run(TWO_STEPS, world.journal())
+    for host in HOSTS:
+        assert batches_with(world, host, "cat /s2/y") == 2  # its own probe, then verify
+        assert not any("/s2/" in s for s in world.transport.commands_on(host)
+                       if batch_probes(s) and "/s1/" in s)
+
+
+@dataclass(frozen=True)
+class KnownLocally(Operation):
+    """An operation that knows its state without the host (its probe is None)."""
+
+    op_id: str
+    answer: bool
+    touches: str = "/local"
+
+    def probe(self, ctx: HostContext) -> str | None:
+        return None
+
+    def read(self, ctx: HostContext, probe: Probe) -> bool:
+        assert probe == Probe("")
+        return self.answer
+
+    def done(self, ctx: HostContext, seen: Any) -> bool:
+        return bool(seen)
+
+    def verify(self, ctx: HostContext, seen: Any) -> bool:
+        return True
+
+    def apply(self, ctx: HostContext, seen: Any) -> list[Command]:
+        return [Command(f"echo yes > {self.touches}")]
+
+
+def test_a_step_whose_operations_are_known_locally_makes_no_round_trip(world: World) -> None:
+    step = Step("l", "local", {"a": (KnownLocally("l", True),),
+                               "b": (KnownLocally("l", False),)})
+    world.engine().run(runbook(step), world.journal())
+    assert world.transport.commands_on("a") == []
+    assert world.transport.commands_on("b") == ["echo yes > /local"]  # no probe, no verify
+    assert states(world.on_disk(), "l") == {"a": "ok", "b": "changed"}
+
+
+def test_only_host_probes_go_into_the_batch(world: World) -> None:
+    step = Step("m", "mixed", {"a": (KnownLocally("l", True), SetFile("x", "/x", "1"))})
+    world.engine().run(runbook(step), world.journal())
+    probes = [batch_probes(s) for s in world.transport.commands_on("a") if batch_probes(s)]
+    assert [p[1] for p in probes if p] == [["cat /x"], ["cat /x"]]  # probe, then verify
+    assert world.files("a") == {"/x": "1"}
+
+
+@dataclass(frozen=True)
+class CountsLines(Operation):
+    """Reads its probe into a number: done when the file has `lines` lines."""
+
+    op_id: str
+    path: str
+    lines: int
+
+    def probe(self, ctx: HostContext) -> str:
+        return f"cat {self.path}"
+
+    def read(self, ctx: HostContext, probe: Probe) -> int:
+        if probe.exited != 0:
+            raise ValueError(f"{self.path} is missing")
+        return len(probe.stdout.splitlines())
+
+    def done(self, ctx: HostContext, seen: Any) -> bool:
+        assert isinstance(seen, int)
+        return seen == self.lines
+
+    def apply(self, ctx: HostContext, seen: Any) -> list[Command]:
+        assert isinstance(seen, int)
+        return [Command(f"echo more >> {self.path}")]
+
+
+def test_operations_decide_from_what_read_made_of_the_probe(world: World) -> None:
+    world.hosts["a"].files["/n"] = "one\n"
+    step = Step("n", "count", {"a": (CountsLines("n", "/n", 2),),
+                               "b": (CountsLines("n", "/n", 2),)})
+    with pytest.raises(StepFailed) as caught:
+        world.engine().run(runbook(step), world.journal())
+    assert world.files("a") == {"/n": "one\nmore"}
+    # a read that cannot make sense of the host fails that host, naming the operation
+    assert set(caught.value.failures) == {"b"}
+    assert caught.value.reasons() == {"b": "n: /n is missing"}
+    assert states(world.on_disk(), "n") == {"a": "changed", "b": "failed"}
+
+
+def test_offline_plans_read_an_empty_probe(world: World) -> None:
+    engine = Engine(FakeTransport(), {"a": node("a")}, "debian", world.events.append)
+    engine.assume_profiles(("a",))
+    (item,) = engine.plan(runbook(Step("n", "count", {"a": (CountsLines("n", "/n", 2),)})),
+                          offline=True)
+    # apply got the number read made of the empty probe (0 lines), not the Probe itself
+    assert [[c.script for c in commands] for _, commands, _ in item.pending] == [
+        ["echo more >> /n"]]
+
+
+# -- structured failures --------------------------------------------------------------------
+
+
+def test_step_failed_keeps_each_host_s_original_error(world: World) -> None:
+    world.fail("b", "echo 1 > /s1/x", stderr="disk on fire", code=3)
+    with pytest.raises(StepFailed) as caught:
+        world.engine().run(runbook(TWO_STEPS.steps[0]), world.journal())
+    error = caught.value.failures["b"]
+    assert isinstance(error, CommandFailed)
+    assert (error.host, error.exited, error.stderr) == ("b", 3, "disk on fire")
+    assert error.result.command == "echo 1 > /s1/x"
+    assert {h: o.state for h, o in caught.value.outcomes.items()} == {
+        "a": "changed", "b": "failed", "c": "changed"}
+    assert caught.value.reasons()["b"].startswith("command exited 3: echo 1 > /s1/x")
+    assert "b: b:" not in str(caught.value)
+
+
+def test_host_reason_drops_only_the_host_the_message_is_grouped_under() -> None:
+    lost = TransportError("a", "connection lost")
+    assert str(lost) == "a: connection lost"
+    assert host_reason(lost) == host_reason(lost, "a") == "connection lost"
+    assert host_reason(lost, "b") == "a: connection lost"  # a source host, say
+    assert host_reason(HadeployError("no host here")) == "no host here"
+    assert host_reason(ValueError("plain")) == "plain"
+
+
+def test_command_failed_holds_its_result_and_shows_the_tail_of_stderr() -> None:
+    result = Result("h", "exit 2", 2, "out", "\n".join(f"line {i}" for i in range(12)))
+    with pytest.raises(CommandFailed) as caught:
+        result.check("the step's command")
+    error = caught.value
+    assert error.result is result
+    assert (error.host, error.command, error.exited, error.stdout) == (
+        "h", "the step's command", 2, "out")
+    assert str(error).splitlines() == ["h: command exited 2: the step's command",
+                                       *(f"    line {i}" for i in range(4, 12))]
+
+
+def test_a_failed_deferred_undo_is_a_step_failure_of_its_host(world: World) -> None:
+    book = runbook(Step("s2", "service", each(HOSTS, RestartsForNewConfig("svc", "/svc", "up"))))
+    world.engine().run(book, world.journal())
+    world.restart()
+    world.fail("b", "echo restarted >> /svc", stderr="unit failed")
+    log = world.journal("rb", kind="rollback")
+    with pytest.raises(StepFailed) as caught:
+        world.engine().rollback([world.on_disk()], log)
+    assert caught.value.step_id == f"{RUN_ID}/deferred"
+    assert set(caught.value.failures) == {"b"}
+    assert world.files("a")["/svc"] == "up\nrestarted"
+    assert Journal.load(log.path).status == "failed"
 
 
 # -- probes and facts -----------------------------------------------------------------------

@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,12 +17,15 @@ from hadeploy.errors import JournalError
 from hadeploy.journal import (
     HostEntry,
     Journal,
+    JournalWriter,
     RunStore,
     StepEntry,
     live_changes,
     state_dir_for,
     write_atomic,
 )
+from hadeploy.redact import Redactor
+from hadeploy.render.secrets import MASK
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +108,50 @@ def _set(key: str, value: object) -> object:
 
 def _host(field: str, value: object) -> object:
     return lambda data: data["steps"][0]["hosts"]["lb1"].__setitem__(field, value)
+
+
+def test_writer_masks_secrets_also_where_json_escapes_them(tmp_path: Path) -> None:
+    secret = 'pa"ss\\wörd'
+    journal = sample(tmp_path / "j.json")
+    journal.steps[0].hosts["lb2"].error = f"denied for {secret}"
+    JournalWriter(Redactor([secret])).save(journal)
+    text = (tmp_path / "j.json").read_text()
+    assert json.dumps(secret)[1:-1] not in text and secret not in text
+    assert Journal.load(tmp_path / "j.json").step("lb.packages").hosts["lb2"].error == \
+        f"denied for {MASK}"
+
+
+def test_writer_group_commits_parallel_saves(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = sample(tmp_path / "j.json")
+    writer = JournalWriter(Redactor())
+    writes: list[int] = []
+    save = Journal.save
+
+    def slow_save(self: Journal, redact: Callable[[str], str] | None = None) -> None:
+        writes.append(len(self.steps))
+        time.sleep(0.05)
+        save(self, redact)
+
+    monkeypatch.setattr(Journal, "save", slow_save)
+
+    missing: list[int] = []
+
+    def change_and_save(i: int) -> None:
+        journal.steps.append(StepEntry(f"s{i}", "t", {}))
+        writer.save(journal)
+        # on return, the file holds this thread's change
+        if f"s{i}" not in [s.id for s in Journal.load(journal.path).steps]:
+            missing.append(i)
+
+    threads = [threading.Thread(target=change_and_save, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert missing == []
+    assert len(Journal.load(journal.path).steps) == 13
+    assert len(writes) < 12  # waiting threads were covered by one later write
 
 
 @pytest.mark.parametrize("mutate", [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,14 @@ def test_an_unhealthy_report_lists_every_problem_and_unread_backends() -> None:
 class Unreachable:
     """A transport to hosts that are all down, saying so with the secret in the message."""
 
+    probe_ahead = False
+
     def __init__(self, secret: str) -> None:
         self.secret = secret
         self.closed = False
+
+    def stats(self) -> Mapping[str, Any]:
+        return {}
 
     def run(self, host: str, script: str, stdin: bytes | None = None,
             timeout: float | None = None) -> Result:

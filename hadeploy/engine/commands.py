@@ -1,0 +1,47 @@
+"""Running one command of an operation or an undo on a host, as the engine must."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hadeploy.engine.lookahead import LookAhead
+from hadeploy.errors import Interrupted
+from hadeploy.events import Emitter
+from hadeploy.ops.base import Command
+from hadeploy.transport.base import Result, Transport
+
+
+def stopped() -> Interrupted:
+    """The error that ends work once the operator asked to stop."""
+    return Interrupted("stopped at the operator's request")
+
+
+class CommandRunner:
+    """Runs commands: honours the stop request, feeds stdin read from another host, tells
+    the look-ahead that probes taken earlier may be stale, and emits a `command` event."""
+
+    def __init__(self, transport: Transport, lookahead: LookAhead, emit: Emitter,
+                 stop: threading.Event) -> None:
+        self.transport = transport
+        self.lookahead = lookahead
+        self.emit = emit
+        self.stop = stop
+
+    def run(self, host: str, command: Command, step_id: str | None,
+            interruptible: bool = True) -> Result:
+        """Run `command` on `host`; raise `CommandFailed` (holding the result) if it fails,
+        `Interrupted` before it starts if the operator asked to stop (unless not
+        `interruptible`: the undo of a failed step finishes anyway)."""
+        if interruptible and self.stop.is_set():
+            raise stopped()
+        stdin = command.stdin
+        if command.stdin_from is not None:
+            source = command.stdin_from
+            stdin = self.transport.read(source.host, source.script)
+        started = time.monotonic()
+        self.lookahead.command_ran()
+        result = self.transport.run(host, command.script, stdin=stdin)
+        self.emit("command", step_id, host, command=command.shown(), exited=result.exited,
+                  duration=round(time.monotonic() - started, 3))
+        return result.check(command.shown())

@@ -1,0 +1,182 @@
+"""`Engine`: the coordinator of a run, a plan or a rollback (see `hadeploy.engine`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from hadeploy.engine.commands import CommandRunner, stopped
+from hadeploy.engine.contexts import HostContexts
+from hadeploy.engine.executor import StepExecutor
+from hadeploy.engine.failures import first_interruption
+from hadeploy.engine.group import on_hosts
+from hadeploy.engine.lookahead import LookAhead
+from hadeploy.engine.planner import PlanItem, Planner
+from hadeploy.engine.probing import Prober
+from hadeploy.engine.rollback import Undoer
+from hadeploy.errors import HadeployError, Interrupted, StepFailed
+from hadeploy.events import Emitter, Listener
+from hadeploy.inventory.model import Node
+from hadeploy.journal import DONE_STATES, Journal, JournalWriter, now
+from hadeploy.ops.base import AnyOp, HostContext, Probe
+from hadeploy.outcome import HostOutcome
+from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect
+from hadeploy.redact import Redactor
+from hadeploy.steps import Runbook, Step
+from hadeploy.transport.base import Transport
+
+
+class Engine:
+    """Runs, plans and rolls back runbooks over a transport, journaling every transition.
+
+    It wires the parts together and decides, step by step, whether the run goes on; secrets
+    it hands operations are added to `redactor`, which masks events, journals and the text
+    of the errors it raises.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        nodes: Mapping[str, Node],
+        platform: str,
+        listener: Listener,
+        redactor: Redactor | None = None,
+        secrets: Mapping[str, str] | None = None,
+        stop: threading.Event | None = None,
+        max_parallel: int = 32,
+    ) -> None:
+        self.transport = transport
+        self.redact = redactor or Redactor()
+        self.redact.add(*(secrets or {}).values())
+        self.stop = stop or threading.Event()
+        self.max_parallel = max_parallel
+        self.hosts = HostContexts(nodes, platform, secrets or {})
+        self.emit = Emitter(listener, self.redact)
+        self.writer = JournalWriter(self.redact)
+        self.lookahead = LookAhead(transport.probe_ahead, self.hosts.context)
+        self.prober = Prober(transport, self.hosts.nodes, self.lookahead)
+        runner = CommandRunner(transport, self.lookahead, self.emit, self.stop)
+        self.undoer = Undoer(runner, self.writer, self.emit, self.hosts, self.redact,
+                             max_parallel)
+        self.executor = StepExecutor(self.prober, runner, self.undoer, self.writer,
+                                     self.emit, self.hosts, self.stop, max_parallel)
+        self.planner = Planner(self.prober, self.hosts, self.redact, max_parallel)
+
+    @property
+    def run_id(self) -> str:
+        """The run the events belong to."""
+        return self.emit.run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        self.emit.run_id = value
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        """Each host's platform profile (from facts, or assumed offline)."""
+        return self.hosts.profiles
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None) -> None:
+        """Detect platform and init system on every host in one round trip each."""
+
+        def detect(host: str) -> HostOutcome:
+            try:
+                result = self.transport.run(host, DETECT_PROBE).check("detect platform")
+            except HadeployError as exc:
+                return HostOutcome(host, "failed", exc)
+            detected, init = parse_detect(result.stdout)
+            self.hosts.facts[host] = {"platform": detected, "init": init}
+            return HostOutcome(host, "ok")
+
+        outcomes = on_hosts(list(hosts), detect, self.max_parallel)
+        if any(o.failed for o in outcomes.values()):
+            raise StepFailed("facts", outcomes, self.redact)
+        self.apply_facts(self.hosts.facts)
+        if journal is not None:
+            journal.facts = dict(self.hosts.facts)
+            self.writer.save(journal)
+        for host in hosts:
+            self.emit("facts", None, host, **self.hosts.facts[host])
+
+    def apply_facts(self, facts: Mapping[str, Mapping[str, str]]) -> None:
+        """Build each host's profile from facts (or from the inventory alone when offline)."""
+        self.hosts.apply_facts(facts)
+
+    def assume_profiles(self, hosts: tuple[str, ...]) -> None:
+        """Profiles from the inventory only (offline plans)."""
+        self.hosts.assume_profiles(hosts)
+
+    # -- plan, run, rollback ---------------------------------------------------------------
+
+    def probe(self, host: str, ops: Sequence[AnyOp], ctx: HostContext) -> list[Probe]:
+        """Run every operation's probe on `host` in one round trip (none if all are local)."""
+        return self.prober.probe(host, ops, ctx)
+
+    def plan(self, runbook: Runbook, offline: bool = False) -> list[PlanItem]:
+        """What a run would do, from read-only probes (or none when offline); changes nothing."""
+        return self.planner.plan(runbook, offline)
+
+    def run(self, runbook: Runbook, journal: Journal) -> None:
+        """Execute `runbook`, resuming from `journal`'s progress; raise on the first failure."""
+        self.run_id = journal.run_id
+        self.lookahead.start_run(runbook.steps)
+        # Every step is on disk from the start (pending), so the journal shows what remains.
+        for step in runbook.steps:
+            journal.ensure_step(step.id, step.title, list(step.hosts))
+        journal.status = "running"
+        self.writer.save(journal)
+        self.emit("run-started", phase=runbook.phase, kind=journal.kind)
+        with self._closing(journal, stats=True):
+            for step in runbook.steps:
+                self._run_step(step, journal)
+
+    def _run_step(self, step: Step, journal: Journal) -> None:
+        entry = journal.ensure_step(step.id, step.title, list(step.hosts))
+        todo = [h for h in step.hosts if entry.hosts[h].state not in DONE_STATES]
+        if not todo:
+            self.emit("step-skipped", step.id, title=step.title, reason="done in this run")
+            return
+        self.emit("step-started", step.id, title=step.title, hosts=todo)
+        outcomes = self.executor.run_hosts(step, todo, journal)
+        interrupted = first_interruption(outcomes)
+        if interrupted is not None:
+            raise interrupted
+        failed = sorted(h for h, o in outcomes.items() if o.failed)
+        self.emit("step-finished", step.id, failed=failed)
+        if failed:
+            raise StepFailed(step.id, outcomes, self.redact)
+        if self.stop.is_set():
+            raise stopped()
+
+    def rollback(self, journals: list[Journal], rollback_journal: Journal) -> None:
+        """Undo every change recorded in `journals` (newest run, newest step first)."""
+        self.run_id = rollback_journal.run_id
+        self.emit("run-started", phase=rollback_journal.phase, kind="rollback")
+        rollback_journal.status = "running"
+        self.writer.save(rollback_journal)
+        with self._closing(rollback_journal):
+            self.undoer.rollback(journals, rollback_journal)
+
+    @contextmanager
+    def _closing(self, journal: Journal, stats: bool = False) -> Iterator[None]:
+        """Leave `journal` done, interrupted or failed, however the block ends, and say so."""
+        try:
+            yield
+        except (Interrupted, KeyboardInterrupt):
+            journal.status = "interrupted"
+            self.writer.save(journal)
+            self.emit("run-failed", status="interrupted")
+            raise
+        except BaseException as exc:
+            # Not only HadeployError: a bug must not leave the journal saying "running".
+            journal.status = "failed"
+            self.writer.save(journal)
+            self.emit("run-failed", status="failed", error=str(exc))
+            raise
+        journal.status = "done"
+        journal.finished = now()
+        self.writer.save(journal)
+        self.emit("run-finished", status="done", **(self.transport.stats() if stats else {}))

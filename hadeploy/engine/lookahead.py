@@ -1,0 +1,99 @@
+"""Look-ahead probes: the probes of a host's later steps, taken along with an earlier step's.
+
+A round trip costs far more than a few more read-only probes, so when the transport says so
+(`probe_ahead`), the probe of a step also runs the probes of the host's later steps. A later
+step uses them instead of its own round trip only if no command has run on any host since
+(a no-op re-run: one probe round trip per host in all); otherwise it probes again. Once a
+command has run, nobody probes ahead any more, so a run executes each probe at most twice.
+Steps whose probes also read other hosts, or wait for something, are left out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from hadeploy.journal import DONE_STATES, Journal
+from hadeploy.ops.base import HostContext, Probe
+from hadeploy.steps import Step
+
+# Probe text taken along per round trip: far below the kernel's limit for one argument.
+AHEAD_BYTES = 32_000
+
+AheadProbe = tuple[str, str | None]  # step id, probe script (None: known locally)
+ContextFor = Callable[[str, str, Journal], HostContext]
+
+
+class LookAhead:
+    """Chooses the probes to take along and keeps those taken, stamped with a generation
+    that every command run anywhere moves on (which invalidates them)."""
+
+    def __init__(self, enabled: bool, context: ContextFor) -> None:
+        self.enabled = enabled
+        self.context = context
+        self.steps: tuple[Step, ...] = ()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._run_start = 0
+        self._later: dict[str, tuple[int, dict[str, list[Probe]]]] = {}
+
+    def start_run(self, steps: tuple[Step, ...]) -> None:
+        """A run of `steps` begins: later steps are looked up among them."""
+        self.steps = steps
+        with self._lock:
+            self._run_start = self._generation
+
+    def command_ran(self) -> None:
+        """A command may have changed what any probe taken earlier saw."""
+        with self._lock:
+            self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """The count of commands run so far (probes taken now are stamped with it)."""
+        with self._lock:
+            return self._generation
+
+    def items(self, step: Step, host: str, journal: Journal) -> list[AheadProbe]:
+        """The probes to take along with `step`'s on `host` (none once this run changed
+        something: later steps will likely change too, and probing ahead again at every
+        step would run each probe over and over)."""
+        index = next((i for i, s in enumerate(self.steps) if s is step), None)
+        if not self.enabled or index is None:
+            return []
+        with self._lock:
+            if self._generation != self._run_start:
+                return []
+        items: list[AheadProbe] = []
+        size = 0
+        for later in self.steps[index + 1:]:
+            entry = journal.step(later.id).hosts.get(host)
+            if host not in later.ops or entry is None or entry.state in DONE_STATES:
+                continue
+            ctx = self.context(later.id, host, journal)
+            ops = later.ops[host]
+            if any(op.source_probes(ctx) or op.probe_waits() for op in ops):
+                continue
+            scripts = [op.probe(ctx) for op in ops]
+            size += sum(len(script or "") for script in scripts)
+            if size > AHEAD_BYTES:
+                break
+            items += [(later.id, script) for script in scripts]
+        return items
+
+    def store(self, host: str, generation: int, items: Sequence[AheadProbe],
+              probes: Sequence[Probe]) -> None:
+        """Keep `probes` (one per item) of `host`, taken at `generation`."""
+        later: dict[str, list[Probe]] = {}
+        for (step_id, _), probe in zip(items, probes, strict=True):
+            later.setdefault(step_id, []).append(probe)
+        with self._lock:
+            self._later[host] = (generation, later)
+
+    def take(self, step: Step, host: str, keep: bool = False) -> list[Probe] | None:
+        """The probes of `step` on `host` taken ahead, if still valid (removed unless `keep`)."""
+        with self._lock:
+            generation, later = self._later.get(host, (-1, {}))
+            if generation != self._generation or step.id not in later:
+                return None
+            return later[step.id] if keep else later.pop(step.id)

@@ -1,0 +1,122 @@
+"""Running operations' probes: a host's in one batched round trip (`hadeploy.framing`), plus
+the read-only probes an operation needs on other hosts (a tree copy reads its source).
+
+An operation whose probe is None already knows its state locally: it is left out of the
+batch and gets an empty `Probe`; a host whose operations all know makes no round trip.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from hadeploy import framing
+from hadeploy.engine.lookahead import LookAhead
+from hadeploy.errors import HadeployError
+from hadeploy.journal import Journal
+from hadeploy.ops.base import AnyOp, HostContext, Probe
+from hadeploy.steps import Step
+from hadeploy.transport.base import Transport
+
+# What an operation's pure methods (read, done, apply...) raise when the host is not as they
+# expect (a missing file to edit, undecodable content): a failure of that host, not a crash.
+OP_ERRORS = (FileNotFoundError, UnicodeDecodeError, ValueError)
+
+
+@contextmanager
+def op_errors(host: str, op: AnyOp) -> Iterator[None]:
+    """Turn `OP_ERRORS` raised by `op`'s methods into an error of `host`."""
+    try:
+        yield
+    except OP_ERRORS as exc:
+        raise HadeployError(f"{op.title()}: {exc}", host=host) from exc
+
+
+def read_all(host: str, ops: Sequence[AnyOp], ctx: HostContext,
+             probes: Sequence[Probe]) -> list[Any]:
+    """What each operation makes of its probe (`Operation.read`), as an error of `host`."""
+    seen = []
+    for op, probe in zip(ops, probes, strict=True):
+        with op_errors(host, op):
+            seen.append(op.read(ctx, probe))
+    return seen
+
+
+def batch_probe(ops: Sequence[AnyOp], ctx: HostContext, token: str) -> str:
+    """One script running every operation's probe (those that have one), each framed."""
+    return framing.batch_script([s for s in (op.probe(ctx) for op in ops) if s is not None],
+                                token)
+
+
+def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
+    """Split the output of a batch of `count` probes back into one `Probe` each."""
+    return [Probe(body, code) for body, code in framing.split_batch(stdout, count, token)]
+
+
+class Prober:
+    """Runs probes over the transport; its random token frames each batch's output."""
+
+    def __init__(self, transport: Transport, hosts: Collection[str],
+                 lookahead: LookAhead) -> None:
+        self.transport = transport
+        self.hosts = hosts
+        self.lookahead = lookahead
+        self.token = secrets.token_hex(6)
+
+    def run_batch(self, host: str, scripts: Sequence[str | None]) -> list[Probe]:
+        """The probes of `scripts` on `host`, one round trip for all (none if every script
+        is None: known locally)."""
+        wanted = [s for s in scripts if s is not None]
+        if not wanted:
+            return [Probe("") for _ in scripts]
+        result = self.transport.run(host, framing.batch_script(wanted, self.token))
+        if not result.ok and not framing.is_batch_output(result.stdout, self.token):
+            result.check("probe (read-only checks)")
+        found = iter(split_probe(result.stdout, len(wanted), self.token))
+        return [Probe("") if s is None else next(found) for s in scripts]
+
+    def probe(self, host: str, ops: Sequence[AnyOp], ctx: HostContext) -> list[Probe]:
+        """Every operation's probe on `host` in one round trip, with its source probes."""
+        seen = self.run_batch(host, [op.probe(ctx) for op in ops])
+        return [self.with_sources(host, op, ctx, p) for op, p in zip(ops, seen, strict=True)]
+
+    def probe_step(self, step: Step, host: str, ctx: HostContext,
+                   journal: Journal) -> list[Probe]:
+        """The probes of `step` on `host`: taken ahead earlier if still valid, else run now
+        with the probes of later steps taken along (see `hadeploy.engine.lookahead`)."""
+        cached = self.lookahead.take(step, host)
+        if cached is not None:
+            return cached
+        ops = step.ops[host]
+        scripts = [op.probe(ctx) for op in ops]
+        # A step known locally makes no round trip, not even one to take later probes along.
+        local = all(script is None for script in scripts)
+        ahead = [] if local else self.lookahead.items(step, host, journal)
+        generation = self.lookahead.generation
+        seen = self.run_batch(host, scripts + [script for _, script in ahead])
+        if ahead:
+            self.lookahead.store(host, generation, ahead, seen[len(ops):])
+        return [self.with_sources(host, op, ctx, probe)
+                for op, probe in zip(ops, seen[:len(ops)], strict=True)]
+
+    def stdout(self, host: str, script: str) -> str:
+        """The stdout of one read-only probe on `host` (its exit code does not matter)."""
+        return self.transport.run(host, script).stdout
+
+    def with_sources(self, host: str, op: AnyOp, ctx: HostContext, probe: Probe) -> Probe:
+        """`probe` plus the output of the operation's read-only probes on other hosts."""
+        reads = op.source_probes(ctx)
+        if not reads:
+            return probe
+        outputs = []
+        for read in reads:
+            if read.host not in self.hosts:
+                raise HadeployError(f"{op.title()}: source host {read.host!r} is not in the "
+                                    "inventory", host=host)
+            result = self.transport.run(read.host, read.script)
+            result.check(f"probe of the source of {op.title()} (for {host})")
+            outputs.append(result.stdout)
+        return replace(probe, sources=tuple(outputs))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hadeploy.ops.base import Operation
+from hadeploy.ops.base import AnyOp
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Step:
 
     id: str
     title: str
-    ops: Mapping[str, tuple[Operation, ...]]
+    ops: Mapping[str, tuple[AnyOp, ...]]
     serial: bool = False
     last_probe: str | None = None
     read_only: bool = False

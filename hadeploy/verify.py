@@ -36,15 +36,18 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from hadeploy.errors import HadeployError
+from hadeploy import framing
+from hadeploy.errors import HadeployError, host_reason
+from hadeploy.facts import Fact, Probe
+from hadeploy.facts.network import vip_held
+from hadeploy.facts.system import daemon_state
 from hadeploy.inventory.model import Inventory, Node
-from hadeploy.platforms import running_probe
 from hadeploy.quoting import q
 from hadeploy.render import balanced_proxies
 from hadeploy.runbook.lb import HAPROXY_PIDFILES, KEEPALIVED_PIDFILES
 from hadeploy.transport.base import Transport
 
-MARK = "@@hadeploy-verify"
+SECTIONS = "hadeploy-verify"
 CONNECT_TIMEOUT = 2.0
 HTTP_TIMEOUT = 3.0
 
@@ -81,26 +84,22 @@ def stats_script(socket_path: str | None) -> str:
     )
 
 
+def balancer_facts(inv: Inventory) -> tuple[Fact[bool], Fact[str], Fact[str]]:
+    """The facts the deploy reads too: VIP held?, keepalived and haproxy running?"""
+    return (vip_held(str(inv.vip.address)),
+            daemon_state("keepalived", KEEPALIVED_PIDFILES, "sysv"),
+            daemon_state("haproxy", HAPROXY_PIDFILES, "sysv"))
+
+
 def balancer_script(inv: Inventory) -> str:
     """One read-only script: VIP held?, keepalived and haproxy running?, `show stat`."""
-    vip = str(inv.vip.address)
-    sections = [
-        ("vip", f"if ip -o addr show | grep -q {q(f' {vip}/')}; then echo held; "
-                "else echo free; fi"),
-        ("keepalived", running_probe("keepalived", KEEPALIVED_PIDFILES, "sysv")),
-        ("haproxy", running_probe("haproxy", HAPROXY_PIDFILES, "sysv")),
+    vip, keepalived, haproxy = balancer_facts(inv)
+    return framing.sections_script(SECTIONS, [
+        ("vip", vip.command or "true"),
+        ("keepalived", keepalived.command or "true"),
+        ("haproxy", haproxy.command or "true"),
         ("stats", stats_script(inv.haproxy.stats_socket)),
-    ]
-    return "\n".join(f"echo '{MARK} {name}'; {script}" for name, script in sections)
-
-
-def split_sections(stdout: str) -> dict[str, str]:
-    """`balancer_script` output back into its named sections."""
-    sections: dict[str, str] = {}
-    for chunk in stdout.split(f"{MARK} ")[1:]:
-        name, _, body = chunk.partition("\n")
-        sections[name.strip()] = body
-    return sections
+    ])
 
 
 @dataclass
@@ -193,17 +192,18 @@ def read_balancer(transport: Transport, inv: Inventory, node: Node) -> BalancerS
     try:
         result = transport.run(node.name, balancer_script(inv), timeout=20)
     except HadeployError as exc:
-        state.error = str(exc).removeprefix(f"{node.name}: ")
+        state.error = host_reason(exc, node.name)
         return state
-    sections = split_sections(result.stdout)
+    sections = framing.split_sections(SECTIONS, result.stdout)
     if "stats" not in sections:
         state.error = (f"the health probe failed (exit {result.exited}): "
                        f"{result.stderr.strip()[-300:]}")
         return state
     state.reachable = True
-    state.holds_vip = sections.get("vip", "").strip() == "held"
-    state.keepalived = sections.get("keepalived", "").strip() or "?"
-    state.haproxy = sections.get("haproxy", "").strip() or "?"
+    vip, keepalived, haproxy = balancer_facts(inv)
+    state.holds_vip = vip.parse(Probe(sections.get("vip", "")))
+    state.keepalived = keepalived.parse(Probe(sections.get("keepalived", ""))) or "?"
+    state.haproxy = haproxy.parse(Probe(sections.get("haproxy", ""))) or "?"
     head, _, body = sections["stats"].partition("\n")
     if head.startswith("via "):
         state.stats_via = head[4:].strip()

@@ -19,7 +19,8 @@ from hadeploy.engine.group import on_hosts
 from hadeploy.errors import HadeployError, Interrupted, JournalError
 from hadeploy.events import Emitter
 from hadeploy.journal import Journal, JournalWriter, live_changes, now
-from hadeploy.ops.base import UNDO, Command, HostContext
+from hadeploy.ops import UNDO
+from hadeploy.ops.base import Command, HostContext
 from hadeploy.outcome import HostOutcome
 
 Deferred = dict[str, list[Command]]  # host -> commands to run after every other undo

@@ -1,16 +1,31 @@
 """Operations: desired states on a host, as values the engine can check, apply and undo."""
 
-from hadeploy.ops.base import UNDO, Command, HostContext, Operation, Probe, Record, SourceRead
+from hadeploy.ops.base import (
+    AnyOp,
+    Command,
+    Fact,
+    HostContext,
+    Operation,
+    Probe,
+    Record,
+    SourceRead,
+    Undo,
+)
 from hadeploy.ops.checks import Requirement
+from hadeploy.ops.endpoints import EndpointsOnVip
 from hadeploy.ops.files import FileContent, FileEdit
 from hadeploy.ops.packages import PackagesInstalled
 from hadeploy.ops.services import ServiceRunning
 from hadeploy.ops.sysctl import SysctlValue
 from hadeploy.ops.trees import TreeCopied
+from hadeploy.ops.undo import UNDO
 
 __all__ = [
     "UNDO",
+    "AnyOp",
     "Command",
+    "EndpointsOnVip",
+    "Fact",
     "FileContent",
     "FileEdit",
     "HostContext",
@@ -23,4 +38,5 @@ __all__ = [
     "SourceRead",
     "SysctlValue",
     "TreeCopied",
+    "Undo",
 ]

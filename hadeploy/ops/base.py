@@ -1,10 +1,11 @@
 """Operations: a desired state on one host, as a value with pure methods.
 
-An operation knows the read-only probe that shows the current state, decides from the
-probe's output whether it is already done, which commands bring it there, what must be
-journaled *before* those commands run so a rollback is always possible (even when the
-connection drops mid-command), and which commands undo it. The engine runs probes and
-commands; operations never do I/O themselves (pyinfra's facts/operations split).
+An operation names the fact it needs about the host (`Fact`: a read-only command and a
+pure parser of its output), decides from the parsed value whether it is already done, which
+commands bring it there, what must be journaled *before* those commands run so a rollback
+is always possible (even when the connection drops mid-command), and which commands undo
+it. The engine runs the facts' commands and hands each operation its parsed fact;
+operations never do I/O themselves (pyinfra's facts/operations split).
 """
 
 from __future__ import annotations
@@ -12,29 +13,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from hadeploy.facts import Fact, Probe
 from hadeploy.inventory.model import Node
 from hadeploy.platforms import Profile
+
+__all__ = ["BACKUP_ROOT", "AnyOp", "Command", "Fact", "HostContext", "Operation", "Probe",
+           "Record", "SourceRead", "Undo"]
 
 BACKUP_ROOT = "/var/lib/hadeploy/backup"
 Record = dict[str, Any]
 Undo = Callable[["HostContext", Record], list["Command"]]
-UNDO: dict[str, Undo] = {}
-
-
-def undoer(kind: str) -> Callable[[Undo], Undo]:
-    """Register how to undo changes of `kind` from their journal record alone.
-
-    Rollback works from the journal, not from the runbook, so it still works after the
-    inventory or hadeploy itself changed.
-    """
-
-    def register(func: Undo) -> Undo:
-        UNDO[kind] = func
-        return func
-
-    return register
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,30 +70,26 @@ class HostContext:
         return f"{BACKUP_ROOT}/{self.run_id}/{self.step_id}{path}"
 
 
-@dataclass(frozen=True)
-class Probe:
-    """The output of an operation's probe; `sources`: stdout of its `source_probes`, in order."""
-
-    stdout: str
-    exited: int = 0
-    sources: tuple[str, ...] = ()
-
-
-class Operation(ABC):
-    """A desired state on one host; see the module docstring."""
+class Operation(ABC, Generic[T]):
+    """A desired state on one host, deciding from a parsed fact of type `T`; see the module
+    docstring."""
 
     op_id: str
 
     @abstractmethod
-    def probe(self, ctx: HostContext) -> str | None:
-        """A read-only shell snippet whose stdout describes the current state."""
+    def fact(self, ctx: HostContext) -> Fact[T]:
+        """The fact about the host that `done`, `apply` and the others decide from."""
 
-    def read(self, ctx: HostContext, probe: Probe) -> Any:
-        """The state the probe found, as `done`/`apply`/`verify` receive it."""
-        return probe
+    def probe(self, ctx: HostContext) -> str | None:
+        """The read-only command to run on the host (None: nothing to ask it)."""
+        return self.fact(ctx).command
+
+    def read(self, ctx: HostContext, probe: Probe) -> T:
+        """The parsed fact from the command's raw output (ValueError when it makes no sense)."""
+        return self.fact(ctx).parse(probe)
 
     def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
-        """Read-only scripts on *other* hosts whose output `done` also needs (default none).
+        """Read-only scripts on *other* hosts whose output the fact also needs (default none).
 
         A tree copy is done when the destination's manifest equals the source's: the engine
         runs these after the probe and hands their stdout over in `Probe.sources`.
@@ -110,14 +97,14 @@ class Operation(ABC):
         return ()
 
     @abstractmethod
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
+    def done(self, ctx: HostContext, seen: T) -> bool:
         """Whether the state is already as desired."""
 
     @abstractmethod
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+    def apply(self, ctx: HostContext, seen: T) -> list[Command]:
         """Commands that bring the host to the desired state."""
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+    def intent(self, ctx: HostContext, seen: T) -> Record:
         """What to journal before applying: enough to undo even a half-done apply."""
         return {}
 
@@ -129,11 +116,11 @@ class Operation(ABC):
         """Whether the probe polls until something happens (never taken along ahead)."""
         return False
 
-    def verify(self, ctx: HostContext, seen: Probe) -> bool:
+    def verify(self, ctx: HostContext, seen: T) -> bool:
         """Whether the state is as desired after applying (default: `done`)."""
         return self.done(ctx, seen)
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
+    def preview(self, ctx: HostContext, seen: T) -> str:
         """A human description of the change (a unified diff for files)."""
         return ""
 
@@ -142,4 +129,5 @@ class Operation(ABC):
         return self.op_id
 
 
-AnyOp = Operation
+# What the engine handles: operations whatever fact they decide from.
+AnyOp = Operation[Any]

@@ -1,40 +1,48 @@
-"""Read-only requirements (preflight and final verification): probe, judge, never change."""
+"""Read-only requirements (preflight and final verification): read a fact, judge, never
+change anything."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe
+from hadeploy.facts import Fact
+from hadeploy.ops.base import Command, HostContext, Operation
 from hadeploy.quoting import q
 
-Judge = Callable[[HostContext, Probe], str | None]
+T = TypeVar("T")
+# The problem with what the fact shows, or None when the requirement is met.
+Judge = Callable[[HostContext, T], str | None]
 
 
 @dataclass(frozen=True)
-class Requirement(Operation):
-    """A condition hadeploy verifies but must not fix; `judge` returns the problem or None."""
+class Requirement(Operation[T]):
+    """A condition hadeploy verifies but must not fix: `judge` rules on the `evidence` (a
+    fact about the host) and returns the problem or None. Evidence known from the inventory
+    alone (`Fact.known`) asks the host nothing: such a requirement fails without a round
+    trip."""
 
     op_id: str
-    script: str
-    judge: Judge
+    evidence: Fact[T]
+    judge: Judge[T]
     description: str = ""
     waits: bool = False
+
+    def fact(self, ctx: HostContext) -> Fact[T]:
+        return self.evidence
 
     def probe_waits(self) -> bool:
         return self.waits
 
-    def probe(self, ctx: HostContext) -> str:
-        return self.script
-
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
+    def done(self, ctx: HostContext, seen: T) -> bool:
         return self.judge(ctx, seen) is None
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+    def apply(self, ctx: HostContext, seen: T) -> list[Command]:
         problem = self.judge(ctx, seen) or "requirement not met"
         return [Command(f"echo {q(problem)} >&2; exit 1", summary=f"fail: {problem}")]
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
+    def preview(self, ctx: HostContext, seen: T) -> str:
         return f"  NOT MET: {self.judge(ctx, seen)}\n"
 
     def title(self) -> str:

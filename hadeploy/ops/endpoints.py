@@ -16,11 +16,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy import framing
+from hadeploy.facts import Fact, Probe
+from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.quoting import q, sh
 from hadeploy.render.urls import URL, rehost, url_host
 
-NEW_MARK = "@@hadeploy-endpoint"
+# Grizzly's apply prints `@@hadeploy-endpoint OLD NEW` for every endpoint it recreated.
+NEW = "hadeploy-endpoint"
+NEW_MARK = framing.tag(NEW)
+# The catalog's endpoints as the listing shows them: rows of the keystone v2 table, or the
+# objects of `openstack endpoint list -f json`.
+Endpoints = list[dict[str, Any]]
 GRIZZLY_URLS = ("publicurl", "internalurl", "adminurl")
 
 
@@ -59,7 +66,7 @@ def _source(rc: str) -> str:
 
 
 @dataclass(frozen=True)
-class EndpointsOnVip(Operation):
+class EndpointsOnVip(Operation[Endpoints]):
     """Every catalog endpoint that names the original controller names the VIP instead."""
 
     op_id: str
@@ -78,32 +85,31 @@ class EndpointsOnVip(Operation):
     def _target(self, url: str) -> str:
         return rehost(url, self.vip) if self._moves(url) else url
 
-    def probe(self, ctx: HostContext) -> str:
+    def fact(self, ctx: HostContext) -> Fact[Endpoints]:
         if self.release == "grizzly":
-            return f"{_source(self.rc)} && keystone endpoint-list"
-        return f"{_source(self.rc)} && openstack endpoint list -f json"
+            return Fact(f"{_source(self.rc)} && keystone endpoint-list", self._endpoints)
+        return Fact(f"{_source(self.rc)} && openstack endpoint list -f json", self._endpoints)
 
-    def _endpoints(self, seen: Probe) -> list[dict[str, Any]]:
-        if seen.exited != 0:
-            raise ValueError(f"cannot list endpoints with {self.rc} (exit {seen.exited})")
+    def _endpoints(self, probe: Probe) -> Endpoints:
+        if probe.exited != 0:
+            raise ValueError(f"cannot list endpoints with {self.rc} (exit {probe.exited})")
         if self.release == "grizzly":
-            return parse_keystone_table(seen.stdout)
-        data = json.loads(seen.stdout or "[]")
+            return parse_keystone_table(probe.stdout)
+        data = json.loads(probe.stdout or "[]")
         if not isinstance(data, list):
             raise ValueError("unexpected output of openstack endpoint list")
         return data
 
-    def _stale(self, seen: Probe) -> list[dict[str, Any]]:
+    def _stale(self, seen: Endpoints) -> Endpoints:
         if self.release == "grizzly":
-            return [e for e in self._endpoints(seen)
-                    if any(self._moves(e.get(k, "")) for k in GRIZZLY_URLS)]
-        stale = [e for e in self._endpoints(seen) if self._moves(e.get("URL", ""))]
+            return [e for e in seen if any(self._moves(e.get(k, "")) for k in GRIZZLY_URLS)]
+        stale = [e for e in seen if self._moves(e.get("URL", ""))]
         return sorted(stale, key=_moves_last)
 
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
+    def done(self, ctx: HostContext, seen: Endpoints) -> bool:
         return not self._stale(seen)
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+    def intent(self, ctx: HostContext, seen: Endpoints) -> Record:
         if self.release == "grizzly":
             old = [{"id": e["id"], "region": e.get("region", ""),
                     "service_id": e.get("service_id", ""),
@@ -113,13 +119,13 @@ class EndpointsOnVip(Operation):
                    for e in self._stale(seen)]
         return {"kind": "endpoints", "release": self.release, "rc": self.rc, "old": old}
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+    def apply(self, ctx: HostContext, seen: Endpoints) -> list[Command]:
         lines = ["set -e", _source(self.rc)]
         if self.release == "grizzly":
             stale = self._stale(seen)
             # An endpoint that already has the new URLs (created by an interrupted earlier
             # attempt, or by hand) is used rather than duplicated.
-            existing = {self._grizzly_key(e, e): e["id"] for e in self._endpoints(seen)
+            existing = {self._grizzly_key(e, e): e["id"] for e in seen
                         if e not in stale and e.get("id")}
             for e in stale:
                 target = {k: self._target(e.get(k, "")) for k in GRIZZLY_URLS}
@@ -162,13 +168,12 @@ class EndpointsOnVip(Operation):
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
         created = {}
-        for line in "\n".join(outputs).splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == NEW_MARK:
-                created[parts[1]] = parts[2]
+        for words in framing.tagged_words(NEW, "\n".join(outputs)):
+            if len(words) == 2:
+                created[words[0]] = words[1]
         return {"created": created} if created else {}
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
+    def preview(self, ctx: HostContext, seen: Endpoints) -> str:
         lines = []
         for e in self._stale(seen):
             if self.release == "grizzly":
@@ -183,7 +188,6 @@ class EndpointsOnVip(Operation):
         return f"Keystone endpoints on the VIP {self.vip}"
 
 
-@undoer("endpoints")
 def undo_endpoints(ctx: HostContext, record: Record) -> list[Command]:
     """Put the previous endpoint URLs back (grizzly: recreate the old, delete the new)."""
     lines = ["set -e", _source(record["rc"])]

@@ -12,49 +12,16 @@ is never readable by others, not even for an instant); backups keep the file's m
 
 from __future__ import annotations
 
-import base64
 import difflib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.facts import Fact
+from hadeploy.facts.files import FileState, file_state
+from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.quoting import q
 from hadeploy.redact import mask_config_text
-
-ABSENT = "absent"
-
-
-@dataclass(frozen=True)
-class FileState:
-    """A file as the probe saw it."""
-
-    exists: bool
-    owner: str = ""
-    group: str = ""
-    mode: str = ""
-    sha256: str = ""
-    content: bytes | None = None
-
-
-def file_probe(path: str, with_content: bool) -> str:
-    """Print owner, group, mode and sha256 of `path` (and base64 content), or `absent`."""
-    p = q(path)
-    body = f"stat -c '%U %G %a' {p} && sha256sum < {p} | cut -d' ' -f1"
-    if with_content:
-        body += f" && base64 -w0 < {p} && echo"
-    return f"if [ -f {p} ]; then {body}; else echo {ABSENT}; fi"
-
-
-def parse_file_probe(stdout: str) -> FileState:
-    """Parse `file_probe` output."""
-    lines = stdout.splitlines()
-    if not lines or lines[0].strip() == ABSENT:
-        return FileState(exists=False)
-    owner, group, mode = lines[0].split()
-    sha = lines[1].strip() if len(lines) > 1 else ""
-    content = base64.b64decode(lines[2]) if len(lines) > 2 else None
-    return FileState(True, owner, group, mode.zfill(4), sha, content)
 
 
 def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
@@ -84,7 +51,6 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
     )
 
 
-@undoer("file")
 def undo_file(ctx: HostContext, record: Record) -> list[Command]:
     """Put back what the journal says the file was before the run.
 
@@ -117,13 +83,13 @@ def unified_diff(path: str, old: bytes | None, new: bytes) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
 
 
-class _FileOp(Operation):
+class _FileOp(Operation[FileState]):
     """Shared shape of whole-file and edited-file operations."""
 
     path: str
 
-    def probe(self, ctx: HostContext) -> str:
-        return file_probe(self.path, self.needs_content(ctx))
+    def fact(self, ctx: HostContext) -> Fact[FileState]:
+        return file_state(self.path, self.needs_content(ctx))
 
     def needs_content(self, ctx: HostContext) -> bool:
         return ctx.detail
@@ -135,8 +101,7 @@ class _FileOp(Operation):
     def validate(self, ctx: HostContext) -> str | None:
         return None
 
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
-        state = parse_file_probe(seen.stdout)
+    def done(self, ctx: HostContext, state: FileState) -> bool:
         want = self.desired(ctx, state)
         if want is None:
             return True
@@ -144,13 +109,11 @@ class _FileOp(Operation):
         return (state.exists and state.sha256 == hashlib.sha256(content).hexdigest()
                 and (state.owner, state.group, state.mode) == (owner, group, mode))
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
-        state = parse_file_probe(seen.stdout)
+    def intent(self, ctx: HostContext, state: FileState) -> Record:
         return {"kind": "file", "path": self.path, "existed": state.exists,
                 "backup": ctx.backup_path(self.path) if state.exists else None}
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
-        state = parse_file_probe(seen.stdout)
+    def apply(self, ctx: HostContext, state: FileState) -> list[Command]:
         want = self.desired(ctx, state)
         if want is None:
             raise ValueError(f"{self.path} is absent here, so there is nothing to edit")
@@ -161,8 +124,7 @@ class _FileOp(Operation):
         summary += ", validated)" if self.validate(ctx) else ")"
         return [Command(script, stdin=content, summary=summary)]
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
-        state = parse_file_probe(seen.stdout)
+    def preview(self, ctx: HostContext, state: FileState) -> str:
         want = self.desired(ctx, state)
         if want is None:
             return ""

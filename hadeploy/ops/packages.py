@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy import framing
+from hadeploy.facts import Fact
+from hadeploy.facts.system import PackagesSeen, packages_installed
+from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.ops.trees import check_tree_path
 from hadeploy.quoting import q
 
-NEW_MARK = "@@hadeploy-new-packages"
-ABSENT_MARK = "@@absent"
+# The install prints this line, then the packages it added (what rollback removes).
+NEW = "hadeploy-new-packages"
+NEW_MARK = framing.tag(NEW)
 # Debian starts services from package scripts unless policy-rc.d says 101; the guard puts a
 # blocking one in place for the install only and restores whatever was there before.
 BLOCK_STARTS = (
@@ -24,7 +28,7 @@ FINISH_DPKG = ("if [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then "
 
 
 @dataclass(frozen=True)
-class PackagesInstalled(Operation):
+class PackagesInstalled(Operation[PackagesSeen]):
     """Every package in `packages` is installed.
 
     With `block_service_starts`, Debian package scripts may not start services during the
@@ -46,31 +50,22 @@ class PackagesInstalled(Operation):
         for path in self.creates:
             check_tree_path(f"creates {path!r}", path, below_top=True)
 
-    def probe(self, ctx: HostContext) -> str:
-        absent = "".join(f"; [ -e {q(p)} ] || echo {ABSENT_MARK} {q(p)}" for p in self.creates)
-        return ctx.profile.installed_probe(self.packages) + absent
+    def fact(self, ctx: HostContext) -> Fact[PackagesSeen]:
+        return packages_installed(ctx.profile, self.packages, self.creates)
 
-    def _missing(self, seen: Probe) -> tuple[str, ...]:
-        present = {line.strip() for line in seen.stdout.splitlines()
-                   if not line.startswith(ABSENT_MARK)}
-        return tuple(p for p in self.packages if p not in present)
+    def _missing(self, seen: PackagesSeen) -> tuple[str, ...]:
+        return tuple(p for p in self.packages if p not in seen.installed)
 
-    def _absent(self, seen: Probe) -> list[str]:
-        """The `creates` paths that did not exist when the host was probed."""
-        said = {line.split(" ", 1)[1] for line in seen.stdout.splitlines()
-                if line.startswith(ABSENT_MARK + " ")}
-        return [p for p in self.creates if p in said]
-
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
+    def done(self, ctx: HostContext, seen: PackagesSeen) -> bool:
         return not self._missing(seen)
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+    def intent(self, ctx: HostContext, seen: PackagesSeen) -> Record:
         record: Record = {"kind": "packages", "requested": list(self._missing(seen))}
-        if absent := self._absent(seen):
-            record["created"] = absent
+        if seen.absent:
+            record["created"] = list(seen.absent)
         return record
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+    def apply(self, ctx: HostContext, seen: PackagesSeen) -> list[Command]:
         missing = self._missing(seen)
         listing = ctx.profile.all_installed_probe()
         block = self.block_service_starts and ctx.profile.family == "debian"
@@ -92,19 +87,16 @@ class PackagesInstalled(Operation):
         return [Command(script, summary=ctx.profile.install(missing) + note)]
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
-        text = outputs[-1] if outputs else ""
-        if NEW_MARK not in text:
-            return {}
-        return {"installed": text.split(NEW_MARK, 1)[1].split()}
+        added = framing.after_tag(NEW, outputs[-1] if outputs else "")
+        return {} if added is None else {"installed": added.split()}
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
+    def preview(self, ctx: HostContext, seen: PackagesSeen) -> str:
         return f"  install: {' '.join(self._missing(seen))}\n"
 
     def title(self) -> str:
         return f"packages {' '.join(self.packages)}"
 
 
-@undoer("packages")
 def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     """Remove what the run installed: those requested and every new dependency seen.
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, undoer
+from hadeploy.facts import Fact
+from hadeploy.facts.system import ServiceState, service_state
+from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.platforms import running_probe
 from hadeploy.quoting import q
 
 
 @dataclass(frozen=True)
-class ServiceRunning(Operation):
+class ServiceRunning(Operation[ServiceState]):
     """`service` is enabled at boot and running; restarted when `restart_after` steps changed."""
 
     op_id: str
@@ -23,26 +25,18 @@ class ServiceRunning(Operation):
     restart_after: frozenset[str] = frozenset()
     wait_seconds: int = 10
 
-    def probe(self, ctx: HostContext) -> str:
-        return (f"{ctx.profile.enabled_probe(self.service)}; "
-                f"{running_probe(self.service, self.pidfiles, ctx.profile.init)}")
-
-    @staticmethod
-    def _state(seen: Probe) -> tuple[bool, bool]:
-        words = seen.stdout.split()
-        return "enabled" in words, "running" in words
+    def fact(self, ctx: HostContext) -> Fact[ServiceState]:
+        return service_state(ctx.profile, self.service, self.pidfiles)
 
     def _needs_restart(self, ctx: HostContext) -> bool:
         return bool(self.restart_after & ctx.changed_steps)
 
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
-        enabled, running = self._state(seen)
-        return enabled and running and not self._needs_restart(ctx)
+    def done(self, ctx: HostContext, state: ServiceState) -> bool:
+        return state.enabled and state.running and not self._needs_restart(ctx)
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
-        enabled, running = self._state(seen)
+    def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         return {"kind": "service", "service": self.service, "pidfiles": list(self.pidfiles),
-                "was_enabled": enabled, "was_running": running}
+                "was_enabled": state.enabled, "was_running": state.running}
 
     def _wait_running(self, ctx: HostContext) -> str:
         check = running_probe(self.service, self.pidfiles, ctx.profile.init)
@@ -51,13 +45,12 @@ class ServiceRunning(Operation):
                 f"[ \"$({check})\" = running ] && break; i=$((i+1)); sleep 0.25; done; "
                 f"[ \"$({check})\" = running ]")
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
-        enabled, running = self._state(seen)
+    def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         profile = ctx.profile
         commands: list[Command] = []
-        if not enabled:
+        if not state.enabled:
             commands.append(Command(profile.enable(self.service)))
-        verb = "restart" if running else "start"
+        verb = "restart" if state.running else "start"
         wait = self._wait_running(ctx)
         # One retry: keepalived's init-script restart can start too early and be skipped.
         script = (f"{profile.action(self.service, verb)} >&2 || true; "
@@ -68,20 +61,18 @@ class ServiceRunning(Operation):
                                 "(then wait until it runs)"))
         return commands
 
-    def verify(self, ctx: HostContext, seen: Probe) -> bool:
-        return self._state(seen) == (True, True)
+    def verify(self, ctx: HostContext, state: ServiceState) -> bool:
+        return state.enabled and state.running
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
-        enabled, running = self._state(seen)
-        parts = [] if enabled else ["enable"]
-        parts.append("restart" if running else "start")
+    def preview(self, ctx: HostContext, state: ServiceState) -> str:
+        parts = [] if state.enabled else ["enable"]
+        parts.append("restart" if state.running else "start")
         return f"  {self.service}: {' and '.join(parts)}\n"
 
     def title(self) -> str:
         return f"service {self.service}"
 
 
-@undoer("service")
 def undo_service(ctx: HostContext, record: Record) -> list[Command]:
     """Stop a service this run started and disable one this run enabled."""
     profile = ctx.profile

@@ -11,9 +11,9 @@ silently fall back to the source's number.
 
 Whether the copy is needed, and whether it worked, is decided by comparing manifests: one
 line per entry with path, type, owner and group names, mode, symlink target, and for files
-sha256 and mtime. The destination's manifest is the operation's probe; the source's comes
-from `source_probes`, which the engine runs on the source host and hands back in
-`Probe.sources`. The same comparison after the copy proves source and copy are equal.
+sha256 and mtime (`hadeploy.facts.trees`). The destination's manifest is the operation's
+fact; the source's comes from `source_probes`, which the engine runs on the source host and
+hands back in `Probe.sources`. The same comparison after the copy proves source and copy are equal.
 
 Swap and rollback, with every intermediate state recoverable from the journal record:
 
@@ -30,54 +30,14 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from hadeploy.ops.base import Command, HostContext, Operation, Probe, Record, SourceRead, undoer
+from hadeploy.facts import Fact, Probe
+from hadeploy.facts.trees import Manifest, manifest_script, parse_manifest
+from hadeploy.ops.base import Command, HostContext, Operation, Record, SourceRead
 from hadeploy.quoting import q
 
-TREE_MARK = "@@tree"
-TAB = "\t"
 _GLOB = re.compile(r"[*?\[\]\\\n\t]")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One entry of a tree as the manifest describes it (`path` is relative, `.` the root)."""
-
-    path: str
-    kind: str  # find's %y: d f l p s b c
-    owner: str
-    group: str
-    mode: str
-    target: str = ""
-    mtime: int | None = None
-    sha256: str = ""
-
-    def line(self) -> str:
-        """The entry as one manifest line (what `differences` shows)."""
-        parts = [self.kind, f"{self.owner}:{self.group}", self.mode]
-        if self.kind == "l":
-            parts.append(f"-> {self.target}")
-        if self.kind == "f":
-            parts += [f"sha256 {self.sha256[:12]}", f"mtime {self.mtime}"]
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A tree on a host: `absent`, `notdir` (something else is at the path) or `dir`."""
-
-    state: str
-    entries: Mapping[str, Entry] = field(default_factory=dict)
-
-    def owners(self) -> tuple[str, ...]:
-        """Every owner name in the tree, sorted."""
-        return tuple(sorted({e.owner for e in self.entries.values()}))
-
-    def groups(self) -> tuple[str, ...]:
-        """Every group name in the tree, sorted."""
-        return tuple(sorted({e.group for e in self.entries.values()}))
 
 
 def _check_relative(kind: str, rel: str) -> None:
@@ -95,78 +55,6 @@ def check_tree_path(what: str, path: str, below_top: bool = False) -> None:
             or "\n" in path or (below_top and path.count("/") < 2)):
         where = "below a top-level directory" if below_top else "other than /"
         raise ValueError(f"{what}: give an absolute, normalised directory {where}")
-
-
-def _prune(exclude: tuple[str, ...]) -> str:
-    """`find` arguments that skip excluded subtrees (empty without excludes)."""
-    if not exclude:
-        return ""
-    paths = " -o ".join(f"-path {q('./' + rel)}" for rel in exclude)
-    return f"\\( {paths} \\) -prune -o "
-
-
-def manifest_script(path: str, exclude: tuple[str, ...] = ()) -> str:
-    """Read-only script printing the manifest of the tree at `path` (see `parse_manifest`)."""
-    prune = _prune(exclude)
-    meta = "'M\\t%y\\t%u\\t%g\\t%m\\t%T@\\t%P\\t%l\\n'"
-    return (
-        "LC_ALL=C; export LC_ALL; "
-        f"p={q(path)}; "
-        f'if [ -d "$p" ] && [ ! -L "$p" ]; then echo "{TREE_MARK} dir"; '
-        f'cd "$p" && {{ find . {prune}-printf {meta} | sort; '
-        f"find . {prune}-type f -exec sha256sum {{}} + | sort -k2 | sed 's/^/H /'; }}; "
-        f'elif [ -e "$p" ] || [ -L "$p" ]; then echo "{TREE_MARK} notdir"; '
-        f'else echo "{TREE_MARK} absent"; fi'
-    )
-
-
-def _unescape_sum(name: str) -> str:
-    """Undo sha256sum's escaping of `\\` and newlines in names."""
-    out, i = [], 0
-    while i < len(name):
-        if name[i] == "\\" and i + 1 < len(name):
-            out.append("\n" if name[i + 1] == "n" else name[i + 1])
-            i += 2
-        else:
-            out.append(name[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_manifest(stdout: str) -> Manifest:
-    """Parse `manifest_script` output; ValueError for anything it cannot represent."""
-    lines = stdout.split("\n")
-    head = lines[0].strip() if lines else ""
-    if not head.startswith(TREE_MARK + " "):
-        raise ValueError("no tree manifest in the probe output")
-    state = head.split()[1]
-    if state != "dir":
-        return Manifest(state)
-    entries: dict[str, Entry] = {}
-    sums: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line.startswith("H "):
-            text = line[2:]
-            escaped = text.startswith("\\")
-            digest, _, name = text[int(escaped):].partition("  ")
-            name = _unescape_sum(name) if escaped else name
-            sums[name[2:] if name.startswith("./") else name] = digest
-            continue
-        fields = line.split(TAB)
-        if len(fields) != 8 or fields[0] != "M":
-            raise ValueError(f"cannot read manifest line {line[:80]!r}: file names with tabs or "
-                             "newlines are not supported in copied trees")
-        _, kind, owner, group, mode, mtime, rel, target = fields
-        rel = rel or "."
-        entries[rel] = Entry(rel, kind, owner, group, mode.zfill(4), target if kind == "l" else "",
-                             int(mtime.split(".")[0]) if kind == "f" else None)
-    for rel, digest in sums.items():
-        if rel not in entries:
-            raise ValueError(f"checksum of {rel!r} has no manifest entry")
-        entries[rel] = replace(entries[rel], sha256=digest)
-    return Manifest(state, entries)
 
 
 def differences(source: Manifest, dest: Manifest, rewritten: tuple[str, ...] = ()) -> list[str]:
@@ -319,7 +207,22 @@ def tree_undo_script(paths: TreePaths, existed: bool, el: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class TreeCopied(Operation):
+class TreesSeen:
+    """The destination's manifest and the source's (None: no output to read, as in an
+    offline plan)."""
+
+    dest: Manifest | None
+    source: Manifest | None
+
+    def destination(self) -> Manifest:
+        """The destination's manifest; ValueError when the probe printed none."""
+        if self.dest is None:
+            raise ValueError("no tree manifest in the probe output")
+        return self.dest
+
+
+@dataclass(frozen=True)
+class TreeCopied(Operation[TreesSeen]):
     """The directory `path` on this host equals `path` on `source_host`.
 
     Equal means: same entries (minus `exclude`, which is neither copied nor compared, and
@@ -341,41 +244,39 @@ class TreeCopied(Operation):
         for rel in self.rewritten:
             _check_relative("rewritten", rel)
 
-    def probe(self, ctx: HostContext) -> str:
-        return manifest_script(self.path, self.exclude)
+    def fact(self, ctx: HostContext) -> Fact[TreesSeen]:
+        return Fact(manifest_script(self.path, self.exclude), self._parse)
+
+    def _parse(self, probe: Probe) -> TreesSeen:
+        dest = parse_manifest(probe.stdout) if probe.stdout else None
+        if not probe.sources:
+            return TreesSeen(dest, None)
+        source = parse_manifest(probe.sources[0])
+        if source.state != "dir":
+            raise ValueError(f"the source {self.source_host}:{self.path} is {source.state}, "
+                             "not a directory: nothing to copy")
+        return TreesSeen(dest, source)
 
     def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
         return (SourceRead(self.source_host, manifest_script(self.path, self.exclude)),)
 
-    def _source(self, seen: Probe) -> Manifest | None:
-        """The source's manifest from the engine's source probe (None in offline plans)."""
-        if not seen.sources:
-            return None
-        source = parse_manifest(seen.sources[0])
-        if source.state != "dir":
-            raise ValueError(f"the source {self.source_host}:{self.path} is {source.state}, "
-                             "not a directory: nothing to copy")
-        return source
-
-    def done(self, ctx: HostContext, seen: Probe) -> bool:
-        source = self._source(seen)
-        if source is None:
+    def done(self, ctx: HostContext, seen: TreesSeen) -> bool:
+        if seen.source is None:
             raise ValueError(f"no manifest of {self.source_host}:{self.path} to compare with")
-        return not differences(source, parse_manifest(seen.stdout), self.rewritten)
+        return not differences(seen.source, seen.destination(), self.rewritten)
 
     def _paths(self, ctx: HostContext) -> TreePaths:
         return TreePaths.of(self.path, ctx.run_id, ctx.backup_path(self.path))
 
-    def intent(self, ctx: HostContext, seen: Probe) -> Record:
-        dest = parse_manifest(seen.stdout)
+    def intent(self, ctx: HostContext, seen: TreesSeen) -> Record:
         paths = self._paths(ctx)
         return {"kind": "tree", "path": self.path, "source": self.source_host,
-                "existed": dest.state != "absent", "backup": paths.backup,
+                "existed": seen.destination().state != "absent", "backup": paths.backup,
                 "stage": paths.stage, "aside": paths.aside, "trash": paths.trash,
                 "restore": paths.restore}
 
-    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
-        source = self._source(seen)
+    def apply(self, ctx: HostContext, seen: TreesSeen) -> list[Command]:
+        source = seen.source
         owners = source.owners() if source else ()
         groups = source.groups() if source else ()
         script = tree_swap_script(self._paths(ctx), self.exclude, owners, groups,
@@ -385,18 +286,16 @@ class TreeCopied(Operation):
                         summary=f"copy {self.source_host}:{self.path} to {self.path} "
                                 "(tar, owners by name, staged then swapped in)")]
 
-    def preview(self, ctx: HostContext, seen: Probe) -> str:
-        source = self._source(seen)
-        if source is None:
+    def preview(self, ctx: HostContext, seen: TreesSeen) -> str:
+        if seen.source is None:
             return f"  copy {self.source_host}:{self.path}\n"
-        dest = parse_manifest(seen.stdout)
-        return "".join(f"  {line}\n" for line in differences(source, dest, self.rewritten))
+        return "".join(f"  {line}\n"
+                       for line in differences(seen.source, seen.destination(), self.rewritten))
 
     def title(self) -> str:
         return f"tree {self.path} from {self.source_host}"
 
 
-@undoer("tree")
 def undo_tree(ctx: HostContext, record: Record) -> list[Command]:
     """Put the tree back as it was before the run, from the journal record alone."""
     paths = TreePaths(record["path"], record["stage"], record["aside"], record["trash"],

@@ -23,18 +23,18 @@ from collections.abc import Mapping
 
 from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
 from hadeploy.errors import HadeployError
+from hadeploy.facts import Fact, Probe
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
+    AnyOp,
+    EndpointsOnVip,
     FileEdit,
     HostContext,
-    Operation,
     PackagesInstalled,
-    Probe,
     Requirement,
     ServiceRunning,
+    TreeCopied,
 )
-from hadeploy.ops.endpoints import EndpointsOnVip
-from hadeploy.ops.trees import TreeCopied
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
 from hadeploy.render.haproxy import backend_address
 from hadeploy.steps import Runbook, Step
@@ -117,18 +117,23 @@ def _by_file(keys: tuple[VipKey, ...] | tuple[HostKey, ...]) -> list[tuple]:  # 
     return [tuple(group) for group in files.values()]
 
 
-def _ports_answer(inv: Inventory, node: Node, ports: list[int]) -> Requirement:
+def _answer(probe: Probe) -> str:
+    return probe.stdout.strip()
+
+
+def _ports_answer(inv: Inventory, node: Node, ports: list[int]) -> Requirement[str]:
     pairs = [f"{backend_address(inv, node)}:{p}" for p in ports]
     pairs += [f"{inv.vip.address}:{p}" for p in ports]
     script = PORT_PROBE.format(pairs=" ".join(pairs), seconds=VERIFY_SECONDS)
 
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        out = seen.stdout.strip()
-        if out == "all-answer":
+    def judge(ctx: HostContext, failing: str) -> str | None:
+        if failing == "all-answer":
             return None
-        return f"no answer from {out or 'the APIs (python3 missing?)'} after {VERIFY_SECONDS}s"
+        return (f"no answer from {failing or 'the APIs (python3 missing?)'} "
+                f"after {VERIFY_SECONDS}s")
 
-    return Requirement("ports", script, judge,
+    # PORT_PROBE prints `all-answer`, or the address:port pairs that never answered.
+    return Requirement("ports", Fact(script, _answer), judge,
                        f"APIs answer on {backend_address(inv, node)} and the VIP: "
                        f"ports {', '.join(map(str, ports))}", waits=True)
 
@@ -176,7 +181,7 @@ def _service_steps(inv: Inventory, service: Service,
 
     changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys"})
     changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys"})
-    daemons: dict[str, tuple[Operation, ...]] = {}
+    daemons: dict[str, tuple[AnyOp, ...]] = {}
     for node in inv.controllers:
         variant = service.variant(families[node.name], release)
         restart = changed_original if node.original else changed_new
@@ -248,7 +253,7 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
                       {original.name: (EndpointsOnVip(
                           "endpoints", inv.openstack.admin_credentials, inv.release, vip,
                           (str(original.address), original.name), ports),)}))
-    rc_ops: dict[str, list[Operation]] = {}
+    rc_ops: dict[str, list[AnyOp]] = {}
     for rc in inv.openstack.rc_files:
         rc_ops.setdefault(rc.host, []).append(_rc_edit(rc.path, vip))
     if rc_ops:

@@ -14,20 +14,25 @@
 from __future__ import annotations
 
 from hadeploy.catalog import load_catalog
+from hadeploy.facts.network import (
+    Listening,
+    holds_vip,
+    interface_present,
+    listening_sockets,
+    vip_use,
+)
+from hadeploy.facts.system import detected_platform
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
+    AnyOp,
     FileContent,
     FileEdit,
     HostContext,
-    Operation,
     PackagesInstalled,
-    Probe,
     Requirement,
     ServiceRunning,
     SysctlValue,
 )
-from hadeploy.platforms import DETECT_PROBE, parse_detect
-from hadeploy.quoting import q
 from hadeploy.render import (
     HAPROXY_CHECK_PATH,
     NONLOCAL_BIND_KEY,
@@ -56,13 +61,12 @@ KEEPALIVED_VALIDATE = (
 )
 
 
-def _each(nodes: tuple[Node, ...], *ops: Operation) -> dict[str, tuple[Operation, ...]]:
+def _each(nodes: tuple[Node, ...], *ops: AnyOp) -> dict[str, tuple[AnyOp, ...]]:
     return {n.name: tuple(ops) for n in nodes}
 
 
-def _platform_matches(inv: Inventory) -> Requirement:
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        detected, _ = parse_detect(seen.stdout)
+def _platform_matches(inv: Inventory) -> Requirement[str]:
+    def judge(ctx: HostContext, detected: str) -> str | None:
         if not detected:
             return "cannot tell the platform from /etc/os-release"
         if inv.platform not in ("auto", detected):
@@ -70,63 +74,51 @@ def _platform_matches(inv: Inventory) -> Requirement:
                     "the inventory or set platform = \"auto\"")
         return None
 
-    return Requirement("platform", DETECT_PROBE, judge, "platform as declared")
+    return Requirement("platform", detected_platform(), judge, "platform as declared")
 
 
-def _interface(inv: Inventory) -> Requirement:
+def _interface(inv: Inventory) -> Requirement[bool]:
     iface = inv.vip.interface
 
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        if seen.stdout.strip() == "present":
+    def judge(ctx: HostContext, present: bool) -> str | None:
+        if present:
             return None
         return (f"interface {iface} (vip.interface) does not exist on {ctx.node.name}; "
                 "set vip.interface to the interface that carries the nodes' addresses")
 
-    return Requirement("interface", f"ip -o link show dev {q(iface)} >/dev/null 2>&1 && "
-                       "echo present || echo missing", judge, f"interface {iface} exists")
+    return Requirement("interface", interface_present(iface), judge, f"interface {iface} exists")
 
 
-def _vip_free(inv: Inventory) -> Requirement:
+def _vip_free(inv: Inventory) -> Requirement[str]:
     vip = str(inv.vip.address)
-    script = (f"if ip -o addr show | grep -q ' {vip}/'; then echo held; "
-              f"elif command -v ping >/dev/null && ping -c 1 -W 1 {q(vip)} >/dev/null 2>&1; "
-              "then echo answers; else echo free; fi")
 
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        if seen.stdout.strip() == "answers":
+    def judge(ctx: HostContext, use: str) -> str | None:
+        if use == "answers":
             return (f"the VIP {vip} already answers on the network but no load balancer holds "
                     "it; another machine uses this address: pick a free vip.address")
         return None
 
-    return Requirement("vip-free", script, judge, f"VIP {vip} not used by another machine")
+    return Requirement("vip-free", vip_use(vip), judge, f"VIP {vip} not used by another machine")
 
 
-def _ports_free(inv: Inventory, node: Node) -> Requirement:
+def _ports_free(inv: Inventory, node: Node) -> Requirement[tuple[Listening, ...]]:
     ports = sorted({p.port for p in balanced_proxies(inv)})
     vip = str(inv.vip.address)
 
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        problems = []
-        for line in seen.stdout.splitlines():
-            parts = line.split()
-            if len(parts) < 4:
-                continue
-            local = parts[3]
-            address, _, port = local.rpartition(":")
-            if not port.isdigit() or int(port) not in ports or "haproxy" in line:
-                continue
-            if address.strip("[]") in ("0.0.0.0", "*", "::", vip):
-                problems.append(f"{local} ({parts[-1] if len(parts) > 5 else 'a process'})")
+    def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
+        problems = [f"{s.local} ({s.process or 'a process'})" for s in sockets
+                    if s.port in ports and "haproxy" not in s.process
+                    and s.address in ("0.0.0.0", "*", "::", vip)]
         if problems:
             return (f"{', '.join(problems)} holds a port haproxy needs on the VIP; bind that "
                     f"API to the node's address ({node.api_bind}) first")
         return None
 
-    return Requirement("ports-free", "ss -Hltnp 2>/dev/null || true", judge,
+    return Requirement("ports-free", listening_sockets(processes=True), judge,
                        "no API holds the VIP's ports on all addresses")
 
 
-def _sysctl_persist(inv: Inventory) -> Operation:
+def _sysctl_persist(inv: Inventory) -> AnyOp:
     if inv.platform == "el6":
         return FileEdit("sysctl-persist", "/etc/sysctl.conf",
                         lambda ctx, text: _set_sysctl_line(text),
@@ -141,22 +133,18 @@ def _set_sysctl_line(text: str) -> str:
     return edited[len(marker):]
 
 
-def _listening(inv: Inventory) -> Requirement:
+def _listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
     vip = str(inv.vip.address)
     ports = sorted({p.port for p in balanced_proxies(inv)})
 
-    def judge(ctx: HostContext, seen: Probe) -> str | None:
-        listening = set()
-        for line in seen.stdout.splitlines():
-            parts = line.split()
-            if len(parts) >= 4 and parts[3].startswith(f"{vip}:"):
-                listening.add(int(parts[3].rsplit(":", 1)[1]))
+    def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
+        listening = {s.port for s in sockets if s.address == vip}
         missing = [str(p) for p in ports if p not in listening]
         if missing:
             return f"haproxy does not listen on {vip} port(s) {', '.join(missing)}"
         return None
 
-    return Requirement("listening", "ss -Hltn 2>/dev/null", judge,
+    return Requirement("listening", listening_sockets(), judge,
                        f"haproxy listens on every frontend of {vip}")
 
 
@@ -166,9 +154,9 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
     nodes = inv.balancers
     vip = str(inv.vip.address)
 
-    preflight: dict[str, tuple[Operation, ...]] = {}
+    preflight: dict[str, tuple[AnyOp, ...]] = {}
     for node in nodes:
-        checks: list[Operation] = [_platform_matches(inv), _interface(inv)]
+        checks: list[AnyOp] = [_platform_matches(inv), _interface(inv)]
         if first_deploy:
             checks.append(_vip_free(inv))
         if inv.topology == "colocated":
@@ -205,7 +193,7 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
              {n.name: (check_script, keepalived_conf) for n in nodes}),
         Step("lb.services", "Enable and start haproxy and keepalived (VIP holder last)",
              _each(nodes, *services), serial=True,
-             last_probe=f"ip -o addr show | grep -q ' {vip}/' && echo last || true"),
+             last_probe=f"{holds_vip(vip)} && echo last || true"),
         Step("lb.verify", f"Verify haproxy serves every frontend on {vip}",
              _each(nodes, _listening(inv)), read_only=True),
     )

@@ -23,10 +23,11 @@ import pytest
 from hadeploy.engine import Engine
 from hadeploy.errors import HostKeyError, StepFailed, TransportError
 from hadeploy.events import Event
+from hadeploy.facts.trees import manifest_script, parse_manifest
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.journal import Journal, now
-from hadeploy.ops import FileContent, Operation, TreeCopied
-from hadeploy.ops.trees import differences, manifest_script, parse_manifest
+from hadeploy.ops import AnyOp, FileContent, TreeCopied
+from hadeploy.ops.trees import differences
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.ssh import SshTransport
 from lab import Lab
@@ -58,7 +59,7 @@ def fresh(lab: Lab, *hosts: str) -> None:
 
 
 def run_step(inv: Inventory, transport: SshTransport, tmp_path: Path,
-             ops: Mapping[str, tuple[Operation, ...]], run_id: str) -> tuple[Journal, list[Event]]:
+             ops: Mapping[str, tuple[AnyOp, ...]], run_id: str) -> tuple[Journal, list[Event]]:
     """Run one step through the engine and a journal; return both (raise on failure)."""
     events: list[Event] = []
     engine = Engine(transport, {n.name: n for n in inv.nodes}, inv.platform, events.append)

@@ -25,7 +25,7 @@ from hadeploy.events import Event
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
 from hadeploy.live import FRAMES, LivePrinter, progress_printer, wants_live
-from hadeploy.ops.base import Command, HostContext, Operation, Probe
+from hadeploy.ops.base import Command, Fact, HostContext, Operation, Probe
 from hadeploy.redact import Redactor
 from hadeploy.render.secrets import MASK
 from hadeploy.steps import Runbook, Step
@@ -326,13 +326,13 @@ def test_plain_lines_off_a_terminal() -> None:
 
 
 @dataclass(frozen=True)
-class FailingWrite(Operation):
+class FailingWrite(Operation[Probe]):
     """Writes a file with a command that fails, saying why on stderr (with the secret)."""
 
     op_id: str = "write"
 
-    def probe(self, ctx: HostContext) -> str:
-        return "cat /f"
+    def fact(self, ctx: HostContext) -> Fact[Probe]:
+        return Fact.raw("cat /f")
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
         return seen.exited == 0

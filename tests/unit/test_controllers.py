@@ -26,11 +26,13 @@ import pytest
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
 from hadeploy.errors import HadeployError
+from hadeploy.facts.files import FileState
+from hadeploy.facts.trees import manifest_script
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.ops import (
+    AnyOp,
     FileEdit,
     HostContext,
-    Operation,
     PackagesInstalled,
     Probe,
     Requirement,
@@ -38,8 +40,6 @@ from hadeploy.ops import (
     TreeCopied,
 )
 from hadeploy.ops.endpoints import EndpointsOnVip
-from hadeploy.ops.files import FileState
-from hadeploy.ops.trees import manifest_script
 from hadeploy.platforms import profile_for
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.steps import Runbook, Step
@@ -179,8 +179,15 @@ PORTS: dict[tuple[str, str], tuple[int, ...]] = {
     **{("ceilometer", r): (8777,) for r in RELEASES},
 }
 
-def ops_of(step: Step, host: str) -> tuple[Operation, ...]:
+def ops_of(step: Step, host: str) -> tuple[AnyOp, ...]:
     return step.ops[host]
+
+
+def host_script(op: AnyOp, ctx: HostContext) -> str:
+    """The probe `op` runs on the host (these operations all ask the host)."""
+    script = op.probe(ctx)
+    assert script is not None
+    return script
 
 
 def by_id(runbook: Runbook) -> dict[str, Step]:
@@ -332,11 +339,11 @@ def test_package_install_command(inventories: Inventories, release: str, service
         assert isinstance(op, PackagesInstalled)
         assert op.packages == packages
         ctx = ctx_for(inv, host, profile, step.id)
-        probe = op.probe(ctx)
+        probe = host_script(op, ctx)
         assert ("dpkg-query" in probe) == (family == "debian")
         assert ("rpm -q" in probe) == (family == "el")
-        assert not op.done(ctx, Probe(""))
-        (command,) = op.apply(ctx, Probe(""))
+        assert not op.done(ctx, op.read(ctx, Probe("")))
+        (command,) = op.apply(ctx, op.read(ctx, Probe("")))
         install = f"{INSTALL[profile_name]} {' '.join(packages)}"
         assert f"\n{install} >&2\n" in command.script
         if family == "debian":
@@ -347,7 +354,7 @@ def test_package_install_command(inventories: Inventories, release: str, service
             assert command.summary == install
             assert "policy-rc.d" not in command.script
         # already installed: nothing to do
-        assert op.done(ctx, Probe("\n".join(packages) + "\n"))
+        assert op.done(ctx, op.read(ctx, Probe("\n".join(packages) + "\n")))
 
 
 def test_only_missing_packages_are_installed(inventories: Inventories) -> None:
@@ -356,9 +363,9 @@ def test_only_missing_packages_are_installed(inventories: Inventories) -> None:
         "ctl.quantum.packages"]
     (op,) = ops_of(step, "mesa-virt-02")
     ctx = ctx_for(inv, "mesa-virt-02", profile_for("el6"))
-    (command,) = op.apply(ctx, Probe("openstack-quantum\n"))
+    (command,) = op.apply(ctx, op.read(ctx, Probe("openstack-quantum\n")))
     assert command.summary == "yum install -y -q openstack-quantum-openvswitch"
-    assert op.intent(ctx, Probe("openstack-quantum\n")) == {
+    assert op.intent(ctx, op.read(ctx, Probe("openstack-quantum\n"))) == {
         "kind": "packages", "requested": ["openstack-quantum-openvswitch"]}
 
 
@@ -399,13 +406,13 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
         # a new controller: enable and start (the guide's chkconfig on + service start)
         ctx = ctx_for(inv, new[0], profile, step.id, frozenset({f"{prefix}.copy"}))
         fresh = Probe("disabled\nstopped\n")
-        assert not op.done(ctx, fresh)
-        enable, start = op.apply(ctx, fresh)
+        assert not op.done(ctx, op.read(ctx, fresh))
+        enable, start = op.apply(ctx, op.read(ctx, fresh))
         assert enable.script == _enable(profile_name, daemon)
         start_command = _action(profile_name, daemon, "start")
         assert start.summary == f"{start_command} (then wait until it runs)"
         assert f"{_action(profile_name, daemon, 'start')} >&2 || true" in start.script
-        probe = op.probe(ctx)
+        probe = host_script(op, ctx)
         if profile_name == "el6":
             assert f"chkconfig --list {daemon}" in probe
         elif profile_name == "debian-sysv":
@@ -414,26 +421,29 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
             assert f"systemctl is-enabled --quiet {daemon}" in probe
         # already running with a freshly copied tree: restart, no enable
         running = Probe("enabled\nrunning\n")
-        (restart,) = op.apply(ctx, running)
+        (restart,) = op.apply(ctx, op.read(ctx, running))
         assert restart.summary.startswith(_action(profile_name, daemon, "restart"))
-        assert not op.done(ctx, running)
+        assert not op.done(ctx, op.read(ctx, running))
         # a re-run that changed nothing there restarts nothing
-        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.vip-keys"})), running)
+        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.vip-keys"})),
+                       op.read(ctx, running))
     for op in ops_of(step, original):
         # the original restarts when its VIP keys (or co-located bind keys) changed
         ctx = ctx_for(inv, original, profile, step.id)
         running = Probe("enabled\nrunning\n")
-        assert op.done(ctx, running)
-        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.copy"})), running)
+        assert op.done(ctx, op.read(ctx, running))
+        assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.copy"})),
+                       op.read(ctx, running))
         for changed in (f"{prefix}.vip-keys", f"{prefix}.host-keys"):
             changed_ctx = replace(ctx, changed_steps=frozenset({changed}))
-            assert not op.done(changed_ctx, running)
-            (restart,) = op.apply(changed_ctx, running)
+            assert not op.done(changed_ctx, op.read(changed_ctx, running))
+            (restart,) = op.apply(changed_ctx, op.read(changed_ctx, running))
             assert isinstance(op, ServiceRunning)
             assert restart.summary == (f"{_action(profile_name, op.service, 'restart')} "
                                        "(then wait until it runs)")
         # another service's changes are not this one's business
-        assert op.done(replace(ctx, changed_steps=frozenset({"ctl.other.vip-keys"})), running)
+        assert op.done(replace(ctx, changed_steps=frozenset({"ctl.other.vip-keys"})),
+                       op.read(ctx, running))
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -454,10 +464,11 @@ def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, rel
         assert isinstance(op, Requirement)
         ctx = ctx_for(inv, host, profile_for("el7"))
         pairs = [f"{address}:{p}" for p in ports] + [f"{vip}:{p}" for p in ports]
-        assert op.probe(ctx).startswith(f"python3 - {' '.join(pairs)} <<'PYEOF'\n")
-        assert op.done(ctx, Probe("all-answer\n"))
-        assert not op.done(ctx, Probe(f"{vip}:{ports[0]}\n"))
-        assert f"no answer from {vip}:{ports[0]}" in op.preview(ctx, Probe(f"{vip}:{ports[0]}"))
+        assert host_script(op, ctx).startswith(f"python3 - {' '.join(pairs)} <<'PYEOF'\n")
+        assert op.done(ctx, op.read(ctx, Probe("all-answer\n")))
+        assert not op.done(ctx, op.read(ctx, Probe(f"{vip}:{ports[0]}\n")))
+        assert f"no answer from {vip}:{ports[0]}" in op.preview(
+            ctx, op.read(ctx, Probe(f"{vip}:{ports[0]}")))
 
 
 def test_verify_skips_omitted_proxies(tmp_path: Path) -> None:
@@ -469,7 +480,7 @@ def test_verify_skips_omitted_proxies(tmp_path: Path) -> None:
     step = by_id(build_controllers_runbook(inv, families(inv), only=("glance",)))[
         "ctl.glance.verify"]
     (op,) = ops_of(step, "rhos6-node2")
-    probe = op.probe(ctx_for(inv, "rhos6-node2", profile_for("debian")))
+    probe = host_script(op, ctx_for(inv, "rhos6-node2", profile_for("debian")))
     assert "192.168.1.222:9292 192.168.1.220:9292 <<" in probe
     assert "9191" not in probe
 
@@ -520,7 +531,7 @@ def test_copy_commands_read_a_tar_on_the_original_and_swap_it_in(inventories: In
     (source,) = op.source_probes(ctx)
     assert (source.host, source.script) == ("mesa-virt-01", manifest_script("/etc/nova"))
     src = "@@tree dir\n"
-    (command,) = op.apply(ctx, Probe("@@tree absent\n", sources=(src,)))
+    (command,) = op.apply(ctx, op.read(ctx, Probe("@@tree absent\n", sources=(src,))))
     assert command.stdin is None and command.stdin_from is not None
     assert command.stdin_from.host == "mesa-virt-01"
     assert command.stdin_from.script == "LC_ALL=C tar -C /etc/nova -cpf - ."
@@ -535,7 +546,7 @@ def test_copy_commands_read_a_tar_on_the_original_and_swap_it_in(inventories: In
     assert ("restorecon -R" in script) == (platform != "debian")  # SELinux labels on EL
     assert command.summary == ("copy mesa-virt-01:/etc/nova to /etc/nova "
                                "(tar, owners by name, staged then swapped in)")
-    record = op.intent(ctx, Probe("@@tree absent\n", sources=(src,)))
+    record = op.intent(ctx, op.read(ctx, Probe("@@tree absent\n", sources=(src,))))
     assert record["kind"] == "tree" and record["existed"] is False
 
 
@@ -543,7 +554,7 @@ def test_copy_paths_are_quoted(inventories: Inventories) -> None:
     inv = inventories("modern", "el7", "dedicated")
     op = replace(_tree_op(inv, "horizon", "rhos6-node2"), path="/etc/open stack's")
     ctx = ctx_for(inv, "rhos6-node2", profile_for("el7"), "ctl.horizon.copy")
-    (command,) = op.apply(ctx, Probe("@@tree absent\n", sources=("@@tree dir\n",)))
+    (command,) = op.apply(ctx, op.read(ctx, Probe("@@tree absent\n", sources=("@@tree dir\n",))))
     assert command.stdin_from is not None
     assert command.stdin_from.script == "LC_ALL=C tar -C '/etc/open stack'\"'\"'s' -cpf - ."
     assert "target='/etc/open stack'\"'\"'s'\n" in command.script
@@ -581,10 +592,10 @@ def test_a_copy_is_done_when_only_host_keys_files_differ(inventories: Inventorie
     _tree(tmp_path / "rewritten", {**files, "nova.conf": "[DEFAULT]\nmy_ip=NEW\n"})
     _tree(tmp_path / "stale", {**files, "policy.json": '{"admin": "role:admin"}\n'})
     src = _manifest(tmp_path / "src")
-    assert op.done(ctx, Probe(_manifest(tmp_path / "same"), sources=(src,)))
-    assert op.done(ctx, Probe(_manifest(tmp_path / "rewritten"), sources=(src,)))
-    assert not op.done(ctx, Probe(_manifest(tmp_path / "stale"), sources=(src,)))
-    assert not op.done(ctx, Probe("@@tree absent\n", sources=(src,)))
+    assert op.done(ctx, op.read(ctx, Probe(_manifest(tmp_path / "same"), sources=(src,))))
+    assert op.done(ctx, op.read(ctx, Probe(_manifest(tmp_path / "rewritten"), sources=(src,))))
+    assert not op.done(ctx, op.read(ctx, Probe(_manifest(tmp_path / "stale"), sources=(src,))))
+    assert not op.done(ctx, op.read(ctx, Probe("@@tree absent\n", sources=(src,))))
 
 
 # -- rc files (guide: "change the OS_AUTH_URL variable such that it points to the VIP") -----------

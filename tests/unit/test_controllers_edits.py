@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy.facts.files import FileState, file_probe
 from hadeploy.inventory import Inventory
 from hadeploy.ops import FileEdit, HostContext, Probe
-from hadeploy.ops.files import FileState, file_probe
 from hadeploy.platforms import profile_for
 from hadeploy.runbook.controllers import build_controllers_runbook
 from tests.unit.controller_inventories import (
@@ -95,8 +95,8 @@ def test_vip_keys_edit_exactly_the_guides_keys(inventories: Inventories, release
         assert run_edit(op, ctx, before) == after, op.path
         # the engine's view: not done before, done after, and a re-run changes nothing
         assert op.probe(ctx) == file_probe(op.path, True)
-        assert not op.done(ctx, probe_answer(before)) or before == after
-        assert op.done(ctx, probe_answer(after))
+        assert not op.done(ctx, op.read(ctx, probe_answer(before))) or before == after
+        assert op.done(ctx, op.read(ctx, probe_answer(after)))
         assert run_edit(op, ctx, after) == after
 
 
@@ -159,7 +159,7 @@ def test_modern_vip_keys_keep_scheme_port_and_path_and_skip_absent_keys(
     # modern keys are all if_present: a missing file is left alone
     for op in ops.values():
         assert op.desired(ctx, FileState(False)) is None
-        assert op.done(ctx, Probe("absent\n"))
+        assert op.done(ctx, op.read(ctx, Probe("absent\n")))
 
 
 def test_vip_keys_apply_is_an_atomic_write_keeping_owner_and_mode(
@@ -169,12 +169,12 @@ def test_vip_keys_apply_is_an_atomic_write_keeping_owner_and_mode(
     op = next(op for op in edits(inv, "vip-keys", "mesa-virt-01")
               if op.path == "/etc/nova/nova.conf")
     before = fixture("grizzly", "orig", op.path).read_text()
-    (write,) = op.apply(ctx, probe_answer(before))
+    (write,) = op.apply(ctx, op.read(ctx, probe_answer(before)))
     assert write.stdin == fixture("grizzly", "vip", op.path).read_bytes()
     assert "chown root:nova" in write.script and "chmod 0640" in write.script
     assert ("/var/lib/hadeploy/backup/20260101-000000-000-t-deploy/ctl.nova.vip-keys"
             "/etc/nova/nova.conf") in write.script
-    assert op.intent(ctx, probe_answer(before))["existed"] is True
+    assert op.intent(ctx, op.read(ctx, probe_answer(before)))["existed"] is True
 
 
 # Files with host keys that a release does not have: the edit must leave their absence alone.

@@ -103,8 +103,8 @@ def test_modern_moves_every_original_url_identity_public_last(guide2: Inventory)
     ctx = ctx_of(guide2)
     assert op.probe(ctx) == ". /root/keystonerc_admin >/dev/null && openstack endpoint list -f json"
     seen = Probe(json.dumps(MODERN_LIST))
-    assert not op.done(ctx, seen)
-    (command,) = op.apply(ctx, seen)
+    assert not op.done(ctx, op.read(ctx, seen))
+    (command,) = op.apply(ctx, op.read(ctx, seen))
     lines = command.script.split("\n")
     assert lines[:2] == ["set -e", ". /root/keystonerc_admin >/dev/null"]
     assert lines[2:] == _modern_expected_lines()
@@ -115,7 +115,7 @@ def test_modern_moves_every_original_url_identity_public_last(guide2: Inventory)
     assert command.shown() == ("openstack endpoint set for 14 endpoint(s) -> 192.168.1.220 "
                                "(credentials from /root/keystonerc_admin)")
     assert "OS_PASSWORD" not in command.script and "--os-password" not in command.script
-    assert "192.168.1.221:5000 -> http://192.168.1.220:5000" in op.preview(ctx, seen)
+    assert "192.168.1.221:5000 -> http://192.168.1.220:5000" in op.preview(ctx, op.read(ctx, seen))
 
 
 def test_modern_after_the_move_is_done_and_undo_restores_the_old_urls(
@@ -123,7 +123,7 @@ def test_modern_after_the_move_is_done_and_undo_restores_the_old_urls(
     op = endpoints_op(guide2)
     ctx = ctx_of(guide2)
     seen = Probe(json.dumps(MODERN_LIST))
-    record = op.intent(ctx, seen)
+    record = op.intent(ctx, op.read(ctx, seen))
     assert record["kind"] == "endpoints" and record["release"] == "modern"
     assert record["rc"] == "/root/keystonerc_admin"
     assert len(record["old"]) == 14
@@ -132,8 +132,8 @@ def test_modern_after_the_move_is_done_and_undo_restores_the_old_urls(
     assert op.outcome(ctx, [""]) == {}
     moved = [dict(e, URL=e["URL"].replace("192.168.1.221", "192.168.1.220"))
              for e in MODERN_LIST]
-    assert op.done(ctx, Probe(json.dumps(moved)))
-    assert op.apply(ctx, Probe(json.dumps(moved)))[0].script.count("openstack") == 0
+    assert op.done(ctx, op.read(ctx, Probe(json.dumps(moved))))
+    assert op.apply(ctx, op.read(ctx, Probe(json.dumps(moved))))[0].script.count("openstack") == 0
     assert UNDO["endpoints"] is undo_endpoints
     (undo,) = undo_endpoints(ctx, json.loads(json.dumps(record)))  # as read from the journal
     lines = undo.script.split("\n")
@@ -150,7 +150,7 @@ def test_modern_endpoint_by_the_originals_name_moves_too(guide2: Inventory) -> N
     op = endpoints_op(guide2)
     listing = [{"ID": "x1", "Service Type": "image", "Interface": "internal",
                 "URL": "http://rhos6-node1:9292"}]
-    (command,) = op.apply(ctx_of(guide2), Probe(json.dumps(listing)))
+    (command,) = op.apply(ctx_of(guide2), op.read(ctx_of(guide2), Probe(json.dumps(listing))))
     assert command.script.endswith("\nopenstack endpoint set --url http://192.168.1.220:9292 x1")
 
 
@@ -162,15 +162,15 @@ def test_modern_endpoint_on_a_port_the_vip_does_not_serve_stays(guide1: Inventor
                {"ID": "g1", "Service Type": "image", "Interface": "public",
                 "URL": "http://10.15.85.141:9292"}]
     ctx = ctx_of(guide1)
-    (command,) = op.apply(ctx, Probe(json.dumps(listing)))
+    (command,) = op.apply(ctx, op.read(ctx, Probe(json.dumps(listing))))
     assert command.script.split("\n")[2:] == [URL_SET.format("http://10.15.85.31:9292", "g1")]
-    assert op.done(ctx, Probe(json.dumps(listing[:1])))
+    assert op.done(ctx, op.read(ctx, Probe(json.dumps(listing[:1]))))
 
 
 def test_a_failed_listing_is_an_error_naming_the_credentials_file(guide2: Inventory) -> None:
     op = endpoints_op(guide2)
     with pytest.raises(ValueError, match="cannot list endpoints with /root/keystonerc_admin"):
-        op.done(ctx_of(guide2), Probe("", exited=1))
+        op.done(ctx_of(guide2), op.read(ctx_of(guide2), Probe("", exited=1)))
 
 
 # -- grizzly: keystone endpoint-create / endpoint-delete (guide 1's commands) ---------------------
@@ -217,8 +217,8 @@ def test_grizzly_creates_then_deletes_each_guide_endpoint(guide1: Inventory) -> 
     ctx = ctx_of(guide1)
     assert op.probe(ctx) == ". /root/keystonerc_admin >/dev/null && keystone endpoint-list"
     seen = Probe(GRIZZLY_LIST)
-    assert not op.done(ctx, seen)
-    (command,) = op.apply(ctx, seen)
+    assert not op.done(ctx, op.read(ctx, seen))
+    (command,) = op.apply(ctx, op.read(ctx, seen))
     expected = ["set -e", ". /root/keystonerc_admin >/dev/null"]
     for old, service, public, internal, admin in GUIDE_CREATES:
         create = shlex.join(["keystone", *create_argv(service, public, internal, admin)])
@@ -235,7 +235,7 @@ def test_grizzly_creates_then_deletes_each_guide_endpoint(guide1: Inventory) -> 
     assert "OS_PASSWORD" not in command.script
     assert command.shown() == ("keystone endpoint-create/-delete for 6 endpoint(s) -> "
                                "10.15.85.31 (credentials from /root/keystonerc_admin)")
-    preview = op.preview(ctx, seen)
+    preview = op.preview(ctx, op.read(ctx, seen))
     assert ("  ca8676494d73487397f9223432cb8d07 adminurl: http://10.15.85.141:35357/v2.0 -> "
             "http://10.15.85.31:35357/v2.0\n") in preview
 
@@ -253,7 +253,7 @@ def test_grizzly_outcome_done_and_undo(guide1: Inventory) -> None:
     op = endpoints_op(guide1)
     ctx = ctx_of(guide1)
     seen = Probe(GRIZZLY_LIST)
-    record = op.intent(ctx, seen)
+    record = op.intent(ctx, op.read(ctx, seen))
     assert [e["id"] for e in record["old"]] == [c[0] for c in GUIDE_CREATES]
     assert record["old"][2] == {
         "id": "ca8676494d73487397f9223432cb8d07", "region": "RegionOne",
@@ -268,7 +268,7 @@ def test_grizzly_outcome_done_and_undo(guide1: Inventory) -> None:
                                    for i, (old, *_) in enumerate(GUIDE_CREATES)}}
     assert op.outcome(ctx, ["Endpoint has been deleted.\n"]) == {}
     # after the move: done, and a re-run changes nothing
-    assert op.done(ctx, Probe(_moved_table()))
+    assert op.done(ctx, op.read(ctx, Probe(_moved_table())))
     # undo: recreate each old endpoint, then delete its replacement
     (undo,) = undo_endpoints(ctx, {**record, **created})
     lines = undo.script.split("\n")
@@ -297,7 +297,7 @@ def test_grizzly_reuses_an_endpoint_already_on_the_vip(guide1: Inventory) -> Non
              "http://10.15.85.31:9292 | http://10.15.85.31:9292 | "
              "a959fca8b65745d485131cff9d41480f |")
     table = "\n".join([*lines[:-1], extra, lines[-1]]) + "\n"
-    (command,) = op.apply(ctx, Probe(table))
+    (command,) = op.apply(ctx, op.read(ctx, Probe(table)))
     assert command.script.count("new=$(keystone endpoint-create") == 5
     assert "\nnew=16e5704be5cf48ff8fca4f608f72dd00\n" in command.script
     assert ("echo @@hadeploy-endpoint f66323395c394322b2e20fee63777927 \"$new\"\n"
@@ -386,7 +386,7 @@ def test_grizzly_script_with_real_sh_reads_each_new_id(guide1: Inventory,
     fake = FakeKeystone(tmp_path)
     op = _grizzly_op(guide1, fake)
     ctx = ctx_of(guide1)
-    (command,) = op.apply(ctx, Probe(GRIZZLY_LIST))
+    (command,) = op.apply(ctx, op.read(ctx, Probe(GRIZZLY_LIST)))
     assert shlex.quote(str(fake.rc)) in command.script
     result = fake.run(command)
     assert result.returncode == 0, result.stderr
@@ -401,7 +401,7 @@ def test_grizzly_script_with_real_sh_reads_each_new_id(guide1: Inventory,
                                    for i, (old, *_) in enumerate(GUIDE_CREATES)}}
     # and the undo, from the journal record, with the same fake
     fake.log.unlink()
-    record: dict[str, Any] = {**op.intent(ctx, Probe(GRIZZLY_LIST)), **outcome}
+    record: dict[str, Any] = {**op.intent(ctx, op.read(ctx, Probe(GRIZZLY_LIST))), **outcome}
     (undo,) = undo_endpoints(ctx, record)
     result = fake.run(undo)
     assert result.returncode == 0, result.stderr
@@ -417,7 +417,7 @@ def test_grizzly_script_keeps_the_old_endpoint_when_create_fails(guide1: Invento
     fake = FakeKeystone(tmp_path)
     fake.fail.write_text("976a816bcb29441b882d6cc01faf29ec")  # quantum's service id
     op = _grizzly_op(guide1, fake)
-    (command,) = op.apply(ctx_of(guide1), Probe(GRIZZLY_LIST))
+    (command,) = op.apply(ctx_of(guide1), op.read(ctx_of(guide1), Probe(GRIZZLY_LIST)))
     result = fake.run(command)
     assert result.returncode != 0
     assert ("printed no id for the replacement of endpoint d3bc590da84042cb8f4df4296550d689; "

@@ -11,8 +11,10 @@ import grp
 import hashlib
 import os
 import pwd
+import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +23,17 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy import ops
+from hadeploy.facts.files import FileState, file_probe, parse_file_probe
+from hadeploy.facts.system import PackagesSeen, ServiceState
+from hadeploy.facts.trees import Manifest
 from hadeploy.inventory.model import Node
 from hadeploy.ops import (
     UNDO,
+    AnyOp,
     Command,
+    EndpointsOnVip,
+    Fact,
     FileContent,
     FileEdit,
     HostContext,
@@ -33,18 +42,14 @@ from hadeploy.ops import (
     Requirement,
     ServiceRunning,
     SysctlValue,
+    TreeCopied,
 )
 from hadeploy.ops.base import BACKUP_ROOT
-from hadeploy.ops.files import (
-    atomic_write,
-    file_probe,
-    parse_file_probe,
-    undo_file,
-    unified_diff,
-)
+from hadeploy.ops.files import atomic_write, undo_file, unified_diff
 from hadeploy.ops.packages import NEW_MARK, undo_packages
 from hadeploy.ops.services import undo_service
 from hadeploy.ops.sysctl import undo_sysctl
+from hadeploy.ops.trees import TreesSeen
 from hadeploy.platforms import Profile, profile_for, running_probe
 
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -182,25 +187,25 @@ CFG = FileContent("cfg", "/etc/haproxy/haproxy.cfg", lambda c: b"global\n", mode
 
 
 def test_file_content_done_needs_content_owner_and_mode() -> None:
-    assert CFG.done(ctx(), probe_of(b"global\n", mode="640"))
-    assert not CFG.done(ctx(), probe_of(b"global\n", mode="644"))
-    assert not CFG.done(ctx(), probe_of(b"global\n", owner="haproxy", mode="640"))
-    assert not CFG.done(ctx(), probe_of(b"old\n", mode="640"))
-    assert not CFG.done(ctx(), probe_of(None))
+    assert CFG.done(ctx(), CFG.read(ctx(), probe_of(b"global\n", mode="640")))
+    assert not CFG.done(ctx(), CFG.read(ctx(), probe_of(b"global\n", mode="644")))
+    assert not CFG.done(ctx(), CFG.read(ctx(), probe_of(b"global\n", owner="haproxy", mode="640")))
+    assert not CFG.done(ctx(), CFG.read(ctx(), probe_of(b"old\n", mode="640")))
+    assert not CFG.done(ctx(), CFG.read(ctx(), probe_of(None)))
 
 
 def test_file_content_intent_apply_and_preview() -> None:
     seen = probe_of(b"old\n")
-    assert CFG.intent(ctx(), seen) == {
+    assert CFG.intent(ctx(), CFG.read(ctx(), seen)) == {
         "kind": "file", "path": "/etc/haproxy/haproxy.cfg", "existed": True,
         "backup": f"{BACKUP_ROOT}/run1/lb.step/etc/haproxy/haproxy.cfg"}
-    assert CFG.intent(ctx(), probe_of(None))["backup"] is None
-    (command,) = CFG.apply(ctx(), seen)
+    assert CFG.intent(ctx(), CFG.read(ctx(), probe_of(None)))["backup"] is None
+    (command,) = CFG.apply(ctx(), CFG.read(ctx(), seen))
     assert command.stdin == b"global\n"
     assert "haproxy -c -f \"$tmp\"" in command.script
     assert command.shown() == ("write /etc/haproxy/haproxy.cfg (root:root 0640, 7 bytes, "
                                "atomic, validated)")
-    preview = CFG.preview(ctx(detail=True), seen)
+    preview = CFG.preview(ctx(detail=True), CFG.read(ctx(detail=True), seen))
     assert "-old\n" in preview and "+global\n" in preview
     assert "root:root 0644 -> root:root 0640" in preview
 
@@ -208,20 +213,21 @@ def test_file_content_intent_apply_and_preview() -> None:
 def test_file_edit_of_a_missing_file() -> None:
     edit = FileEdit("e", "/etc/sysctl.conf", lambda c, text: text + "x=1\n")
     with pytest.raises(FileNotFoundError, match=r"/etc/sysctl\.conf does not exist on lb1"):
-        edit.done(ctx(), probe_of(None))
+        edit.done(ctx(), edit.read(ctx(), probe_of(None)))
     optional = FileEdit("e", "/etc/sysctl.conf", lambda c, text: text, missing_ok=True)
-    assert optional.done(ctx(), probe_of(None))
+    assert optional.done(ctx(), optional.read(ctx(), probe_of(None)))
 
 
 def test_file_edit_keeps_owner_and_mode() -> None:
     edit = FileEdit("e", "/etc/sysctl.conf",
                     lambda c, text: text if "x=1" in text else text + "x=1\n")
     seen = probe_of(b"a=1\n", owner="root", group="adm", mode="600")
-    assert not edit.done(ctx(), seen)
-    (command,) = edit.apply(ctx(), seen)
+    assert not edit.done(ctx(), edit.read(ctx(), seen))
+    (command,) = edit.apply(ctx(), edit.read(ctx(), seen))
     assert command.stdin == b"a=1\nx=1\n"
     assert "chown root:adm" in command.script and "chmod 0600" in command.script
-    assert edit.done(ctx(), probe_of(b"a=1\nx=1\n", owner="root", group="adm", mode="600"))
+    assert edit.done(ctx(), edit.read(ctx(), probe_of(b"a=1\nx=1\n", owner="root", group="adm",
+                                                      mode="600")))
 
 
 def test_unified_diff_masks_secret_values() -> None:
@@ -239,11 +245,11 @@ HAPROXY = PackagesInstalled("packages", ("haproxy", "keepalived"))
 
 
 def test_packages_done_and_intent() -> None:
-    assert HAPROXY.done(ctx(), Probe("haproxy\nkeepalived\n"))
-    assert not HAPROXY.done(ctx(), Probe("haproxy\n"))
-    assert HAPROXY.intent(ctx(), Probe("haproxy\n")) == {
+    assert HAPROXY.done(ctx(), HAPROXY.read(ctx(), Probe("haproxy\nkeepalived\n")))
+    assert not HAPROXY.done(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
+    assert HAPROXY.intent(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n"))) == {
         "kind": "packages", "requested": ["keepalived"]}
-    (command,) = HAPROXY.apply(ctx(), Probe("haproxy\n"))
+    (command,) = HAPROXY.apply(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
     assert "apt-get install -y -q -o Dpkg::Options::=--force-confold keepalived" in command.script
     assert "haproxy" not in command.shown()
 
@@ -265,7 +271,7 @@ def test_install_script_records_exactly_the_new_packages(tmp_path: Path) -> None
     db = tmp_path / "db"
     db.write_text("haproxy\nlibc6\n")
     profile = ListProfile("debian", "debian", "apt-get", "systemd", db=str(db))
-    (command,) = HAPROXY.apply(ctx(profile), Probe("haproxy\n"))
+    (command,) = HAPROXY.apply(ctx(profile), HAPROXY.read(ctx(profile), Probe("haproxy\n")))
     result = sh(command.script)
     assert result.returncode == 0, result.stderr
     assert HAPROXY.outcome(ctx(profile), [result.stdout]) == {
@@ -291,11 +297,13 @@ def test_install_records_the_trees_it_will_create_and_rollback_deletes_them(
     existing, fresh = tmp_path / "etc-keystone", tmp_path / "etc-glance"
     existing.mkdir()
     op = PackagesInstalled("packages", ("glance-api",), creates=(str(existing), str(fresh)))
-    probe = sh(op.probe(ctx()))
+    script = op.probe(ctx())
+    assert script is not None
+    probe = sh(script)
     assert probe.returncode == 0, probe.stderr
     seen = Probe(probe.stdout)
-    assert not op.done(ctx(), seen)
-    record = op.intent(ctx(), seen)
+    assert not op.done(ctx(), op.read(ctx(), seen))
+    record = op.intent(ctx(), op.read(ctx(), seen))
     assert record == {"kind": "packages", "requested": ["glance-api"], "created": [str(fresh)]}
     purge, remove = undo_packages(ctx(), record)
     assert "purge" in purge.shown()
@@ -327,14 +335,15 @@ def test_debian_installed_probe_lists_only_installed_packages() -> None:
 
 def test_sysctl_compares_vector_values_field_by_field() -> None:
     ports = SysctlValue("ports", "net.ipv4.ip_local_port_range", "32768 60999")
-    assert ports.done(ctx(), Probe("32768\t60999\n"))
-    assert not ports.done(ctx(), Probe("1024\t65000\n"))
-    assert ports.intent(ctx(), Probe("1024\t65000\n"))["previous"] == "1024 65000"
+    assert ports.done(ctx(), ports.read(ctx(), Probe("32768\t60999\n")))
+    assert not ports.done(ctx(), ports.read(ctx(), Probe("1024\t65000\n")))
+    assert ports.intent(ctx(), ports.read(ctx(), Probe("1024\t65000\n")))["previous"] == (
+        "1024 65000")
     nonlocal_bind = SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1")
-    assert nonlocal_bind.done(ctx(), Probe("1\n"))
-    assert not nonlocal_bind.done(ctx(), Probe("0\n"))
-    assert not nonlocal_bind.done(ctx(), Probe(""))
-    assert nonlocal_bind.apply(ctx(), Probe("0\n")) == [
+    assert nonlocal_bind.done(ctx(), nonlocal_bind.read(ctx(), Probe("1\n")))
+    assert not nonlocal_bind.done(ctx(), nonlocal_bind.read(ctx(), Probe("0\n")))
+    assert not nonlocal_bind.done(ctx(), nonlocal_bind.read(ctx(), Probe("")))
+    assert nonlocal_bind.apply(ctx(), nonlocal_bind.read(ctx(), Probe("0\n"))) == [
         Command("sysctl -q -w net.ipv4.ip_nonlocal_bind=1")]
 
 
@@ -353,23 +362,24 @@ KEEPALIVED = ServiceRunning("keepalived", "keepalived", ("/run/keepalived.pid",)
 
 
 def test_service_done_needs_enabled_running_and_no_pending_restart() -> None:
-    assert KEEPALIVED.done(ctx(), Probe("enabled\nrunning\n"))
-    assert not KEEPALIVED.done(ctx(), Probe("disabled\nrunning\n"))
-    assert not KEEPALIVED.done(ctx(), Probe("enabled\nstopped\n"))
+    assert KEEPALIVED.done(ctx(), KEEPALIVED.read(ctx(), Probe("enabled\nrunning\n")))
+    assert not KEEPALIVED.done(ctx(), KEEPALIVED.read(ctx(), Probe("disabled\nrunning\n")))
+    assert not KEEPALIVED.done(ctx(), KEEPALIVED.read(ctx(), Probe("enabled\nstopped\n")))
     changed = ctx(changed=frozenset({"lb.keepalived"}))
-    assert not KEEPALIVED.done(changed, Probe("enabled\nrunning\n"))
-    assert KEEPALIVED.verify(changed, Probe("enabled\nrunning\n"))  # restarted: fine now
-    assert not KEEPALIVED.verify(changed, Probe("enabled\nstopped\n"))
+    assert not KEEPALIVED.done(changed, KEEPALIVED.read(changed, Probe("enabled\nrunning\n")))
+    # restarted: fine now
+    assert KEEPALIVED.verify(changed, KEEPALIVED.read(changed, Probe("enabled\nrunning\n")))
+    assert not KEEPALIVED.verify(changed, KEEPALIVED.read(changed, Probe("enabled\nstopped\n")))
 
 
 def test_service_apply_enables_then_starts_or_restarts() -> None:
-    first = KEEPALIVED.apply(ctx(), Probe("disabled\nstopped\n"))
+    first = KEEPALIVED.apply(ctx(), KEEPALIVED.read(ctx(), Probe("disabled\nstopped\n")))
     assert [c.shown() for c in first] == [
         "systemctl enable keepalived", "systemctl start keepalived (then wait until it runs)"]
     sysv = ctx(profile_for("debian", "sysv"), changed=frozenset({"lb.keepalived"}))
-    (restart,) = KEEPALIVED.apply(sysv, Probe("enabled\nrunning\n"))
+    (restart,) = KEEPALIVED.apply(sysv, KEEPALIVED.read(sysv, Probe("enabled\nrunning\n")))
     assert restart.shown() == "service keepalived restart (then wait until it runs)"
-    assert KEEPALIVED.intent(ctx(), Probe("disabled\nrunning\n")) == {
+    assert KEEPALIVED.intent(ctx(), KEEPALIVED.read(ctx(), Probe("disabled\nrunning\n"))) == {
         "kind": "service", "service": "keepalived", "pidfiles": ["/run/keepalived.pid"],
         "was_enabled": False, "was_running": True}
 
@@ -450,20 +460,97 @@ def test_requirement_fails_with_its_problem_and_never_changes_anything() -> None
     def judge(c: HostContext, seen: Probe) -> str | None:
         return None if "eth0" in seen.stdout else "interface eth0 is missing; fix the inventory"
 
-    req = Requirement("interface", "ip -o link", judge, "interface eth0")
-    assert req.done(ctx(), Probe("2: eth0: <UP>\n"))
-    assert req.intent(ctx(), Probe("")) == {}
-    (command,) = req.apply(ctx(), Probe("lo\n"))
+    req = Requirement("interface", Fact.raw("ip -o link"), judge, "interface eth0")
+    assert req.done(ctx(), req.read(ctx(), Probe("2: eth0: <UP>\n")))
+    assert req.intent(ctx(), req.read(ctx(), Probe(""))) == {}
+    (command,) = req.apply(ctx(), req.read(ctx(), Probe("lo\n")))
     result = sh(command.script)
     assert result.returncode == 1
     assert result.stderr == "interface eth0 is missing; fix the inventory\n"
     assert req.title() == "interface eth0"
 
 
+def test_a_requirement_decided_locally_fails_without_asking_the_host() -> None:
+    def judge(c: HostContext, problem: str) -> str | None:
+        return problem or None
+
+    req = Requirement("bind", Fact.known("the API binds 0.0.0.0"), judge, "API bound")
+    assert req.probe(ctx()) is None  # nothing to run: no round trip
+    seen = req.read(ctx(), Probe(""))
+    assert not req.done(ctx(), seen)
+    (command,) = req.apply(ctx(), seen)
+    result = sh(command.script)
+    assert (result.returncode, result.stderr) == (1, "the API binds 0.0.0.0\n")
+    met = Requirement("bind", Fact.known(""), judge, "API bound")
+    assert met.probe(ctx()) is None and met.done(ctx(), met.read(ctx(), Probe("")))
+
+
 def test_debian_install_finishes_a_dpkg_run_cut_off_half_way_first() -> None:
-    (command,) = HAPROXY.apply(ctx(), Probe("haproxy\n"))
+    (command,) = HAPROXY.apply(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
     finish = command.script.index("dpkg --audit")
     assert "dpkg --configure -a --force-confold" in command.script
     assert finish < command.script.index("apt-get install")
-    (el,) = HAPROXY.apply(ctx(profile_for("el9")), Probe("haproxy\n"))
+    el9 = ctx(profile_for("el9"))
+    (el,) = HAPROXY.apply(el9, HAPROXY.read(el9, Probe("haproxy\n")))
     assert "dpkg" not in el.script
+
+
+# -- decisions as data: operation + faked fact -> commands ----------------------------------
+
+
+@pytest.mark.parametrize(("op", "fact", "commands"), [
+    (KEEPALIVED, ServiceState(enabled=True, running=True), None),
+    (KEEPALIVED, ServiceState(enabled=False, running=False),
+     ["systemctl enable keepalived", "systemctl start keepalived (then wait until it runs)"]),
+    (KEEPALIVED, ServiceState(enabled=True, running=False),
+     ["systemctl start keepalived (then wait until it runs)"]),
+    (HAPROXY, PackagesSeen(frozenset({"haproxy", "keepalived"})), None),
+    (HAPROXY, PackagesSeen(frozenset({"keepalived"})),
+     ["DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+      "-o Dpkg::Options::=--force-confold haproxy"]),
+    (SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1"), "1", None),
+    (SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1"), "0",
+     ["sysctl -q -w net.ipv4.ip_nonlocal_bind=1"]),
+    (SysctlValue("sysctl", "net.ipv4.ip_local_port_range", "32768 60999"), "32768\t60999", None),
+    (CFG, FileState(True, "root", "root", "0640", hashlib.sha256(b"global\n").hexdigest()), None),
+    (CFG, FileState(exists=False),
+     ["write /etc/haproxy/haproxy.cfg (root:root 0640, 7 bytes, atomic, validated)"]),
+])
+def test_an_operation_decides_from_its_fact(op: AnyOp, fact: object,
+                                            commands: list[str] | None) -> None:
+    """None: already done, nothing to run; else the commands that make it so, as shown."""
+    assert op.done(ctx(), fact) is (commands is None)
+    if commands is not None:
+        assert [c.shown() for c in op.apply(ctx(), fact)] == commands
+
+
+# -- the undo registry -------------------------------------------------------------------------
+
+
+# Every kind of operation with the fact it is handed (as data) when its change is journaled.
+JOURNALED: list[tuple[AnyOp, object]] = [
+    (CFG, FileState(exists=False)),
+    (FileEdit("edit", "/etc/x.conf", lambda c, text: text), FileState(True, "root", "root",
+                                                                      "0644", "", b"")),
+    (HAPROXY, PackagesSeen(frozenset())),
+    (SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1"), "0"),
+    (KEEPALIVED, ServiceState(enabled=False, running=False)),
+    (TreeCopied("tree", "ctl1", "/etc/keystone"), TreesSeen(Manifest("absent"), None)),
+    (EndpointsOnVip("endpoints", "/root/rc", "queens", "198.18.0.100", ("ctl1",)), []),
+]
+
+
+def test_every_kind_an_intent_journals_has_an_undoer() -> None:
+    kinds = {op.intent(ctx(), fact)["kind"] for op, fact in JOURNALED}
+    assert kinds <= set(UNDO)
+    # ...and no operation module journals a kind that table leaves out
+    sources = "".join(path.read_text() for path in Path(ops.__file__).parent.glob("*.py"))
+    assert set(re.findall(r'"kind": "([\w-]+)"', sources)) == kinds
+
+
+def test_the_undo_registry_does_not_depend_on_what_was_imported_before() -> None:
+    # A fresh interpreter that imports nothing but the registry (rollback's only need).
+    result = subprocess.run([sys.executable, "-c", "from hadeploy.ops import UNDO; "
+                             "print(' '.join(sorted(UNDO)))"],
+                            capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.split() == ["endpoints", "file", "packages", "service", "sysctl", "tree"]

@@ -259,8 +259,7 @@ class LivePrinter:
             lines.append(Text(f"{DETAIL_INDENT}exited {data.get('exited')}{said}", style="red"))
             lines += [Text(f"{DETAIL_INDENT}│ {line}", style="red") for line in tail]
             return lines
-        error = self.redact(str(data.get("error", ""))).strip()
-        error = error.removeprefix(f"{host}: ")
+        error = self.redact(str(data.get("reason", data.get("error", "")))).strip()
         return [Text(f"{DETAIL_INDENT}{line}", style="red")
                 for line in error.splitlines()[:ERROR_LINES]]
 

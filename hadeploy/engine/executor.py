@@ -199,4 +199,4 @@ class StepExecutor:
                                 "they stay in the journal for `rollback`")
         entry.state, entry.finished = "failed", now()
         self.writer.save(journal)
-        self.emit("host-failed", step.id, host, error=str(exc), **failure_fields(exc))
+        self.emit("host-failed", step.id, host, **failure_fields(exc, host))

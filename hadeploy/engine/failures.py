@@ -6,20 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hadeploy.errors import CommandFailed, StepFailed
+from hadeploy.errors import CommandFailed, StepFailed, host_reason
 from hadeploy.outcome import HostOutcome
 
 # Lines of a failed command's stderr that `host-failed` carries.
 STDERR_TAIL = 20
 
 
-def failure_fields(exc: BaseException) -> dict[str, Any]:
-    """A failed command's fields for `host-failed` (the console shows them): the command as
-    shown, its exit code and the last lines of its stderr. Nothing for other failures."""
-    if not isinstance(exc, CommandFailed):
-        return {}
-    return {"command": exc.command, "exited": exc.exited,
-            "stderr": "\n".join(exc.stderr.strip().splitlines()[-STDERR_TAIL:])}
+def failure_fields(exc: BaseException, host: str) -> dict[str, Any]:
+    """The fields of `host-failed` on `host` (the console shows them): the error in full and
+    its reason without the host's name; for a failed command also the command as shown, its
+    exit code and the last lines of its stderr."""
+    fields: dict[str, Any] = {"error": str(exc), "reason": host_reason(exc, host)}
+    if isinstance(exc, CommandFailed):
+        fields |= {"command": exc.command, "exited": exc.exited,
+                   "stderr": "\n".join(exc.stderr.strip().splitlines()[-STDERR_TAIL:])}
+    return fields
 
 
 def first_interruption(outcomes: Mapping[str, HostOutcome]) -> BaseException | None:

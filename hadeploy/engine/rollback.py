@@ -102,7 +102,7 @@ class Undoer:
                 return HostOutcome(host, "interrupted", exc)
             except HadeployError as exc:
                 host_entry.state, host_entry.error = "failed", str(exc)
-                self.emit("host-failed", entry.id, host, error=str(exc), **failure_fields(exc))
+                self.emit("host-failed", entry.id, host, **failure_fields(exc, host))
                 return HostOutcome(host, "failed", exc)
             step.hosts[host].state = "rolled-back"
             host_entry.state, host_entry.finished = "changed", now()

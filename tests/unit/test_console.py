@@ -198,7 +198,8 @@ def test_failure_without_a_command_shows_the_error() -> None:
     run("step-started", "lb.services", title="Start", hosts=["lb1", "lb2"])
     run("host-started", "lb.services", "lb1")
     run("host-failed", "lb.services", "lb1", after=2.0,
-        error="lb1: not in the desired state after applying: haproxy running")
+        error="lb1: not in the desired state after applying: haproxy running",
+        reason="not in the desired state after applying: haproxy running")
     run("host-started", "lb.services", "lb2")  # a serial step would not go on; shown anyway
     run("step-finished", "lb.services", failed=["lb1"])
     final = run.printed()

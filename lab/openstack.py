@@ -87,7 +87,6 @@ ADMIN_RC = "/root/keystonerc_admin"
 SERVICE_PROJECT = "services"
 KEYSTONE_PORT = 5000
 GLANCE_PORT = 9292
-DB_PORT = 5432
 LAB_NETWORK = "198.18.0.0/24"
 KEYSTONE_WORKERS = 2
 
@@ -245,11 +244,6 @@ class OriginalController:
     def glance_connection(self) -> str:
         """`[database] connection` of glance-api.conf."""
         return _sqlalchemy(self.glance_db_url)
-
-    @property
-    def identity_endpoint(self) -> str:
-        """The identity endpoints' URL in the catalog (packstack registers it unversioned)."""
-        return f"http://{self.address}:{KEYSTONE_PORT}"
 
 
 def _sqlalchemy(url: str) -> str:

@@ -18,7 +18,6 @@ CLIENT_KEY = "id_ed25519"
 SSH_CONFIG = "ssh_config"
 KNOWN_HOSTS = "known_hosts"
 HOST_KEY_TYPES: tuple[str, ...] = ("ed25519", "ecdsa")
-SSHD_PIDFILE = "/run/sshd.pid"
 
 #: Start sshd inside a host and wait for its pid file (its parent exits before writing it).
 START_SSHD = r"""

@@ -1,4 +1,5 @@
-"""Fixes found by the lab's fault tests (tests/lab/test_faults.py), checked without a lab.
+"""The SSH transport notices a dead peer (found by tests/lab/test_lb_failures.py), checked
+without a lab.
 
 - A host whose link goes down mid-command used to hang the run forever: the SSH transport
   now makes the kernel probe a silent connection and close it when nothing answers.

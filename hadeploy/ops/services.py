@@ -38,12 +38,21 @@ class ServiceRunning(Operation[ServiceState]):
         return {"kind": "service", "service": self.service, "pidfiles": list(self.pidfiles),
                 "was_enabled": state.enabled, "was_running": state.running}
 
-    def _wait_running(self, ctx: HostContext) -> str:
+    def _pids(self) -> str:
+        """Shell: the pids in the service's pid files on one line (a restart changes them)."""
+        files = " ".join(q(p) for p in self.pidfiles)
+        return f"$(cat {files} 2>/dev/null | tr -s ' \\n' '  ')"
+
+    def _wait_running(self, ctx: HostContext, replaced: bool = False) -> str:
+        """Shell: wait until the service runs; `replaced`: by another daemon than the one
+        whose pids are in `$old` (a restart is done only when the new daemon is up)."""
         check = running_probe(self.service, self.pidfiles, ctx.profile.init)
+        up = f'[ "$({check})" = running ]'
+        if replaced:
+            up += f' && [ "{self._pids()}" != "$old" ]'
         tries = self.wait_seconds * 4
         return (f"i=0; while [ $i -lt {tries} ]; do "
-                f"[ \"$({check})\" = running ] && break; i=$((i+1)); sleep 0.25; done; "
-                f"[ \"$({check})\" = running ]")
+                f"{up} && break; i=$((i+1)); sleep 0.25; done; {up}")
 
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         profile = ctx.profile
@@ -51,9 +60,14 @@ class ServiceRunning(Operation[ServiceState]):
         if not state.enabled:
             commands.append(Command(profile.enable(self.service)))
         verb = "restart" if state.running else "start"
-        wait = self._wait_running(ctx)
-        # One retry: keepalived's init-script restart can start too early and be skipped.
-        script = (f"{profile.action(self.service, verb)} >&2 || true; "
+        # A restart returns while the old daemon may still be stopping (keepalived's init
+        # script does): its pids tell the old daemon from the new one.
+        replaced = state.running and bool(self.pidfiles)
+        wait = self._wait_running(ctx, replaced)
+        remember = f'old="{self._pids()}"; ' if replaced else ""
+        # One retry: such a restart can start too early and be skipped, leaving nothing
+        # running once the old daemon is gone; by the end of the wait it is.
+        script = (f"{remember}{profile.action(self.service, verb)} >&2 || true; "
                   f"if ! ( {wait} ); then {profile.action(self.service, 'start')} >&2 || true; "
                   f"( {wait} ) || {{ echo {q(self.service + ' is not running after ' + verb)} "
                   ">&2; exit 1; }; fi")

@@ -174,7 +174,7 @@ def tree_swap_script(paths: TreePaths, exclude: tuple[str, ...] = (),
         + _restorecon(el)
         + 'if [ -e "$aside" ] || [ -L "$aside" ]; then\n'
         '  if [ ! -e "$backup" ]; then\n'
-        '    mkdir -p -m 700 "$(dirname "$backup")"\n'
+        '    (umask 077 && mkdir -p "$(dirname "$backup")")\n'
         '    rm -rf "$backup.part"\n'
         '    cp -a "$aside" "$backup.part"\n'
         '    mv -T "$backup.part" "$backup"\n'

@@ -72,11 +72,14 @@ def _pids(lab: Lab, host: str) -> str:
 
 
 DEMO_TEXT: list[str] = []
+Deployed = tuple[Lab, Path, OriginalController, dict[str, list[str]]]
+# Directories under hadeploy's backup root that someone other than root could enter or list.
+OPEN_BACKUP_DIRS = ("[ -d /var/lib/hadeploy ] || exit 0; "
+                    "find /var/lib/hadeploy -type d ! -perm 0700 -printf '%p %m\\n'")
 
 
 @pytest.fixture(scope="module")
-def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[Lab, Path, OriginalController, dict[str, list[str]]]:
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     """The demo's flow (invoke demo without its own lab): provision the original, deploy-lb,
     deploy-controllers as the non-root sudo user, verify, kill haproxy on the VIP holder."""
     for host in LBS + CTLS:
@@ -92,7 +95,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory
     return lab, result.inventory, result.original, before
 
 
-def test_demo_flow_showed_every_stage(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_demo_flow_showed_every_stage(deployed: Deployed) -> None:
     lab, _, original, _ = deployed
     (text,) = DEMO_TEXT
     positions = [text.find(stage) for stage in STAGES]
@@ -116,7 +119,16 @@ def test_demo_flow_showed_every_stage(deployed) -> None:  # type: ignore[no-unty
     assert STATS_PASSWORD not in text and original.admin_password not in text
 
 
-def test_token_through_the_vip_and_every_backend(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_backups_are_owner_only_at_every_level(deployed: Deployed) -> None:
+    lab = deployed[0]
+    for host in NEW:  # the copy swapped the packages' trees out: their backups are there
+        listing = lab.hosts[host].exec("ls /var/lib/hadeploy/backup/*/").stdout
+        assert "ctl.glance.copy" in listing, (host, listing)
+    for host in LBS + CTLS:
+        assert lab.hosts[host].exec(OPEN_BACKUP_DIRS).stdout == "", host
+
+
+def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
     token = _openstack(lab, "ctl1", "token issue -f value -c id",
                        auth_url=f"http://{LAB_VIP}:5000/v3").strip()
@@ -132,7 +144,7 @@ def test_token_through_the_vip_and_every_backend(deployed) -> None:  # type: ign
                           auth_url=f"http://{address}:5000/v3").strip()
 
 
-def test_glance_through_the_vip_and_catalog_on_the_vip(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
     try:
         with urllib.request.urlopen(f"http://{LAB_VIP}:9292/", timeout=10) as reply:
@@ -146,7 +158,7 @@ def test_glance_through_the_vip_and_catalog_on_the_vip(deployed) -> None:  # typ
     assert _openstack(lab, "ctl1", "image list -f value") is not None
 
 
-def test_trees_copied_with_owners_modes_and_host_keys(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_trees_copied_with_owners_modes_and_host_keys(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
     for path in ("/etc/keystone", "/etc/glance"):
         source = _manifest(lab, "ctl1", path)
@@ -165,7 +177,7 @@ def test_trees_copied_with_owners_modes_and_host_keys(deployed) -> None:  # type
     assert f"OS_AUTH_URL=http://{LAB_VIP}:5000/v3" in rc
 
 
-def test_rerun_changes_and_restarts_nothing(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_rerun_changes_and_restarts_nothing(deployed: Deployed) -> None:
     lab, inventory, _, _ = deployed
     pids = {h: _pids(lab, h) for h in CTLS}
     again = hadeploy("deploy-controllers", "--hosts", str(inventory), "--yes", "--json")
@@ -174,7 +186,7 @@ def test_rerun_changes_and_restarts_nothing(deployed) -> None:  # type: ignore[n
     assert {h: _pids(lab, h) for h in CTLS} == pids
 
 
-def test_secrets_never_leave_the_original(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_secrets_never_leave_the_original(deployed: Deployed) -> None:
     _, inventory, original, _ = deployed
     state = inventory.parent / ".hadeploy"
     for path in state.rglob("*"):
@@ -182,7 +194,7 @@ def test_secrets_never_leave_the_original(deployed) -> None:  # type: ignore[no-
             assert original.admin_password not in path.read_text(errors="replace"), path
 
 
-def test_rollback_restores_the_original_and_the_catalog(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_restores_the_original_and_the_catalog(deployed: Deployed) -> None:
     lab, inventory, original, _ = deployed
     back = hadeploy("rollback", "--phase", "controllers", "--hosts", str(inventory), "--yes",
                     timeout=900)
@@ -204,12 +216,12 @@ def test_rollback_restores_the_original_and_the_catalog(deployed) -> None:  # ty
 NEW_AFTER_ROLLBACK: dict[str, list[str]] = {}
 
 
-def test_rollback_leaves_no_service_tree_on_new_controllers(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_leaves_no_service_tree_on_new_controllers(deployed: Deployed) -> None:
     _, _, _, before = deployed
     assert before == NEW_AFTER_ROLLBACK
 
 
-def test_dry_run_changes_nothing(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_changes_nothing(deployed: Deployed) -> None:
     """After the rollback there is everything to do again: the plan shows it, touches nothing."""
     lab, inventory, original, _ = deployed
     untouched = (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
@@ -223,7 +235,7 @@ def test_dry_run_changes_nothing(deployed) -> None:  # type: ignore[no-untyped-d
             [installed(lab, h, "keystone") for h in NEW]) == untouched
 
 
-def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed) -> None:  # type: ignore[no-untyped-def]
+def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed: Deployed) -> None:
     """Runs after the rollback test: deploy again, drop ctl3 mid-copy, resume, compare."""
     lab, inventory, _, _ = deployed
     runs = inventory.parent / ".hadeploy" / "runs"

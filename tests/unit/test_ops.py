@@ -453,6 +453,28 @@ def test_wait_running_succeeds_at_once_for_a_running_daemon(
     assert sh(wait).returncode == 0
 
 
+def test_a_restart_waits_for_a_new_daemon_not_the_one_it_replaced(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    pidfile = tmp_path / "svc.pid"
+    service = ServiceRunning("svc", "svc", (str(pidfile),), wait_seconds=0)
+    pidfile.write_text(f"{sleeper.pid}\n")
+    remember = f'old="{service._pids()}"; '
+    wait = service._wait_running(ctx(), replaced=True)
+    # the old daemon still runs (it is stopping): the restart is not done yet
+    assert sh(remember + wait).returncode == 1
+    successor = subprocess.Popen(["sleep", "30"])
+    try:
+        assert sh(f"{remember}echo {successor.pid} > {pidfile}; {wait}").returncode == 0
+    finally:
+        successor.kill()
+        successor.wait()
+    sysv = ctx(profile_for("debian", "sysv"), changed=frozenset({"lb.keepalived"}))
+    (restart,) = KEEPALIVED.apply(sysv, KEEPALIVED.read(sysv, Probe("enabled\nrunning\n")))
+    assert restart.script.startswith('old="$(cat /run/keepalived.pid ')
+    (start,) = KEEPALIVED.apply(sysv, KEEPALIVED.read(sysv, Probe("enabled\nstopped\n")))
+    assert "old=" not in start.script  # nothing to replace
+
+
 # -- requirements -----------------------------------------------------------------------------
 
 

@@ -236,6 +236,22 @@ def test_copy_over_an_existing_tree_keeps_a_backup_and_undo_restores_it(base: Pa
         assert not Path(paths.backup).exists() and leftovers(base) == []
 
 
+def test_backup_directories_the_copy_creates_are_owner_only_at_every_level(
+        base: Path) -> None:
+    make_tree(base / "src")
+    (base / "dest").mkdir()
+    paths = tree_paths(base)  # backup at base/backup/RUN/step/dest: three new levels
+    old = os.umask(0o022)  # an operator's usual umask must not widen them
+    try:
+        result = copy(base / "src", paths)
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    levels = [base / "backup", base / "backup" / RUN, base / "backup" / RUN / "step"]
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in levels} == {
+        str(p): oct(0o700) for p in levels}
+
+
 def test_interrupted_swap_is_finished_by_a_rerun_or_undone(base: Path) -> None:
     make_tree(base / "src")
     dest = base / "dest"

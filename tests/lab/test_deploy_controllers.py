@@ -73,9 +73,11 @@ def _pids(lab: Lab, host: str) -> str:
 
 DEMO_TEXT: list[str] = []
 Deployed = tuple[Lab, Path, OriginalController, dict[str, list[str]]]
-# Directories under hadeploy's backup root that someone other than root could enter or list.
-OPEN_BACKUP_DIRS = ("[ -d /var/lib/hadeploy ] || exit 0; "
-                    "find /var/lib/hadeploy -type d ! -perm 0700 -printf '%p %m\\n'")
+# The levels hadeploy creates above the backed-up trees (/var/lib/hadeploy, backup/, RUN/,
+# STEP/, STEP/etc/) that someone other than root could enter or list. The trees below them
+# keep their own modes, which the restore puts back.
+OPEN_BACKUP_DIRS = ("[ -d /var/lib/hadeploy ] || exit 0; find /var/lib/hadeploy -maxdepth 4 "
+                    "-type d ! -perm 0700 -printf '%p %m\\n'")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,101 @@
+"""A haproxy.cfg change on live balancers, under load: `deploy-lb` reloads haproxy on every
+balancer and not one request through the VIP fails (a new TCP connection per request)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.inventory import LAB_VIP
+from tests.lab.helpers import LBS, clean_deploy, hadeploy, one_holder, pidfile_pid
+
+pytestmark = pytest.mark.lab
+
+HAPROXY_PID = "/run/haproxy.pid"
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+PORT = 5000  # a stand-in backend behind the VIP
+MAX_SECONDS = 60.0
+MAX_REQUESTS = 6000
+
+
+@dataclass
+class Load:
+    """A bounded loop of GETs through the VIP, each on a new TCP connection."""
+
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def one(self) -> None:
+        """One request; a refused, reset or timed-out connection or a non-200 is a failure."""
+        self.sent += 1
+        try:
+            with socket.create_connection((LAB_VIP, PORT), timeout=5) as conn:
+                conn.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
+                reply = b""
+                while chunk := conn.recv(4096):
+                    reply += chunk
+            if not reply.startswith(b"HTTP/1.0 200") and not reply.startswith(b"HTTP/1.1 200"):
+                self.failures.append(f"reply {reply[:40]!r}")
+        except OSError as exc:
+            self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def run(self) -> None:
+        deadline = time.monotonic() + MAX_SECONDS
+        while (not self.stop.is_set() and self.sent < MAX_REQUESTS
+               and time.monotonic() < deadline):
+            self.one()
+
+
+def started_at(lab: Lab, host: str, pid: int) -> float:
+    """When process `pid` started on `host`, in seconds since the epoch."""
+    out = lab.hosts[host].exec(
+        ["sh", "-c", f"awk '/^btime/ {{print $2}}' /proc/stat; getconf CLK_TCK; "
+         f"cut -d')' -f2 /proc/{pid}/stat"]).stdout.split("\n")
+    btime, ticks, rest = float(out[0]), float(out[1]), out[2].split()
+    return btime + float(rest[19]) / ticks  # field 22 of stat: start time in clock ticks
+
+
+def test_a_haproxy_cfg_change_reloads_without_a_failed_request(
+        lab: Lab, tmp_path: Path) -> None:
+    inventory = clean_deploy(lab, tmp_path, backends=(PORT,))
+    before = {h: pidfile_pid(lab, h, HAPROXY_PID) for h in LBS}
+    assert all(before.values()), before
+    text = inventory.read_text()
+    assert 'check_inter = "2s"\n' in text
+    inventory.write_text(text.replace('check_inter = "2s"\n', 'check_inter = "3s"\n'))
+
+    load = Load()
+    warm = Load()
+    warm.one()
+    assert not warm.failures, warm.failures  # the VIP serves before the change
+    thread = threading.Thread(target=load.run, daemon=True)
+    thread.start()
+    try:
+        again = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
+        time.sleep(1)  # the old processes finish what they hold
+    finally:
+        load.stop.set()
+        thread.join(timeout=MAX_SECONDS + 10)
+    print(f"\nrequests through the VIP while deploy-lb reloaded haproxy: {load.sent} sent, "
+          f"{len(load.failures)} failed")
+    assert again.returncode == 0, again.stdout + again.stderr
+    for host in LBS:
+        cfg = lab.hosts[host].exec(["cat", HAPROXY_CFG]).stdout
+        assert " check inter 3s" in cfg and " check inter 2s" not in cfg, host
+        pid = pidfile_pid(lab, host, HAPROXY_PID)
+        assert pid and pid != before[host], (host, before[host], pid)
+        assert lab.hosts[host].exec(["kill", "-0", str(pid)], check=False).returncode == 0
+        # the process serving now read the new file: it started after the file was written
+        written = float(lab.hosts[host].exec(["stat", "-c", "%Y", HAPROXY_CFG]).stdout)
+        assert started_at(lab, host, pid) >= written - 1, host
+    assert one_holder(lab) == ["lb1"]
+    assert load.sent > 1000, f"only {load.sent} requests: too few to prove anything"
+    assert not load.failures, (f"{len(load.failures)} of {load.sent} requests failed: "
+                               f"{sorted(set(load.failures))[:5]}")

@@ -13,7 +13,7 @@ import pytest
 
 from lab import Lab
 from lab.inventory import LAB_VIP
-from tests.lab.helpers import LBS, clean_deploy, hadeploy, one_holder, pidfile_pid
+from tests.lab.helpers import LBS, clean_deploy, hadeploy, journal, one_holder, pidfile_pid
 
 pytestmark = pytest.mark.lab
 
@@ -24,17 +24,22 @@ MAX_SECONDS = 60.0  # bounds the load loop (and the deploy it must outlast)
 MAX_REQUESTS = 30_000
 
 
+CLIENTS = 4  # threads, so that thousands of requests fall within one deploy-lb
+
+
 @dataclass
 class Load:
-    """A bounded loop of GETs through the VIP, each on a new TCP connection."""
+    """Bounded loops of GETs through the VIP, each on a new TCP connection."""
 
     sent: int = 0
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def one(self) -> None:
         """One request; a refused, reset or timed-out connection or a non-200 is a failure."""
-        self.sent += 1
+        with self.lock:
+            self.sent += 1
         try:
             with socket.create_connection((LAB_VIP, PORT), timeout=5) as conn:
                 conn.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
@@ -71,19 +76,25 @@ def test_a_haproxy_cfg_change_reloads_without_a_failed_request(
     assert 'check_inter = "2s"\n' in text
     inventory.write_text(text.replace('check_inter = "2s"\n', 'check_inter = "3s"\n'))
 
+    plan = hadeploy("deploy-lb", "--hosts", str(inventory), "--dry-run", timeout=120)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "haproxy: reload" in plan.stdout and "haproxy: restart" not in plan.stdout, plan.stdout
+
     load = Load()
     warm = Load()
     warm.one()
     assert not warm.failures, warm.failures  # the VIP serves before the change
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=load.run, daemon=True) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
     try:
         again = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
         time.sleep(1)  # the old processes finish what they hold
-        outlasted = thread.is_alive()
+        outlasted = all(thread.is_alive() for thread in threads)
     finally:
         load.stop.set()
-        thread.join(timeout=MAX_SECONDS + 10)
+        for thread in threads:
+            thread.join(timeout=MAX_SECONDS + 10)
     print(f"\nrequests through the VIP while deploy-lb reloaded haproxy: {load.sent} sent, "
           f"{len(load.failures)} failed")
     assert again.returncode == 0, again.stdout + again.stderr
@@ -97,6 +108,11 @@ def test_a_haproxy_cfg_change_reloads_without_a_failed_request(
         # the process serving now read the new file: it started after the file was written
         written = float(lab.hosts[host].exec(["stat", "-c", "%Y", HAPROXY_CFG]).stdout)
         assert started_at(lab, host, pid) >= written - 1, host
+    reloaded = {host: [c["record"] for c in entry["changes"] if c.get("record")]
+                for step in journal(inventory)["steps"] if step["id"] == "lb.services"
+                for host, entry in step["hosts"].items()}
+    assert {h: [r.get("verb") for r in records if r["service"] == "haproxy"]
+            for h, records in reloaded.items()} == {h: ["reload"] for h in LBS}
     assert one_holder(lab) == ["lb1"]
     assert load.sent > 1000, f"only {load.sent} requests: too few to prove anything"
     assert not load.failures, (f"{len(load.failures)} of {load.sent} requests failed: "

@@ -1,5 +1,6 @@
 """A haproxy.cfg change on live balancers, under load: `deploy-lb` reloads haproxy on every
-balancer and not one request through the VIP fails (a new TCP connection per request)."""
+balancer and not one request through the VIP fails (a new TCP connection per request); a
+reload that fails fails the step with haproxy's message, the old haproxy still serving."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import pytest
 
 from lab import Lab
 from lab.inventory import LAB_VIP
-from tests.lab.helpers import LBS, clean_deploy, hadeploy, journal, one_holder, pidfile_pid
+from tests.lab.helpers import (
+    LBS,
+    clean_deploy,
+    hadeploy,
+    journal,
+    one_holder,
+    pidfile_pid,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -117,3 +126,48 @@ def test_a_haproxy_cfg_change_reloads_without_a_failed_request(
     assert load.sent > 1000, f"only {load.sent} requests: too few to prove anything"
     assert not load.failures, (f"{len(load.failures)} of {load.sent} requests failed: "
                                f"{sorted(set(load.failures))[:5]}")
+
+
+MONITOR_PORT = 9300
+
+
+def test_a_failed_reload_fails_the_step_and_the_old_haproxy_serves_on(
+        lab: Lab, tmp_path: Path) -> None:
+    """A config `haproxy -c` accepts but haproxy cannot apply (its new monitor port is taken
+    on every balancer): the reload fails, the run stops with haproxy's own alert, and every
+    balancer's old haproxy, never told to stop, goes on serving the VIP."""
+    inventory = clean_deploy(lab, tmp_path, backends=(PORT,))
+    before = {h: pidfile_pid(lab, h, HAPROXY_PID) for h in LBS}
+    blockers = {}
+    for host in LBS:
+        blockers[host] = int(lab.hosts[host].exec(
+            ["sh", "-c", f"nohup python3 -m http.server {MONITOR_PORT} --bind 0.0.0.0 "
+             ">/dev/null 2>&1 & echo $!"]).stdout)
+    try:
+        for host in LBS:  # the blocker listens before haproxy tries
+            probe = f"ss -Hltn 'sport = :{MONITOR_PORT}'"
+            wait_for(lambda h=host, p=probe: lab.hosts[h].exec(["sh", "-c", p]).stdout.strip(),
+                     f"the blocker on {host}")
+        inventory.write_text(inventory.read_text()
+                             + f"\n[haproxy.monitor]\nport = {MONITOR_PORT}\n")
+        started = time.monotonic()
+        run = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
+        out = run.stdout + run.stderr
+        print(f"\ndeploy-lb with an unbindable port failed in {time.monotonic() - started:.1f}s:\n"
+              + "\n".join(line for line in out.splitlines() if "ALERT" in line or "reload" in line))
+        assert run.returncode == 1, out
+        assert "step lb.services failed on" in out, out
+        assert "cannot bind socket" in out, out  # haproxy's own alert
+        assert "haproxy did not reload; the running one keeps its configuration" in out, out
+        for host in LBS:
+            assert pidfile_pid(lab, host, HAPROXY_PID) == before[host], host
+            assert lab.hosts[host].exec(["kill", "-0", str(before[host])],
+                                        check=False).returncode == 0, host
+        load = Load()
+        for _ in range(50):
+            load.one()
+        assert not load.failures, load.failures
+        assert one_holder(lab) == ["lb1"]
+    finally:
+        for host, pid in blockers.items():
+            lab.hosts[host].exec(["kill", str(pid)], check=False)

@@ -88,14 +88,21 @@ HAPROXY_UNITS_MS = {"us": 0.001, "ms": 1, "": 1, "s": 1000, "m": 60_000, "h": 3_
 HAPROXY_MAX_MS = 2_147_483_647
 
 
+def haproxy_millis(value: str) -> float:
+    """A haproxy time (`10s`, `500ms`, `90m`…) in milliseconds (ValueError if it is none)."""
+    match = HAPROXY_TIME.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a haproxy time")
+    number = int(value[: match.start(1)] if match.group(1) else value)
+    return number * HAPROXY_UNITS_MS[match.group(1) or ""]
+
+
 def haproxy_time(value: Any) -> str | None:
     """A check that the value is a haproxy time haproxy accepts: > 0 and at most ~24.8 days."""
-    match = HAPROXY_TIME.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    if not isinstance(value, str) or HAPROXY_TIME.fullmatch(value) is None:
         return f"{shown(value)} is not a haproxy time such as 10s, 500ms or 90m"
-    number = int(value[: match.start(1)] if match.group(1) else value)
-    millis = number * HAPROXY_UNITS_MS[match.group(1) or ""]
-    if number == 0 or millis > HAPROXY_MAX_MS:
+    millis = haproxy_millis(value)
+    if millis == 0 or millis > HAPROXY_MAX_MS:
         return (f"{value!r} is outside what haproxy accepts (more than 0, at most 24d, "
                 "i.e. 2147483647 ms); use e.g. 10s, 500ms or 90m")
     return None

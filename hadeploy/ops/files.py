@@ -142,18 +142,22 @@ class _FileOp(Operation[FileState]):
 
 @dataclass(frozen=True)
 class FileContent(_FileOp):
-    """`path` holds exactly `content` with owner, group and mode."""
+    """`path` holds exactly `content` with owner, group and mode (`content_for` None: the host
+    has no use for the file, which is left as it is)."""
 
     op_id: str
     path: str
-    content_for: Callable[[HostContext], bytes]
+    content_for: Callable[[HostContext], bytes | None]
     owner: str = "root"
     group: str = "root"
     mode: str = "0644"
     validation: str | None = None
 
-    def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str]:
-        return self.content_for(ctx), self.owner, self.group, self.mode
+    def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str] | None:
+        content = self.content_for(ctx)
+        if content is None:
+            return None
+        return content, self.owner, self.group, self.mode
 
     def validate(self, ctx: HostContext) -> str | None:
         return self.validation

@@ -1,42 +1,63 @@
-"""Services enabled at boot and running, restarted when their configuration changed.
+"""Services enabled at boot and running, restarted or reloaded when their configuration changed.
 
 Init scripts lie (they exit 0 when the daemon died, and keepalived's restart can be skipped
-silently), so every start is followed by polling the pid file, with one retry.
+silently), so every start is followed by polling the pid file, with one retry. A reload is
+done only when a new process serves: no retry there, since a failed reload leaves the old
+process serving the old configuration, which is what a failed step must leave behind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from hadeploy.catalog import Family
 from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState, service_state
 from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.platforms import running_probe
 from hadeploy.quoting import q
 
+Verb = Literal["start", "restart", "reload", ""]
+
 
 @dataclass(frozen=True)
 class ServiceRunning(Operation[ServiceState]):
-    """`service` is enabled at boot and running; restarted when `restart_after` steps changed."""
+    """`service` is enabled at boot and running; restarted when `restart_after` steps changed,
+    reloaded when only `reload_after` steps did on a host of a `reload_on` platform family
+    (elsewhere those changes restart it too)."""
 
     op_id: str
     service: str
     pidfiles: tuple[str, ...] = ()
     restart_after: frozenset[str] = frozenset()
     wait_seconds: int = 10
+    reload_after: frozenset[str] = frozenset()
+    reload_on: frozenset[Family] = frozenset()
 
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
         return service_state(ctx.profile, self.service, self.pidfiles)
 
-    def _needs_restart(self, ctx: HostContext) -> bool:
-        return bool(self.restart_after & ctx.changed_steps)
+    def _verb(self, ctx: HostContext, state: ServiceState) -> Verb:
+        """What the service needs: started, restarted, reloaded, or nothing (``)."""
+        if not state.running:
+            return "start"
+        if self.restart_after & ctx.changed_steps:
+            return "restart"
+        if self.reload_after & ctx.changed_steps:
+            return "reload" if ctx.profile.family in self.reload_on else "restart"
+        return ""
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
-        return state.enabled and state.running and not self._needs_restart(ctx)
+        return state.enabled and not self._verb(ctx, state)
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
-        return {"kind": "service", "service": self.service, "pidfiles": list(self.pidfiles),
-                "was_enabled": state.enabled, "was_running": state.running}
+        record: Record = {"kind": "service", "service": self.service,
+                          "pidfiles": list(self.pidfiles), "was_enabled": state.enabled,
+                          "was_running": state.running}
+        if self._verb(ctx, state) == "reload":  # so that a rollback reloads too
+            record["verb"] = "reload"
+        return record
 
     def _pids(self) -> str:
         """Shell: the pids in the service's pid files on one line (a restart changes them)."""
@@ -54,12 +75,44 @@ class ServiceRunning(Operation[ServiceState]):
         return (f"i=0; while [ $i -lt {tries} ]; do "
                 f"{up} && break; i=$((i+1)); sleep 0.25; done; {up}")
 
+    def _serving(self, ctx: HostContext) -> str:
+        """Shell: the pids of the processes that serve, on one line. Under systemd the pid
+        file names the master, which stays across a reload: its workers are what change."""
+        if ctx.profile.init != "systemd":
+            return self._pids()
+        return (f"$(for m in {self._pids()}; do for s in /proc/[0-9]*/stat; do "
+                'read -r p _ _ pp _ < "$s" 2>/dev/null || continue; '
+                '[ "$pp" = "$m" ] && echo "$p"; done; done | tr -s \' \\n\' \'  \')')
+
+    def _reload(self, ctx: HostContext) -> Command:
+        """Reload, then wait until a new process serves; else fail, with the service's own
+        message, while the old process goes on serving the old configuration."""
+        profile = ctx.profile
+        serving = self._serving(ctx)
+        tries = self.wait_seconds * 4
+        check = running_probe(self.service, self.pidfiles, profile.init)
+        up = f'[ "$({check})" = running ] && [ "{serving}" != "$old" ]'
+        log = ""
+        if profile.init == "systemd":  # the master logs a failed reload to the journal
+            log = f"journalctl -u {q(self.service)} -n 20 --no-pager >&2 || true; "
+        failed = q(f"{self.service} did not reload; the running one keeps its configuration")
+        script = (f'old="{serving}"; '
+                  f"if ! {profile.action(self.service, 'reload')} >&2; then "
+                  f"{log}echo {failed} >&2; exit 1; fi; "
+                  f"i=0; while [ $i -lt {tries} ]; do {up} && exit 0; i=$((i+1)); sleep 0.25; "
+                  f"done; {up} && exit 0; {log}echo {failed} >&2; exit 1")
+        return Command(f"( {script} )", summary=f"{profile.action(self.service, 'reload')} "
+                       "(then wait until a new process serves)")
+
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         profile = ctx.profile
         commands: list[Command] = []
         if not state.enabled:
             commands.append(Command(profile.enable(self.service)))
-        verb = "restart" if state.running else "start"
+        # Not enabled but running as wanted: restarted, as always, so it runs as enabled.
+        verb = self._verb(ctx, state) or "restart"
+        if verb == "reload":
+            return [*commands, self._reload(ctx)]
         # A restart returns while the old daemon may still be stopping (keepalived's init
         # script does): its pids tell the old daemon from the new one.
         replaced = state.running and bool(self.pidfiles)
@@ -80,7 +133,7 @@ class ServiceRunning(Operation[ServiceState]):
 
     def preview(self, ctx: HostContext, state: ServiceState) -> str:
         parts = [] if state.enabled else ["enable"]
-        parts.append("restart" if state.running else "start")
+        parts.append(self._verb(ctx, state) or "restart")
         return f"  {self.service}: {' and '.join(parts)}\n"
 
     def title(self) -> str:
@@ -100,13 +153,14 @@ def undo_service(ctx: HostContext, record: Record) -> list[Command]:
             "i=$((i+1)); sleep 0.25; done",
             summary=profile.action(service, "stop")))
     if record.get("was_running"):
-        # The run restarted it for a new configuration; once that is restored, restart it
-        # again so it runs the old one (skipped if the service no longer exists).
+        # The run restarted (or reloaded) it for a new configuration; once that is restored,
+        # do so again so it runs the old one (skipped if the service no longer exists).
+        verb = "reload" if record.get("verb") == "reload" else "restart"
         exists = (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
                   else f"[ -x /etc/init.d/{q(service)} ]")
         commands.append(Command(
-            f"if {exists}; then {profile.action(service, 'restart')} >&2; fi",
-            summary=f"{profile.action(service, 'restart')} (after the files are restored)",
+            f"if {exists}; then {profile.action(service, verb)} >&2; fi",
+            summary=f"{profile.action(service, verb)} (after the files are restored)",
             deferred=True))
     if not record.get("was_enabled"):
         commands.append(Command(profile.disable(service) + " >&2 || true",

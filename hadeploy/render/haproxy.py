@@ -1,6 +1,7 @@
 """Render haproxy.cfg: one frontend and backend per proxy of every balanced service.
 
-Identical on every load-balancer node, so it takes no node argument. Backends list every
+Identical on every load-balancer node, so it takes no node argument (only the platform:
+Debian's haproxy gets what a hitless reload needs). Backends list every
 controller; in the colocated topology they point at each API's own bind address because
 haproxy itself holds the VIP's ports on the same hosts.
 """
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 
 from hadeploy.catalog import Proxy, load_catalog
 from hadeploy.inventory.model import Inventory, Node
+from hadeploy.inventory.schema import haproxy_millis
 from hadeploy.render.secrets import secret
 
 INDENT = "    "
@@ -51,10 +53,29 @@ def _section(header: str, lines: list[str]) -> list[str]:
     return [header, *(INDENT + line for line in lines), ""]
 
 
-def _global(inv: Inventory) -> list[str]:
+def reloads_hitless(platform: str) -> bool:
+    """Whether haproxy on `platform` is reloaded by handing its listening sockets over (Debian's
+    haproxy 2.6); `auto` renders as Debian, EL hosts keep their restarts (and haproxy 1.5 on
+    EL6/EL7 knows neither `expose-fd` nor `hard-stop-after`)."""
+    return platform in ("debian", "auto")
+
+
+def hard_stop_after(inv: Inventory) -> str:
+    """How long an old haproxy process may finish its sessions after a reload: the longer of
+    the client and server timeouts, after which an idle or slow session would end anyway."""
+    h = inv.haproxy
+    return max(h.timeout_client, h.timeout_server, key=haproxy_millis)
+
+
+def _global(inv: Inventory, hitless: bool) -> list[str]:
     lines = ["daemon"]
     if inv.haproxy.stats_socket:
-        lines.append(f"stats socket {inv.haproxy.stats_socket} mode 600 level admin")
+        # expose-fd: a reloading haproxy takes the listening sockets from the running one
+        # through this (owner-only) socket instead of binding anew, so no connection is refused.
+        expose = " expose-fd listeners" if hitless else ""
+        lines.append(f"stats socket {inv.haproxy.stats_socket} mode 600 level admin{expose}")
+    if hitless:
+        lines.append(f"hard-stop-after {hard_stop_after(inv)}")
     return _section("global", lines)
 
 
@@ -118,14 +139,17 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     return _section(f"frontend {frontend}", front) + _section(f"backend {backend}", back)
 
 
-def render_haproxy_cfg(inv: Inventory, secrets: Mapping[str, str] | None = None) -> str:
-    """haproxy.cfg for every load-balancer node; secrets are masked when not given."""
+def render_haproxy_cfg(inv: Inventory, secrets: Mapping[str, str] | None = None,
+                       platform: str | None = None) -> str:
+    """haproxy.cfg for every load-balancer node of `platform` (default: the inventory's);
+    secrets are masked when not given."""
     lines = [
         f"# Managed by hadeploy for deployment {inv.name}: edits here are replaced by the",
         "# next `deploy-lb`. Change the inventory instead.",
         "",
     ]
-    lines += _global(inv) + _defaults(inv) + _monitor(inv, secrets)
+    hitless = reloads_hitless(platform or inv.platform)
+    lines += _global(inv, hitless) + _defaults(inv) + _monitor(inv, secrets)
     for proxy in balanced_proxies(inv):
         lines += _proxy(inv, proxy)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -5,9 +5,12 @@
   lb.packages       install haproxy and keepalived
   lb.sysctl         net.ipv4.ip_nonlocal_bind=1 now and persistently
   lb.haproxy-cfg    one haproxy.cfg for all nodes, validated with `haproxy -c`
+  lb.haproxy-options  (Debian) /etc/default/haproxy: a reload takes the running haproxy's
+                    listening sockets over
   lb.keepalived     health script and per-node keepalived.conf, validated with `keepalived -t`
-  lb.services       enable + start; after a config change restart the backups first and the
-                    VIP holder last
+  lb.services       enable + start, backups first and the VIP holder last: on Debian a new
+                    haproxy.cfg reloads haproxy (no connection refused), new options restart
+                    it; elsewhere a config change restarts; keepalived restarts
   lb.verify         read-only: haproxy listens on every frontend port of the VIP
 """
 
@@ -43,6 +46,7 @@ from hadeploy.render import (
     render_sysctl_conf,
     set_ini_value,
 )
+from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
 from hadeploy.steps import Runbook, Step
 
@@ -133,6 +137,13 @@ def _set_sysctl_line(text: str) -> str:
     return edited[len(marker):]
 
 
+def _haproxy_defaults(inv: Inventory, ctx: HostContext) -> bytes | None:
+    """/etc/default/haproxy for a Debian balancer; other families do not read it."""
+    if ctx.profile.family != "debian":
+        return None
+    return render_haproxy_defaults(inv, ctx.profile.init == "systemd").encode()
+
+
 def _listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
     vip = str(inv.vip.address)
     ports = sorted({p.port for p in balanced_proxies(inv)})
@@ -165,8 +176,12 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
 
     haproxy_cfg = FileContent(
         "haproxy.cfg", HAPROXY_CFG,
-        lambda ctx: render_haproxy_cfg(inv, ctx.secrets).encode(),
+        lambda ctx: render_haproxy_cfg(inv, ctx.secrets, ctx.profile.name).encode(),
         mode="0640", validation="haproxy -c -q -f {tmp} >&2",
+    )
+    haproxy_options = FileContent(
+        "haproxy-options", HAPROXY_DEFAULTS, lambda ctx: _haproxy_defaults(inv, ctx),
+        validation="sh -n {tmp} >&2",
     )
     check_script = FileContent("check-script", HAPROXY_CHECK_PATH,
                                lambda ctx: render_haproxy_check_script().encode(), mode="0755")
@@ -176,7 +191,10 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
         mode="0640", validation=KEEPALIVED_VALIDATE,
     )
     services = (
-        ServiceRunning("haproxy", "haproxy", HAPROXY_PIDFILES, frozenset({"lb.haproxy-cfg"})),
+        ServiceRunning("haproxy", "haproxy", HAPROXY_PIDFILES,
+                       restart_after=frozenset({"lb.haproxy-options"}),
+                       reload_after=frozenset({"lb.haproxy-cfg"}),
+                       reload_on=frozenset({"debian"})),
         ServiceRunning("keepalived", "keepalived", KEEPALIVED_PIDFILES,
                        frozenset({"lb.keepalived"})),
     )
@@ -189,6 +207,8 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
              _each(nodes, SysctlValue("sysctl", NONLOCAL_BIND_KEY, "1"), _sysctl_persist(inv))),
         Step("lb.haproxy-cfg", f"Push {HAPROXY_CFG} (validated with haproxy -c)",
              _each(nodes, haproxy_cfg)),
+        Step("lb.haproxy-options", f"Push {HAPROXY_DEFAULTS} (Debian: hitless reloads)",
+             _each(nodes, haproxy_options)),
         Step("lb.keepalived", f"Push {KEEPALIVED_CONF} and the haproxy health script",
              {n.name: (check_script, keepalived_conf) for n in nodes}),
         Step("lb.services", "Enable and start haproxy and keepalived (VIP holder last)",

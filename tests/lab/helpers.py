@@ -102,7 +102,8 @@ def installed(lab: Lab, host: str, package: str) -> bool:
 LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")
 FILES = ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf",
-         "/etc/keepalived/check_haproxy.sh", "/etc/sysctl.d/60-hadeploy-haproxy.conf")
+         "/etc/keepalived/check_haproxy.sh", "/etc/sysctl.d/60-hadeploy-haproxy.conf",
+         "/etc/default/haproxy")
 # Everything a deploy leaves on a host that must not depend on how the run got there.
 # (Backups under /var/lib/hadeploy are named after the run, so they are left out.)
 END_STATE = "\n".join([

@@ -183,7 +183,7 @@ def test_reboot_mid_run_then_resume_matches_clean_run(
               if s["hosts"][victim]["state"] == "failed"]
     # The reboot came while lb.haproxy-cfg ran there, so it hit that step or a later one.
     assert len(failed) == 1 and failed[0] in (
-        "lb.haproxy-cfg", "lb.keepalived", "lb.services", "lb.verify"), out
+        "lb.haproxy-cfg", "lb.haproxy-options", "lb.keepalived", "lb.services", "lb.verify"), out
     assert f"step {failed[0]} failed on {victim}" in out, out
     assert "--resume" in out, out
     resume_matches_clean(lab, inventory, clean)
@@ -320,7 +320,8 @@ def test_command_failing_on_one_host_rolls_back_there_and_resume_redoes_only_tha
     assert "step lb.sysctl failed on lb2" in out and "Read-only file system" in out, out
     assert host_states(inventory, "lb.sysctl") == {"lb1": "changed", "lb2": "failed",
                                                    "lb3": "changed"}
-    for later in ("lb.haproxy-cfg", "lb.keepalived", "lb.services", "lb.verify"):
+    for later in ("lb.haproxy-cfg", "lb.haproxy-options", "lb.keepalived", "lb.services",
+                  "lb.verify"):
         assert set(host_states(inventory, later).values()) == {"pending"}, later
     # Rolled back where it failed: lb2's value is back and every change it recorded undone;
     # lb1 and lb3 keep theirs, recorded in the journal.

@@ -70,7 +70,8 @@ def test_sshd_killed_mid_run_fails_naming_host_and_step_then_resume_matches_clea
     assert len(failed) == 1, out
     step = failed[0]
     # The fault came after step 4 began, so it hit step 4 or a later one.
-    assert step in ("lb.haproxy-cfg", "lb.keepalived", "lb.services", "lb.verify"), out
+    assert step in ("lb.haproxy-cfg", "lb.haproxy-options", "lb.keepalived", "lb.services",
+                    "lb.verify"), out
     assert f"step {step} failed on {victim}" in out, out
     assert "--resume" in out, out
     assert journal(inventory)["status"] == "failed"
@@ -105,7 +106,8 @@ def test_sigint_stops_after_the_current_command_and_resume_finishes(
     # The install that was running finished; nothing after it started.
     assert all(installed(lab, h, p) for h in LBS for p in ("haproxy", "keepalived"))
     assert set(host_states(inventory, "lb.packages").values()) == {"changed"}
-    for later in ("lb.sysctl", "lb.haproxy-cfg", "lb.keepalived", "lb.services"):
+    for later in ("lb.sysctl", "lb.haproxy-cfg", "lb.haproxy-options", "lb.keepalived",
+                  "lb.services"):
         assert set(host_states(inventory, later).values()) == {"pending"}, later
 
     again = hadeploy("deploy-lb", "--hosts", str(inventory), "--resume", "--yes")

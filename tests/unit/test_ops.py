@@ -50,7 +50,7 @@ from hadeploy.ops.packages import NEW_MARK, undo_packages
 from hadeploy.ops.services import undo_service
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
-from hadeploy.platforms import Profile, profile_for, running_probe
+from hadeploy.platforms import Init, Profile, profile_for, running_probe
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -473,6 +473,146 @@ def test_a_restart_waits_for_a_new_daemon_not_the_one_it_replaced(
     assert restart.script.startswith('old="$(cat /run/keepalived.pid ')
     (start,) = KEEPALIVED.apply(sysv, KEEPALIVED.read(sysv, Probe("enabled\nstopped\n")))
     assert "old=" not in start.script  # nothing to replace
+
+
+# -- reloads (haproxy on Debian) ---------------------------------------------------------------
+
+HAPROXY_SERVICE = ServiceRunning("haproxy", "haproxy", ("/run/haproxy.pid",),
+                         restart_after=frozenset({"lb.haproxy-options"}),
+                         reload_after=frozenset({"lb.haproxy-cfg"}),
+                         reload_on=frozenset({"debian"}))
+RUNNING = Probe("enabled\nrunning\n")
+
+
+@pytest.mark.parametrize(("platform", "changed", "probe", "verb"), [
+    ("debian", {"lb.haproxy-cfg"}, "enabled\nrunning\n", "reload"),
+    ("debian", {"lb.haproxy-cfg", "lb.haproxy-options"}, "enabled\nrunning\n", "restart"),
+    ("debian", {"lb.haproxy-options"}, "enabled\nrunning\n", "restart"),
+    ("debian", {"lb.haproxy-cfg"}, "enabled\nstopped\n", "start"),
+    ("el7", {"lb.haproxy-cfg"}, "enabled\nrunning\n", "restart"),  # EL: as before
+    ("el6", {"lb.haproxy-cfg"}, "enabled\nrunning\n", "restart"),
+])
+def test_a_config_change_reloads_only_where_it_can(platform: str, changed: set[str], probe: str,
+                                                   verb: str) -> None:
+    c = ctx(profile_for(platform, "sysv"), changed=frozenset(changed))
+    state = HAPROXY_SERVICE.read(c, Probe(probe))
+    assert not HAPROXY_SERVICE.done(c, state)
+    assert HAPROXY_SERVICE.preview(c, state) == f"  haproxy: {verb}\n"  # what --dry-run shows
+    (command,) = HAPROXY_SERVICE.apply(c, state)
+    assert command.shown().startswith(f"service haproxy {verb} (then wait until ")
+    assert ("verb" in HAPROXY_SERVICE.intent(c, state)) is (verb == "reload")
+    assert HAPROXY_SERVICE.verify(c, state) is (probe == "enabled\nrunning\n")
+
+
+def test_nothing_changed_nothing_reloaded() -> None:
+    sysv = ctx(profile_for("debian", "sysv"))
+    assert HAPROXY_SERVICE.done(sysv, HAPROXY_SERVICE.read(sysv, RUNNING))
+    disabled = HAPROXY_SERVICE.read(sysv, Probe("disabled\nrunning\n"))
+    # not enabled but running: enabled and restarted, as before
+    assert HAPROXY_SERVICE.preview(sysv, disabled) == "  haproxy: enable and restart\n"
+
+
+def test_rollback_reloads_what_the_run_reloaded() -> None:
+    c = ctx(profile_for("debian", "sysv"), changed=frozenset({"lb.haproxy-cfg"}))
+    record = HAPROXY_SERVICE.intent(c, HAPROXY_SERVICE.read(c, RUNNING))
+    assert record == {"kind": "service", "service": "haproxy", "pidfiles": ["/run/haproxy.pid"],
+                      "was_enabled": True, "was_running": True, "verb": "reload"}
+    (reload,) = undo_service(c, record)
+    assert reload.deferred
+    assert reload.script == "if [ -x /etc/init.d/haproxy ]; then service haproxy reload >&2; fi"
+    (restart,) = undo_service(c, {**record, "verb": "restart"})
+    assert "service haproxy restart" in restart.script
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    return directory
+
+
+def fake(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def reload_script(tmp_path: Path, fake_bin: Path, init: Init,
+                  wait: int = 1) -> tuple[str, Path]:
+    pidfile = tmp_path / "haproxy.pid"
+    service = ServiceRunning("haproxy", "haproxy", (str(pidfile),),
+                             reload_after=frozenset({"lb.haproxy-cfg"}),
+                             reload_on=frozenset({"debian"}), wait_seconds=wait)
+    c = ctx(profile_for("debian", init), changed=frozenset({"lb.haproxy-cfg"}))
+    (command,) = service.apply(c, service.read(c, RUNNING))
+    return f"PATH={fake_bin}:$PATH; {command.script}", pidfile
+
+
+def test_sysv_reload_succeeds_when_a_new_process_serves(
+        tmp_path: Path, fake_bin: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    script, pidfile = reload_script(tmp_path, fake_bin, "sysv")
+    pidfile.write_text(f"{sleeper.pid}\n")
+    # Debian's reload: a new haproxy writes its pid; the old one finishes (here: runs on)
+    fake(fake_bin, "service", f'sleep 30 >/dev/null 2>&1 & echo $! > {pidfile}')
+    try:
+        result = sh(script)
+        assert result.returncode == 0, result.stderr
+        assert pidfile.read_text().strip() != str(sleeper.pid)
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_failed_reload_fails_with_haproxys_message(
+        tmp_path: Path, fake_bin: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    script, pidfile = reload_script(tmp_path, fake_bin, "sysv")
+    pidfile.write_text(f"{sleeper.pid}\n")
+    fake(fake_bin, "service", "echo '[ALERT] Failed to get the sockets from the old process!' "
+         ">&2; exit 1")
+    result = sh(script)
+    assert result.returncode == 1
+    assert "[ALERT] Failed to get the sockets from the old process!" in result.stderr
+    assert "haproxy did not reload; the running one keeps its configuration" in result.stderr
+    assert pidfile.read_text() == f"{sleeper.pid}\n" and sleeper.poll() is None
+
+
+def test_a_reload_that_starts_no_new_process_fails(
+        tmp_path: Path, fake_bin: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """Exit 0 is not enough (init scripts lie): the same old process still serving fails."""
+    script, pidfile = reload_script(tmp_path, fake_bin, "sysv", wait=0)
+    pidfile.write_text(f"{sleeper.pid}\n")
+    fake(fake_bin, "service", "exit 0")
+    result = sh(script)
+    assert result.returncode == 1
+    assert "haproxy did not reload" in result.stderr
+
+
+def test_systemd_reload_waits_for_a_new_worker_of_the_same_master(
+        tmp_path: Path, fake_bin: Path) -> None:
+    """Under systemd the pid file names the master, which stays: a new worker is the proof."""
+    script, pidfile = reload_script(tmp_path, fake_bin, "systemd")
+    master = subprocess.Popen(["/bin/sh", "-c", "trap 'sleep 300 &' USR2; sleep 300 & "
+                               "while :; do wait; done"])
+    try:
+        pidfile.write_text(f"{master.pid}\n")
+        fake(fake_bin, "journalctl", "echo 'journal: haproxy[1]: reload failed' >&2")
+        fake(fake_bin, "systemctl", f'[ "$1" = reload ] && kill -USR2 {master.pid}; exit 0')
+        time.sleep(0.2)  # the first worker
+        result = sh(script)
+        assert result.returncode == 0, result.stderr
+        fake(fake_bin, "systemctl", "exit 0")  # the master is told nothing: no new worker
+        result = sh(script)
+        assert result.returncode == 1
+        assert "journal: haproxy[1]: reload failed" in result.stderr
+    finally:
+        for stat in Path("/proc").glob("[0-9]*/stat"):  # its workers, by their parent's pid
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == str(master.pid):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        master.kill()
+        master.wait()
 
 
 # -- requirements -----------------------------------------------------------------------------

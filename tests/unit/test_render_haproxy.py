@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.render import balanced_proxies, render_haproxy_cfg
-from hadeploy.render.haproxy import haproxy_word
+from hadeploy.render.haproxy import haproxy_word, hard_stop_after
+from hadeploy.render.haproxy_defaults import render_haproxy_defaults
 from tests.unit.examples import COLOCATED, GUIDES, HOSTS_EXAMPLE, SHARED_GUIDES, edit
 from tests.unit.golden_files import assert_golden
 from tests.unit.guide_blocks import heredoc, indented_block_after, read_guide
@@ -370,6 +372,100 @@ def test_golden_colocated(colocated: Inventory) -> None:
     assert_golden("colocated/haproxy.cfg", render_haproxy_cfg(colocated))
 
 
+DEBIAN = ('platform = "el6"', 'platform = "debian"')
+
+
+def test_golden_debian_hitless_reload(variant: Callable[..., Inventory]) -> None:
+    """On Debian the admin socket hands the listeners to a reloading haproxy, and old
+    processes get at most the longest client/server timeout to finish."""
+    inv = variant(HOSTS_EXAMPLE, DEBIAN)
+    text = render_haproxy_cfg(inv)
+    assert_golden("debian/haproxy.cfg", text)
+    (global_,) = [s for s in parse_haproxy(text) if s.kind == "global"]
+    assert global_.lines == [
+        "daemon", "stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
+        "hard-stop-after 10s"]
+    # only the global section differs from the EL rendering
+    el = render_haproxy_cfg(inv, platform="el6").splitlines()
+    assert [line for line in text.splitlines() if line not in el] == [
+        "    stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
+        "    hard-stop-after 10s"]
+
+
+@pytest.mark.parametrize(("platform", "hitless"), [
+    ("debian", True), ("auto", True), ("el6", False), ("el7", False), ("el8", False),
+    ("el9", False)])
+def test_only_debian_gets_the_reload_options(example: Inventory, platform: str,
+                                             hitless: bool) -> None:
+    text = render_haproxy_cfg(example, platform=platform)
+    assert ("expose-fd listeners" in text) is hitless
+    assert ("hard-stop-after" in text) is hitless
+
+
+@pytest.mark.parametrize(("client", "server", "bound"), [
+    ("10s", "10s", "10s"), ("30s", "1m", "1m"), ("90m", "900000ms", "90m"),
+    ("1h", "59m", "1h"), ("500ms", "2s", "2s")])
+def test_hard_stop_after_is_the_longest_timeout(variant: Callable[..., Inventory], client: str,
+                                                server: str, bound: str) -> None:
+    inv = variant(HOSTS_EXAMPLE, DEBIAN, ('timeout_client = "10s"\ntimeout_server = "10s"',
+                                          f'timeout_client = "{client}"\n'
+                                          f'timeout_server = "{server}"'))
+    assert hard_stop_after(inv) == bound
+    assert f"    hard-stop-after {bound}\n" in render_haproxy_cfg(inv)
+
+
+def test_no_stats_socket_means_no_socket_to_expose(variant: Callable[..., Inventory]) -> None:
+    debian = variant(COLOCATED, ('platform = "el7"', 'platform = "debian"'))
+    inv = dataclasses.replace(debian, haproxy=dataclasses.replace(debian.haproxy,
+                                                                  stats_socket=None))
+    text = render_haproxy_cfg(inv)
+    assert "stats socket" not in text and "hard-stop-after 30s" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# /etc/default/haproxy (Debian)
+# ---------------------------------------------------------------------------------------------
+
+def extraopts(defaults: str, action: str) -> str:
+    """EXTRAOPTS as Debian's init script sees it after sourcing `defaults` for `action`."""
+    script = f'set -- {action}; EXTRAOPTS=; {defaults}\nprintf "[%s]" "$EXTRAOPTS"'
+    result = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                            timeout=10, check=True)
+    return result.stdout
+
+
+@pytest.mark.parametrize("systemd", [False, True])
+def test_golden_haproxy_defaults(variant: Callable[..., Inventory], systemd: bool) -> None:
+    text = render_haproxy_defaults(variant(HOSTS_EXAMPLE, DEBIAN), systemd)
+    assert_golden(f"debian/default-haproxy-{'systemd' if systemd else 'sysv'}", text)
+    assert subprocess.run(["/bin/sh", "-n"], input=text, text=True, check=False,
+                          timeout=10).returncode == 0
+
+
+def test_sysv_defaults_take_the_listeners_over_on_reload_only(
+        variant: Callable[..., Inventory]) -> None:
+    """-x on a start would find no old process and haproxy would refuse to start."""
+    text = render_haproxy_defaults(variant(HOSTS_EXAMPLE, DEBIAN), systemd=False)
+    for action in ("reload", "force-reload"):
+        assert extraopts(text, action) == "[-x /var/lib/haproxy/stats]"
+    for action in ("start", "restart", "stop", "status"):
+        assert extraopts(text, action) == "[]"
+
+
+def test_systemd_defaults_keep_the_units_options(variant: Callable[..., Inventory]) -> None:
+    """EXTRAOPTS in the environment file would replace the unit's master socket (-S)."""
+    text = render_haproxy_defaults(variant(HOSTS_EXAMPLE, DEBIAN), systemd=True)
+    assert all(line.startswith("#") for line in text.splitlines())
+
+
+def test_defaults_without_a_stats_socket_set_nothing(variant: Callable[..., Inventory]) -> None:
+    debian = variant(HOSTS_EXAMPLE, DEBIAN)
+    inv = dataclasses.replace(debian, haproxy=dataclasses.replace(debian.haproxy,
+                                                                  stats_socket=None))
+    text = render_haproxy_defaults(inv, systemd=False)
+    assert extraopts(text, "reload") == "[]" and "binds them anew" in text
+
+
 # ---------------------------------------------------------------------------------------------
 # The real haproxy
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +493,8 @@ VARIANTS: dict[str, tuple[Path, tuple[tuple[str, str], ...], dict[str, str] | No
         ('mode = "http"', 'mode = "http"\nbalance = "leastconn"'),
         ('"cinder"]\n', '"cinder"]\nomit_proxies = ["glance-registry"]\n'),
     ), None),
+    "debian": (HOSTS_EXAMPLE, (DEBIAN,), None),
+    "colocated-debian": (COLOCATED, (('platform = "el7"', 'platform = "debian"'),), None),
     "colocated-untuned": (COLOCATED, (('stats_socket', 'catalog_options = false\nstats_socket'),),
                           None),
     "colocated-no-monitor": (COLOCATED, (

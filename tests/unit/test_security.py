@@ -194,7 +194,8 @@ def test_every_pushed_file_holding_a_secret_is_unreadable_by_other_users(
             for op in ops:
                 if not isinstance(op, FileContent):
                     continue
-                content = op.content_for(context).decode()
+                raw = op.content_for(context)
+                content = raw.decode() if raw is not None else ""
                 if any(value in content for value in secrets.values()):
                     holding.add(op.path)
                     mode = int(op.mode, 8)

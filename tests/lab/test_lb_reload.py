@@ -4,6 +4,7 @@ reload that fails fails the step with haproxy's message, the old haproxy still s
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -144,10 +145,13 @@ def test_a_failed_reload_fails_the_step_and_the_old_haproxy_serves_on(
             ["sh", "-c", f"nohup python3 -m http.server {MONITOR_PORT} --bind 0.0.0.0 "
              ">/dev/null 2>&1 & echo $!"]).stdout)
     try:
+        probe = f"ss -Hltn 'sport = :{MONITOR_PORT}'"
+
+        def listening(host: str) -> str:
+            return lab.hosts[host].exec(["sh", "-c", probe]).stdout.strip()
+
         for host in LBS:  # the blocker listens before haproxy tries
-            probe = f"ss -Hltn 'sport = :{MONITOR_PORT}'"
-            wait_for(lambda h=host, p=probe: lab.hosts[h].exec(["sh", "-c", p]).stdout.strip(),
-                     f"the blocker on {host}")
+            wait_for(functools.partial(listening, host), f"the blocker on {host}")
         inventory.write_text(inventory.read_text()
                              + f"\n[haproxy.monitor]\nport = {MONITOR_PORT}\n")
         started = time.monotonic()

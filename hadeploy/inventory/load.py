@@ -12,8 +12,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import hadeploy.inventory.tables as tables
 from hadeploy.errors import InventoryError
-from hadeploy.inventory import rules, tables
 from hadeploy.inventory.model import (
     HaproxySettings,
     Inventory,
@@ -25,6 +25,7 @@ from hadeploy.inventory.model import (
     SshSettings,
     Vip,
 )
+from hadeploy.inventory.rules import check_rules
 from hadeploy.inventory.schema import Key, check_table, kind_name
 
 MAX_BYTES = 1024 * 1024
@@ -185,5 +186,5 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
             rc_files=rc_files,
         ),
     )
-    problems.extend(rules.check_rules(inventory))
+    problems.extend(check_rules(inventory))
     return None if problems else inventory

@@ -71,9 +71,13 @@ class ServiceRunning(Operation[ServiceState]):
         up = f'[ "$({check})" = running ]'
         if replaced:
             up += f' && [ "{self._pids()}" != "$old" ]'
+        return self._poll(up)
+
+    def _poll(self, condition: str) -> str:
+        """Shell: test `condition` every 0.25 s for `wait_seconds`; exit status: its last test."""
         tries = self.wait_seconds * 4
         return (f"i=0; while [ $i -lt {tries} ]; do "
-                f"{up} && break; i=$((i+1)); sleep 0.25; done; {up}")
+                f"{condition} && break; i=$((i+1)); sleep 0.25; done; {condition}")
 
     def _serving(self, ctx: HostContext) -> str:
         """Shell: the pids of the processes that serve, on one line. Under systemd the pid
@@ -89,7 +93,6 @@ class ServiceRunning(Operation[ServiceState]):
         message, while the old process goes on serving the old configuration."""
         profile = ctx.profile
         serving = self._serving(ctx)
-        tries = self.wait_seconds * 4
         check = running_probe(self.service, self.pidfiles, profile.init)
         up = f'[ "$({check})" = running ] && [ "{serving}" != "$old" ]'
         log = ""
@@ -99,8 +102,7 @@ class ServiceRunning(Operation[ServiceState]):
         script = (f'old="{serving}"; '
                   f"if ! {profile.action(self.service, 'reload')} >&2; then "
                   f"{log}echo {failed} >&2; exit 1; fi; "
-                  f"i=0; while [ $i -lt {tries} ]; do {up} && exit 0; i=$((i+1)); sleep 0.25; "
-                  f"done; {up} && exit 0; {log}echo {failed} >&2; exit 1")
+                  f"if {self._poll(up)}; then exit 0; fi; {log}echo {failed} >&2; exit 1")
         return Command(f"( {script} )", summary=f"{profile.action(self.service, 'reload')} "
                        "(then wait until a new process serves)")
 

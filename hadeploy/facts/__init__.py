@@ -30,6 +30,11 @@ def _identity(probe: Probe) -> Probe:
     return probe
 
 
+def stripped(probe: Probe) -> str:
+    """The probe's output without surrounding whitespace (facts that print one word)."""
+    return probe.stdout.strip()
+
+
 @dataclass(frozen=True)
 class Fact(Generic[T]):
     """A read-only shell `command` and a pure `parse` of its output. `command` None: the

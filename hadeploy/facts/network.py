@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hadeploy.facts import Fact, Probe
+from hadeploy.facts import Fact, Probe, stripped
 from hadeploy.quoting import q
 
 
 def holds_vip(vip: str) -> str:
     """Shell condition: true on the host that has `vip` on one of its interfaces."""
     return f"ip -o addr show | grep -q {q(f' {vip}/')}"
-
-
-def _word(probe: Probe) -> str:
-    return probe.stdout.strip()
 
 
 def _held(probe: Probe) -> bool:
@@ -31,7 +27,7 @@ def vip_use(vip: str) -> Fact[str]:
     """`held` (by this host), `answers` (another machine answers ping for it) or `free`."""
     return Fact(f"if {holds_vip(vip)}; then echo held; "
                 f"elif command -v ping >/dev/null && ping -c 1 -W 1 {q(vip)} >/dev/null 2>&1; "
-                "then echo answers; else echo free; fi", _word)
+                "then echo answers; else echo free; fi", stripped)
 
 
 def _present(probe: Probe) -> bool:

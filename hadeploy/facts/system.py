@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hadeploy import framing
-from hadeploy.facts import Fact, Probe
+from hadeploy.facts import Fact, Probe, stripped
 from hadeploy.platforms import DETECT_PROBE, Init, Profile, parse_detect, running_probe
 from hadeploy.quoting import q, sh
 
@@ -40,13 +40,9 @@ def packages_installed(profile: Profile, packages: tuple[str, ...],
     return Fact(profile.installed_probe(packages) + absent, parse)
 
 
-def _word(probe: Probe) -> str:
-    return probe.stdout.strip()
-
-
 def daemon_state(service: str, pidfiles: tuple[str, ...], init: Init) -> Fact[str]:
     """`running` or `stopped` (empty when the probe printed nothing), see `running_probe`."""
-    return Fact(running_probe(service, pidfiles, init), _word)
+    return Fact(running_probe(service, pidfiles, init), stripped)
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def service_state(profile: Profile, service: str, pidfiles: tuple[str, ...]) -> 
 def sysctl_value(key: str) -> Fact[str]:
     """The running kernel's value of `key` as `sysctl -n` prints it (vector values keep their
     tabs), stripped; empty when it printed nothing."""
-    return Fact(sh("sysctl", "-n", key), _word)
+    return Fact(sh("sysctl", "-n", key), stripped)
 
 
 def _platform(probe: Probe) -> str:

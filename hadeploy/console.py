@@ -108,6 +108,9 @@ class ProgressPrinter:
             if state == "failed":
                 for line in str(d.get("error", "")).splitlines()[:12]:
                     c.print(f"        [red]{escape(line)}[/red]")
+        elif event.kind == "notice":
+            c.print(f"      {escape(event.host or ''):<16} [yellow]{escape(d.get('text', ''))}"
+                    "[/yellow]")
         elif event.kind == "facts":
             c.print(f"      {escape(event.host or ''):<16} [dim]{d.get('platform') or '?'} "
                     f"({d.get('init')})[/dim]")

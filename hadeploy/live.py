@@ -96,6 +96,7 @@ class _Host:
     started: float | None = None
     duration: float | None = None
     command: str = ""  # the last command it ran, first line
+    notice: str = ""  # what the command running now waits for, if it said
     detail: list[Text] = field(default_factory=list)  # why it failed
 
 
@@ -214,9 +215,14 @@ class LivePrinter:
         host = self._host(event)
         if host is None:
             return []
+        if kind == "notice":
+            text = self.redact(str(data.get("text", "")))
+            host.notice = text
+            return [Text(f"{HOST_INDENT}{host.name:<16} {text}", style="yellow")]
         if kind == "host-started":
             host.state, host.started = "running", event.time
         elif kind == "command":
+            host.notice = ""
             host.command = self.redact(str(data.get("command", ""))).strip().split("\n")[0]
         elif kind.startswith("host-"):
             self._host_done(host, kind.removeprefix("host-"), event)
@@ -336,7 +342,8 @@ class LivePrinter:
         for host in step.hosts.values():
             if host.state == "running":
                 took = seconds(now - host.started) if host.started is not None else ""
-                last = f"  $ {host.command}" if host.command else ""
+                last = (f"  {host.notice}" if host.notice else
+                        f"  $ {host.command}" if host.command else "")
                 line = Text.assemble(HOST_INDENT, (frame, "cyan"), " ",
                                      f"{host.name:<{width}}  ", ("running ", "cyan"),
                                      f" {took}", (last, "dim"))

@@ -54,14 +54,16 @@ class Profile:
     def install(self, packages: tuple[str, ...]) -> str:
         """Install `packages` non-interactively."""
         if self.manager == "apt-get":
+            # apt waits (bounded) for a lock taken by another run since hadeploy last looked.
             return ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                    f"-o Dpkg::Options::=--force-confold {sh(*packages)}")
+                    f"-o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold "
+                    f"{sh(*packages)}")
         return f"{self.manager} install -y -q {sh(*packages)}"
 
     def remove_prefix(self) -> str:
         """The remove command without package names (rollback appends what is present)."""
         if self.manager == "apt-get":
-            return "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q"
+            return "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=60"
         return f"{self.manager} remove -y -q"
 
     def remove(self, packages: tuple[str, ...]) -> str:

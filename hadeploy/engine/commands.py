@@ -19,7 +19,8 @@ def stopped() -> Interrupted:
 
 class CommandRunner:
     """Runs commands: honours the stop request, feeds stdin read from another host, tells
-    the look-ahead that probes taken earlier may be stale, and emits a `command` event."""
+    the look-ahead that probes taken earlier may be stale, and emits a `notice` event before
+    a command that has one and a `command` event after each."""
 
     def __init__(self, transport: Transport, lookahead: LookAhead, emit: Emitter,
                  stop: threading.Event) -> None:
@@ -39,6 +40,8 @@ class CommandRunner:
         if command.stdin_from is not None:
             source = command.stdin_from
             stdin = self.transport.read(source.host, source.script)
+        if command.notice:
+            self.emit("notice", step_id, host, text=command.notice)
         started = time.monotonic()
         self.lookahead.command_ran()
         result = self.transport.run(host, command.script, stdin=stdin)

@@ -16,28 +16,59 @@ from hadeploy.quoting import q, sh
 
 # A `creates` path the packages' probe found absent is printed on a line of its own.
 ABSENT = "absent"
+# A process holding Debian's package manager lock: `@@pm-lock PID COMMAND LINE`.
+PM_LOCK = "pm-lock"
+# The locks apt-get, dpkg and unattended-upgrades take while they change packages.
+DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
+# A shell function printing `PID COMMAND LINE` for every process that holds a lock on one of
+# its arguments. dpkg's are fcntl locks, listed in /proc/locks by inode; a holder is named
+# only if it also has the file open, so a lock on another file system's file with the same
+# inode number never counts. The command line is cut to one line of at most 200 characters.
+PM_LOCK_HOLDERS = r"""hadeploy_pm_holders() {
+  for f in "$@"; do
+    i=$(stat -c %i "$f" 2>/dev/null) || continue
+    for p in $(awk -v i="$i" '!/->/ { n = split($6, d, ":"); if (d[n] == i) print $5 }' \
+               /proc/locks 2>/dev/null); do
+      for fd in /proc/"$p"/fd/*; do
+        if [ "$(readlink "$fd" 2>/dev/null)" = "$f" ]; then
+          echo "$p $(tr '\0\n' '  ' </proc/"$p"/cmdline 2>/dev/null | cut -c 1-200)"
+          break
+        fi
+      done
+    done
+  done | sort -u -n
+}
+"""
 
 
 @dataclass(frozen=True)
 class PackagesSeen:
-    """Which of the asked packages are installed, and which asked paths do not exist."""
+    """Which of the asked packages are installed, which asked paths do not exist, and which
+    processes hold the package manager's lock (`PID COMMAND LINE`; Debian only)."""
 
     installed: frozenset[str]
     absent: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ()
 
 
 def packages_installed(profile: Profile, packages: tuple[str, ...],
                        paths: tuple[str, ...] = ()) -> Fact[PackagesSeen]:
-    """Which of `packages` are installed, and which of `paths` are absent (one round trip)."""
+    """Which of `packages` are installed, which of `paths` are absent, and who holds the
+    package manager's lock on Debian (a run whose workstation died leaves its apt-get
+    running), in one round trip."""
     absent = "".join(f"; [ -e {q(p)} ] || echo {framing.tag(ABSENT)} {q(p)}" for p in paths)
+    busy = (f"\n{PM_LOCK_HOLDERS}hadeploy_pm_holders {sh(*DPKG_LOCKS)} "
+            f"| sed 's/^/{framing.tag(PM_LOCK)} /'" if profile.family == "debian" else "")
 
     def parse(probe: Probe) -> PackagesSeen:
         said = framing.tagged_words(ABSENT, probe.stdout)
-        return PackagesSeen(
-            frozenset(line.strip() for line in framing.untagged_lines(ABSENT, probe.stdout)),
-            tuple(p for p in paths if p.split() in said))
+        holders = tuple(" ".join(words) for words in framing.tagged_words(PM_LOCK, probe.stdout))
+        plain = framing.untagged_lines(PM_LOCK, "\n".join(
+            framing.untagged_lines(ABSENT, probe.stdout)))
+        return PackagesSeen(frozenset(line.strip() for line in plain if line.strip()),
+                            tuple(p for p in paths if p.split() in said), holders)
 
-    return Fact(profile.installed_probe(packages) + absent, parse)
+    return Fact(profile.installed_probe(packages) + absent + busy, parse)
 
 
 def daemon_state(service: str, pidfiles: tuple[str, ...], init: Init) -> Fact[str]:

@@ -47,6 +47,9 @@ class Command:
     # In a rollback: run after every other undo of the run on this host (e.g. restart a
     # service once the configuration it was restarted for has been restored).
     deferred: bool = False
+    # Told to the operator when the command starts, for one that may wait a long time (for
+    # another package manager run to finish, say): what it is waiting for.
+    notice: str = ""
 
     def shown(self) -> str:
         """How the command appears in plans and logs (stdin is never shown)."""

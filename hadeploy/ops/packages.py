@@ -7,10 +7,15 @@ from dataclasses import dataclass
 
 from hadeploy import framing
 from hadeploy.facts import Fact
-from hadeploy.facts.system import PackagesSeen, packages_installed
+from hadeploy.facts.system import (
+    DPKG_LOCKS,
+    PM_LOCK_HOLDERS,
+    PackagesSeen,
+    packages_installed,
+)
 from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.ops.trees import check_tree_path
-from hadeploy.quoting import q
+from hadeploy.quoting import q, sh
 
 # The install prints this line, then the packages it added (what rollback removes).
 NEW = "hadeploy-new-packages"
@@ -23,6 +28,31 @@ BLOCK_STARTS = (
     "if [ -e \"$p\" ]; then mv -f \"$p\" \"$saved\"; fi\n"
     "printf '#!/bin/sh\\nexit 101\\n' > \"$p\"; chmod 755 \"$p\"\n"
 )
+# How long an install or a removal waits for another package manager run to finish: a run
+# whose workstation died leaves its apt-get or dpkg running on the host, and a resume must
+# neither fail on the lock nor make the operator guess when to try again.
+PM_WAIT_SECONDS = 900
+# The wait's exit code when the other run is still going at the end (EX_TEMPFAIL).
+PM_BUSY_EXIT = 75
+
+
+def wait_for_pm(seconds: int = PM_WAIT_SECONDS, locks: tuple[str, ...] = DPKG_LOCKS) -> str:
+    """Shell lines that wait, at most `seconds`, until no process holds one of `locks`, and
+    fail naming the holders (pid and command line) and what to do when time runs out."""
+    return PM_LOCK_HOLDERS + (
+        "waited=0\n"
+        f"while holders=$(hadeploy_pm_holders {sh(*locks)}) && [ -n \"$holders\" ]; do\n"
+        f"  if [ \"$waited\" -ge {seconds} ]; then\n"
+        f"    echo \"the package manager is still busy after {seconds}s, held by:\" >&2\n"
+        "    echo \"$holders\" | sed 's/^/  pid /' >&2\n"
+        "    echo 'let it finish (or stop it), then run hadeploy again with --resume' >&2\n"
+        f"    exit {PM_BUSY_EXIT}\n"
+        "  fi\n"
+        "  sleep 1; waited=$((waited + 1))\n"
+        "done\n"
+    )
+
+
 FINISH_DPKG = ("if [ -n \"$(dpkg --audit 2>/dev/null)\" ]; then "
                "DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confold >&2; fi\n")
 
@@ -68,23 +98,29 @@ class PackagesInstalled(Operation[PackagesSeen]):
     def apply(self, ctx: HostContext, seen: PackagesSeen) -> list[Command]:
         missing = self._missing(seen)
         listing = ctx.profile.all_installed_probe()
-        block = self.block_service_starts and ctx.profile.family == "debian"
+        debian = ctx.profile.family == "debian"
+        block = self.block_service_starts and debian
+        install = ctx.profile.install(missing)
         script = (
             "set -e\n"
             "before=$(mktemp)\n"
             + (BLOCK_STARTS + "trap 'rm -f \"$before\"; restore' EXIT\n" if block else
                "trap 'rm -f \"$before\"' EXIT\n") +
             f"{listing} > \"$before\"\n"
+            # Packages a left-over run finishes installing while this one waits count as
+            # added here (the listing above is older): rollback removes them too.
+            + (wait_for_pm() if debian else "")
             # A crash or reboot in the middle of dpkg (a run resumed after one) leaves
             # packages half-configured, and apt-get refuses everything until dpkg finishes
             # them: do what its message says, only when dpkg's own audit reports such packages.
-            + (FINISH_DPKG if ctx.profile.family == "debian" else "") +
-            f"{ctx.profile.install(missing)} >&2\n"
+            + (FINISH_DPKG if debian else "") +
+            f"{install} >&2\n"
             f"echo {NEW_MARK}\n"
             f"{listing} | comm -13 \"$before\" -\n"
         )
         note = " (service starts blocked during the install)" if block else ""
-        return [Command(script, summary=ctx.profile.install(missing) + note)]
+        return [Command(script, summary=ctx.profile.install(missing) + note,
+                        notice=_busy_notice(seen.busy))]
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
         added = framing.after_tag(NEW, outputs[-1] if outputs else "")
@@ -95,6 +131,14 @@ class PackagesInstalled(Operation[PackagesSeen]):
 
     def title(self) -> str:
         return f"packages {' '.join(self.packages)}"
+
+
+def _busy_notice(holders: tuple[str, ...]) -> str:
+    """What the operator reads while the install waits for another package manager run."""
+    if not holders:
+        return ""
+    return (f"waiting (at most {PM_WAIT_SECONDS // 60} min) for the package manager run "
+            f"already under way to finish: pid {'; pid '.join(holders)}")
 
 
 def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
@@ -109,7 +153,8 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     commands = []
     if installed:
         probe = ctx.profile.installed_probe(installed)
-        script = (f"present=$({probe} | tr '\\n' ' '); "
+        wait = wait_for_pm() if ctx.profile.family == "debian" else ""
+        script = (f"{wait}present=$({probe} | tr '\\n' ' '); "
                   f"if [ -n \"$present\" ]; then {ctx.profile.remove_prefix()} $present >&2; fi")
         commands.append(Command(script, summary=ctx.profile.remove(installed)))
     created = [str(p) for p in record.get("created", ())]

@@ -1,6 +1,7 @@
 """deploy-lb interrupted: a host's sshd dies mid-run, the operator presses Ctrl-C, a second
-run meets the lock. After each, the hosts must end exactly as after a clean run. (Hosts that
-fail under a run, and hadeploy itself killed, are in test_lb_failures.py.)"""
+run meets the lock, a dead run's apt-get is still installing. After each, the hosts must end
+exactly as after a clean run. (Hosts that fail under a run, and hadeploy itself killed, are in
+test_lb_failures.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy.facts.system import DPKG_LOCKS, PM_LOCK_HOLDERS
 from hadeploy.journal import RunStore, state_dir_for
 from lab import Lab
 from lab.inventory import write_lab_inventory
@@ -26,6 +28,7 @@ from tests.lab.helpers import (
     one_holder,
     snapshot,
     start_deploy,
+    wait_for,
     wait_journal,
 )
 
@@ -132,3 +135,35 @@ def test_second_run_is_refused_while_the_lock_is_held_and_touches_nothing(
     assert "nothing was touched" in run.stdout + run.stderr
     assert not list((tmp_path / ".hadeploy").glob("runs/*.json"))
     assert {h: (snapshot(lab, h, FILES), end_state(lab, (h,))) for h in LBS} == before
+
+
+# What a run whose workstation died leaves on a host: its apt-get still installing. A dpkg hook
+# keeps it busy for a while so that the deploy below surely meets it.
+LEFT_OVER_APT = (
+    "setsid sh -c 'DEBIAN_FRONTEND=noninteractive apt-get -q -y "
+    "-o DPkg::Pre-Invoke::=\"sleep 8\" install haproxy keepalived' "
+    "</dev/null >/var/log/left-over-apt.log 2>&1 &"
+)
+
+
+def test_a_package_manager_run_left_on_a_host_is_named_and_waited_for(
+        lab: Lab, tmp_path: Path, clean_state: dict[str, list[str]]) -> None:
+    inventory = fresh_inventory(lab, tmp_path)
+    victim = lab.hosts["lb2"]
+    victim.exec(LEFT_OVER_APT)
+    holders = f"{PM_LOCK_HOLDERS}hadeploy_pm_holders {' '.join(DPKG_LOCKS)}"
+    holder = wait_for(lambda: victim.exec(holders).stdout.strip(),
+                      "the left-over apt-get to hold dpkg's lock")
+    pid = holder.split()[0]
+    assert "apt-get" in holder, holder
+
+    run = hadeploy("deploy-lb", "--hosts", str(inventory), "--yes")
+    assert run.returncode == 0, run.stdout + run.stderr
+    told = [line.split(None, 1) for line in run.stdout.splitlines() if "waiting (at most" in line]
+    assert [host for host, _ in told] == ["lb2"], run.stdout
+    assert (f"for the package manager run already under way to finish: pid {pid} "
+            in told[0][1]), run.stdout
+    assert "apt-get" in told[0][1] and "DPkg::Pre-Invoke" in told[0][1], run.stdout
+    assert victim.exec(holders).stdout == ""
+    assert one_holder(lab) == ["lb1"]
+    assert end_state(lab, LBS) == clean_state

@@ -120,6 +120,24 @@ def test_running_host_shows_its_last_command() -> None:
     assert lb1.endswith("$ apt-get update")
 
 
+def test_a_notice_is_printed_for_good_and_shown_on_the_host_line() -> None:
+    text = "waiting (at most 15 min) for the package manager run already under way: pid 812"
+    run = Run()
+    run.start()
+    run.printed()
+    run("step-started", "lb.packages", title="Install", hosts=["lb1"])
+    run("host-started", "lb.packages", "lb1")
+    run("notice", "lb.packages", "lb1", text=text)
+    assert run.printed() == [f"    lb1              {text}"]
+    assert line_of(run.screen(), "lb1").endswith(f"running  0.0s  {text}")
+    run("command", "lb.packages", "lb1", after=2.0, command="apt-get install", exited=0)
+    assert line_of(run.screen(), "lb1").endswith("$ apt-get install")
+    out = io.StringIO()
+    ProgressPrinter(make_console(out), 7)(Event("notice", "r", "lb.packages", "lb1",
+                                                {"text": text}))
+    assert out.getvalue().splitlines() == [f"      lb1              {text}"]
+
+
 def test_finished_step_stays_as_final_lines_and_leaves_the_live_area() -> None:
     run = Run()
     run.start()

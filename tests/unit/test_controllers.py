@@ -317,7 +317,7 @@ def test_only_limits_the_services_but_keeps_endpoints_and_rc_files(
 INSTALL = {
     "el6": "yum install -y -q", "el7": "yum install -y -q", "el8": "dnf install -y -q",
     "el9": "dnf install -y -q", "debian-systemd": "DEBIAN_FRONTEND=noninteractive apt-get "
-    "install -y -q -o Dpkg::Options::=--force-confold",
+    "install -y -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold",
 }
 INSTALL["debian-sysv"] = INSTALL["debian-systemd"]
 PKG_MATRIX = [(release, service, name) for release in RELEASES

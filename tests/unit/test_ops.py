@@ -250,7 +250,8 @@ def test_packages_done_and_intent() -> None:
     assert HAPROXY.intent(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n"))) == {
         "kind": "packages", "requested": ["keepalived"]}
     (command,) = HAPROXY.apply(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
-    assert "apt-get install -y -q -o Dpkg::Options::=--force-confold keepalived" in command.script
+    assert ("apt-get install -y -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold "
+            "keepalived") in command.script
     assert "haproxy" not in command.shown()
 
 
@@ -283,10 +284,11 @@ def test_install_script_records_exactly_the_new_packages(tmp_path: Path) -> None
 def test_undo_packages_removes_requested_and_new_dependencies() -> None:
     (command,) = undo_packages(ctx(), {"kind": "packages", "requested": ["keepalived"],
                                        "installed": ["libdep", "keepalived"]})
-    assert command.shown() == "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q keepalived libdep"
+    assert command.shown() == ("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q "
+                               "-o DPkg::Lock::Timeout=60 keepalived libdep")
     # an install cut off before it reported: the requested packages are still removed
     (command,) = undo_packages(ctx(), {"kind": "packages", "requested": ["keepalived"]})
-    assert command.shown().endswith("purge -y -q keepalived")
+    assert command.shown().endswith("purge -y -q -o DPkg::Lock::Timeout=60 keepalived")
     assert undo_packages(ctx(), {"kind": "packages", "requested": []}) == []
     el = undo_packages(ctx(profile_for("el9")), {"kind": "packages", "requested": ["haproxy"]})
     assert el[0].shown() == "dnf remove -y -q haproxy"
@@ -669,7 +671,7 @@ def test_debian_install_finishes_a_dpkg_run_cut_off_half_way_first() -> None:
     (HAPROXY, PackagesSeen(frozenset({"haproxy", "keepalived"})), None),
     (HAPROXY, PackagesSeen(frozenset({"keepalived"})),
      ["DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-      "-o Dpkg::Options::=--force-confold haproxy"]),
+      "-o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold haproxy"]),
     (SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1"), "1", None),
     (SysctlValue("sysctl", "net.ipv4.ip_nonlocal_bind", "1"), "0",
      ["sysctl -q -w net.ipv4.ip_nonlocal_bind=1"]),

@@ -84,8 +84,9 @@ def test_debian_systemd_commands() -> None:
     p = profile_for("debian")
     assert p.install(("haproxy", "keepalived")) == (
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-        "-o Dpkg::Options::=--force-confold haproxy keepalived")
-    assert p.remove(("haproxy",)) == "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q haproxy"
+        "-o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold haproxy keepalived")
+    assert p.remove(("haproxy",)) == (
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=60 haproxy")
     assert p.enable("haproxy") == "systemctl enable haproxy"
     assert p.disable("haproxy") == "systemctl disable haproxy"
     assert p.action("haproxy", "restart") == "systemctl restart haproxy"

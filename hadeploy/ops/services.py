@@ -25,7 +25,9 @@ Verb = Literal["start", "restart", "reload", ""]
 class ServiceRunning(Operation[ServiceState]):
     """`service` is enabled at boot and running; restarted when `restart_after` steps changed,
     reloaded when only `reload_after` steps did on a host of a `reload_on` platform family
-    (elsewhere those changes restart it too)."""
+    (elsewhere those changes restart it too). A reload is done when a new process serves,
+    or, for a daemon that re-reads its configuration in place (`reload_in_place`: keepalived
+    on SIGHUP), when the same daemon still runs."""
 
     op_id: str
     service: str
@@ -34,6 +36,7 @@ class ServiceRunning(Operation[ServiceState]):
     wait_seconds: int = 10
     reload_after: frozenset[str] = frozenset()
     reload_on: frozenset[Family] = frozenset()
+    reload_in_place: bool = False
 
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
         return service_state(ctx.profile, self.service, self.pidfiles)
@@ -89,22 +92,30 @@ class ServiceRunning(Operation[ServiceState]):
                 '[ "$pp" = "$m" ] && echo "$p"; done; done | tr -s \' \\n\' \'  \')')
 
     def _reload(self, ctx: HostContext) -> Command:
-        """Reload, then wait until a new process serves; else fail, with the service's own
-        message, while the old process goes on serving the old configuration."""
+        """Reload, then wait until a new process serves (or, in place, check the daemon still
+        runs); else fail, with the service's own message, while the old process goes on
+        serving the old configuration."""
         profile = ctx.profile
-        serving = self._serving(ctx)
         check = running_probe(self.service, self.pidfiles, profile.init)
-        up = f'[ "$({check})" = running ] && [ "{serving}" != "$old" ]'
+        if self.reload_in_place:
+            serving = self._pids()
+            up = f'[ "$({check})" = running ] && [ "{serving}" = "$old" ]'
+            then = "check that it still runs"
+        else:
+            serving = self._serving(ctx)
+            up = f'[ "$({check})" = running ] && [ "{serving}" != "$old" ]'
+            then = "wait until a new process serves"
         log = ""
         if profile.init == "systemd":  # the master logs a failed reload to the journal
             log = f"journalctl -u {q(self.service)} -n 20 --no-pager >&2 || true; "
-        failed = q(f"{self.service} did not reload; the running one keeps its configuration")
+        failed = q(f"{self.service} is not running after its reload" if self.reload_in_place
+                   else f"{self.service} did not reload; the running one keeps its configuration")
         script = (f'old="{serving}"; '
                   f"if ! {profile.action(self.service, 'reload')} >&2; then "
                   f"{log}echo {failed} >&2; exit 1; fi; "
                   f"if {self._poll(up)}; then exit 0; fi; {log}echo {failed} >&2; exit 1")
-        return Command(f"( {script} )", summary=f"{profile.action(self.service, 'reload')} "
-                       "(then wait until a new process serves)")
+        return Command(f"( {script} )",
+                       summary=f"{profile.action(self.service, 'reload')} (then {then})")
 
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         profile = ctx.profile

@@ -10,7 +10,8 @@
   lb.keepalived     health script and per-node keepalived.conf, validated with `keepalived -t`
   lb.services       enable + start, backups first and the VIP holder last: on Debian a new
                     haproxy.cfg reloads haproxy (no connection refused), new options restart
-                    it; elsewhere a config change restarts; keepalived restarts
+                    it; elsewhere a config change restarts; a new keepalived.conf reloads
+                    keepalived (the VIP stays unless the new priorities move it)
   lb.verify         read-only: haproxy listens on every frontend port of the VIP
 """
 
@@ -36,6 +37,7 @@ from hadeploy.ops import (
     ServiceRunning,
     SysctlValue,
 )
+from hadeploy.ops.vrrp import KeepalivedRunning
 from hadeploy.render import (
     HAPROXY_CHECK_PATH,
     NONLOCAL_BIND_KEY,
@@ -159,6 +161,14 @@ def _listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
                        f"haproxy listens on every frontend of {vip}")
 
 
+def _elected(inv: Inventory) -> str:
+    """The balancer the inventory's priorities make the VIP's holder ("" with nopreempt,
+    where the VIP stays on whichever node holds it)."""
+    if inv.keepalived.nopreempt:
+        return ""
+    return max(inv.balancers, key=lambda n: n.priority or 0).name
+
+
 def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
     """The `lb` phase for `inv` (the same steps for a plan, a run and a resume)."""
     load_catalog()
@@ -195,8 +205,12 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
                        restart_after=frozenset({"lb.haproxy-options"}),
                        reload_after=frozenset({"lb.haproxy-cfg"}),
                        reload_on=frozenset({"debian"})),
-        ServiceRunning("keepalived", "keepalived", KEEPALIVED_PIDFILES,
-                       frozenset({"lb.keepalived"})),
+        # keepalived re-reads its configuration on SIGHUP (every init system's reload): the
+        # VRRP instance keeps its state, so the VIP moves only if the new priorities say so.
+        KeepalivedRunning("keepalived", ServiceRunning(
+            "keepalived", "keepalived", KEEPALIVED_PIDFILES,
+            reload_after=frozenset({"lb.keepalived"}), reload_on=frozenset({"debian", "el"}),
+            reload_in_place=True), vip, _elected(inv)),
     )
     steps = (
         Step("lb.preflight", "Preflight: platform, interface, VIP and ports", preflight,

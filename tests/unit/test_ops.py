@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from hadeploy import ops
 from hadeploy.facts.files import FileState, file_probe, parse_file_probe
 from hadeploy.facts.system import PackagesSeen, ServiceState
 from hadeploy.facts.trees import Manifest
-from hadeploy.inventory.model import Node
+from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
     UNDO,
     AnyOp,
@@ -51,6 +51,7 @@ from hadeploy.ops.services import undo_service
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
 from hadeploy.platforms import Init, Profile, profile_for, running_probe
+from hadeploy.runbook.lb import build_lb_runbook
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -524,6 +525,70 @@ def test_rollback_reloads_what_the_run_reloaded() -> None:
     assert reload.script == "if [ -x /etc/init.d/haproxy ]; then service haproxy reload >&2; fi"
     (restart,) = undo_service(c, {**record, "verb": "restart"})
     assert "service haproxy restart" in restart.script
+
+
+def keepalived_op(inv: Inventory, node: int = 0) -> AnyOp:
+    (services,) = [s for s in build_lb_runbook(inv).steps if s.id == "lb.services"]
+    return next(op for op in services.ops[inv.balancers[node].name] if op.op_id == "keepalived")
+
+
+@pytest.mark.parametrize("platform", ["debian", "el7", "el9"])
+def test_a_new_keepalived_conf_reloads_keepalived_so_the_vip_stays(
+        platform: str, example: Inventory) -> None:
+    """A restart would give the VIP away (keepalived sends priority 0 when it stops) and take
+    it back: two moves for nothing. A reload re-reads the file in the same daemon."""
+    keepalived = keepalived_op(example)
+    c = ctx(profile_for(platform, "systemd"), changed=frozenset({"lb.keepalived"}))
+    state = keepalived.read(c, Probe("enabled\nrunning\nfree\n"))
+    assert keepalived.preview(c, state) == "  keepalived: reload\n"
+    (command,) = keepalived.apply(c, state)
+    assert command.shown() == "systemctl reload keepalived (then check that it still runs)"
+    assert keepalived.intent(c, state)["verb"] == "reload"
+
+
+def test_the_plan_says_where_the_vip_ends_before_a_reload(example: Inventory) -> None:
+    """On the holder: it stays, or it moves once to the node the new priorities elect."""
+    vip = example.vip.address
+    first, second = example.balancers[0], example.balancers[1]
+    assert (first.priority or 0) > (second.priority or 0)
+    held = Probe("enabled\nrunning\nheld\n")
+    c = HostContext(first, profile_for("debian"), "run1", "lb.services",
+                    changed_steps=frozenset({"lb.keepalived"}))
+    stays = keepalived_op(example)
+    assert stays.preview(c, stays.read(c, held)) == (
+        f"  keepalived: reload\n  the VIP {vip} stays here; this host goes last\n")
+    assert example.topology == "dedicated"
+    swapped = replace(example, lbs=(replace(first, priority=second.priority),
+                                    replace(second, priority=first.priority),
+                                    *example.lbs[2:]))
+    moves = keepalived_op(swapped)
+    assert moves.preview(c, moves.read(c, held)) == (
+        f"  keepalived: reload\n  the VIP {vip} moves once, from here to {second.name}: the "
+        "highest priority now\n")
+    assert moves.preview(c, moves.read(c, Probe("enabled\nrunning\nfree\n"))) == (
+        "  keepalived: reload\n")
+    sticky = replace(swapped, keepalived=replace(swapped.keepalived, nopreempt=True))
+    assert keepalived_op(sticky).preview(c, moves.read(c, held)).endswith(
+        f"the VIP {vip} stays here (nopreempt); this host goes last\n")
+
+
+def test_an_in_place_reload_needs_the_same_daemon_still_running(
+        tmp_path: Path, fake_bin: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    pidfile = tmp_path / "keepalived.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    service = ServiceRunning("keepalived", "keepalived", (str(pidfile),),
+                             reload_after=frozenset({"lb.keepalived"}),
+                             reload_on=frozenset({"debian"}), wait_seconds=1,
+                             reload_in_place=True)
+    c = ctx(profile_for("debian", "sysv"), changed=frozenset({"lb.keepalived"}))
+    (command,) = service.apply(c, service.read(c, RUNNING))
+    script = f"PATH={fake_bin}:$PATH; {command.script}"
+    fake(fake_bin, "service", f'[ "$2" = reload ] && kill -0 {sleeper.pid}')  # SIGHUP: no exit
+    assert sh(script).returncode == 0
+    fake(fake_bin, "service", f'[ "$2" = reload ] && kill -9 {sleeper.pid}')  # died of it
+    result = sh(script)
+    assert result.returncode == 1
+    assert "keepalived is not running after its reload" in result.stderr
 
 
 @pytest.fixture

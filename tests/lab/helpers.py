@@ -119,6 +119,22 @@ END_STATE = "\n".join([
     "2>/dev/null | tr '\\n' ' ')\"",
 ])
 
+# What a run may leave on a host besides END_STATE, normalised so that runs compare: every
+# hadeploy temp name wherever it writes (atomic writes, keepalived's config-test copy, the
+# saved policy-rc.d; only there: a host's /var and /root show the workstation's below its
+# own), the backups by step and path with their checksums (the run id taken out), and
+# whatever is left in /tmp (the package step's listing is a mktemp file there).
+LEFTOVERS = "\n".join([
+    "echo \"hadeploy temp files: $(find /etc /usr/sbin /var/lib/hadeploy /tmp \\( "
+    "-name '.hadeploy*' -o -name '*.hadeploy-saved' -o -name '*.nosec' \\) -print "
+    "2>/dev/null | sort | tr '\\n' ' ')\"",
+    "echo \"backups: $(cd /var/lib/hadeploy/backup 2>/dev/null && find . -type f -exec "
+    "sha256sum {} + | sed -E 's|  \\./[^/]+/|  RUN/|' | sort | tr '\\n' ' ')\"",
+    "echo \"in /tmp: $(ls -A /tmp | tr '\\n' ' ')\"",
+])
+FULL_STATE = END_STATE + "\n" + LEFTOVERS
+NO_TEMP = "hadeploy temp files: "
+
 
 def fresh(lab: Lab, hosts: Sequence[str]) -> None:
     """Reset `hosts` to bare Debian hosts (a new disk; cheap)."""

@@ -1,0 +1,125 @@
+"""Crash anywhere, resume anywhere: a cold `deploy-lb` on three balancers killed outright
+(SIGKILL: no handler, no cleanup) at a command boundary, then one `--resume`, must end exactly
+as a clean run does.
+
+A recorded clean run gives the number N of remote commands a cold deploy-lb sends. Kill point
+(k, sent) kills hadeploy right after command k went out, before its result is read; (k, read)
+right after its exit status came back, before hadeploy acted on it. Each kill point starts from
+fresh hosts. After the resume the hosts must hold what the clean run left (files with mode,
+owner and checksum, packages, sysctl, daemons, boot links, backups, the VIP), no temp file,
+and a clean `dpkg --audit`.
+
+All 2N kill points take long (~20 s each), so `.ci/run` runs a fixed, seeded sample of them;
+run every one with:
+
+    HADEPLOY_KILL_POINTS=all python -m pytest tests/lab/test_kill_points.py -q -s
+
+Each run prints "k of N kill points survived" and the ones that did not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.inventory import write_lab_inventory
+from lab.standins import STAND_IN_PORTS
+from tests.lab.helpers import (
+    CTLS,
+    FULL_STATE,
+    LBS,
+    NO_TEMP,
+    ROOT,
+    STATS_PASSWORD,
+    end_state,
+    fresh,
+    fresh_inventory,
+    hadeploy,
+    journal,
+    start_backends,
+)
+
+pytestmark = pytest.mark.lab
+
+KILL_POINTS_ENV = "HADEPLOY_KILL_POINTS"
+SAMPLE = 6  # kill points in a default run, drawn with a fixed seed
+SEED = 15
+AUDIT = "echo \"dpkg audit: $(dpkg --audit 2>&1 | tr '\\n' ' ')\""
+
+
+def killable(*args: str) -> subprocess.CompletedProcess[str]:
+    """hadeploy run through tests/lab/killable.py (see there), as an operator would."""
+    env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD}
+    env.pop("NO_COLOR", None)
+    return subprocess.run([sys.executable, "-m", "tests.lab.killable", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def clean(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, list[str]],
+                                                                         list[dict[str, str]]]:
+    """A clean run's end state, and its remote commands in the order they were sent."""
+    fresh(lab, LBS + CTLS)
+    start_backends(lab, CTLS, STAND_IN_PORTS)
+    directory = tmp_path_factory.mktemp("clean")
+    inventory = write_lab_inventory(lab, directory / "hosts.toml")
+    record = directory / "commands.jsonl"
+    run = killable("--record", str(record), "--", "deploy-lb", "--hosts", str(inventory),
+                   "--yes")
+    assert run.returncode == 0, run.stdout + run.stderr
+    state = end_state(lab, LBS, FULL_STATE + "\n" + AUDIT)
+    for host in LBS:
+        assert NO_TEMP in state[host] and "dpkg audit: " in state[host], state[host]
+    return state, [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def kill_points(total: int) -> list[tuple[int, str]]:
+    """Every (k, when) when asked for all, else the seeded sample."""
+    every = [(k, when) for k in range(1, total + 1) for when in ("sent", "read")]
+    if os.environ.get(KILL_POINTS_ENV) == "all":
+        return every
+    return sorted(random.Random(SEED).sample(every, min(SAMPLE, len(every))))
+
+
+def survive(lab: Lab, directory: Path, k: int, when: str,
+            clean_state: dict[str, list[str]]) -> str:
+    """Kill a cold deploy at (k, when), resume once; "" if the end state is the clean one,
+    else what went wrong."""
+    inventory = fresh_inventory(lab, directory)
+    killed = killable("--kill", str(k), "--at", when, "--", "deploy-lb", "--hosts",
+                      str(inventory), "--yes")
+    if killed.returncode != -9:
+        return f"not killed (exit {killed.returncode}): {killed.stdout[-400:]}"
+    # Killed before the run's journal existed: nothing to resume, the operator runs again.
+    resume = ("--resume",) if journal(inventory) else ()
+    again = hadeploy("deploy-lb", "--hosts", str(inventory), *resume, "--yes")
+    if again.returncode != 0:
+        return f"resume exited {again.returncode}: {(again.stdout + again.stderr)[-1500:]}"
+    state = end_state(lab, LBS, FULL_STATE + "\n" + AUDIT)
+    differ = {h: sorted(set(state[h]) ^ set(clean_state[h])) for h in LBS
+              if state[h] != clean_state[h]}
+    return f"end state differs: {differ}" if differ else ""
+
+
+def test_every_kill_point_resumes_to_the_clean_end_state(
+        lab: Lab, tmp_path: Path,
+        clean: tuple[dict[str, list[str]], list[dict[str, str]]]) -> None:
+    clean_state, commands = clean
+    points = kill_points(len(commands))
+    failed = {}
+    for k, when in points:
+        problem = survive(lab, tmp_path / f"k{k}-{when}", k, when, clean_state)
+        if problem:
+            command = commands[k - 1]
+            failed[f"{k} {when} ({command['host']}: {command['command'][:60]})"] = problem
+    print(f"\ndeploy-lb: {len(points) - len(failed)} of {len(points)} kill points survived "
+          f"({len(commands)} commands, {2 * len(commands)} kill points in all)")
+    assert not failed, json.dumps(failed, indent=1)

@@ -1,24 +1,25 @@
 """Keystone catalog endpoints moved to the VIP, keeping scheme, port, path and region.
 
 Runs on the original controller with the admin credentials file sourced there, so the
-credentials never leave that host and never appear on a command line. Modern releases use
-`openstack endpoint set` (in place, ids kept); grizzly uses the keystone v2 CLI's
-endpoint-create then endpoint-delete, as the guide does. Non-public endpoints move first and
-identity's public endpoint last: the CLI reaches Keystone through the catalog's public
-identity URL, so that one must change only when everything else is done (and the VIP must
-already serve, which the runbook's order guarantees). Only URLs on a port the VIP serves
-(`ports`) move: a service that is not balanced keeps its endpoints.
+credentials never leave that host and never appear on a command line. Modern releases list
+and move (in place, ids kept) every endpoint in one process with one token
+(`hadeploy.ops.endpoints_program`); grizzly uses the keystone v2 CLI's endpoint-create then
+endpoint-delete, as the guide does. Non-public endpoints move first and identity's public
+endpoint last: clients (the CLIs, Glance validating tokens) reach Keystone through the
+catalog's public identity URL, so that one must change only when everything else is done
+(and the VIP must already serve, which the runbook's order guarantees). Only URLs on a port
+the VIP serves (`ports`) move: a service that is not balanced keeps its endpoints.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from hadeploy import framing
 from hadeploy.facts import Fact, Probe
 from hadeploy.ops.base import Command, HostContext, Operation, Record
+from hadeploy.ops.endpoints_program import list_command, parse_listing, set_command, set_ids
 from hadeploy.quoting import q, sh
 from hadeploy.render.urls import URL, rehost, url_host
 
@@ -26,7 +27,7 @@ from hadeploy.render.urls import URL, rehost, url_host
 NEW = "hadeploy-endpoint"
 NEW_MARK = framing.tag(NEW)
 # The catalog's endpoints as the listing shows them: rows of the keystone v2 table, or the
-# objects of `openstack endpoint list -f json`.
+# records of `openstack endpoint list -f json` (which the endpoint program prints too).
 Endpoints = list[dict[str, Any]]
 GRIZZLY_URLS = ("publicurl", "internalurl", "adminurl")
 
@@ -88,17 +89,14 @@ class EndpointsOnVip(Operation[Endpoints]):
     def fact(self, ctx: HostContext) -> Fact[Endpoints]:
         if self.release == "grizzly":
             return Fact(f"{_source(self.rc)} && keystone endpoint-list", self._endpoints)
-        return Fact(f"{_source(self.rc)} && openstack endpoint list -f json", self._endpoints)
+        return Fact(list_command(self.rc), self._endpoints)
 
     def _endpoints(self, probe: Probe) -> Endpoints:
+        if self.release != "grizzly":
+            return parse_listing(probe.stdout, probe.exited, self.rc)
         if probe.exited != 0:
             raise ValueError(f"cannot list endpoints with {self.rc} (exit {probe.exited})")
-        if self.release == "grizzly":
-            return parse_keystone_table(probe.stdout)
-        data = json.loads(probe.stdout or "[]")
-        if not isinstance(data, list):
-            raise ValueError("unexpected output of openstack endpoint list")
-        return data
+        return parse_keystone_table(probe.stdout)
 
     def _stale(self, seen: Endpoints) -> Endpoints:
         if self.release == "grizzly":
@@ -120,41 +118,42 @@ class EndpointsOnVip(Operation[Endpoints]):
         return {"kind": "endpoints", "release": self.release, "rc": self.rc, "old": old}
 
     def apply(self, ctx: HostContext, seen: Endpoints) -> list[Command]:
-        lines = ["set -e", _source(self.rc)]
+        stale = self._stale(seen)
         if self.release == "grizzly":
-            stale = self._stale(seen)
-            # An endpoint that already has the new URLs (created by an interrupted earlier
-            # attempt, or by hand) is used rather than duplicated.
-            existing = {self._grizzly_key(e, e): e["id"] for e in seen
-                        if e not in stale and e.get("id")}
-            for e in stale:
-                target = {k: self._target(e.get(k, "")) for k in GRIZZLY_URLS}
-                have = existing.get(self._grizzly_key(e, target))
-                if have:
-                    lines.append(f"new={q(have)}")
-                else:
-                    urls: list[str] = []
-                    for key in GRIZZLY_URLS:
-                        urls += [f"--{key}", target[key]]
-                    create = sh("keystone", "endpoint-create", "--region", e.get("region", ""),
-                                "--service-id", e.get("service_id", ""), *urls)
-                    lines.append(f"new=$({create} | awk -F'|' '$2 ~ /^ *id *$/ "
-                                 "{gsub(/ /, \"\", $3); print $3}')")
-                # `set -e` does not see a failure inside the pipeline: never delete the old
-                # endpoint unless the new one exists.
-                lines.append(f"[ -n \"$new\" ] || {{ echo {q(self._no_id(e['id']))} >&2; "
-                             "exit 1; }")
-                lines.append(f"echo {NEW_MARK} {q(e['id'])} \"$new\"")
-                lines.append(sh("keystone", "endpoint-delete", e["id"]) + " >/dev/null")
-        else:
-            for e in self._stale(seen):
-                lines.append(sh("openstack", "endpoint", "set", "--url",
-                                rehost(e["URL"], self.vip), e["ID"]))
-        tool = ("keystone endpoint-create/-delete" if self.release == "grizzly"
-                else "openstack endpoint set")
-        summary = (f"{tool} for {len(self._stale(seen))} endpoint(s) -> {self.vip} "
+            return [self._grizzly_apply(seen, stale)]
+        summary = (f"PATCH {len(stale)} endpoint URL(s) -> {self.vip} in one python3 process "
                    f"(credentials from {self.rc})")
-        return [Command("\n".join(lines), summary=summary)]
+        return [set_command(self.rc, [(e["ID"], rehost(e["URL"], self.vip)) for e in stale],
+                            summary)]
+
+    def _grizzly_apply(self, seen: Endpoints, stale: Endpoints) -> Command:
+        lines = ["set -e", _source(self.rc)]
+        # An endpoint that already has the new URLs (created by an interrupted earlier
+        # attempt, or by hand) is used rather than duplicated.
+        existing = {self._grizzly_key(e, e): e["id"] for e in seen
+                    if e not in stale and e.get("id")}
+        for e in stale:
+            target = {k: self._target(e.get(k, "")) for k in GRIZZLY_URLS}
+            have = existing.get(self._grizzly_key(e, target))
+            if have:
+                lines.append(f"new={q(have)}")
+            else:
+                urls: list[str] = []
+                for key in GRIZZLY_URLS:
+                    urls += [f"--{key}", target[key]]
+                create = sh("keystone", "endpoint-create", "--region", e.get("region", ""),
+                            "--service-id", e.get("service_id", ""), *urls)
+                lines.append(f"new=$({create} | awk -F'|' '$2 ~ /^ *id *$/ "
+                             "{gsub(/ /, \"\", $3); print $3}')")
+            # `set -e` does not see a failure inside the pipeline: never delete the old
+            # endpoint unless the new one exists.
+            lines.append(f"[ -n \"$new\" ] || {{ echo {q(self._no_id(e['id']))} >&2; "
+                         "exit 1; }")
+            lines.append(f"echo {NEW_MARK} {q(e['id'])} \"$new\"")
+            lines.append(sh("keystone", "endpoint-delete", e["id"]) + " >/dev/null")
+        summary = (f"keystone endpoint-create/-delete for {len(stale)} endpoint(s) -> "
+                   f"{self.vip} (credentials from {self.rc})")
+        return Command("\n".join(lines), summary=summary)
 
     @staticmethod
     def _grizzly_key(e: dict[str, Any], urls: dict[str, Any]) -> tuple[str, ...]:
@@ -167,6 +166,11 @@ class EndpointsOnVip(Operation[Endpoints]):
                 f"{old}; {old} was kept")
 
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
+        if self.release != "grizzly":
+            # The journal's account of what this attempt moved, in order. The undo does not
+            # rely on it: a command that fails half-way gets no outcome journaled at all.
+            moved = set_ids(outputs)
+            return {"moved": moved} if moved else {}
         created = {}
         for words in framing.tagged_words(NEW, "\n".join(outputs)):
             if len(words) == 2:
@@ -189,22 +193,29 @@ class EndpointsOnVip(Operation[Endpoints]):
 
 
 def undo_endpoints(ctx: HostContext, record: Record) -> list[Command]:
-    """Put the previous endpoint URLs back (grizzly: recreate the old, delete the new)."""
+    """Put the previous endpoint URLs back (grizzly: recreate the old, delete the new).
+
+    Modern: every endpoint the intent journaled goes back to its old URL, newest move first,
+    in one process that skips those already on it. That restores exactly what moved even
+    when the apply failed half-way (the engine then journals no outcome, only the intent),
+    and works the same from journals written before the move was batched.
+    """
+    if record["release"] != "grizzly":
+        old = record["old"]
+        return [set_command(record["rc"], [(e["id"], e["url"]) for e in reversed(old)],
+                            f"restore {len(old)} endpoint URL(s) from the journal in one "
+                            "python3 process")]
     lines = ["set -e", _source(record["rc"])]
-    if record["release"] == "grizzly":
-        created = record.get("created", {})
-        for e in record["old"]:
-            new_id = created.get(e["id"])
-            if not new_id:
-                continue
-            urls: list[str] = []
-            for key in GRIZZLY_URLS:
-                urls += [f"--{key}", e[key]]
-            lines.append(sh("keystone", "endpoint-create", "--region", e["region"],
-                            "--service-id", e["service_id"], *urls) + " >/dev/null")
-            lines.append(sh("keystone", "endpoint-delete", new_id) + " >/dev/null")
-    else:
-        for e in reversed(record["old"]):
-            lines.append(sh("openstack", "endpoint", "set", "--url", e["url"], e["id"]))
+    created = record.get("created", {})
+    for e in record["old"]:
+        new_id = created.get(e["id"])
+        if not new_id:
+            continue
+        urls: list[str] = []
+        for key in GRIZZLY_URLS:
+            urls += [f"--{key}", e[key]]
+        lines.append(sh("keystone", "endpoint-create", "--region", e["region"],
+                        "--service-id", e["service_id"], *urls) + " >/dev/null")
+        lines.append(sh("keystone", "endpoint-delete", new_id) + " >/dev/null")
     return [Command("\n".join(lines),
                     summary=f"restore {len(record['old'])} endpoint URL(s) from the journal")]

@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -69,6 +70,22 @@ def _end_state(lab: Lab) -> dict[str, list[str]]:
 def _pids(lab: Lab, host: str) -> str:
     """The daemons' main processes (children of the host's init; workers may be recycled)."""
     return lab.hosts[host].exec("pgrep -P 1 -f 'uwsgi|glance-api' | sort | tr '\\n' ' '").stdout
+
+
+def _endpoint_commands(inventory: Path, kind: str) -> list[dict[str, object]]:
+    """The remote commands of step ctl.endpoints on the original in the runs of `kind`
+    (deploy, or rollback: its undo), from the events log the runs leave beside the journal."""
+    log = (inventory.parent / ".hadeploy" / "events.log").read_text()
+    return [e for e in events(log) if e["event"] == "command" and e["host"] == "ctl1"
+            and e["step"] == "ctl.endpoints"
+            and str(e["run_id"]).endswith(f"-controllers-{kind}")]
+
+
+def _endpoint_records(inventory: Path) -> list[dict[str, Any]]:
+    """What the deploy runs journaled for step ctl.endpoints on the original."""
+    runs = sorted((inventory.parent / ".hadeploy" / "runs").glob("*-controllers-deploy.json"))
+    return [change["record"] for path in runs for step in json.loads(path.read_text())["steps"]
+            if step["id"] == "ctl.endpoints" for change in step["hosts"]["ctl1"]["changes"]]
 
 
 DEMO_TEXT: list[str] = []
@@ -147,7 +164,7 @@ def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:
 
 
 def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> None:
-    lab, _, _, _ = deployed
+    lab, inventory, _, _ = deployed
     try:
         with urllib.request.urlopen(f"http://{LAB_VIP}:9292/", timeout=10) as reply:
             status = reply.status
@@ -158,6 +175,15 @@ def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> No
     assert endpoints
     assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints
     assert _openstack(lab, "ctl1", "image list -f value") is not None
+    # The whole catalog moved in one command, one python3 process, and the journal says
+    # which endpoints it moved: all it listed, in order, identity's public endpoint last.
+    (move,) = _endpoint_commands(inventory, "deploy")
+    assert move["command"] == (f"PATCH {len(endpoints)} endpoint URL(s) -> {LAB_VIP} in one "
+                               f"python3 process (credentials from {RC})"), move
+    (record,) = _endpoint_records(inventory)
+    assert record["moved"] == [e["id"] for e in record["old"]], record
+    last = next(e for e in endpoints if e["ID"] == record["moved"][-1])
+    assert (last["Service Type"], last["Interface"]) == ("identity", "public"), last
 
 
 def test_trees_copied_with_owners_modes_and_host_keys(deployed: Deployed) -> None:
@@ -204,6 +230,9 @@ def test_rollback_restores_the_original_and_the_catalog(deployed: Deployed) -> N
     endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json",
                                       auth_url=original.keystone_url))
     assert all(f"//{original.address}:" in e["URL"] for e in endpoints), endpoints
+    (restore,) = _endpoint_commands(inventory, "rollback")  # the whole catalog, one process
+    assert restore["command"] == (f"restore {len(endpoints)} endpoint URL(s) from the journal "
+                                  "in one python3 process"), restore
     conf = lab.hosts["ctl1"].exec("cat /etc/glance/glance-api.conf").stdout
     assert f"www_authenticate_uri = http://{original.address}:5000" in conf
     rc = lab.hosts["ctl1"].exec(f"cat {RC}").stdout

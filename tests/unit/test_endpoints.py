@@ -1,17 +1,19 @@
 """Keystone endpoints on the VIP (guide 1, "Create Service Endpoints"), from captured output.
 
-Modern: `openstack endpoint list -f json` -> `openstack endpoint set --url ... ID`, every
-non-public endpoint first and identity's public one last. Grizzly: the keystone v2 CLI's
-`endpoint-list` table -> `endpoint-create` then `endpoint-delete`, as the guide does; the
-generated script also runs with /bin/sh against a fake `keystone` that prints the guide's
-tables, to prove the new endpoint's id is read back and an old endpoint is only deleted once
-its replacement exists.
+Modern: the endpoint program's listing (the records of `openstack endpoint list -f json`) ->
+one `set` of the program with every (id, url) on stdin, every non-public endpoint first and
+identity's public one last (the program itself runs in test_endpoints_program.py).
+Grizzly: the keystone v2 CLI's `endpoint-list` table -> `endpoint-create` then
+`endpoint-delete`, as the guide does; the generated script also runs with /bin/sh against a
+fake `keystone` that prints the guide's tables, to prove the new endpoint's id is read back
+and an old endpoint is only deleted once its replacement exists.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import replace
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from hadeploy import framing
 from hadeploy.catalog import Family
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.ops import UNDO, Command, HostContext, Probe
@@ -30,6 +33,7 @@ from hadeploy.ops.endpoints import (
     undo_endpoints,
     url_port,
 )
+from hadeploy.ops.endpoints_program import ERROR, PROGRAM, SET
 from hadeploy.platforms import profile_for
 from hadeploy.runbook.controllers import build_controllers_runbook
 from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE
@@ -74,12 +78,24 @@ def test_url_port() -> None:
     assert url_port("") is None
 
 
-# -- modern: openstack endpoint set --------------------------------------------------------------
+# -- modern: one python3 process lists and moves them -------------------------------------------
 
-URL_SET = "openstack endpoint set --url {} {}"
+RC = "/root/keystonerc_admin"
+IDENTITY_PUBLIC = "0c1f7d1e6b2a4c9e8f3d5a7b9c1e2f30"
 
 
-def _modern_expected_lines() -> list[str]:
+def program(mode: str, rc: str = RC) -> str:
+    """The shell that runs the endpoint program in `mode` with `rc` sourced."""
+    return f". {shlex.quote(rc)} >/dev/null && python3 -c {shlex.quote(PROGRAM)} {mode}"
+
+
+def wanted(command: Command) -> list[tuple[str, str]]:
+    """The (id, url) pairs a `set` command hands the program on stdin, in order."""
+    assert command.script == program("set") and command.stdin is not None
+    return [(w["id"], w["url"]) for w in json.loads(command.stdin)]
+
+
+def _modern_expected() -> list[tuple[str, str]]:
     by_id = {e["ID"]: e for e in MODERN_LIST}
     order = [  # non-public in list order, then public, identity's public last
         "1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6", "2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7",
@@ -89,61 +105,67 @@ def _modern_expected_lines() -> list[str]:
         "d3a4b5c6d7e8f49a0b1c2d3e4f5a6b7c", "e4b5c6d7e8f9a40b1c2d3e4f5a6b7c8d",
         "6f7a8b9c0d1e42f3a4b5c6d7e8f9a0b1", "9c0d1e2f3a4b45c6d7e8f9a0b1c2d3e4",
         "c2f3a4b5c6d7e48f9a0b1c2d3e4f5a6b",
-        "0c1f7d1e6b2a4c9e8f3d5a7b9c1e2f30",
+        IDENTITY_PUBLIC,
     ]
-    lines = []
-    for ident in order:
-        url = by_id[ident]["URL"].replace("192.168.1.221", "192.168.1.220")
-        lines.append(URL_SET.format(shlex.quote(url), ident))
-    return lines
+    return [(ident, by_id[ident]["URL"].replace("192.168.1.221", "192.168.1.220"))
+            for ident in order]
 
 
-def test_modern_moves_every_original_url_identity_public_last(guide2: Inventory) -> None:
+def test_modern_moves_every_original_url_in_one_process_identity_public_last(
+        guide2: Inventory) -> None:
     op = endpoints_op(guide2)
     ctx = ctx_of(guide2)
-    assert op.probe(ctx) == ". /root/keystonerc_admin >/dev/null && openstack endpoint list -f json"
+    assert op.probe(ctx) == program("list")
     seen = Probe(json.dumps(MODERN_LIST))
     assert not op.done(ctx, op.read(ctx, seen))
     (command,) = op.apply(ctx, op.read(ctx, seen))
-    lines = command.script.split("\n")
-    assert lines[:2] == ["set -e", ". /root/keystonerc_admin >/dev/null"]
-    assert lines[2:] == _modern_expected_lines()
+    assert wanted(command) == _modern_expected()
     # already on the VIP, or on an unrelated host: untouched
-    assert "3c4d5e6f7a8b49c0d1e2f3a4b5c6d7e8" not in command.script
-    assert "f5c6d7e8f9a0b41c2d3e4f5a6b7c8d9e" not in command.script
-    assert "http://192.168.1.220:8776/v3/%(project_id)s" in command.script  # path kept
-    assert command.shown() == ("openstack endpoint set for 14 endpoint(s) -> 192.168.1.220 "
-                               "(credentials from /root/keystonerc_admin)")
-    assert "OS_PASSWORD" not in command.script and "--os-password" not in command.script
+    assert "3c4d5e6f7a8b49c0d1e2f3a4b5c6d7e8" not in str(command.stdin)
+    assert "f5c6d7e8f9a0b41c2d3e4f5a6b7c8d9e" not in str(command.stdin)
+    assert ("c2f3a4b5c6d7e48f9a0b1c2d3e4f5a6b",  # path kept
+            "http://192.168.1.220:8776/v3/%(project_id)s") in wanted(command)
+    assert command.shown() == ("PATCH 14 endpoint URL(s) -> 192.168.1.220 in one python3 "
+                               "process (credentials from /root/keystonerc_admin)")
+    # credentials come from the sourced file's environment alone
+    assert "--os-password" not in command.script and "OS_PASSWORD=" not in command.script
     assert "192.168.1.221:5000 -> http://192.168.1.220:5000" in op.preview(ctx, op.read(ctx, seen))
 
 
-def test_modern_after_the_move_is_done_and_undo_restores_the_old_urls(
-        guide2: Inventory) -> None:
+def test_modern_outcome_done_and_undo_restore_in_reverse_order(guide2: Inventory) -> None:
     op = endpoints_op(guide2)
     ctx = ctx_of(guide2)
     seen = Probe(json.dumps(MODERN_LIST))
     record = op.intent(ctx, op.read(ctx, seen))
     assert record["kind"] == "endpoints" and record["release"] == "modern"
-    assert record["rc"] == "/root/keystonerc_admin"
+    assert record["rc"] == RC
     assert len(record["old"]) == 14
     assert {"id": "2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7", "interface": "admin",
             "url": "http://192.168.1.221:35357"} in record["old"]
+    printed = "".join(f"{framing.tag(SET)} {ident} {url}\n" for ident, url in _modern_expected())
+    assert op.outcome(ctx, [printed]) == {"moved": [i for i, _ in _modern_expected()]}
     assert op.outcome(ctx, [""]) == {}
     moved = [dict(e, URL=e["URL"].replace("192.168.1.221", "192.168.1.220"))
              for e in MODERN_LIST]
     assert op.done(ctx, op.read(ctx, Probe(json.dumps(moved))))
-    assert op.apply(ctx, op.read(ctx, Probe(json.dumps(moved))))[0].script.count("openstack") == 0
     assert UNDO["endpoints"] is undo_endpoints
     (undo,) = undo_endpoints(ctx, json.loads(json.dumps(record)))  # as read from the journal
-    lines = undo.script.split("\n")
-    assert lines[:2] == ["set -e", ". /root/keystonerc_admin >/dev/null"]
     # the reverse order: identity's public URL goes back first
-    assert lines[2] == URL_SET.format("http://192.168.1.221:5000",
-                                      "0c1f7d1e6b2a4c9e8f3d5a7b9c1e2f30")
-    assert sorted(lines[2:]) == sorted(URL_SET.format(shlex.quote(e["URL"]), e["ID"])
-                                       for e in MODERN_LIST if "192.168.1.221" in e["URL"])
-    assert undo.shown() == "restore 14 endpoint URL(s) from the journal"
+    assert wanted(undo) == [(e["id"], e["url"]) for e in reversed(record["old"])]
+    assert wanted(undo)[0] == (IDENTITY_PUBLIC, "http://192.168.1.221:5000")
+    assert undo.shown() == "restore 14 endpoint URL(s) from the journal in one python3 process"
+
+
+def test_modern_undo_of_a_journal_written_before_the_batched_move() -> None:
+    """A record exactly as the per-endpoint `openstack endpoint set` version journaled it
+    (the record format did not change): the undo restores it in one process."""
+    record = {"kind": "endpoints", "release": "modern", "rc": "/root/admin rc",
+              "old": [{"id": "aa", "interface": "internal", "url": "http://10.0.0.5:9292"},
+                      {"id": "bb", "interface": "public", "url": "http://10.0.0.5:5000/v3"}]}
+    (undo,) = UNDO["endpoints"](ctx_of(load_inventory(COLOCATED)), record)
+    assert undo.script == program("set", "/root/admin rc")
+    assert json.loads(undo.stdin or b"") == [{"id": "bb", "url": "http://10.0.0.5:5000/v3"},
+                                             {"id": "aa", "url": "http://10.0.0.5:9292"}]
 
 
 def test_modern_endpoint_by_the_originals_name_moves_too(guide2: Inventory) -> None:
@@ -151,7 +173,7 @@ def test_modern_endpoint_by_the_originals_name_moves_too(guide2: Inventory) -> N
     listing = [{"ID": "x1", "Service Type": "image", "Interface": "internal",
                 "URL": "http://rhos6-node1:9292"}]
     (command,) = op.apply(ctx_of(guide2), op.read(ctx_of(guide2), Probe(json.dumps(listing))))
-    assert command.script.endswith("\nopenstack endpoint set --url http://192.168.1.220:9292 x1")
+    assert wanted(command) == [("x1", "http://192.168.1.220:9292")]
 
 
 def test_modern_endpoint_on_a_port_the_vip_does_not_serve_stays(guide1: Inventory) -> None:
@@ -163,14 +185,21 @@ def test_modern_endpoint_on_a_port_the_vip_does_not_serve_stays(guide1: Inventor
                 "URL": "http://10.15.85.141:9292"}]
     ctx = ctx_of(guide1)
     (command,) = op.apply(ctx, op.read(ctx, Probe(json.dumps(listing))))
-    assert command.script.split("\n")[2:] == [URL_SET.format("http://10.15.85.31:9292", "g1")]
+    assert wanted(command) == [("g1", "http://10.15.85.31:9292")]
     assert op.done(ctx, op.read(ctx, Probe(json.dumps(listing[:1]))))
 
 
-def test_a_failed_listing_is_an_error_naming_the_credentials_file(guide2: Inventory) -> None:
+def test_a_failed_listing_is_an_error_naming_the_credentials_file_and_why(
+        guide2: Inventory) -> None:
     op = endpoints_op(guide2)
-    with pytest.raises(ValueError, match="cannot list endpoints with /root/keystonerc_admin"):
-        op.done(ctx_of(guide2), op.read(ctx_of(guide2), Probe("", exited=1)))
+    ctx = ctx_of(guide2)
+    with pytest.raises(ValueError, match=r"cannot list endpoints with /root/keystonerc_admin: "
+                                         r"exit 1$"):
+        op.done(ctx, op.read(ctx, Probe("", exited=1)))
+    said = f"{framing.tag(ERROR)} GET http://192.168.1.221:5000/v3/endpoints failed: 401\n"
+    with pytest.raises(ValueError, match=re.escape(
+            "keystonerc_admin: GET http://192.168.1.221:5000/v3/endpoints failed: 401")):
+        op.done(ctx, op.read(ctx, Probe(said, exited=1)))
 
 
 # -- grizzly: keystone endpoint-create / endpoint-delete (guide 1's commands) ---------------------

@@ -19,7 +19,7 @@ from hadeploy.engine.failures import failure_fields
 from hadeploy.engine.group import on_hosts
 from hadeploy.engine.probing import OP_ERRORS, Prober, op_errors, read_all
 from hadeploy.engine.rollback import Undoer
-from hadeploy.errors import HadeployError, Interrupted, TransportError
+from hadeploy.errors import CommandFailed, HadeployError, Interrupted, TransportError
 from hadeploy.events import Emitter
 from hadeploy.journal import HostEntry, Journal, JournalWriter, live_changes, now
 from hadeploy.ops.base import AnyOp, HostContext
@@ -165,7 +165,21 @@ class StepExecutor:
                     entry.changes.append(change)
                     self.writer.save(journal)
             commands = op.apply(ctx, seen)
-        outputs = [self.runner.run(host, command, step_id).stdout for command in commands]
+        outputs: list[str] = []
+        try:
+            for command in commands:
+                outputs.append(self.runner.run(host, command, step_id).stdout)
+        except CommandFailed as exc:
+            # What a command that failed half-way reported it had done (endpoints moved,
+            # packages added) is what the undo of this failure must know.
+            self._record_outcome(host, op, ctx, [*outputs, exc.result.stdout], change, entry,
+                                 journal)
+            raise
+        self._record_outcome(host, op, ctx, outputs, change, entry, journal)
+
+    def _record_outcome(self, host: str, op: AnyOp, ctx: HostContext, outputs: list[str],
+                        change: dict[str, Any], entry: HostEntry, journal: Journal) -> None:
+        """Add to `change`'s record what `op`'s commands reported in `outputs`, and save."""
         with op_errors(host, op):
             extra = op.outcome(ctx, outputs)
         if not extra:

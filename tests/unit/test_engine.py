@@ -438,6 +438,34 @@ def test_a_change_known_only_from_its_outcome_is_journaled_and_undone(world: Wor
     assert world.files("a") == {}
 
 
+@dataclass(frozen=True)
+class ReportsThenFails(SetFile):
+    """Writes the file, says so on stdout, then fails (a move done half-way)."""
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        return {}
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        return [Command(f"echo {self.value} > {self.path}\necho wrote\nexit 1")]
+
+    def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
+        if "wrote" not in "".join(outputs):
+            return {}
+        return {"kind": "test-file", "path": self.path, "previous": None}
+
+
+def test_what_a_failed_command_reported_is_journaled_and_undone(world: World) -> None:
+    """A command that fails half-way may already have changed something and said so; the
+    failed step's undo on that host must know it (grizzly's endpoint moves are such)."""
+    with pytest.raises(StepFailed):
+        world.engine().run(runbook(Step("o", "o", {"a": (ReportsThenFails("o", "/o", "1"),)})),
+                           world.journal())
+    (change,) = world.on_disk().step("o").hosts["a"].changes
+    assert change["record"] == {"kind": "test-file", "path": "/o", "previous": None}
+    assert change.get("rolled_back")
+    assert world.files("a") == {}
+
+
 def test_keyboard_interrupt_leaves_the_journal_interrupted(world: World) -> None:
     def ctrl_c(host: str, script: str) -> None:
         if script == "echo 1 > /s1/x":

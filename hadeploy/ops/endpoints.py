@@ -168,7 +168,8 @@ class EndpointsOnVip(Operation[Endpoints]):
     def outcome(self, ctx: HostContext, outputs: list[str]) -> Record:
         if self.release != "grizzly":
             # The journal's account of what this attempt moved, in order. The undo does not
-            # rely on it: a command that fails half-way gets no outcome journaled at all.
+            # rely on it: a connection lost mid-command leaves no outcome at all, so the undo
+            # restores from `old`, skipping endpoints already on their old URL.
             moved = set_ids(outputs)
             return {"moved": moved} if moved else {}
         created = {}
@@ -197,8 +198,8 @@ def undo_endpoints(ctx: HostContext, record: Record) -> list[Command]:
 
     Modern: every endpoint the intent journaled goes back to its old URL, newest move first,
     in one process that skips those already on it. That restores exactly what moved even
-    when the apply failed half-way (the engine then journals no outcome, only the intent),
-    and works the same from journals written before the move was batched.
+    when the connection was lost half-way (then only the intent is journaled), and works the
+    same from journals written before the move was batched.
     """
     if record["release"] != "grizzly":
         old = record["old"]

@@ -271,8 +271,8 @@ def test_without_keystoneauth1_the_error_names_the_package(tmp_path: Path) -> No
 def test_a_move_that_fails_half_way_is_undone_exactly_from_the_journal(
         guide2: Inventory, tmp_path: Path) -> None:
     """Through the engine: the PATCH of neutron's public endpoint fails after 11 moved. The
-    engine journals no outcome for a failed command, only the intent (all 14 old URLs); its
-    immediate undo puts back exactly the 11 that moved, newest first, in one process."""
+    journal holds the intent (all 14 old URLs) and what the failed command reported it moved
+    (the 11); the immediate undo puts back exactly those, newest first, in one process."""
     fake = FakeKeystone(tmp_path)
     neutron_public = "9c0d1e2f3a4b45c6d7e8f9a0b1c2d3e4"
     fake.fail_on(neutron_public)
@@ -300,6 +300,7 @@ def test_a_move_that_fails_half_way_is_undone_exactly_from_the_journal(
     entry = Journal.load(journal.path).step("ctl.endpoints").hosts[host]
     (change,) = entry.changes
     assert entry.state == "failed" and change["rolled_back"] is True
-    assert "moved" not in change["record"] and len(change["record"]["old"]) == 14
+    assert change["record"]["moved"] == [ident for ident, _ in moved]
+    assert len(change["record"]["old"]) == 14
     # one process each: the listing, the move, the undo (no re-probe after a failure)
     assert len(transport.commands_on(host)) == 3

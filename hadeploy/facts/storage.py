@@ -1,9 +1,11 @@
-"""Where a service keeps its files: a config file, the real paths of the directories it names,
-and the filesystem each one lives on, in one read-only probe.
+"""Where a service keeps its files: the settings of a config file that choose its storage,
+the real paths of the directories they name, and the filesystem each one lives on, in one
+read-only probe.
 
 With several controllers behind the VIP, a directory on the node's own disk holds state the
 other nodes never see; one on a network or cluster filesystem is shared. The probe prints
-the mount table rather than asking per path, so the pure parser decides.
+the mount table rather than asking per path, so the pure parser decides. Of the config it
+sends only section headers and the asked keys: the file's passwords stay on the host.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ class Mount:
 
 @dataclass(frozen=True)
 class StorageSeen:
-    """A config file as the probe saw it (None: absent), the real path of each directory it
-    could name, and the mount table."""
+    """A config file's section headers and asked keys, in order (None: the file is absent),
+    the real path of each directory it could name, and the mount table."""
 
     text: str | None
     real_paths: Mapping[str, str]
@@ -88,13 +90,17 @@ def parse_mounts(text: str) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
-def storage_probe(file: str, path_keys: tuple[str, ...], default_path: str) -> str:
-    """Print `file` (base64), then each directory it or the default could name with its real
-    path (`value<TAB>real path`), then the mount table, as framed sections."""
+def storage_probe(file: str, keys: tuple[str, ...], path_keys: tuple[str, ...],
+                  default_path: str) -> str:
+    """Print the section headers and `keys` lines of `file` (base64), then each directory
+    `path_keys` or the default could name with its real path (`value<TAB>real path`), then
+    the mount table, as framed sections."""
     f = q(file)
+    lines = q(f"^[[:blank:]]*(\\[|({'|'.join(map(re.escape, keys))})[[:blank:]]*[=:])")
     values = " ".join(
         f"-e 's/^[[:blank:]]*{key}[[:blank:]]*[=:][[:blank:]]*//p'" for key in path_keys)
-    config = f"if [ -f {f} ]; then echo {PRESENT}; base64 -w0 < {f}; echo; fi"
+    config = (f"if [ -f {f} ]; then echo {PRESENT}; grep -E {lines} {f} | base64 -w0; echo; "
+              "fi")
     paths = (f"{{ printf '%s\\n' {q(default_path)}; sed -n {values} {f} 2>/dev/null; }} | "
              "sed -e 's/[[:space:]]*$//' -e 's/:[0-9]*$//' | while IFS= read -r p; do "
              "printf '%s\\t%s\\n' \"$p\" \"$(readlink -m -- \"$p\")\"; done")
@@ -115,7 +121,8 @@ def parse_storage(probe: Probe) -> StorageSeen:
     return StorageSeen(text, real_paths, parse_mounts(parts.get("mounts", "")))
 
 
-def storage(file: str, path_keys: tuple[str, ...], default_path: str) -> Fact[StorageSeen]:
-    """The fact `StorageSeen` of `file`, for the directories named by `path_keys` (in any
-    section) or `default_path`."""
-    return Fact(storage_probe(file, path_keys, default_path), parse_storage)
+def storage(file: str, keys: tuple[str, ...], path_keys: tuple[str, ...],
+            default_path: str) -> Fact[StorageSeen]:
+    """The fact `StorageSeen` of `file`: its `keys` (in every section), and the directories
+    named by `path_keys` or `default_path`."""
+    return Fact(storage_probe(file, keys, path_keys, default_path), parse_storage)

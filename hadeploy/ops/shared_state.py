@@ -108,9 +108,18 @@ def glance_stores(text: str, entry: NodeLocal) -> list[Store]:
     return [Store(setting, named, path) for named, path in _file_paths(text, options, entry)]
 
 
-# How each catalog `layout` is read: config text -> the stores in use that keep files.
-LAYOUTS: dict[str, Callable[[str, NodeLocal], list[Store]]] = {"glance_store": glance_stores}
-PATH_KEYS = {"glance_store": (DATADIR, DATADIRS)}
+@dataclass(frozen=True)
+class Layout:
+    """How a catalog `layout` is read: `stores` finds the stores in use that keep files from
+    the config's `keys` (all the probe sends of it), `path_keys` name their directories."""
+
+    stores: Callable[[str, NodeLocal], list[Store]]
+    keys: tuple[str, ...]
+    path_keys: tuple[str, ...]
+
+
+LAYOUTS = {"glance_store": Layout(glance_stores, ("default_store", "enabled_backends",
+                                                  DATADIR, DATADIRS), (DATADIR, DATADIRS))}
 
 
 def local_stores(seen: StorageSeen, entry: NodeLocal) -> list[str]:
@@ -119,7 +128,7 @@ def local_stores(seen: StorageSeen, entry: NodeLocal) -> list[str]:
     if seen.text is None:
         return []
     found = []
-    for store in LAYOUTS[entry.layout](seen.text, entry):
+    for store in LAYOUTS[entry.layout].stores(seen.text, entry):
         real = seen.real_path(store.path)
         fstype = seen.filesystem(real)
         if is_shared_filesystem(fstype):
@@ -169,7 +178,8 @@ def shared_state_check(service: str, entry: NodeLocal) -> SharedState:
         found = local_stores(seen, entry)
         return refusal(service, entry, ctx.node.name, found) if found else None
 
-    evidence = storage(entry.file, PATH_KEYS[entry.layout], entry.default_path)
+    layout = LAYOUTS[entry.layout]
+    evidence = storage(entry.file, layout.keys, layout.path_keys, entry.default_path)
     return SharedState(f"shared-state:{service}:{entry.file}", evidence, judge,
                        f"{service}: {entry.state} on storage every controller shares",
                        stop=f"stop: {service}'s {entry.state} are on one node's disk only")

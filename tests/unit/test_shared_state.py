@@ -31,7 +31,6 @@ from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.journal import Journal, now
 from hadeploy.ops.shared_state import (
     LAYOUTS,
-    PATH_KEYS,
     SharedState,
     Store,
     glance_stores,
@@ -150,18 +149,32 @@ def test_a_path_without_a_mount_table_has_no_filesystem() -> None:
     assert parse_mounts("a /b c\n") == (Mount("/b", "c"),)
 
 
-def test_the_probe_runs_in_sh_and_follows_symlinks(tmp_path: Path) -> None:
+GLANCE_STORE = LAYOUTS["glance_store"]
+
+
+def probe_in_sh(conf: Path) -> StorageSeen:
+    script = storage_probe(str(conf), GLANCE_STORE.keys, GLANCE_STORE.path_keys, DEFAULT_DIR)
+    ran = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True,
+                         timeout=30)
+    return parse_storage(Probe(ran.stdout))
+
+
+def test_the_probe_runs_in_sh_sends_only_the_store_settings_and_follows_symlinks(
+        tmp_path: Path) -> None:
     (tmp_path / "nas").mkdir()
     (tmp_path / "images").symlink_to(tmp_path / "nas")
     conf = tmp_path / "glance api.conf"
-    conf.write_text(f"[glance_store]\r\nfilesystem_store_datadir = {tmp_path}/images/ \r\n"
+    conf.write_text("[database]\nconnection = postgresql://glance:Secret-42@db/glance\n"
+                    "[keystone_authtoken]\npassword = Secret-43\n"
+                    f"[glance_store]\r\nfilesystem_store_datadir = {tmp_path}/images/ \r\n"
                     f"  filesystem_store_datadirs={tmp_path}/images:100\n"
-                    "#filesystem_store_datadir = /commented\n")
-    script = storage_probe(str(conf), PATH_KEYS["glance_store"], DEFAULT_DIR)
-    ran = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True,
-                         timeout=30)
-    seen = parse_storage(Probe(ran.stdout))
-    assert seen.text == conf.read_bytes().decode()
+                    "#filesystem_store_datadir = /commented\nstores = file\n"
+                    "[DEFAULT]\nenabled_backends_x = no\n")
+    seen = probe_in_sh(conf)
+    # section headers and the keys the layout reads, nothing else (no password leaves)
+    assert seen.text == ("[database]\n[keystone_authtoken]\n[glance_store]\r\n"
+                         f"filesystem_store_datadir = {tmp_path}/images/ \r\n"
+                         f"  filesystem_store_datadirs={tmp_path}/images:100\n[DEFAULT]\n")
     assert seen.real_paths == {DEFAULT_DIR: "/var/lib/glance/images",
                                f"{tmp_path}/images/": f"{tmp_path}/nas",
                                f"{tmp_path}/images": f"{tmp_path}/nas"}
@@ -173,10 +186,7 @@ def test_the_probe_tells_an_absent_file_from_an_empty_one(tmp_path: Path) -> Non
     for path, text in ((tmp_path / "absent.conf", None), (tmp_path / "empty.conf", "")):
         if text is not None:
             path.write_text(text)
-        script = storage_probe(str(path), PATH_KEYS["glance_store"], DEFAULT_DIR)
-        ran = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
-                             check=True, timeout=30)
-        assert parse_storage(Probe(ran.stdout)).text == text
+        assert probe_in_sh(path).text == text
 
 
 # -- the judgement and the refusal -----------------------------------------------------------
@@ -246,7 +256,7 @@ def test_the_refusal_names_host_file_setting_reason_and_both_fixes() -> None:
 def test_every_layout_in_the_catalog_has_a_reader() -> None:
     catalog = load_catalog()
     layouts = {e.layout for s in catalog.services.values() for e in s.node_local}
-    assert layouts and layouts <= set(LAYOUTS) and set(LAYOUTS) == set(PATH_KEYS)
+    assert layouts and layouts <= set(LAYOUTS)
     with pytest.raises(CatalogError, match="unknown layout 'cinder_backends'"):
         shared_state_check("glance", replace(GLANCE, layout="cinder_backends"))
 

@@ -75,7 +75,7 @@ def test_without_confirmation_nothing_changes_and_the_refusal_names_the_store(
     assert "/etc/glance/glance-api.conf: [glance_store] default_store not set" in said
     assert 'confirm it in the inventory: [services] shared_storage = ["glance"]' in said
     assert "This run changed nothing on any host" in said and "--resume" not in said
-    started = [e["step"] for e in events(run.stdout) if e["kind"] == "step-started"]
+    started = [e["step"] for e in events(run.stdout) if e["event"] == "step-started"]
     assert started == ["ctl.shared-state"], started
 
     assert _snapshot(lab) == before

@@ -2,11 +2,15 @@
 host's own filesystem, as Debian's glance-api leaves them): without `services.shared_storage`
 the run stops at its first step, `ctl.shared-state`, before anything changes on any host,
 naming glance-api.conf; confirmed, the step is gone and the run goes on (the lab's default
-inventory confirms it: test_deploy_controllers runs that to the end)."""
+inventory confirms it: test_deploy_controllers runs such a run to the end)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +20,15 @@ from lab import Lab
 from lab.errors import LabError
 from lab.inventory import write_lab_inventory
 from lab.openstack import OriginalController, prepare_new_controller, provision_original
-from tests.lab.helpers import CTLS, OPENSTACK_UNAVAILABLE, events, hadeploy, installed
+from tests.lab.helpers import (
+    CTLS,
+    OPENSTACK_UNAVAILABLE,
+    ROOT,
+    STATS_PASSWORD,
+    events,
+    hadeploy,
+    installed,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
@@ -60,9 +72,11 @@ def test_without_confirmation_nothing_changes_and_the_refusal_names_the_store(
                                     shared_storage=(), rc_files=[("ctl1", ctl.admin_rc)])
     before = _snapshot(lab)
 
-    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run")
+    # one service: the plan's verify step waits 90 s for APIs no balancer serves yet
+    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run",
+                    "--service", "glance")
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    shown = plan.stdout.split("ctl.shared-state", 1)[1].split("ctl.keystone.packages", 1)[0]
+    shown = plan.stdout.split("ctl.shared-state", 1)[1].split("ctl.glance.packages", 1)[0]
     assert "NOT MET: glance keeps its images on the node that receives them" in shown, shown
     assert ("/etc/glance/glance-api.conf: [glance_store] default_store not set (default "
             "file), [glance_store] filesystem_store_datadir = /var/lib/glance/images on a "
@@ -89,13 +103,32 @@ def test_without_confirmation_nothing_changes_and_the_refusal_names_the_store(
                if k != ("ctl.shared-state", "ctl1")), journal
 
 
-def test_confirmed_the_run_goes_on_without_the_check(original: Original) -> None:
+def test_confirmed_the_run_goes_on_past_where_the_check_was(original: Original) -> None:
+    """With the lab's default inventory (Glance confirmed), the run's first step is the first
+    one that changes something; stopped there (SIGTERM), it exits 130 like any stopped run."""
     lab, ctl, state = original
     (state / "confirmed").mkdir()
     inventory = write_lab_inventory(lab, state / "confirmed" / "hosts.toml",
                                     rc_files=[("ctl1", ctl.admin_rc)])
     assert 'shared_storage = ["glance"]' in inventory.read_text()
-    plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run")
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "ctl.shared-state" not in plan.stdout and "NOT MET" not in plan.stdout
-    assert "ctl.glance.packages" in plan.stdout and "to change" in plan.stdout
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hadeploy", "deploy-controllers", "--hosts", str(inventory),
+         "--yes", "--json"], cwd=ROOT,
+        env={**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if '"event": "step-started"' in line:
+                process.send_signal(signal.SIGTERM)
+        process.wait(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    said = "".join(lines)
+    assert process.returncode == 130, said
+    started = [e["step"] for e in events(said) if e["event"] == "step-started"]
+    assert started == ["ctl.keystone.packages"], said
+    assert "ctl.shared-state" not in said

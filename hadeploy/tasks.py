@@ -115,8 +115,15 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
                       f"{_next_steps(phase, hosts)}")
         return 130
     except StepFailed as exc:
+        failed = deployment.store.latest(phase)
+        # A run that changed nothing (a read-only preflight refused) leaves nothing to resume
+        # or undo, and a fix in the inventory would make --resume refuse: start again.
+        changed = failed is not None and any(
+            failed.changed_steps(host) for step in failed.steps for host in step.hosts)
         after = ("Fix the cause and run the same command again." if exc.step_id == "facts"
-                 else _next_steps(phase, hosts))
+                 else _next_steps(phase, hosts) if changed
+                 else "This run changed nothing on any host. Fix the cause and run the same "
+                      "command again.")
         # escaped: errors quote config and shell text such as [DEFAULT] or [Errno 111]
         console.print(f"\n[bold red]FAILED[/bold red] {escape(describe_failure(exc))}\n\n"
                       f"{escape(after)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hadeploy.catalog import load_catalog
 from lab import Lab
 
 LAB_VIP = "198.18.0.100"
@@ -21,12 +22,23 @@ def lab_inventory_text(
     controllers: Sequence[str] = ("ctl1", "ctl2", "ctl3"),
     services: Sequence[str] = ("keystone", "glance"),
     omit_proxies: Sequence[str] = (),
+    shared_storage: Sequence[str] | None = None,
     rc_files: Sequence[tuple[str, str]] = (),
     vip: str = LAB_VIP,
     user: str = "hadeploy",
     name: str = "lab",
 ) -> str:
-    """TOML text of an inventory whose nodes are lab hosts, reached as `user` with sudo."""
+    """TOML text of an inventory whose nodes are lab hosts, reached as `user` with sudo.
+
+    `shared_storage` None: the lab confirms, knowingly, every balanced service whose state the
+    catalog marks node-local (Glance's images on the original's own disk): its tests and demo
+    never need an image on a controller other than the one that stored it, and without the
+    confirmation deploy-controllers would refuse to start. Pass () to see the refusal.
+    """
+    if shared_storage is None:
+        catalog = load_catalog()
+        shared_storage = [s for s in services if s in catalog.services
+                          and catalog[s].node_local_for("modern")]
     lines = [
         "# Written by hadeploy's lab for its demo and tests: lab hosts only (198.18.0.0/24).",
         "[deployment]",
@@ -61,6 +73,7 @@ def lab_inventory_text(
         "[services]",
         "balance = [" + ", ".join(_q(s) for s in services) + "]",
         "omit_proxies = [" + ", ".join(_q(p) for p in omit_proxies) + "]",
+        "shared_storage = [" + ", ".join(_q(s) for s in shared_storage) + "]",
         "",
     ]
     priority = 103

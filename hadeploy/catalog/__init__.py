@@ -75,6 +75,23 @@ class HostKey:
 
 
 @dataclass(frozen=True)
+class NodeLocal:
+    """State a service keeps on the node that serves the request (Glance's file store), as
+    the original's `file` shows it: the `layout` reader (`hadeploy.ops.shared_state`) finds
+    the backends in use; one of a type in `types` keeps `state` in a directory (`default_path`
+    unless the file names another) that every controller must share."""
+
+    file: str
+    layout: str
+    types: tuple[str, ...]
+    default_path: str
+    state: str
+    why: str
+    fix: str
+    release: str = "any"
+
+
+@dataclass(frozen=True)
 class Service:
     """One OpenStack (or supporting) service as the guides treat it."""
 
@@ -87,6 +104,7 @@ class Service:
     variants: tuple[Variant, ...]
     vip_keys: tuple[VipKey, ...]
     host_keys: tuple[HostKey, ...]
+    node_local: tuple[NodeLocal, ...] = ()
 
     def proxies_for(self, release: Release) -> tuple[Proxy, ...]:
         """The proxies this service has on `release`."""
@@ -106,6 +124,10 @@ class Service:
     def host_keys_for(self, release: Release) -> tuple[HostKey, ...]:
         """The per-controller keys to rewrite on `release`."""
         return tuple(k for k in self.host_keys if k.release in ("any", release))
+
+    def node_local_for(self, release: Release) -> tuple[NodeLocal, ...]:
+        """The node-local state to look for on `release`."""
+        return tuple(n for n in self.node_local if n.release in ("any", release))
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,9 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         host_keys = tuple(
             _build(HostKey, k, f"{where}.host_keys") for k in raw.get("host_keys", [])
         )
+        node_local = tuple(
+            _build(NodeLocal, n, f"{where}.node_local") for n in raw.get("node_local", [])
+        )
         service = Service(
             name=name,
             title=raw["title"],
@@ -161,6 +186,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
             variants=variants,
             vip_keys=vip_keys,
             host_keys=host_keys,
+            node_local=node_local,
         )
         for proxy in proxies:
             for release in service.releases:

@@ -180,6 +180,7 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
         controllers=tuple(controllers),
         services=tuple(services["balance"]),
         omit_proxies=tuple(services["omit_proxies"]),
+        shared_storage=tuple(services["shared_storage"]),
         openstack=OpenStackSettings(
             admin_credentials=openstack["admin_credentials"],
             region=openstack["region"],

@@ -148,6 +148,8 @@ class Inventory:
     controllers: tuple[Node, ...]
     services: tuple[str, ...]
     omit_proxies: tuple[str, ...] = ()
+    # Services whose state the catalog marks node-local and the operator confirms is shared.
+    shared_storage: tuple[str, ...] = ()
     openstack: OpenStackSettings = field(default_factory=OpenStackSettings)
 
     @property

@@ -24,6 +24,7 @@ def check_rules(inv: Inventory) -> list[str]:
     problems += _haproxy_names(inv)
     problems += _ssh(inv)
     problems += _rc_files(inv)
+    problems += _shared_storage(inv)
     return problems
 
 
@@ -237,3 +238,21 @@ def _rc_files(inv: Inventory) -> list[str]:
         for rc in inv.openstack.rc_files
         if rc.host not in names
     ]
+
+
+def _shared_storage(inv: Inventory) -> list[str]:
+    catalog = load_catalog()
+    node_local = [s for s in catalog.names() if catalog[s].node_local_for(inv.release)]
+    problems = []
+    known = f"the services whose state can be node-local are {', '.join(node_local) or 'none'}"
+    for name in dict.fromkeys(inv.shared_storage):
+        if name not in catalog.services:
+            problems.append(f"services.shared_storage: unknown service {name!r}; {known}")
+        elif name not in node_local:
+            problems.append(f"services.shared_storage: {name} keeps no node-local state that "
+                            f"hadeploy checks, so there is nothing to confirm; {known}")
+        elif name not in inv.services:
+            problems.append(
+                f"services.shared_storage: {name} is not in services.balance, so there is "
+                "nothing to confirm; remove it")
+    return problems

@@ -110,6 +110,8 @@ NODE = {
 SERVICES = {
     "balance": Key(list, REQUIRED, str_list(NAME), "the services to put behind the VIP"),
     "omit_proxies": Key(list, [], str_list(NAME)),
+    "shared_storage": Key(list, [], str_list(NAME),
+                          "services whose node-local-looking state you confirm is shared"),
 }
 
 OPENSTACK = {

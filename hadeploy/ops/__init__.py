@@ -16,6 +16,7 @@ from hadeploy.ops.endpoints import EndpointsOnVip
 from hadeploy.ops.files import FileContent, FileEdit
 from hadeploy.ops.packages import PackagesInstalled
 from hadeploy.ops.services import ServiceRunning
+from hadeploy.ops.shared_state import SharedState, shared_state_check
 from hadeploy.ops.sysctl import SysctlValue
 from hadeploy.ops.trees import TreeCopied
 from hadeploy.ops.undo import UNDO
@@ -35,8 +36,10 @@ __all__ = [
     "Record",
     "Requirement",
     "ServiceRunning",
+    "SharedState",
     "SourceRead",
     "SysctlValue",
     "TreeCopied",
     "Undo",
+    "shared_state_check",
 ]

@@ -1,5 +1,8 @@
 """Phase `controllers`: scale the OpenStack APIs out behind the VIP (guide 1, second half).
 
+First, read-only on the original:
+  ctl.shared-state   state the catalog marks node-local (Glance's file store) is on a shared
+                     filesystem, or confirmed in services.shared_storage; else stop here
 Per service, in the guide's order:
   ctl.SVC.packages   install the service's packages on the new controllers
   ctl.SVC.vip-keys   on the original, point the service's config keys at the VIP
@@ -34,6 +37,7 @@ from hadeploy.ops import (
     Requirement,
     ServiceRunning,
     TreeCopied,
+    shared_state_check,
 )
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
 from hadeploy.render.haproxy import backend_address
@@ -241,6 +245,16 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
     if inv.topology == "colocated":
         _refuse_wildcard_binds(inv, services, families)
     steps: list[Step] = []
+    # First, and read-only: a refusal here comes before anything changes on any host.
+    unconfirmed = [s for s in services
+                   if s.node_local_for(inv.release) and s.name not in inv.shared_storage]
+    if unconfirmed:
+        steps.append(Step(
+            "ctl.shared-state", "Preflight: node-local state of "
+            f"{', '.join(s.name for s in unconfirmed)} on storage every controller shares",
+            {inv.original.name: tuple(shared_state_check(s.name, entry) for s in unconfirmed
+                                      for entry in s.node_local_for(inv.release))},
+            read_only=True))
     for service in services:
         steps += _service_steps(inv, service, families)
     original = inv.original

@@ -58,6 +58,7 @@ from tests.unit.controller_inventories import (
     inventory_text,
 )
 from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE, ROOT
+from tests.unit.storage_world import storage_answer
 
 PLATFORMS = ("el6", "el7", "el8", "el9", "debian")
 # Platform as the runbook sees it: (inventory platform, init system found on the host).
@@ -136,6 +137,10 @@ ETC = {"keystone": "/etc/keystone", "quantum": "/etc/quantum", "neutron": "/etc/
        "glance": "/etc/glance", "nova": "/etc/nova", "cinder": "/etc/cinder",
        "swift": "/etc/swift", "novnc": "", "horizon": "/etc/openstack-dashboard",
        "heat": "/etc/heat", "ceilometer": "/etc/ceilometer"}
+
+# Services whose state stays on the node that serves it (Glance's file store): the run
+# first checks, read-only on the original, that it is on shared storage.
+NODE_LOCAL = ("glance",)
 
 # Files whose keys the original points at the VIP, in the guide's order.
 VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -247,7 +252,8 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
     runbook = build_controllers_runbook(inv, families(inv), only=(service,))
     original, *new = CONTROLLERS[release]
     prefix = f"ctl.{service}"
-    expected = [f"{prefix}.packages"]
+    expected = ["ctl.shared-state"] if service in NODE_LOCAL else []
+    expected.append(f"{prefix}.packages")
     if (service, release) in VIP_FILES:
         expected.append(f"{prefix}.vip-keys")
     if ETC[service]:
@@ -283,7 +289,11 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
     assert steps[f"{prefix}.services"].hosts == tuple(every)
     verify = steps[f"{prefix}.verify"]
     assert verify.hosts == tuple(every) and verify.read_only
-    assert not any(s.read_only for s in runbook.steps if s is not verify)
+    assert not any(s.read_only for s in runbook.steps
+                   if s is not verify and s.id != "ctl.shared-state")
+    if service in NODE_LOCAL:
+        shared = steps["ctl.shared-state"]
+        assert shared.hosts == (original,) and shared.read_only
     assert steps["ctl.endpoints"].hosts == (original,)
     assert steps["ctl.rc-files"].hosts == (original,)
 
@@ -721,6 +731,8 @@ def _grizzly_world(inv: Inventory) -> FakeTransport:
             return 0, "all-answer\n"
         if "keystone endpoint-list" in script:
             return 0, GUIDE_ENDPOINT_LIST.read_text()
+        if script.startswith("echo '@@storage config'") and host == "mesa-virt-01":
+            return 0, storage_answer(files["/etc/glance/glance-api.conf"])
         return None
 
     def source(host: str, script: str, stdin: bytes | None) -> tuple[int, str, str] | None:
@@ -746,6 +758,13 @@ def test_engine_plan_of_the_guides_deployment() -> None:
     items = _plan(inv, transport)
     assert all(item.error is None for item in items), [i.error for i in items if i.error]
     plan = {(i.step.id, i.host): i for i in items}
+    # a dry run shows the refusal: the guide's Glance keeps images on mesa-virt-01's disk
+    ((_, (stop,), refusal),) = plan[("ctl.shared-state", "mesa-virt-01")].pending
+    assert stop.shown() == "stop: glance's images are on one node's disk only"
+    assert ("/etc/glance/glance-api.conf: [DEFAULT] default_store = file, [DEFAULT] "
+            "filesystem_store_datadir = /var/lib/glance/images/ on a local filesystem (ext4)"
+            ) in refusal
+    assert 'shared_storage = ["glance"]' in refusal
 
     nova = plan[("ctl.nova.vip-keys", "mesa-virt-01")]
     previews = "".join(p for _, _, p in nova.pending)

@@ -10,7 +10,9 @@ their own servers, which read bind_host / bind_ip; Horizon is an apache2 site (L
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,14 @@ from hadeploy.render.binds import bind_apache_listen, bind_uwsgi_default
 from hadeploy.runbook.binds import bind_edits, original_bind_ops
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.runbook.lb import build_lb_runbook
-from tests.unit.controller_inventories import CONTROLLERS, Inventories, ctx_for, families
+from tests.unit.controller_inventories import (
+    CONTROLLERS,
+    Inventories,
+    ctx_for,
+    families,
+    inventory_text,
+)
+from tests.unit.examples import ROOT
 
 NODE = "rhos6-node2"
 ADDRESS = "192.168.1.222"
@@ -187,3 +196,22 @@ def test_dedicated_lb_binds_nothing(inventories: Inventories) -> None:
     inv = inventories("modern", "debian", "dedicated")
     ids = [s.id for s in build_lb_runbook(inv, families=families(inv)).steps]
     assert not [i for i in ids if i.startswith("lb.bind") or i == "lb.api-restart"]
+
+
+def test_offline_plan_of_a_colocated_debian_inventory_binds_instead_of_refusing(
+        tmp_path: Path) -> None:
+    """`deploy-controllers --offline` balancing keystone, neutron and nova on modern Debian."""
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(inventory_text("modern", "debian", "colocated"))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HADEPLOY_")}
+    environ.update(PYTHONPATH=str(ROOT), COLUMNS="200")
+    services = [arg for s in ("keystone", "neutron", "nova") for arg in ("--service", s)]
+    result = subprocess.run([sys.executable, "-m", "invoke", "deploy-controllers", "--hosts",
+                             str(hosts), "--offline", *services], cwd=ROOT, env=environ,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for step in ("ctl.keystone.bind", "ctl.neutron.bind", "ctl.nova.bind"):
+        assert f"\n{step}  " in result.stdout, step
+    for path in ("/etc/default/keystone", "/etc/default/neutron-server",
+                 "/etc/default/nova-api-metadata"):
+        assert path in result.stdout, path

@@ -10,6 +10,7 @@ controllers phase binds every controller's (`bind_edits`), a no-op where already
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from hadeploy.catalog import Bind, Family, Service, load_catalog
 from hadeploy.inventory.model import Inventory, Node
@@ -76,14 +77,24 @@ def _bound_services(inv: Inventory, family: Family) -> list[Service]:
             if not catalog[s].lb_only and not catalog[s].variant(family, inv.release).binds_all]
 
 
+@dataclass(frozen=True)
+class OriginalBinds:
+    """The lb phase's steps that bind the original's APIs, and the balanced ports they free
+    (which the preflight therefore allows on every address, on the original only)."""
+
+    steps: tuple[Step, ...] = ()
+    ports: frozenset[int] = frozenset()
+
+
 def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
-                        ports_free: AnyOp) -> list[Step]:
+                        ports_free: AnyOp) -> OriginalBinds:
     """Co-located lb phase, before haproxy takes the VIP's ports: the original's APIs move
     to its api_bind address (one step per service, then a restart of the daemons whose
     service changed), then `ports_free` checks nothing is left on every address."""
     node = inv.original
     family = families[node.name]
     steps: list[Step] = []
+    ports: set[int] = set()
     # a daemon serving several services (httpd: keystone and horizon on EL) restarts once
     restart_after: dict[str, set[str]] = {}
     for service in _bound_services(inv, family):
@@ -91,16 +102,18 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
         if not edits:
             continue
         step_id = f"lb.bind.{service.name}"
+        ports |= {p.port for p in service.proxies_for(inv.release)
+                  if p.name not in inv.omit_proxies}
         steps.append(Step(step_id, f"{service.title}: bind the original's API to "
                           f"{node.api_bind}", {node.name: edits}))
         for daemon in service.variant(family, inv.release).daemons:
             restart_after.setdefault(daemon, set()).add(step_id)
     if not steps:
-        return []
+        return OriginalBinds()
     restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30)
                      for d, ids in restart_after.items())
     steps.append(Step(RESTART_STEP, "Restart the original's APIs on their own address",
                       {node.name: restarts}))
     steps.append(Step("lb.ports-free", "No API holds the VIP's ports on every address",
                       {node.name: (ports_free,)}, read_only=True))
-    return steps
+    return OriginalBinds(tuple(steps), frozenset(ports))

@@ -56,7 +56,7 @@ from hadeploy.render import (
 )
 from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
-from hadeploy.runbook.binds import original_bind_steps
+from hadeploy.runbook.binds import OriginalBinds, original_bind_steps
 from hadeploy.steps import Runbook, Step
 
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
@@ -179,14 +179,6 @@ def _elected(inv: Inventory) -> str:
     return max(inv.balancers, key=lambda n: n.priority or 0).name
 
 
-def _bound_ports(inv: Inventory, steps: list[Step]) -> frozenset[int]:
-    """The balanced ports of the services whose API the bind steps move."""
-    catalog = load_catalog()
-    names = {s.id.removeprefix("lb.bind.") for s in steps if s.id.startswith("lb.bind.")}
-    return frozenset(p.port for n in names for p in catalog[n].proxies_for(inv.release)
-                     if p.name not in inv.omit_proxies)
-
-
 def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
                      families: Mapping[str, Family] | None = None) -> Runbook:
     """The `lb` phase for `inv` (the same steps for a plan, a run and a resume); co-located,
@@ -195,17 +187,16 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
     nodes = inv.balancers
     vip = str(inv.vip.address)
 
-    binds: list[Step] = []
+    binds = OriginalBinds()
     if inv.topology == "colocated" and families is not None:
         binds = original_bind_steps(inv, families, _ports_free(inv, inv.original))
-    freed = _bound_ports(inv, binds)
     preflight: dict[str, tuple[AnyOp, ...]] = {}
     for node in nodes:
         checks: list[AnyOp] = [_platform_matches(inv), _interface(inv)]
         if first_deploy:
             checks.append(_vip_free(inv))
         if inv.topology == "colocated":
-            checks.append(_ports_free(inv, node, freed if node.original else frozenset()))
+            checks.append(_ports_free(inv, node, binds.ports if node.original else frozenset()))
         preflight[node.name] = tuple(checks)
 
     haproxy_cfg = FileContent(
@@ -239,7 +230,7 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
     steps = (
         Step("lb.preflight", "Preflight: platform, interface, VIP and ports", preflight,
              read_only=True),
-        *binds,
+        *binds.steps,
         Step("lb.packages", "Install haproxy and keepalived",
              _each(nodes, PackagesInstalled("packages", ("haproxy", "keepalived")))),
         Step("lb.sysctl", f"Allow binding the VIP: {NONLOCAL_BIND_KEY}=1 now and at boot",

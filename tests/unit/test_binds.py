@@ -19,8 +19,9 @@ import pytest
 
 from hadeploy.catalog import load_catalog
 from hadeploy.facts.files import FileState
+from hadeploy.facts.network import Listening
 from hadeploy.inventory import Inventory
-from hadeploy.ops import FileEdit, ServiceRunning
+from hadeploy.ops import FileEdit, Requirement, ServiceRunning
 from hadeploy.ops.undo import UNDO
 from hadeploy.platforms import profile_for
 from hadeploy.render.binds import bind_apache_listen, bind_uwsgi_default
@@ -190,6 +191,17 @@ def test_colocated_lb_binds_the_original_before_haproxy(debian: Inventory) -> No
     assert restarts["keystone"] == frozenset({"lb.bind.keystone"})
     assert restarts["nova-api-metadata"] == frozenset({"lb.bind.nova"})
     assert steps["lb.ports-free"].read_only
+    # the preflight lets the original's keystone hold 0.0.0.0:5000 (lb.bind.keystone moves
+    # it), but nobody else, and lb.ports-free after the restart lets nobody
+    uwsgi = (Listening("0.0.0.0:5000", "0.0.0.0", 5000, 'users:(("uwsgi",pid=7))'),)
+    profile = profile_for("debian", "sysv")
+    for step, host, allowed in (("lb.preflight", original, True),
+                                ("lb.preflight", CONTROLLERS["modern"][1], False),
+                                ("lb.ports-free", original, False)):
+        (check,) = [op for op in steps[step].ops[host]
+                    if isinstance(op, Requirement) and op.op_id == "ports-free"]
+        verdict = check.judge(ctx_for(debian, host, profile), uwsgi)
+        assert (verdict is None) == allowed, (step, host, verdict)
 
 
 def test_dedicated_lb_binds_nothing(inventories: Inventories) -> None:

@@ -227,3 +227,28 @@ def test_offline_plan_of_a_colocated_debian_inventory_binds_instead_of_refusing(
     for path in ("/etc/default/keystone", "/etc/default/neutron-server",
                  "/etc/default/nova-api-metadata"):
         assert path in result.stdout, path
+
+
+def test_el_httpd_vhosts_of_keystone_bind_to_each_node(inventories: Inventories) -> None:
+    """RDO's wsgi-keystone.conf (Listen 5000, <VirtualHost *:5000>) and packstack's pair
+    (ports.conf `Listen ADDR:5000`, 10-keystone_wsgi.conf `<VirtualHost ADDR:5000>`)."""
+    inv = inventories("modern", "el7", "colocated")
+    ops = {op.path: op for op in bind_edits(inv, load_catalog()["keystone"], "el",
+                                             inv.node(NODE))}
+    rdo = "Listen 5000\n\n<VirtualHost *:5000>\n    WSGIDaemonProcess keystone-public\n"
+    ports = "Listen 192.168.1.221:80\nListen 192.168.1.221:5000\n"
+    vhost = "<VirtualHost 192.168.1.221:5000>\n  ServerName rhos6-node1\n</VirtualHost>\n"
+    ctx = ctx_for(inv, NODE, profile_for("el7"))
+    for path, before, after in (
+            ("/etc/httpd/conf.d/wsgi-keystone.conf", rdo,
+             rdo.replace("Listen 5000", f"Listen {ADDRESS}:5000")),
+            ("/etc/httpd/conf/ports.conf", ports, ports.replace(
+                "192.168.1.221:5000", f"{ADDRESS}:5000")),
+            ("/etc/httpd/conf.d/10-keystone_wsgi.conf", vhost,
+             vhost.replace("192.168.1.221:5000", f"{ADDRESS}:5000"))):
+        op = ops[path]
+        state = FileState(True, "root", "root", "0644",
+                          hashlib.sha256(before.encode()).hexdigest(), before.encode())
+        want = op.desired(ctx, state)
+        assert want is not None and want[0].decode() == after, path
+        assert op.desired(ctx, FileState(False, "", "", "", "", None)) is None

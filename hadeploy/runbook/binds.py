@@ -89,8 +89,8 @@ class OriginalBinds:
 def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
                         ports_free: AnyOp) -> OriginalBinds:
     """Co-located lb phase, before haproxy takes the VIP's ports: the original's APIs move
-    to its api_bind address (one step per service, then a restart of the daemons whose
-    service changed), then `ports_free` checks nothing is left on every address."""
+    to its api_bind address (one step per service, then a restart of the running daemons
+    whose service changed), then `ports_free` checks nothing is left on every address."""
     node = inv.original
     family = families[node.name]
     steps: list[Step] = []
@@ -110,7 +110,8 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
             restart_after.setdefault(daemon, set()).add(step_id)
     if not steps:
         return OriginalBinds()
-    restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30)
+    restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30,
+                                    restart_only=True)
                      for d, ids in restart_after.items())
     steps.append(Step(RESTART_STEP, "Restart the original's APIs on their own address",
                       {node.name: restarts}))

@@ -20,6 +20,7 @@ import pytest
 from hadeploy.catalog import load_catalog
 from hadeploy.facts.files import FileState
 from hadeploy.facts.network import Listening
+from hadeploy.facts.system import ServiceState
 from hadeploy.inventory import Inventory
 from hadeploy.ops import FileEdit, Requirement, ServiceRunning
 from hadeploy.ops.undo import UNDO
@@ -252,3 +253,24 @@ def test_el_httpd_vhosts_of_keystone_bind_to_each_node(inventories: Inventories)
         want = op.desired(ctx, state)
         assert want is not None and want[0].decode() == after, path
         assert op.desired(ctx, FileState(False, "", "", "", "", None)) is None
+
+
+def test_the_lb_phase_restarts_only_running_apis_and_never_enables_one(
+        debian: Inventory) -> None:
+    """deploy-lb moves the original's running APIs; starting or enabling one is not its job
+    (a co-located original may not run every balanced service)."""
+    runbook = build_lb_runbook(debian, first_deploy=True, families=families(debian))
+    original = CONTROLLERS["modern"][0]
+    (keystone,) = [op for op in {s.id: s for s in runbook.steps}["lb.api-restart"].ops[original]
+                   if isinstance(op, ServiceRunning) and op.service == "keystone"]
+    profile = profile_for("debian", "sysv")
+    changed = ctx_for(debian, original, profile, "lb.api-restart",
+                      frozenset({"lb.bind.keystone"}))
+    unchanged = ctx_for(debian, original, profile, "lb.api-restart")
+    stopped, running = ServiceState(False, False), ServiceState(False, True)
+    assert keystone.done(changed, stopped) and keystone.done(unchanged, running)
+    assert not keystone.done(changed, running)
+    (restart,) = keystone.apply(changed, running)
+    assert "service keystone restart" in restart.script and "update-rc.d" not in restart.script
+    record = keystone.intent(changed, running)
+    assert [c.deferred for c in UNDO[record["kind"]](changed, record)] == [True]

@@ -90,11 +90,11 @@ def check_services(inv: Inventory, only: tuple[str, ...]) -> None:
 def build_runbook(inv: Inventory, phase: str, first_deploy: bool,
                   profiles: Mapping[str, Profile], only: tuple[str, ...] = ()) -> Runbook:
     """The runbook of `phase`, for hosts whose platform profiles are known."""
+    families: dict[str, Family] = {h: p.family for h, p in profiles.items()}
     if phase == "lb":
-        return build_lb_runbook(inv, first_deploy=first_deploy)
+        return build_lb_runbook(inv, first_deploy=first_deploy, families=families)
     if phase == "controllers":
         check_services(inv, only)
-        families: dict[str, Family] = {h: p.family for h, p in profiles.items()}
         return build_controllers_runbook(inv, families, only)
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 

@@ -8,7 +8,7 @@ platform family installs). Nothing here knows about hosts or SSH.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -37,6 +37,29 @@ class Proxy:
     server: tuple[str, ...] = ()
 
 
+BindKind = Literal["uwsgi-default", "apache-listen"]
+BIND_KINDS: tuple[BindKind, ...] = ("uwsgi-default", "apache-listen")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where a variant's API listen address lives outside the service's own ini keys (those
+    are `HostKey`s of kind "bind"): a file the colocated topology rewrites per controller.
+
+    `uwsgi-default`: `file` is /etc/default/<init script NAME>, read by Debian's
+    openstack-pkg-tools init script after it computed DAEMON_ARGS; `port` and `ini` (the
+    uwsgi ini the script passes with --ini) rebuild the arguments with the node's address.
+    `apache-listen`: `file` is an apache conf whose `Listen [addr:]port` lines (and
+    `<VirtualHost addr:port>` lines naming an address) are set to the node's address.
+    """
+
+    kind: BindKind
+    file: str
+    port: int
+    ini: str = ""
+    release: str = "any"
+
+
 @dataclass(frozen=True)
 class Variant:
     """Packages and daemons of a service on one platform family and release."""
@@ -45,9 +68,15 @@ class Variant:
     release: str
     packages: tuple[str, ...]
     daemons: tuple[str, ...]
-    # Why this variant's API cannot be bound to one address by a config key (empty: it can).
-    # The colocated topology needs that, so it refuses such a variant instead of half-working.
+    # Why this variant's API cannot be bound to one address at all (empty: it can, through
+    # its host_keys of kind "bind" and its `binds`). The colocated topology refuses such a
+    # variant instead of half-working.
     binds_all: str = ""
+    binds: tuple[Bind, ...] = ()
+
+    def binds_for(self, release: Release) -> tuple[Bind, ...]:
+        """The bind files of this variant on `release`."""
+        return tuple(b for b in self.binds if b.release in ("any", release))
 
 
 @dataclass(frozen=True)
@@ -161,6 +190,23 @@ def _build(cls: type[Any], raw: dict[str, Any], where: str) -> Any:
         raise CatalogError(f"catalog {where}: {exc}") from exc
 
 
+def _variant(raw: dict[str, Any], where: str) -> Variant:
+    """A variant with its `binds` sub-tables, each checked for its kind's fields."""
+    raw = dict(raw)
+    binds = tuple(_build(Bind, b, f"{where}.binds") for b in raw.pop("binds", []))
+    for bind in binds:
+        if bind.kind not in BIND_KINDS:
+            raise CatalogError(f"catalog {where}.binds: kind {bind.kind!r} is not one of "
+                               f"{', '.join(BIND_KINDS)}")
+        if (bind.kind == "uwsgi-default") != bool(bind.ini):
+            raise CatalogError(f"catalog {where}.binds: {bind.file}: ini is required by kind "
+                               "uwsgi-default and only by it")
+    variant: Variant = _build(Variant, raw, where)
+    if binds and variant.binds_all:
+        raise CatalogError(f"catalog {where}: binds and binds_all contradict each other")
+    return replace(variant, binds=binds)
+
+
 def parse_catalog(data: dict[str, Any]) -> Catalog:
     """Turn the catalog's TOML data into a `Catalog`, checking it for consistency."""
     services: dict[str, Service] = {}
@@ -168,7 +214,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
     for name, raw in data.get("services", {}).items():
         where = f"services.{name}"
         proxies = tuple(_build(Proxy, p, f"{where}.proxies") for p in raw.get("proxies", []))
-        variants = tuple(_build(Variant, v, f"{where}.variants") for v in raw.get("variants", []))
+        variants = tuple(_variant(v, f"{where}.variants") for v in raw.get("variants", []))
         vip_keys = tuple(_build(VipKey, k, f"{where}.vip_keys") for k in raw.get("vip_keys", []))
         host_keys = tuple(
             _build(HostKey, k, f"{where}.host_keys") for k in raw.get("host_keys", [])

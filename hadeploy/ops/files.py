@@ -165,19 +165,24 @@ class FileContent(_FileOp):
 
 @dataclass(frozen=True)
 class FileEdit(_FileOp):
-    """`path` (which must exist) transformed by a pure edit; owner and mode are kept."""
+    """`path` (which must exist) transformed by a pure edit; owner and mode are kept.
+    `missing_ok` leaves an absent file absent; `create` edits it from empty text instead
+    (root-owned, 0644; rollback removes it)."""
 
     op_id: str
     path: str
     edit: Callable[[HostContext, str], str]
     describe: str = ""
     missing_ok: bool = False
+    create: bool = False
 
     def needs_content(self, ctx: HostContext) -> bool:
         return True
 
     def desired(self, ctx: HostContext, state: FileState) -> tuple[bytes, str, str, str] | None:
         if not state.exists or state.content is None:
+            if self.create:
+                return self.edit(ctx, "").encode("utf-8"), "root", "root", "0644"
             if self.missing_ok:
                 return None
             raise FileNotFoundError(f"{self.path} does not exist on {ctx.node.name}")

@@ -27,7 +27,9 @@ class ServiceRunning(Operation[ServiceState]):
     reloaded when only `reload_after` steps did on a host of a `reload_on` platform family
     (elsewhere those changes restart it too). A reload is done when a new process serves,
     or, for a daemon that re-reads its configuration in place (`reload_in_place`: keepalived
-    on SIGHUP), when the same daemon still runs."""
+    on SIGHUP), when the same daemon still runs. `restart_only`: a stopped service stays
+    stopped and the boot setting is left alone; only a running one is restarted (the lb
+    phase moves the original's running APIs to another address, it does not start any)."""
 
     op_id: str
     service: str
@@ -37,6 +39,7 @@ class ServiceRunning(Operation[ServiceState]):
     reload_after: frozenset[str] = frozenset()
     reload_on: frozenset[Family] = frozenset()
     reload_in_place: bool = False
+    restart_only: bool = False
 
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
         return service_state(ctx.profile, self.service, self.pidfiles)
@@ -52,11 +55,15 @@ class ServiceRunning(Operation[ServiceState]):
         return ""
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
+        if self.restart_only:
+            return not state.running or not self._verb(ctx, state)
         return state.enabled and not self._verb(ctx, state)
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
+        # restart_only never enables: there is no boot setting for the undo to put back
         record: Record = {"kind": "service", "service": self.service,
-                          "pidfiles": list(self.pidfiles), "was_enabled": state.enabled,
+                          "pidfiles": list(self.pidfiles),
+                          "was_enabled": state.enabled or self.restart_only,
                           "was_running": state.running}
         if self._verb(ctx, state) == "reload":  # so that a rollback reloads too
             record["verb"] = "reload"
@@ -120,7 +127,7 @@ class ServiceRunning(Operation[ServiceState]):
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         profile = ctx.profile
         commands: list[Command] = []
-        if not state.enabled:
+        if not state.enabled and not self.restart_only:
             commands.append(Command(profile.enable(self.service)))
         # Not enabled but running as wanted: restarted, as always, so it runs as enabled.
         verb = self._verb(ctx, state) or "restart"
@@ -142,10 +149,10 @@ class ServiceRunning(Operation[ServiceState]):
         return commands
 
     def verify(self, ctx: HostContext, state: ServiceState) -> bool:
-        return state.enabled and state.running
+        return (self.restart_only or state.enabled) and state.running
 
     def preview(self, ctx: HostContext, state: ServiceState) -> str:
-        parts = [] if state.enabled else ["enable"]
+        parts = [] if state.enabled or self.restart_only else ["enable"]
         parts.append(self._verb(ctx, state) or "restart")
         return f"  {self.service}: {' and '.join(parts)}\n"
 

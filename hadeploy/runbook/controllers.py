@@ -9,6 +9,8 @@ Per service, in the guide's order:
   ctl.SVC.copy       copy /etc/SVC from the original to each new controller (owners by name,
                      modes, symlinks), proven equal by a manifest comparison
   ctl.SVC.host-keys  rewrite host-specific keys (bind address, my_ip, ...) per controller
+  ctl.SVC.bind       (colocated) the API's listen address outside its ini keys (a Debian uwsgi
+                     /etc/default file, apache Listen lines) set to each controller's api_bind
   ctl.SVC.services   enable + start on the new controllers, restart on the original
   ctl.SVC.verify     read-only: each API answers on each controller and through the VIP
 then once:
@@ -41,6 +43,7 @@ from hadeploy.ops import (
 )
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
 from hadeploy.render.haproxy import backend_address
+from hadeploy.runbook.binds import bind_edits
 from hadeploy.steps import Runbook, Step
 
 VERIFY_SECONDS = 90
@@ -183,8 +186,16 @@ def _service_steps(inv: Inventory, service: Service,
                           {n.name: tuple(host_edit(g, inv, n) for g in host_groups)
                            for n in targets}))
 
-    changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys"})
-    changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys"})
+    if inv.topology == "colocated":
+        binds = {n.name: bind_edits(inv, service, families[n.name], n) for n in inv.controllers}
+        if any(binds.values()):
+            steps.append(Step(f"{prefix}.bind",
+                              f"{service.title}: listen on each controller's own address",
+                              {h: ops for h, ops in binds.items() if ops}))
+
+    changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys", f"{prefix}.bind"})
+    changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys",
+                                  f"{prefix}.bind"})
     daemons: dict[str, tuple[AnyOp, ...]] = {}
     for node in inv.controllers:
         variant = service.variant(families[node.name], release)

@@ -2,6 +2,10 @@
 
   lb.preflight      read-only: platform as declared, VRRP interface present, VIP free on a
                     first deploy, (colocated) no API holding the VIP's ports on 0.0.0.0
+                    (on the original: none but the balanced APIs the next steps bind)
+  lb.bind.SVC       (colocated) the original's API bound to its api_bind address, so that
+  lb.api-restart    haproxy can take the VIP's ports there; restarted; rollback restores the
+  lb.ports-free     files after haproxy is gone and restarts the APIs on every address again
   lb.packages       install haproxy and keepalived
   lb.sysctl         net.ipv4.ip_nonlocal_bind=1 now and persistently
   lb.haproxy-cfg    one haproxy.cfg for all nodes, validated with `haproxy -c`
@@ -17,7 +21,9 @@
 
 from __future__ import annotations
 
-from hadeploy.catalog import load_catalog
+from collections.abc import Mapping
+
+from hadeploy.catalog import Family, load_catalog
 from hadeploy.facts.network import (
     Listening,
     holds_vip,
@@ -50,6 +56,7 @@ from hadeploy.render import (
 )
 from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
+from hadeploy.runbook.binds import OriginalBinds, original_bind_steps
 from hadeploy.steps import Runbook, Step
 
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
@@ -107,8 +114,11 @@ def _vip_free(inv: Inventory) -> Requirement[str]:
     return Requirement("vip-free", vip_use(vip), judge, f"VIP {vip} not used by another machine")
 
 
-def _ports_free(inv: Inventory, node: Node) -> Requirement[tuple[Listening, ...]]:
-    ports = sorted({p.port for p in balanced_proxies(inv)})
+def _ports_free(inv: Inventory, node: Node,
+                freed: frozenset[int] = frozenset()) -> Requirement[tuple[Listening, ...]]:
+    """No API listens on every address (or the VIP) on a port haproxy needs, except the
+    `freed` ports, which a later step moves to the node's own address."""
+    ports = sorted({p.port for p in balanced_proxies(inv)} - freed)
     vip = str(inv.vip.address)
 
     def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
@@ -169,19 +179,24 @@ def _elected(inv: Inventory) -> str:
     return max(inv.balancers, key=lambda n: n.priority or 0).name
 
 
-def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
-    """The `lb` phase for `inv` (the same steps for a plan, a run and a resume)."""
+def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
+                     families: Mapping[str, Family] | None = None) -> Runbook:
+    """The `lb` phase for `inv` (the same steps for a plan, a run and a resume); co-located,
+    `families` (each controller's platform family) says how the original's APIs bind."""
     load_catalog()
     nodes = inv.balancers
     vip = str(inv.vip.address)
 
+    binds = OriginalBinds()
+    if inv.topology == "colocated" and families is not None:
+        binds = original_bind_steps(inv, families, _ports_free(inv, inv.original))
     preflight: dict[str, tuple[AnyOp, ...]] = {}
     for node in nodes:
         checks: list[AnyOp] = [_platform_matches(inv), _interface(inv)]
         if first_deploy:
             checks.append(_vip_free(inv))
         if inv.topology == "colocated":
-            checks.append(_ports_free(inv, node))
+            checks.append(_ports_free(inv, node, binds.ports if node.original else frozenset()))
         preflight[node.name] = tuple(checks)
 
     haproxy_cfg = FileContent(
@@ -215,6 +230,7 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True) -> Runbook:
     steps = (
         Step("lb.preflight", "Preflight: platform, interface, VIP and ports", preflight,
              read_only=True),
+        *binds.steps,
         Step("lb.packages", "Install haproxy and keepalived",
              _each(nodes, PackagesInstalled("packages", ("haproxy", "keepalived")))),
         Step("lb.sysctl", f"Allow binding the VIP: {NONLOCAL_BIND_KEY}=1 now and at boot",

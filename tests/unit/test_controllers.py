@@ -167,6 +167,8 @@ HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     **{("cinder", r): ("/etc/cinder/cinder.conf",) for r in RELEASES},
     **{("swift", r): ("/etc/swift/proxy-server.conf",) for r in RELEASES},
     **{("heat", r): ("/etc/heat/heat.conf",) for r in RELEASES},
+    # nova-novncproxy's listen address (nova.conf, which the nova service copies)
+    **{("novnc", r): ("/etc/nova/nova.conf",) for r in RELEASES},
     **{("ceilometer", r): ("/etc/ceilometer/ceilometer.conf",) for r in RELEASES},
 }
 PORTS: dict[tuple[str, str], tuple[int, ...]] = {
@@ -223,26 +225,53 @@ def test_derived_inventories_load_in_every_shape(inventories: Inventories) -> No
 
 # -- the runbook's shape: every service x platform x release x topology ----------------------
 
-# Debian's modern packages run these APIs under uwsgi on every address: co-located, haproxy
-# holds the same ports on the VIP, so hadeploy refuses them (test below) instead of planning.
-WILDCARD = {("modern", "keystone", "debian"), ("modern", "neutron", "debian"),
-            ("modern", "nova", "debian")}
+# Co-located, the files outside the ini keys that set where each API listens (Debian 12's
+# packages: the openstack-pkg-tools uwsgi init scripts read /etc/default/<NAME> after computing
+# `--http-socket :PORT`; neutron-api's script is NAME=neutron-server; apache's ports.conf).
+_HTTPD_KEYSTONE = ("/etc/httpd/conf.d/wsgi-keystone.conf", "/etc/httpd/conf/ports.conf",
+                   "/etc/httpd/conf.d/10-keystone_wsgi.conf")
+BIND_FILES: dict[tuple[str, str, Family], tuple[str, ...]] = {
+    ("modern", "keystone", "debian"): ("/etc/default/keystone",),
+    ("modern", "keystone", "el"): _HTTPD_KEYSTONE,
+    ("modern", "neutron", "debian"): ("/etc/default/neutron-server",),
+    ("modern", "nova", "debian"): ("/etc/default/nova-api", "/etc/default/nova-api-metadata"),
+    ("modern", "cinder", "debian"): ("/etc/default/cinder-api",),
+    ("modern", "heat", "debian"): ("/etc/default/heat-api", "/etc/default/heat-api-cfn"),
+    **{(r, "horizon", "debian"): ("/etc/apache2/ports.conf",) for r in RELEASES},
+    **{(r, "horizon", "el"): ("/etc/httpd/conf/httpd.conf", "/etc/httpd/conf/ports.conf")
+       for r in RELEASES},
+}
 MATRIX = [(release, service, platform, topology)
           for release in RELEASES for service in RELEASE_SERVICES[release]
-          for platform in PLATFORMS for topology in TOPOLOGIES
-          if not (topology == "colocated" and (release, service, platform) in WILDCARD)]
+          for platform in PLATFORMS for topology in TOPOLOGIES]
 
 
-@pytest.mark.parametrize(("release", "service", "platform"), sorted(WILDCARD))
-def test_colocated_refuses_apis_that_bind_every_address(
-        inventories: Inventories, release: str, service: str, platform: str) -> None:
-    inv = inventories(release, platform, "colocated")
-    with pytest.raises(HadeployError, match=rf"(?s)own address.*- {service} on debian: "
-                       r"Debian's init script.*topology = \"dedicated\""):
-        build_controllers_runbook(inv, families(inv), only=(service,))
-    # the same services, dedicated, are planned
-    dedicated = inventories(release, platform, "dedicated")
-    assert build_controllers_runbook(dedicated, families(dedicated), only=(service,)).steps
+def _family(platform: str) -> Family:
+    return "debian" if platform == "debian" else "el"
+
+
+@pytest.mark.parametrize("service", ["keystone", "neutron", "nova"])
+def test_colocated_plans_the_binds_of_debian_uwsgi_apis(inventories: Inventories,
+                                                        service: str) -> None:
+    inv = inventories("modern", "debian", "colocated")
+    runbook = build_controllers_runbook(inv, families(inv), only=(service,))
+    bind = by_id(runbook)[f"ctl.{service}.bind"]
+    assert bind.hosts == tuple(c.name for c in inv.controllers)
+
+
+def test_colocated_refuses_a_variant_that_cannot_bind(
+        inventories: Inventories, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog()
+    keystone = catalog["keystone"]
+    wildcard = tuple(replace(v, binds=(), binds_all="listens on every address, always")
+                     if v.family == "debian" else v for v in keystone.variants)
+    patched = replace(catalog, services={**catalog.services,
+                                         "keystone": replace(keystone, variants=wildcard)})
+    monkeypatch.setattr("hadeploy.runbook.controllers.load_catalog", lambda: patched)
+    inv = inventories("modern", "debian", "colocated")
+    with pytest.raises(HadeployError, match=r"(?s)own address.*- keystone on debian: "
+                       r"listens on every address, always.*topology = \"dedicated\""):
+        build_controllers_runbook(inv, families(inv), only=("keystone",))
 
 
 @pytest.mark.parametrize(("release", "service", "platform", "topology"), MATRIX)
@@ -260,6 +289,9 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
         expected.append(f"{prefix}.copy")
     if (service, release) in HOST_FILES:
         expected.append(f"{prefix}.host-keys")
+    binds = BIND_FILES.get((release, service, _family(platform)), ())
+    if topology == "colocated" and binds:
+        expected.append(f"{prefix}.bind")
     expected += [f"{prefix}.services", f"{prefix}.verify", "ctl.endpoints", "ctl.rc-files"]
     assert [s.id for s in runbook.steps] == expected
     assert runbook.phase == "controllers"
@@ -286,6 +318,10 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
         for host in host_keys.hosts:
             paths = tuple(op.path for op in ops_of(host_keys, host) if isinstance(op, FileEdit))
             assert paths == HOST_FILES[(service, release)]
+    if f"{prefix}.bind" in steps:
+        for host in every:
+            assert tuple(op.path for op in ops_of(steps[f"{prefix}.bind"], host)
+                         if isinstance(op, FileEdit)) == binds
     assert steps[f"{prefix}.services"].hosts == tuple(every)
     verify = steps[f"{prefix}.verify"]
     assert verify.hosts == tuple(every) and verify.read_only

@@ -93,6 +93,7 @@ def survive(lab: Lab, directory: Path, k: int, when: str,
             clean_state: dict[str, list[str]]) -> str:
     """Kill a cold deploy at (k, when), resume once; "" if the end state is the clean one,
     else what went wrong."""
+    directory.mkdir()
     inventory = fresh_inventory(lab, directory)
     killed = killable("--kill", str(k), "--at", when, "--", "deploy-lb", "--hosts",
                       str(inventory), "--yes")

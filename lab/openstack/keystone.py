@@ -41,8 +41,10 @@ p = json.loads(sys.stdin.readline())
 auth = v3.Password(auth_url=p["auth_url"], username="admin", password=p["admin_password"],
                    project_name="admin", user_domain_name="Default",
                    project_domain_name="Default")
-ks = client.Client(session=session.Session(auth=auth), interface="public",
-                   region_name=p["region"])
+# One connection per request: Keystone's uwsgi (http-socket, no Content-Length) closes each
+# one, and a reused connection then fails with "Connection reset by peer".
+ks = client.Client(session=session.Session(auth=auth, additional_headers={"Connection": "close"}),
+                   interface="public", region_name=p["region"])
 project = (ks.projects.list(name=p["project"]) or
            [ks.projects.create(p["project"], domain="default",
                                description="Tenant for the openstack services")])[0]
@@ -92,13 +94,13 @@ def register(host: LabHost, site: Site, admin_password: str,
                       "url": e.url.format(address=site.address)}
                      for r in recipes for e in r.endpoints],
     }
-    for attempt in range(3):
+    for attempt in range(5):
         try:
             run_python(host, _REGISTER, json.dumps(params) + "\n",
                        "register the services in Keystone")
             return
         except LabError:
-            if attempt == 2:
+            if attempt == 4:
                 raise
             time.sleep(3)
 

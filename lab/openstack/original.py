@@ -203,7 +203,7 @@ def _sync(host: LabHost, recipes: Sequence[Recipe]) -> dict[str, float]:
     for index, recipe in enumerate(r for r in recipes if r.sync):
         script.append(f"sync_{index}() {{\nset -e\n{recipe.sync}\n}}")
         names.append(recipe.name)
-    script += [f"run_one {name} sync_{index} & " for index, name in enumerate(names)]
+    script += [f'run_one {name} sync_{index} "$1" &' for index, name in enumerate(names)]
     script += ["wait", "cat /run/hadeploy-lab-sync.times"]
     out = run(host, "\n".join(script), [host.address], "run the database migrations",
               timeout=1800)
@@ -228,7 +228,8 @@ def _start(host: LabHost, daemons: Sequence[Daemon]) -> None:
     """Start daemons with their init scripts, in order, each verified (an init script
     reports success for a daemon that died at once)."""
     for daemon in daemons:
-        run(host, 'service "$1" start >/dev/null', [daemon.name], f"start {daemon.name}")
+        run(host, daemon.start or 'service "$1" start >/dev/null', [daemon.name],
+            f"start {daemon.name}")
         if daemon.port is not None:
             wait_started(host, daemon.name, daemon.port, daemon.path, log_glob=daemon.log)
         elif daemon.process is not None and not wait(

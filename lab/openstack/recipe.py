@@ -129,6 +129,8 @@ class Daemon:
     process: str | None = None
     #: Where its log is (shown when it does not come up).
     log: str | None = None
+    #: How to start it, when not `service NAME start`.
+    start: str | None = None
 
 
 @dataclass(frozen=True)

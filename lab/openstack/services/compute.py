@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lab.openstack.recipe import Daemon, Edit, Endpoint, IniEdit, Recipe, Site, uwsgi_processes
+from lab.openstack.recipe import (
+    Daemon,
+    Edit,
+    Endpoint,
+    IniEdit,
+    LineEdit,
+    Recipe,
+    Site,
+    uwsgi_processes,
+)
 
 NOVA_API_PORT = 8774
 METADATA_PORT = 8775
@@ -41,6 +50,10 @@ def _configure(site: Site) -> Sequence[Edit]:
             ("vnc", "novncproxy_host", a),
             ("vnc", "novncproxy_base_url", f"http://{a}:{NOVNC_PORT}/vnc_auto.html"),
         ]),
+        # Not a debconf answer: nova-consoleproxy's config script sets daemon_type from this
+        # file (spicehtml5 unless it says novnc), whatever was preseeded.
+        LineEdit("/etc/default/nova-consoleproxy", r"NOVA_CONSOLE_PROXY_TYPE=.*",
+                 "NOVA_CONSOLE_PROXY_TYPE=novnc"),
         uwsgi_processes("/etc/nova/nova-api-uwsgi.ini", 1),
         uwsgi_processes("/etc/nova/nova-api-metadata-uwsgi.ini", 1),
     )
@@ -57,7 +70,6 @@ nova-common nova/configure_neutron boolean false
 nova-common nova/configure_placement boolean false
 nova-api novaapi/configure_db boolean false
 nova-api nova/configure_api-endpoint boolean false
-nova-consoleproxy nova-consoleproxy/daemon_type select novnc
 """,
     db_role="nova",
     databases=("nova_api", "nova", "nova_cell0"),

@@ -47,5 +47,8 @@ openstack-dashboard-apache horizon/use_ssl boolean false
 openstack-dashboard horizon/allowed-hosts string *
 """,
     configure=_configure,
+    # That postinst also enables default-ssl without enabling mod_ssl: apache2 then refuses
+    # to start ("Invalid command 'SSLEngine'").
+    sync="a2dissite -q default-ssl",
     daemons=(Daemon("apache2", 80, "/horizon/auth/login/", log="/var/log/apache2/*error*"),),
 )

@@ -26,11 +26,13 @@ chown rabbitmq:rabbitmq /var/lib/rabbitmq/.erlang.cookie
 chmod 0400 /var/lib/rabbitmq/.erlang.cookie
 """,
     daemons=(Daemon("rabbitmq-server", RABBIT_PORT, path=None, log="/var/log/rabbitmq/*.log"),),
-    # The services' user; rabbitmqctl reads the password from stdin when it is not given.
+    # The services' user (rabbitmqctl reads the password from stdin when it is not given);
+    # RabbitMQ's default guest/guest account goes: nothing here uses it.
     after_start="""\
 IFS= read -r password
 printf '%s\\n' "$password" | rabbitmqctl add_user openstack >/dev/null
 rabbitmqctl set_permissions openstack '.*' '.*' '.*' >/dev/null
+rabbitmqctl delete_user guest >/dev/null
 """,
     after_start_secrets=("rabbit",),
 )

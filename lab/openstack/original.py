@@ -101,7 +101,9 @@ def provision_original(lab: Lab, host_name: str, state_dir: Path, *,
     The host is reset first (whatever was on it is lost). `state_dir` is where a copy of
     the admin credentials file is kept on the workstation (`keystonerc_admin.<host>`,
     mode 0600). `progress`, if given, gets one short line per phase. The seconds per phase
-    are in the result's `timings` (KEYSTONE_GLANCE on 2 cores: ~21 s cached, ~80 s not).
+    are in the result's `timings`. Measured on 2 cores: KEYSTONE_GLANCE ~21 s cached, 80-160 s
+    not; FULL_PLANE ~145 s cached (install 29 s, migrations side by side 29 s, starts ~80 s),
+    ~5 min not (the install itself ~3.5 min), ~2.7 GiB PSS.
     """
     def say(line: str) -> None:
         if progress is not None:

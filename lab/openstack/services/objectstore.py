@@ -1,8 +1,13 @@
 """Swift: the proxy (uwsgi, port 8080) authenticating through Keystone, plus account,
 container and object servers on the original with a one-replica ring of one device under
 /srv/node (the host's own disk, `mount_check = false`), so a copied /etc/swift with its rings
-is really used. Every server binds `bind_ip`, the original's address (Debian's init scripts
-read it from the server's own config file)."""
+is really used. Every server binds `bind_ip`, the original's address, read from its own
+config file.
+
+Debian trap: the swift-proxy, swift-account and swift-container init scripts leave CONFIG
+unset and so start their server once per /etc/swift/*.conf (a pid file each under
+/run/swift); only the run given its own file survives, the others exit at once.
+"""
 
 from __future__ import annotations
 

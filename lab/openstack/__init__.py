@@ -48,6 +48,7 @@ from lab.openstack.original import (
 )
 from lab.openstack.planes import (
     FULL_PLANE,
+    FULL_PLANE_PACKAGES,
     FULL_PLANE_REPO_PACKAGES,
     KEYSTONE_GLANCE,
     LAB_REPO_PACKAGES,
@@ -57,7 +58,8 @@ from lab.openstack.planes import (
 from lab.openstack.recipe import REGION, SERVICE_PROJECT
 
 __all__ = [
-    "ADMIN_RC", "FULL_PLANE", "FULL_PLANE_REPO_PACKAGES", "KEYSTONE_GLANCE",
+    "ADMIN_RC", "FULL_PLANE", "FULL_PLANE_PACKAGES", "FULL_PLANE_REPO_PACKAGES",
+    "KEYSTONE_GLANCE",
     "LAB_REPO_PACKAGES", "OPENSTACK_PACKAGES", "REGION", "SERVICE_PROJECT",
     "OriginalController", "Plane", "Progress", "host_pss_bytes", "prepare_new_controller",
     "provision_original",

@@ -65,5 +65,7 @@ FULL_PLANE = Plane(
      HORIZON),
     cache="openstack-full",
 )
+#: What an original controller (and new controllers) install for FULL_PLANE.
+FULL_PLANE_PACKAGES: tuple[str, ...] = FULL_PLANE.packages
 #: `repo_packages` for a lab whose hosts can become FULL_PLANE controllers.
 FULL_PLANE_REPO_PACKAGES: tuple[str, ...] = FULL_PLANE.repo_packages

@@ -51,7 +51,12 @@ CATALOG = {
 }
 
 
+#: The progress lines of the module's provisioning.
+PROGRESS: list[str] = []
+
+
 def _progress(line: str) -> None:
+    PROGRESS.append(line)
     print(line, file=sys.stderr, flush=True)
 
 
@@ -71,7 +76,9 @@ def original(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ori
         made = provision_original(lab, ORIGINAL, tmp_path_factory.mktemp("full-plane"),
                                   plane=FULL_PLANE, progress=_progress)
         pss = host_pss_bytes(lab.hosts[ORIGINAL]) / 2**20
-        print(f"\nfull-plane original provisioned: {made.timings}, PSS {pss:.0f} MiB")
+        print(f"\nfull-plane original provisioned: {made.timings} (migrations side by side: "
+              f"{made.sync_seconds}), total {sum(made.timings.values()):.0f} s, "
+              f"PSS {pss:.0f} MiB")
         yield made
     finally:
         lab.hosts[ORIGINAL].reset()
@@ -99,6 +106,17 @@ def test_secrets_stay_out_of_repr(original: OriginalController) -> None:
     for url in original.db_urls.values():
         password = urllib.parse.urlsplit(url).password
         assert password and password not in text
+
+
+def test_each_phase_says_what_it_does(original: OriginalController) -> None:
+    assert all(line.startswith(f"{ORIGINAL}: ") for line in PROGRESS), PROGRESS
+    text = "\n".join(PROGRESS)
+    assert "installing 11 services' packages" in text
+    for phase in ("creating the databases", "database migrations of", "keystone: bootstrap"):
+        assert phase in text, PROGRESS
+    for service in original.services:
+        assert f"{ORIGINAL}: {service}: " in text, (service, PROGRESS)
+    assert PROGRESS[-1].startswith(f"{ORIGINAL}: ready in ")
 
 
 def test_catalog_names_the_original_with_the_real_paths(

@@ -21,7 +21,13 @@ from hadeploy.errors import HadeployError
 from lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
 from lab.cluster import DEFAULT_STATE_DIR, Lab
 from lab.errors import LabError
-from lab.openstack import LAB_REPO_PACKAGES, provision_original
+from lab.openstack import (
+    FULL_PLANE,
+    FULL_PLANE_REPO_PACKAGES,
+    KEYSTONE_GLANCE,
+    LAB_REPO_PACKAGES,
+    provision_original,
+)
 
 
 def _names(args: argparse.Namespace) -> list[str]:
@@ -33,7 +39,8 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    packages = LAB_REPO_PACKAGES if args.openstack else DEFAULT_REPO_PACKAGES
+    packages = (FULL_PLANE_REPO_PACKAGES if args.full else
+                LAB_REPO_PACKAGES if args.openstack else DEFAULT_REPO_PACKAGES)
     lab = Lab.up(_names(args), args.state_dir, repo_packages=packages)
     print(f"lab up in {time.monotonic() - started:.1f} s; workstation is 198.18.0.1")
     for host in lab.hosts.values():
@@ -49,7 +56,8 @@ def _original(args: argparse.Namespace) -> int:
     lab = Lab.load(args.state_dir)
     if args.host not in lab.hosts:
         raise LabError(f"no host {args.host!r} in the lab (it has {', '.join(lab.hosts)})")
-    original = provision_original(lab, args.host, lab.state_dir)
+    plane = FULL_PLANE if args.full else KEYSTONE_GLANCE
+    original = provision_original(lab, args.host, lab.state_dir, plane=plane, progress=print)
     print(f"{args.host} is the original controller "
           f"({', '.join(f'{k} {v:.0f} s' for k, v in original.timings.items())})")
     print(f"  keystone {original.keystone_url}   glance {original.glance_url}")
@@ -102,8 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd.add_argument("--openstack", action="store_true",
                              help="also put Debian's OpenStack packages in the hosts' offline "
                              "repository (needed by `original` and deploy-controllers)")
+            cmd.add_argument("--full", action="store_true",
+                             help="the packages of the whole control plane (`original --full`)")
         if name == "original":
             cmd.add_argument("host", help="the lab host to provision (it is reset first)")
+            cmd.add_argument("--full", action="store_true",
+                             help="the whole control plane, not only Keystone and Glance "
+                             "(needs a lab brought up with --full)")
     args = parser.parse_args(argv)
     handler = {"up": _up, "down": _down, "status": _status,
                "original": _original}[args.command]

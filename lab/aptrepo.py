@@ -152,7 +152,7 @@ def _fetch(debs: Path, request: Sequence[str]) -> tuple[dict[str, str], bool]:
 
 def _resolve(request: Sequence[str]) -> dict[str, str]:
     """Map package name -> .deb file name of its candidate, for the whole closure."""
-    names = _closure(request)
+    names = _downloadable(_closure(request))
     out = run(["apt-get", *_APT_OPTS, "--print-uris", "download", *names],
               what="list the lab packages' .debs").stdout
     files: dict[str, str] = {}
@@ -164,6 +164,31 @@ def _resolve(request: Sequence[str]) -> dict[str, str]:
     if missing:
         raise LabError(f"no installable candidate for {', '.join(missing)} in apt's lists")
     return files
+
+
+def _downloadable(names: Sequence[str]) -> list[str]:
+    """`names` minus packages whose candidate is only the workstation's installed copy (e.g.
+    nodejs from a third-party repository no longer in its sources, which novnc depends on):
+    apt cannot download them, and hosts see them installed through their lower layer."""
+    out = run(["apt-cache", "policy", *names], what="look up the lab packages' sources").stdout
+    sources: dict[tuple[str, str], list[str]] = {}
+    candidates: dict[str, str] = {}
+    name = version = ""
+    for line in out.splitlines():
+        fields = line.split()
+        if line and not line[0].isspace():
+            name = line.rstrip(":").split(":")[0]
+        elif fields[:1] == ["Candidate:"]:
+            candidates[name] = fields[1]
+        elif line.startswith((" *** ", "     ")) and not line.startswith("      "):
+            # A version line of the table ("*** VERSION PRIO" or "VERSION PRIO")...
+            version = fields[-2]
+        elif line.startswith("        ") and len(fields) >= 2:
+            # ... and its sources, indented further.
+            sources.setdefault((name, version), []).append(fields[1])
+    local_only = {n for n, v in candidates.items()
+                  if sources.get((n, v), []) == ["/var/lib/dpkg/status"]}
+    return [n for n in names if n not in local_only]
 
 
 def _download(debs: Path, wanted: dict[str, str]) -> bool:

@@ -119,7 +119,8 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> DemoResult:
         console.print(f"  {name:<5} {lab.hosts[name].address}")
 
     console.rule(STAGES[1])
-    original = provision_original(lab, ORIGINAL, state_dir)
+    original = provision_original(lab, ORIGINAL, state_dir,
+                                  progress=lambda line: console.print(f"  {escape(line)}"))
     console.print(f"  Keystone {original.keystone_url}, Glance {original.glance_url}; "
                   f"admin credentials in {original.admin_rc} on {ORIGINAL}; "
                   f"the catalog names {original.address}")

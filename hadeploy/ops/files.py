@@ -25,12 +25,16 @@ from hadeploy.redact import mask_config_text
 
 
 def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
-                 validate: str | None) -> str:
-    """Shell script: write stdin to `path` atomically, validated, keeping a backup once."""
+                 validate: str | None, *, content: bytes) -> str:
+    """Shell script: write stdin (`content`) to `path` atomically, validated, keeping a backup
+    once. What arrived is checked against `content`'s size and sha256 first: a workstation
+    that dies mid-upload closes stdin early, and a cut-off file must never replace the old."""
     p, b = q(path), q(backup)
     check = ""
     if validate:
         check = validate.replace("{tmp}", '"$tmp"') + "\n"
+    size, digest = len(content), hashlib.sha256(content).hexdigest()
+    cut_off = q(f"the upload of {path} arrived incomplete; the file was not replaced")
     return (
         "set -eu\n"
         f"target={p}\n"
@@ -39,6 +43,10 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         'tmp=$(mktemp "$dir/.hadeploy.XXXXXX")\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
         'cat > "$tmp"\n'
+        f'if [ "$(wc -c < "$tmp" | tr -d \' \')" != {size} ] || '
+        f'[ "$(sha256sum < "$tmp" | cut -d\' \' -f1)" != {digest} ]; then\n'
+        f"  echo {cut_off} >&2; exit 1\n"
+        "fi\n"
         f'chown {q(owner)}:{q(group)} "$tmp"\n'
         f'chmod {q(mode)} "$tmp"\n'
         f"{check}"
@@ -119,7 +127,7 @@ class _FileOp(Operation[FileState]):
             raise ValueError(f"{self.path} is absent here, so there is nothing to edit")
         content, owner, group, mode = want
         script = atomic_write(self.path, owner, group, mode, ctx.backup_path(self.path),
-                              self.validate(ctx))
+                              self.validate(ctx), content=content)
         summary = f"write {self.path} ({owner}:{group} {mode}, {len(content)} bytes, atomic"
         summary += ", validated)" if self.validate(ctx) else ")"
         return [Command(script, stdin=content, summary=summary)]

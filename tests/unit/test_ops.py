@@ -84,7 +84,8 @@ def etc(tmp_path: Path) -> Path:
 
 def write(target: Path, content: bytes, backup: Path, validate: str | None = None,
           mode: str = "0640") -> subprocess.CompletedProcess[str]:
-    return sh(atomic_write(str(target), USER, GROUP, mode, str(backup), validate), content)
+    return sh(atomic_write(str(target), USER, GROUP, mode, str(backup), validate,
+                           content=content), content)
 
 
 def test_atomic_write_creates_a_new_file_with_mode_and_no_backup(etc: Path) -> None:
@@ -105,6 +106,24 @@ def test_atomic_write_replaces_and_keeps_the_first_backup(etc: Path) -> None:
     assert target.read_bytes() == b"third\n"
     assert backup.read_bytes() == b"original\n"  # what rollback must restore
     assert backup.parent.stat().st_mode & 0o777 == 0o700
+    assert leftovers(etc) == []
+
+
+@pytest.mark.parametrize("arrived", [b"", b"global\n", b"global\n    daemoN\n"],
+                         ids=["nothing", "half", "same-size-other-bytes"])
+def test_an_upload_cut_off_never_replaces_the_file(etc: Path, arrived: bytes) -> None:
+    """A workstation that dies mid-upload closes stdin early: what arrived is not installed
+    (the kill-point test met an empty sysctl drop-in installed that way)."""
+    target, backup = etc / "haproxy.cfg", etc.parent / "backup" / "haproxy.cfg"
+    target.write_bytes(b"old\n")
+    script = atomic_write(str(target), USER, GROUP, "0640", str(backup), None,
+                          content=b"global\n    daemon\n")
+    result = sh(script, arrived)
+    assert result.returncode == 1
+    assert result.stderr == (f"the upload of {target} arrived incomplete; the file was not "
+                             "replaced\n")
+    assert target.read_bytes() == b"old\n"
+    assert not backup.exists()
     assert leftovers(etc) == []
 
 

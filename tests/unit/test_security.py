@@ -217,7 +217,8 @@ def test_atomic_write_temp_file_is_owner_only_while_the_content_arrives(
     target.parent.mkdir()
     target.write_text("old\n")
     target.chmod(0o640)
-    process = _sh(atomic_write(str(target), USER, GROUP, "0640", str(backup), None), umask)
+    process = _sh(atomic_write(str(target), USER, GROUP, "0640", str(backup), None,
+                               content=b"stats auth admin:half-written-secret\nrest\n"), umask)
     assert process.stdin is not None
     process.stdin.write(b"stats auth admin:half-written-secret\n")
     process.stdin.flush()

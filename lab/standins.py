@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from lab.cluster import Lab
 from lab.errors import LabError
 
-STAND_IN_PORTS = (35357, 5000, 9292, 9191)
+STAND_IN_PORTS = (5000, 9292)  # Keystone and Glance on the modern release
 
 
 def http_get(url: str, timeout: float = 2.0) -> str | None:

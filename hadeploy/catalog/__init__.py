@@ -87,6 +87,8 @@ class Service:
     variants: tuple[Variant, ...]
     vip_keys: tuple[VipKey, ...]
     host_keys: tuple[HostKey, ...]
+    # Why the service is missing from a release it does not list, with what to do instead.
+    unavailable: str = ""
 
     def proxies_for(self, release: Release) -> tuple[Proxy, ...]:
         """The proxies this service has on `release`."""
@@ -161,6 +163,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
             variants=variants,
             vip_keys=vip_keys,
             host_keys=host_keys,
+            unavailable=raw.get("unavailable", ""),
         )
         for proxy in proxies:
             for release in service.releases:

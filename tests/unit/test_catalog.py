@@ -27,8 +27,8 @@ def raw_catalog() -> dict[str, Any]:
 
 def test_known_services(catalog: Catalog) -> None:
     assert catalog.names() == ["ceilometer", "cinder", "galera", "glance", "heat", "horizon",
-                               "keystone", "neutron", "nova", "novnc", "quantum", "rabbitmq",
-                               "swift"]
+                               "keystone", "neutron", "nova", "novnc", "placement", "quantum",
+                               "rabbitmq", "swift"]
 
 
 def test_every_scaled_service_has_packages_and_daemons(catalog: Catalog) -> None:
@@ -75,7 +75,7 @@ def test_guide_ports(catalog: Catalog) -> None:
         "glance": 9292, "glance-registry": 9191, "nova-ec2": 8773, "nova-compute": 8774,
         "nova-metadata": 8775, "cinder": 8776, "swift": 8080, "nova-novncproxy": 6080,
         "horizon": 80, "heat-cfn": 8000, "heat-cloudwatch": 8003, "heat-api": 8004,
-        "ceilometer": 8777, "galera": 3306, "rabbitmq": 5672,
+        "ceilometer": 8777, "galera": 3306, "rabbitmq": 5672, "placement": 8778,
     }
 
 
@@ -86,6 +86,22 @@ def test_release_specific_proxies(catalog: Catalog) -> None:
         "nova-compute", "nova-metadata"]
     assert catalog["quantum"].releases == ("grizzly",)
     assert catalog["neutron"].releases == ("modern",)
+
+
+def test_modern_proxies_are_the_services_that_exist_today(catalog: Catalog) -> None:
+    """Keystone v3 has one port; glance-registry, nova-ec2, heat-cloudwatch and the
+    ceilometer API are gone; Placement is new."""
+    modern = {p.name: p.port for s in catalog.services.values() if "modern" in s.releases
+              for p in s.proxies_for("modern")}
+    gone = {"keystone-admin", "glance-registry", "nova-ec2", "heat-cloudwatch", "ceilometer",
+            "quantum"}
+    assert gone.isdisjoint(modern)
+    assert modern["keystone-public"] == 5000 and modern["placement"] == 8778
+    grizzly = {p.name for s in catalog.services.values() if "grizzly" in s.releases
+               for p in s.proxies_for("grizzly")}
+    assert gone <= grizzly and "placement" not in grizzly
+    assert catalog["ceilometer"].releases == ("grizzly",)
+    assert "removed in Queens" in catalog["ceilometer"].unavailable
 
 
 def test_cinder_tree_is_copied(catalog: Catalog) -> None:

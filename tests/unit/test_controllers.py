@@ -107,14 +107,30 @@ VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
     },
     "nova": {  # guide: openstack-nova-api and the cinder client
         ("grizzly", "el"): (("openstack-nova-api", "python-cinderclient"), ("openstack-nova-api",)),
-        ("modern", "el"): (("openstack-nova-api", "python3-cinderclient"), ("openstack-nova-api",)),
+        # modern: the conductor and the scheduler run on every controller too
+        ("modern", "el"): (("openstack-nova-api", "openstack-nova-conductor",
+                            "openstack-nova-scheduler", "python3-cinderclient"),
+                           ("openstack-nova-api", "openstack-nova-conductor",
+                            "openstack-nova-scheduler")),
         ("grizzly", "debian"): (("nova-api", "python-cinderclient"), ("nova-api",)),
         # Debian runs the metadata API (8775) as its own daemon, shipped in nova-api.
-        ("modern", "debian"): (("nova-api", "python3-cinderclient"),
-                               ("nova-api", "nova-api-metadata")),
+        ("modern", "debian"): (("nova-api", "nova-conductor", "nova-scheduler",
+                                "python3-cinderclient"),
+                               ("nova-api", "nova-api-metadata", "nova-conductor",
+                                "nova-scheduler")),
     },
-    "cinder": _any((("openstack-cinder",), ("openstack-cinder-api",)),
-                   (("cinder-api",), ("cinder-api",))),
+    "placement": {  # RDO runs it in httpd; Debian under uwsgi with its own init script
+        ("modern", "el"): (("openstack-placement-api",), ("httpd",)),
+        ("modern", "debian"): (("placement-api",), ("placement-api",)),
+    },
+    "cinder": {
+        ("grizzly", "el"): (("openstack-cinder",), ("openstack-cinder-api",)),
+        ("modern", "el"): (("openstack-cinder",),
+                           ("openstack-cinder-api", "openstack-cinder-scheduler")),
+        ("grizzly", "debian"): (("cinder-api",), ("cinder-api",)),
+        ("modern", "debian"): (("cinder-api", "cinder-scheduler"),
+                               ("cinder-api", "cinder-scheduler")),
+    },
     "swift": _any((("openstack-swift-proxy",), ("openstack-swift-proxy",)),
                   (("swift-proxy",), ("swift-proxy",))),
     "novnc": {
@@ -125,17 +141,27 @@ VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
     },
     "horizon": _any((("openstack-dashboard",), ("httpd",)),
                     (("openstack-dashboard",), ("apache2",))),
-    "heat": _any((("openstack-heat-api", "openstack-heat-api-cfn"),
-                  ("openstack-heat-api", "openstack-heat-api-cfn")),
-                 (("heat-api", "heat-api-cfn"), ("heat-api", "heat-api-cfn"))),
-    "ceilometer": _any((("openstack-ceilometer-api",), ("openstack-ceilometer-api",)),
-                       (("ceilometer-api",), ("ceilometer-api",))),
+    "heat": {  # modern: heat-engine does the work the APIs queue, on every controller
+        ("grizzly", "el"): (("openstack-heat-api", "openstack-heat-api-cfn"),
+                            ("openstack-heat-api", "openstack-heat-api-cfn")),
+        ("modern", "el"): (("openstack-heat-api", "openstack-heat-api-cfn",
+                            "openstack-heat-engine"),
+                           ("openstack-heat-api", "openstack-heat-api-cfn",
+                            "openstack-heat-engine")),
+        ("grizzly", "debian"): (("heat-api", "heat-api-cfn"), ("heat-api", "heat-api-cfn")),
+        ("modern", "debian"): (("heat-api", "heat-api-cfn", "heat-engine"),
+                               ("heat-api", "heat-api-cfn", "heat-engine")),
+    },
+    "ceilometer": {  # its API was removed in Queens: grizzly only
+        ("grizzly", "el"): (("openstack-ceilometer-api",), ("openstack-ceilometer-api",)),
+        ("grizzly", "debian"): (("ceilometer-api",), ("ceilometer-api",)),
+    },
 }
 
 ETC = {"keystone": "/etc/keystone", "quantum": "/etc/quantum", "neutron": "/etc/neutron",
        "glance": "/etc/glance", "nova": "/etc/nova", "cinder": "/etc/cinder",
        "swift": "/etc/swift", "novnc": "", "horizon": "/etc/openstack-dashboard",
-       "heat": "/etc/heat", "ceilometer": "/etc/ceilometer"}
+       "heat": "/etc/heat", "ceilometer": "/etc/ceilometer", "placement": "/etc/placement"}
 
 # Files whose keys the original points at the VIP, in the guide's order.
 VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -148,6 +174,7 @@ VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     ("nova", "modern"): ("/etc/nova/nova.conf",),
     ("cinder", "grizzly"): ("/etc/cinder/cinder.conf", "/etc/cinder/api-paste.ini"),
     ("cinder", "modern"): ("/etc/cinder/cinder.conf",),
+    ("placement", "modern"): ("/etc/placement/placement.conf",),
 }
 # Files with host-specific keys (bind addresses, my_ip, ...).
 HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -162,21 +189,26 @@ HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     **{("cinder", r): ("/etc/cinder/cinder.conf",) for r in RELEASES},
     **{("swift", r): ("/etc/swift/proxy-server.conf",) for r in RELEASES},
     **{("heat", r): ("/etc/heat/heat.conf",) for r in RELEASES},
-    **{("ceilometer", r): ("/etc/ceilometer/ceilometer.conf",) for r in RELEASES},
+    ("ceilometer", "grizzly"): ("/etc/ceilometer/ceilometer.conf",),
 }
 PORTS: dict[tuple[str, str], tuple[int, ...]] = {
-    **{("keystone", r): (5000, 35357) for r in RELEASES},
+    # modern: one Keystone port, no glance-registry, no heat-cloudwatch, no ceilometer API
+    ("keystone", "grizzly"): (5000, 35357),
+    ("keystone", "modern"): (5000,),
     ("quantum", "grizzly"): (9696,),
     ("neutron", "modern"): (9696,),
-    **{("glance", r): (9191, 9292) for r in RELEASES},
+    ("glance", "grizzly"): (9191, 9292),
+    ("glance", "modern"): (9292,),
     ("nova", "grizzly"): (8773, 8774, 8775),
     ("nova", "modern"): (8774, 8775),
+    ("placement", "modern"): (8778,),
     **{("cinder", r): (8776,) for r in RELEASES},
     **{("swift", r): (8080,) for r in RELEASES},
     **{("novnc", r): (6080,) for r in RELEASES},
     **{("horizon", r): (80,) for r in RELEASES},
-    **{("heat", r): (8000, 8003, 8004) for r in RELEASES},
-    **{("ceilometer", r): (8777,) for r in RELEASES},
+    ("heat", "grizzly"): (8000, 8003, 8004),
+    ("heat", "modern"): (8000, 8004),
+    ("ceilometer", "grizzly"): (8777,),
 }
 
 def ops_of(step: Step, host: str) -> tuple[AnyOp, ...]:
@@ -220,8 +252,8 @@ def test_derived_inventories_load_in_every_shape(inventories: Inventories) -> No
 
 # Debian's modern packages run these APIs under uwsgi on every address: co-located, haproxy
 # holds the same ports on the VIP, so hadeploy refuses them (test below) instead of planning.
-WILDCARD = {("modern", "keystone", "debian"), ("modern", "neutron", "debian"),
-            ("modern", "nova", "debian")}
+WILDCARD = {("modern", s, "debian")
+            for s in ("keystone", "neutron", "nova", "placement", "cinder", "heat")}
 MATRIX = [(release, service, platform, topology)
           for release in RELEASES for service in RELEASE_SERVICES[release]
           for platform in PLATFORMS for topology in TOPOLOGIES
@@ -473,16 +505,16 @@ def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, rel
 
 def test_verify_skips_omitted_proxies(tmp_path: Path) -> None:
     text = inventory_text("modern", "debian", "dedicated").replace(
-        "[services]\n", "[services]\nomit_proxies = [\"glance-registry\"]\n")
+        "[services]\n", "[services]\nomit_proxies = [\"nova-metadata\"]\n")
     path = tmp_path / "hosts.toml"
     path.write_text(text)
     inv = load_inventory(path)
-    step = by_id(build_controllers_runbook(inv, families(inv), only=("glance",)))[
-        "ctl.glance.verify"]
+    step = by_id(build_controllers_runbook(inv, families(inv), only=("nova",)))[
+        "ctl.nova.verify"]
     (op,) = ops_of(step, "rhos6-node2")
     probe = host_script(op, ctx_for(inv, "rhos6-node2", profile_for("debian")))
-    assert "192.168.1.222:9292 192.168.1.220:9292 <<" in probe
-    assert "9191" not in probe
+    assert "192.168.1.222:8774 192.168.1.220:8774 <<" in probe
+    assert "8775" not in probe
 
 
 def test_the_port_probe_runs_with_real_python(tmp_path: Path) -> None:

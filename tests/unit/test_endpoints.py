@@ -128,7 +128,7 @@ def test_modern_after_the_move_is_done_and_undo_restores_the_old_urls(
     assert record["rc"] == "/root/keystonerc_admin"
     assert len(record["old"]) == 14
     assert {"id": "2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7", "interface": "admin",
-            "url": "http://192.168.1.221:35357"} in record["old"]
+            "url": "http://192.168.1.221:5000"} in record["old"]
     assert op.outcome(ctx, [""]) == {}
     moved = [dict(e, URL=e["URL"].replace("192.168.1.221", "192.168.1.220"))
              for e in MODERN_LIST]

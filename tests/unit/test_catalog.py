@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hadeploy.catalog import FAMILIES, RELEASES, Catalog, load_catalog, parse_catalog
+from hadeploy.catalog import FAMILIES, RELEASES, Catalog, HttpCheck, load_catalog, parse_catalog
 from hadeploy.errors import CatalogError
 
 
@@ -104,6 +104,38 @@ def test_modern_proxies_are_the_services_that_exist_today(catalog: Catalog) -> N
     assert "removed in Queens" in catalog["ceilometer"].unavailable
 
 
+def test_modern_apis_are_checked_over_http_grizzly_over_tcp(catalog: Catalog) -> None:
+    """A wedged API still accepts connections: on modern, haproxy asks the application."""
+    checks = {p.name: (c.path, c.status) for s in catalog.services.values()
+              if "modern" in s.releases for p in s.proxies_for("modern")
+              if (c := p.http_check_for("modern")) is not None}
+    assert checks == {
+        "keystone-public": ("/v3", "200"), "neutron": ("/healthcheck", "200"),
+        "glance": ("/healthcheck", "200"), "nova-compute": ("/", "200"),
+        "nova-metadata": ("/healthcheck", "200"), "placement": ("/", "200"),
+        "cinder": ("/healthcheck", "200"), "swift": ("/healthcheck", "200"),
+        "horizon": ("/", "200-399"), "heat-cfn": ("/healthcheck", "200"),
+        "heat-api": ("/healthcheck", "200"),
+    }
+    # TCP only: noVNC's pages changed names; galera has its own 9200 check; AMQP is not HTTP
+    assert {p.name for s in catalog.services.values() if "modern" in s.releases
+            for p in s.proxies_for("modern")} - set(checks) == {
+        "nova-novncproxy", "galera", "rabbitmq"}
+    assert [p.name for s in catalog.services.values() if "grizzly" in s.releases
+            for p in s.proxies_for("grizzly") if p.http_check_for("grizzly") is not None] == []
+
+
+@pytest.mark.parametrize(("status", "accepted", "refused"), [
+    ("200", [200], [199, 201, 300, 503]),
+    ("200-399", [200, 302, 399], [199, 400, 503]),
+    ("200,300-302", [200, 300, 302], [201, 303]),
+])
+def test_http_check_status_lists(status: str, accepted: list[int], refused: list[int]) -> None:
+    check = HttpCheck("/", status)
+    assert all(check.accepts(c) for c in accepted)
+    assert not any(check.accepts(c) for c in refused)
+
+
 def test_cinder_tree_is_copied(catalog: Catalog) -> None:
     assert catalog["cinder"].etc == "/etc/cinder"
     for name in ("keystone", "quantum", "neutron", "glance", "nova", "cinder", "heat"):
@@ -191,6 +223,14 @@ def test_proxy_options_from_guide2(catalog: Catalog) -> None:
      "glance_host needs value or rehost"),
     (lambda d: d["services"]["cinder"]["proxies"][0].update(colour="red"), "unknown keys"),
     (lambda d: d["services"]["cinder"]["variants"].pop(), "no packages for debian"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(path="/a b"),
+     "must be a plain absolute path"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(status="2xx"),
+     "a list such as"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(verb="HEAD"),
+     "unknown keys"),
+    (lambda d: d["services"]["cinder"]["proxies"][0].update(http_check="GET /"),
+     "http_check must be a table"),
 ])
 def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> None:
     data = copy.deepcopy(raw_catalog())

@@ -199,6 +199,15 @@ COOKIE_LINE = "cookie SERVERID insert indirect nocache"
 GONE2 = {(kind, name) for proxy in ("keystone-admin", "glance-registry", "heat-cloudwatch",
                                     "ceilometer")
          for kind, name in (("frontend", f"vip-{proxy}"), ("backend", f"{proxy}-vms"))}
+# Guide 2 checks every API with a TCP connect; modern backends ask the application itself
+# (the requests and statuses of Debian 12's packages, see services.toml).
+HTTP_CHECKS2 = {
+    "keystone-public-vms": ("/v3", "200"), "glance-vms": ("/healthcheck", "200"),
+    "cinder-vms": ("/healthcheck", "200"), "swift-vms": ("/healthcheck", "200"),
+    "neutron-vms": ("/healthcheck", "200"), "nova-metadata-vms": ("/healthcheck", "200"),
+    "nova-compute-vms": ("/", "200"), "horizon-vms": ("/", "200-399"),
+    "heat-cfn-vms": ("/healthcheck", "200"), "heat-api-vms": ("/healthcheck", "200"),
+}
 
 
 def translated_guide2() -> list[Section]:
@@ -239,6 +248,10 @@ def corrected_guide2(password: str) -> list[Section]:
             s.lines = [line.replace(":9191 ", ":9292 ") for line in s.lines]
         if key == ("frontend", "vip-horizon"):  # a cookie needs http mode, in the backend
             s.lines = [line for line in s.lines if line != COOKIE_LINE] + ["mode http"]
+        if s.kind == "backend" and s.name in HTTP_CHECKS2:
+            path, status = HTTP_CHECKS2[s.name]
+            s.lines = [*s.lines, f"option httpchk GET {path}",
+                       f"http-check expect status {status}"]
         if key == ("backend", "horizon-vms"):
             s.lines = [*s.lines, "mode http", COOKIE_LINE]
             # server cookies are the node names (the guide's rhos6-horizonN are arbitrary)
@@ -279,6 +292,7 @@ def test_guide2_differences_are_exactly_the_named_ones(colocated: Inventory) -> 
         ("global", ""), ("listen", "monitor"),
         ("frontend", "vip-glance"), ("backend", "glance-vms"),
         ("frontend", "vip-horizon"), ("backend", "horizon-vms"),
+        *(("backend", name) for name in HTTP_CHECKS2),
     }
     assert "stats authroot:redhat" in raw["listen", "monitor"].lines
     assert not any("redhat" in line for s in ours.values() for line in s.lines)
@@ -305,6 +319,25 @@ def test_guide2_check_options(colocated: Inventory) -> None:
     defaults = ours["defaults", ""]
     assert defaults.lines == ["mode tcp", "maxconn 10000", "timeout connect 5s",
                               "timeout client 30s", "timeout server 30s"]
+
+
+def test_http_checks_are_rendered_untuned_and_in_tcp_mode(colocated: Inventory) -> None:
+    """The application check is not tuning: without catalog_options (which drops the guide's
+    timeouts and cookies) and in a tcp-mode backend, haproxy still asks each API."""
+    untuned = dataclasses.replace(colocated, haproxy=dataclasses.replace(
+        colocated.haproxy, catalog_options=False))
+    for inv in (colocated, untuned):
+        ours = {(s.kind, s.name): s for s in parse_haproxy(render_haproxy_cfg(inv))}
+        keystone = ours["backend", "keystone-public-vms"]
+        assert inv.haproxy.mode == "tcp" and keystone.value("mode") is None
+        assert keystone.lines[1:3] == ["option httpchk GET /v3", "http-check expect status 200"]
+        assert ours["backend", "horizon-vms"].value("http-check") == "expect status 200-399"
+        novnc = ours["backend", "nova-novncproxy-vms"]
+        assert novnc.value("option") is None and novnc.value("http-check") is None
+    grizzly = parse_haproxy(render_haproxy_cfg(dataclasses.replace(colocated,
+                                                                   release="grizzly")))
+    assert not any(line.startswith(("option httpchk GET", "http-check"))
+                   for section in grizzly for line in section.lines)
 
 
 def test_colocated_backends_use_each_api_bind(colocated: Inventory) -> None:

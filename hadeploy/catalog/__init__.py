@@ -39,14 +39,6 @@ class HttpCheck:
     status: str
     release: str = "any"
 
-    def accepts(self, code: int) -> bool:
-        """Whether an answer with HTTP status `code` means the API is up."""
-        for item in self.status.split(","):
-            low, _, high = item.partition("-")
-            if int(low) <= code <= int(high or low):
-                return True
-        return False
-
 
 @dataclass(frozen=True)
 class Proxy:

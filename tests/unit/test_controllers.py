@@ -588,9 +588,9 @@ def test_the_api_probe_runs_with_real_python() -> None:
             assert _probe(f"127.0.0.1:{api}/v3=200", f"127.0.0.1:{api}/=404",
                           f"127.0.0.1:{api}/v3=200-399,401", f"127.0.0.1:{stuck}",
                           seconds=2) == "all-answer"
-            assert _probe(f"127.0.0.1:{api}/healthcheck=200", f"127.0.0.1:{stuck}/v3=200",
+            assert _probe(f"127.0.0.1:{api}/healthcheck=200-399,401", f"127.0.0.1:{stuck}/v3=200",
                           f"127.0.0.1:{dead}", f"127.0.0.1:{dead}/v3=200") == "\n".join([
-                f"127.0.0.1:{api} GET /healthcheck: answered 404, expected 200",
+                f"127.0.0.1:{api} GET /healthcheck: answered 404, expected 200-399,401",
                 f"127.0.0.1:{stuck} GET /v3: no answer",
                 f"127.0.0.1:{dead}: no answer",
                 f"127.0.0.1:{dead} GET /v3: no answer"])

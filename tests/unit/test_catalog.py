@@ -7,6 +7,7 @@ import copy
 import tomllib
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +229,40 @@ def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> Non
     with pytest.raises(CatalogError, match=message):
         parse_catalog(data)
 
+
+def _readme_services() -> dict[str, list[str]]:
+    """README's services reference table: service -> its other cells."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Services reference\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| `")]
+    return {row[0].strip("`"): row[1:] for row in rows}
+
+
+def _proxy_cell(proxies: Any) -> str:
+    return ", ".join(f"{p.name} ({p.port})" for p in proxies)
+
+
+def test_readme_services_table_is_the_catalog(catalog: Catalog) -> None:
+    """Every row of the README's table says what the catalog holds, and every service has one."""
+    rows = _readme_services()
+    assert sorted(rows) == catalog.names()
+    for name, (grizzly, modern, check, daemons) in rows.items():
+        service = catalog[name]
+        for release, cell in (("grizzly", grizzly), ("modern", modern)):
+            if release in service.releases:
+                assert cell == _proxy_cell(service.proxies_for(release)), (name, release)
+            else:
+                assert cell.startswith(("—", "refused")), (name, release)
+        if "modern" not in service.releases:
+            assert check == daemons == "", name
+            continue
+        checks = {c for p in service.proxies_for("modern")
+                  if (c := p.http_check_for("modern")) is not None}
+        for c in checks:
+            assert f"`GET {c.path}` → {c.status.replace('-', '–')}" in check, name
+        assert ("TCP connect" in check) == (not checks and name != "galera"), name
+        if service.lb_only:
+            assert daemons == "balanced only", name
+        else:
+            assert daemons == ", ".join(service.variant("debian", "modern").daemons), name

@@ -34,8 +34,6 @@ from lab.standins import vip_holders
 LBS = ("lb1", "lb2", "lb3")
 CTLS = ("ctl1", "ctl2", "ctl3")
 ORIGINAL = "ctl1"
-# Debian 12's Keystone has no separate admin port and its Glance no registry.
-OMIT_PROXIES = ("keystone-admin", "glance-registry")
 
 STAGES = (
     "1. The lab: 3 load balancers and 3 controllers (198.18.0.0/24)",
@@ -124,7 +122,7 @@ def demo_flow(console: Console, lab: Lab, state_dir: Path) -> DemoResult:
     console.print(f"  Keystone {original.keystone_url}, Glance {original.glance_url}; "
                   f"admin credentials in {original.admin_rc} on {ORIGINAL}; "
                   f"the catalog names {original.address}")
-    inventory = write_lab_inventory(lab, state_dir / "hosts.toml", omit_proxies=OMIT_PROXIES,
+    inventory = write_lab_inventory(lab, state_dir / "hosts.toml",
                                     rc_files=[(ORIGINAL, original.admin_rc)])
     console.print(f"  inventory: {inventory}")
 

@@ -1,7 +1,8 @@
 """Stand-in APIs and VIP lookups on lab hosts, shared by the demo and the lab tests.
 
 The stand-ins are small HTTP servers on each host's own address answering with the host's
-name, so a request through the VIP shows which backend served it.
+name, so a request through the VIP shows which backend served it; they answer haproxy's HTTP
+health checks too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from lab.cluster import Lab
 from lab.errors import LabError
 
-STAND_IN_PORTS = (35357, 5000, 9292, 9191)
+STAND_IN_PORTS = (5000, 9292)  # Keystone and Glance on the modern release
 
 
 def http_get(url: str, timeout: float = 2.0) -> str | None:
@@ -30,7 +31,9 @@ def start_backends(lab: Lab, hosts: Sequence[str], ports: Sequence[int] = STAND_
     """Start a stand-in on every port of every host and wait until each one answers."""
     for name in hosts:
         host = lab.hosts[name]
-        host.exec(["sh", "-c", "mkdir -p /srv/www && hostname > /srv/www/index.html"])
+        # /v3 and /healthcheck: what haproxy's HTTP checks ask Keystone and Glance on modern
+        host.exec(["sh", "-c", "mkdir -p /srv/www && hostname | tee /srv/www/index.html "
+                   "/srv/www/v3 /srv/www/healthcheck >/dev/null"])
         for port in ports:
             host.exec(["sh", "-c",
                        f"cd /srv/www && nohup /usr/bin/python3 -m http.server {port} "

@@ -7,6 +7,7 @@ platform family installs). Nothing here knows about hosts or SSH.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, replace
 from functools import cache
@@ -19,6 +20,23 @@ Release = Literal["grizzly", "modern"]
 Family = Literal["el", "debian"]
 RELEASES: tuple[Release, ...] = ("grizzly", "modern")
 FAMILIES: tuple[Family, ...] = ("el", "debian")
+
+
+# haproxy's `http-check expect status` list: codes and ranges, comma-separated.
+STATUS_LIST = re.compile(r"[1-5][0-9]{2}(-[1-5][0-9]{2})?(,[1-5][0-9]{2}(-[1-5][0-9]{2})?)*")
+# A request path haproxy reads as one word and a shell argument needs no quoting for.
+CHECK_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """What an API must answer to count as up: `GET path` with a status in `status` (haproxy's
+    list of codes and ranges, e.g. "200" or "200-399"). haproxy's health checks and the
+    controllers' verify step both ask it, so they agree on what "up" means."""
+
+    path: str
+    status: str
+    release: str = "any"
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,13 @@ class Proxy:
     frontend: tuple[str, ...] = ()
     backend: tuple[str, ...] = ()
     server: tuple[str, ...] = ()
+    # The application-level health check (None: a TCP connect is all haproxy can ask).
+    http_check: HttpCheck | None = None
+
+    def http_check_for(self, release: Release) -> HttpCheck | None:
+        """The HTTP check of this proxy on `release`, if it has one there."""
+        check = self.http_check
+        return check if check is not None and check.release in ("any", release) else None
 
 
 BindKind = Literal["uwsgi-default", "apache-listen"]
@@ -134,6 +159,8 @@ class Service:
     vip_keys: tuple[VipKey, ...]
     host_keys: tuple[HostKey, ...]
     node_local: tuple[NodeLocal, ...] = ()
+    # Why the service is missing from a release it does not list, with what to do instead.
+    unavailable: str = ""
 
     def proxies_for(self, release: Release) -> tuple[Proxy, ...]:
         """The proxies this service has on `release`."""
@@ -207,13 +234,30 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     return replace(variant, binds=binds)
 
 
+def _proxy(raw: dict[str, Any], where: str) -> Proxy:
+    """A proxy table, with its optional `http_check` inline table checked."""
+    raw = dict(raw)
+    check_raw = raw.pop("http_check", None)
+    check: HttpCheck | None = None
+    if check_raw is not None:
+        if not isinstance(check_raw, dict):
+            raise CatalogError(f"catalog {where}: http_check must be a table")
+        check = _build(HttpCheck, check_raw, f"{where}.http_check")
+        if not CHECK_PATH.fullmatch(check.path) or not STATUS_LIST.fullmatch(check.status):
+            raise CatalogError(
+                f"catalog {where}.http_check: path {check.path!r} must be a plain absolute "
+                f"path and status {check.status!r} a list such as \"200\" or \"200-399\"")
+    proxy: Proxy = _build(Proxy, raw, where)
+    return replace(proxy, http_check=check)
+
+
 def parse_catalog(data: dict[str, Any]) -> Catalog:
     """Turn the catalog's TOML data into a `Catalog`, checking it for consistency."""
     services: dict[str, Service] = {}
     seen_ports: dict[tuple[int, str], str] = {}
     for name, raw in data.get("services", {}).items():
         where = f"services.{name}"
-        proxies = tuple(_build(Proxy, p, f"{where}.proxies") for p in raw.get("proxies", []))
+        proxies = tuple(_proxy(p, f"{where}.proxies") for p in raw.get("proxies", []))
         variants = tuple(_variant(v, f"{where}.variants") for v in raw.get("variants", []))
         vip_keys = tuple(_build(VipKey, k, f"{where}.vip_keys") for k in raw.get("vip_keys", []))
         host_keys = tuple(
@@ -233,6 +277,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
             vip_keys=vip_keys,
             host_keys=host_keys,
             node_local=node_local,
+            unavailable=raw.get("unavailable", ""),
         )
         for proxy in proxies:
             for release in service.releases:

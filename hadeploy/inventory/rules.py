@@ -184,7 +184,16 @@ def _services(inv: Inventory) -> list[str]:
                 f"{', '.join(catalog.names())}"
             )
             continue
-        proxies.update(p.name for p in catalog[name].proxies_for(inv.release))
+        service = catalog[name]
+        if inv.release not in service.releases:
+            reason = service.unavailable or (
+                f"it exists in release {' and '.join(service.releases)} only; remove "
+                f"\"{name}\" from the list")
+            problems.append(
+                f"services.balance: {name} cannot be balanced with release {inv.release}: "
+                f"{reason}")
+            continue
+        proxies.update(p.name for p in service.proxies_for(inv.release))
     for omitted in inv.omit_proxies:
         if omitted not in proxies:
             problems.append(

@@ -125,6 +125,12 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     back += [f"balance {balance}"] if balance else []
     if tuned and proxy.cookie:
         back.append("cookie SERVERID insert indirect nocache")
+    # Not tuning either: an API that still accepts connections but no longer answers (or
+    # answers errors) passes a TCP check, so where the catalog knows what the application
+    # answers, haproxy asks it, in tcp-mode backends too.
+    check = proxy.http_check_for(inv.release)
+    if check is not None:
+        back += [f"option httpchk GET {check.path}", f"http-check expect status {check.status}"]
     back += list(proxy.backend) if tuned else []
     for node in inv.controllers:
         server = f"server {node.name} {backend_address(inv, node)}:{proxy.port} check inter"

@@ -28,7 +28,6 @@ from collections.abc import Mapping
 
 from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
 from hadeploy.errors import HadeployError
-from hadeploy.facts import Fact, Probe
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
     AnyOp,
@@ -36,35 +35,14 @@ from hadeploy.ops import (
     FileEdit,
     HostContext,
     PackagesInstalled,
-    Requirement,
     ServiceRunning,
     TreeCopied,
     shared_state_check,
 )
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
-from hadeploy.render.haproxy import backend_address
+from hadeploy.runbook.api_answers import apis_answer
 from hadeploy.runbook.binds import bind_edits
 from hadeploy.steps import Runbook, Step
-
-VERIFY_SECONDS = 90
-# Connect to every (address, port) pair, retrying while services start; print what fails.
-PORT_PROBE = """python3 - {pairs} <<'PYEOF'
-import socket, sys, time
-pairs = [p.rsplit(":", 1) for p in sys.argv[1:]]
-deadline = time.monotonic() + {seconds}
-failing = pairs
-while failing and time.monotonic() < deadline:
-    still = []
-    for host, port in failing:
-        try:
-            socket.create_connection((host, int(port)), 2).close()
-        except OSError:
-            still.append((host, port))
-    failing = still
-    if failing:
-        time.sleep(1)
-print(" ".join(f"{{h}}:{{p}}" for h, p in failing) or "all-answer")
-PYEOF"""
 
 
 def _vip_value(key: VipKey, current: str | None, vip: str) -> str | None:
@@ -122,27 +100,6 @@ def _by_file(keys: tuple[VipKey, ...] | tuple[HostKey, ...]) -> list[tuple]:  # 
     for key in keys:
         files.setdefault(key.file, []).append(key)
     return [tuple(group) for group in files.values()]
-
-
-def _answer(probe: Probe) -> str:
-    return probe.stdout.strip()
-
-
-def _ports_answer(inv: Inventory, node: Node, ports: list[int]) -> Requirement[str]:
-    pairs = [f"{backend_address(inv, node)}:{p}" for p in ports]
-    pairs += [f"{inv.vip.address}:{p}" for p in ports]
-    script = PORT_PROBE.format(pairs=" ".join(pairs), seconds=VERIFY_SECONDS)
-
-    def judge(ctx: HostContext, failing: str) -> str | None:
-        if failing == "all-answer":
-            return None
-        return (f"no answer from {failing or 'the APIs (python3 missing?)'} "
-                f"after {VERIFY_SECONDS}s")
-
-    # PORT_PROBE prints `all-answer`, or the address:port pairs that never answered.
-    return Requirement("ports", Fact(script, _answer), judge,
-                       f"APIs answer on {backend_address(inv, node)} and the VIP: "
-                       f"ports {', '.join(map(str, ports))}", waits=True)
 
 
 def _service_steps(inv: Inventory, service: Service,
@@ -207,12 +164,12 @@ def _service_steps(inv: Inventory, service: Service,
                       f"{service.title}: start on the new controllers, restart on the original",
                       daemons))
 
-    ports = sorted({p.port for p in service.proxies_for(release)
-                    if p.name not in inv.omit_proxies})
-    if ports:
+    proxies = sorted((p for p in service.proxies_for(release) if p.name not in inv.omit_proxies),
+                     key=lambda p: p.port)
+    if proxies:
         steps.append(Step(f"{prefix}.verify",
                           f"{service.title}: answers on every controller and the VIP",
-                          {n.name: (_ports_answer(inv, n, ports),) for n in inv.controllers},
+                          {n.name: (apis_answer(inv, n, proxies),) for n in inv.controllers},
                           read_only=True))
     return steps
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
-from lab.demo import OMIT_PROXIES
 from lab.inventory import LAB_VIP, write_lab_inventory
 from lab.openstack import OriginalController, provision_original
 from tests.lab.helpers import CTLS, LBS, hadeploy, vip_holders, wait_for
@@ -61,7 +60,7 @@ def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     original = provision_original(lab, "ctl1", state)
     before = _sums(lab)
     inventory = write_lab_inventory(lab, state / "hosts.toml", topology="colocated",
-                                    omit_proxies=OMIT_PROXIES, rc_files=[("ctl1", RC)])
+                                    rc_files=[("ctl1", RC)])
     for phase in ("lb", "controllers"):
         run = hadeploy(f"deploy-{phase}", "--hosts", str(inventory), "--yes", timeout=1500)
         assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]

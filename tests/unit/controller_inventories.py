@@ -22,8 +22,8 @@ TOPOLOGIES = ("dedicated", "colocated")
 RELEASE_SERVICES = {
     "grizzly": ("keystone", "quantum", "glance", "nova", "cinder", "swift", "novnc", "horizon",
                 "heat", "ceilometer"),
-    "modern": ("keystone", "neutron", "glance", "nova", "cinder", "swift", "novnc", "horizon",
-               "heat", "ceilometer"),
+    "modern": ("keystone", "neutron", "glance", "nova", "placement", "cinder", "swift", "novnc",
+               "horizon", "heat"),
 }
 LB_ONLY = ("galera", "rabbitmq")
 

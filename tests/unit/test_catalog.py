@@ -7,6 +7,7 @@ import copy
 import tomllib
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ def raw_catalog() -> dict[str, Any]:
 
 def test_known_services(catalog: Catalog) -> None:
     assert catalog.names() == ["ceilometer", "cinder", "galera", "glance", "heat", "horizon",
-                               "keystone", "neutron", "nova", "novnc", "quantum", "rabbitmq",
-                               "swift"]
+                               "keystone", "neutron", "nova", "novnc", "placement", "quantum",
+                               "rabbitmq", "swift"]
 
 
 def test_every_scaled_service_has_packages_and_daemons(catalog: Catalog) -> None:
@@ -75,7 +76,7 @@ def test_guide_ports(catalog: Catalog) -> None:
         "glance": 9292, "glance-registry": 9191, "nova-ec2": 8773, "nova-compute": 8774,
         "nova-metadata": 8775, "cinder": 8776, "swift": 8080, "nova-novncproxy": 6080,
         "horizon": 80, "heat-cfn": 8000, "heat-cloudwatch": 8003, "heat-api": 8004,
-        "ceilometer": 8777, "galera": 3306, "rabbitmq": 5672,
+        "ceilometer": 8777, "galera": 3306, "rabbitmq": 5672, "placement": 8778,
     }
 
 
@@ -86,6 +87,43 @@ def test_release_specific_proxies(catalog: Catalog) -> None:
         "nova-compute", "nova-metadata"]
     assert catalog["quantum"].releases == ("grizzly",)
     assert catalog["neutron"].releases == ("modern",)
+
+
+def test_modern_proxies_are_the_services_that_exist_today(catalog: Catalog) -> None:
+    """Keystone v3 has one port; glance-registry, nova-ec2, heat-cloudwatch and the
+    ceilometer API are gone; Placement is new."""
+    modern = {p.name: p.port for s in catalog.services.values() if "modern" in s.releases
+              for p in s.proxies_for("modern")}
+    gone = {"keystone-admin", "glance-registry", "nova-ec2", "heat-cloudwatch", "ceilometer",
+            "quantum"}
+    assert gone.isdisjoint(modern)
+    assert modern["keystone-public"] == 5000 and modern["placement"] == 8778
+    grizzly = {p.name for s in catalog.services.values() if "grizzly" in s.releases
+               for p in s.proxies_for("grizzly")}
+    assert gone <= grizzly and "placement" not in grizzly
+    assert catalog["ceilometer"].releases == ("grizzly",)
+    assert "removed in Queens" in catalog["ceilometer"].unavailable
+
+
+def test_modern_apis_are_checked_over_http_grizzly_over_tcp(catalog: Catalog) -> None:
+    """A wedged API still accepts connections: on modern, haproxy asks the application."""
+    checks = {p.name: (c.path, c.status) for s in catalog.services.values()
+              if "modern" in s.releases for p in s.proxies_for("modern")
+              if (c := p.http_check_for("modern")) is not None}
+    assert checks == {
+        "keystone-public": ("/v3", "200"), "neutron": ("/healthcheck", "200"),
+        "glance": ("/healthcheck", "200"), "nova-compute": ("/", "200"),
+        "nova-metadata": ("/healthcheck", "200"), "placement": ("/", "200"),
+        "cinder": ("/healthcheck", "200"), "swift": ("/healthcheck", "200"),
+        "horizon": ("/", "200-399"), "heat-cfn": ("/healthcheck", "200"),
+        "heat-api": ("/healthcheck", "200"),
+    }
+    # TCP only: noVNC's pages changed names; galera has its own 9200 check; AMQP is not HTTP
+    assert {p.name for s in catalog.services.values() if "modern" in s.releases
+            for p in s.proxies_for("modern")} - set(checks) == {
+        "nova-novncproxy", "galera", "rabbitmq"}
+    assert [p.name for s in catalog.services.values() if "grizzly" in s.releases
+            for p in s.proxies_for("grizzly") if p.http_check_for("grizzly") is not None] == []
 
 
 def test_cinder_tree_is_copied(catalog: Catalog) -> None:
@@ -175,6 +213,14 @@ def test_proxy_options_from_guide2(catalog: Catalog) -> None:
      "glance_host needs value or rehost"),
     (lambda d: d["services"]["cinder"]["proxies"][0].update(colour="red"), "unknown keys"),
     (lambda d: d["services"]["cinder"]["variants"].pop(), "no packages for debian"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(path="/a b"),
+     "must be a plain absolute path"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(status="2xx"),
+     "a list such as"),
+    (lambda d: d["services"]["cinder"]["proxies"][0]["http_check"].update(verb="HEAD"),
+     "unknown keys"),
+    (lambda d: d["services"]["cinder"]["proxies"][0].update(http_check="GET /"),
+     "http_check must be a table"),
 ])
 def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> None:
     data = copy.deepcopy(raw_catalog())
@@ -182,3 +228,41 @@ def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> Non
     mutate(data)
     with pytest.raises(CatalogError, match=message):
         parse_catalog(data)
+
+
+def _readme_services() -> dict[str, list[str]]:
+    """README's services reference table: service -> its other cells."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Services reference\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| `")]
+    return {row[0].strip("`"): row[1:] for row in rows}
+
+
+def _proxy_cell(proxies: Any) -> str:
+    return ", ".join(f"{p.name} ({p.port})" for p in proxies)
+
+
+def test_readme_services_table_is_the_catalog(catalog: Catalog) -> None:
+    """Every row of the README's table says what the catalog holds, and every service has one."""
+    rows = _readme_services()
+    assert sorted(rows) == catalog.names()
+    for name, (grizzly, modern, check, daemons) in rows.items():
+        service = catalog[name]
+        for release, cell in (("grizzly", grizzly), ("modern", modern)):
+            if release in service.releases:
+                assert cell == _proxy_cell(service.proxies_for(release)), (name, release)
+            else:
+                assert cell.startswith(("—", "refused")), (name, release)
+        if "modern" not in service.releases:
+            assert check == daemons == "", name
+            continue
+        checks = {c for p in service.proxies_for("modern")
+                  if (c := p.http_check_for("modern")) is not None}
+        for c in checks:
+            assert f"`GET {c.path}` → {c.status.replace('-', '–')}" in check, name
+        assert ("TCP connect" in check) == (not checks and name != "galera"), name
+        if service.lb_only:
+            assert daemons == "balanced only", name
+        else:
+            assert daemons == ", ".join(service.variant("debian", "modern").daemons), name

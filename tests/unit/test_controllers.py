@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +44,8 @@ from hadeploy.ops import (
 )
 from hadeploy.ops.endpoints import EndpointsOnVip
 from hadeploy.platforms import profile_for
+from hadeploy.render import render_haproxy_cfg
+from hadeploy.runbook.api_answers import api_probe_script
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.steps import Runbook, Step
 from hadeploy.testing import FakeTransport
@@ -108,14 +113,30 @@ VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
     },
     "nova": {  # guide: openstack-nova-api and the cinder client
         ("grizzly", "el"): (("openstack-nova-api", "python-cinderclient"), ("openstack-nova-api",)),
-        ("modern", "el"): (("openstack-nova-api", "python3-cinderclient"), ("openstack-nova-api",)),
+        # modern: the conductor and the scheduler run on every controller too
+        ("modern", "el"): (("openstack-nova-api", "openstack-nova-conductor",
+                            "openstack-nova-scheduler", "python3-cinderclient"),
+                           ("openstack-nova-api", "openstack-nova-conductor",
+                            "openstack-nova-scheduler")),
         ("grizzly", "debian"): (("nova-api", "python-cinderclient"), ("nova-api",)),
         # Debian runs the metadata API (8775) as its own daemon, shipped in nova-api.
-        ("modern", "debian"): (("nova-api", "python3-cinderclient"),
-                               ("nova-api", "nova-api-metadata")),
+        ("modern", "debian"): (("nova-api", "nova-conductor", "nova-scheduler",
+                                "python3-cinderclient"),
+                               ("nova-api", "nova-api-metadata", "nova-conductor",
+                                "nova-scheduler")),
     },
-    "cinder": _any((("openstack-cinder",), ("openstack-cinder-api",)),
-                   (("cinder-api",), ("cinder-api",))),
+    "placement": {  # RDO runs it in httpd; Debian under uwsgi with its own init script
+        ("modern", "el"): (("openstack-placement-api",), ("httpd",)),
+        ("modern", "debian"): (("placement-api",), ("placement-api",)),
+    },
+    "cinder": {
+        ("grizzly", "el"): (("openstack-cinder",), ("openstack-cinder-api",)),
+        ("modern", "el"): (("openstack-cinder",),
+                           ("openstack-cinder-api", "openstack-cinder-scheduler")),
+        ("grizzly", "debian"): (("cinder-api",), ("cinder-api",)),
+        ("modern", "debian"): (("cinder-api", "cinder-scheduler"),
+                               ("cinder-api", "cinder-scheduler")),
+    },
     "swift": _any((("openstack-swift-proxy",), ("openstack-swift-proxy",)),
                   (("swift-proxy",), ("swift-proxy",))),
     "novnc": {
@@ -126,17 +147,27 @@ VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
     },
     "horizon": _any((("openstack-dashboard",), ("httpd",)),
                     (("openstack-dashboard",), ("apache2",))),
-    "heat": _any((("openstack-heat-api", "openstack-heat-api-cfn"),
-                  ("openstack-heat-api", "openstack-heat-api-cfn")),
-                 (("heat-api", "heat-api-cfn"), ("heat-api", "heat-api-cfn"))),
-    "ceilometer": _any((("openstack-ceilometer-api",), ("openstack-ceilometer-api",)),
-                       (("ceilometer-api",), ("ceilometer-api",))),
+    "heat": {  # modern: heat-engine does the work the APIs queue, on every controller
+        ("grizzly", "el"): (("openstack-heat-api", "openstack-heat-api-cfn"),
+                            ("openstack-heat-api", "openstack-heat-api-cfn")),
+        ("modern", "el"): (("openstack-heat-api", "openstack-heat-api-cfn",
+                            "openstack-heat-engine"),
+                           ("openstack-heat-api", "openstack-heat-api-cfn",
+                            "openstack-heat-engine")),
+        ("grizzly", "debian"): (("heat-api", "heat-api-cfn"), ("heat-api", "heat-api-cfn")),
+        ("modern", "debian"): (("heat-api", "heat-api-cfn", "heat-engine"),
+                               ("heat-api", "heat-api-cfn", "heat-engine")),
+    },
+    "ceilometer": {  # its API was removed in Queens: grizzly only
+        ("grizzly", "el"): (("openstack-ceilometer-api",), ("openstack-ceilometer-api",)),
+        ("grizzly", "debian"): (("ceilometer-api",), ("ceilometer-api",)),
+    },
 }
 
 ETC = {"keystone": "/etc/keystone", "quantum": "/etc/quantum", "neutron": "/etc/neutron",
        "glance": "/etc/glance", "nova": "/etc/nova", "cinder": "/etc/cinder",
        "swift": "/etc/swift", "novnc": "", "horizon": "/etc/openstack-dashboard",
-       "heat": "/etc/heat", "ceilometer": "/etc/ceilometer"}
+       "heat": "/etc/heat", "ceilometer": "/etc/ceilometer", "placement": "/etc/placement"}
 
 # Services whose state stays on the node that serves it (Glance's file store): the run
 # first checks, read-only on the original, that it is on shared storage.
@@ -153,6 +184,7 @@ VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     ("nova", "modern"): ("/etc/nova/nova.conf",),
     ("cinder", "grizzly"): ("/etc/cinder/cinder.conf", "/etc/cinder/api-paste.ini"),
     ("cinder", "modern"): ("/etc/cinder/cinder.conf",),
+    ("placement", "modern"): ("/etc/placement/placement.conf",),
 }
 # Files with host-specific keys (bind addresses, my_ip, ...).
 HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -169,21 +201,26 @@ HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     **{("heat", r): ("/etc/heat/heat.conf",) for r in RELEASES},
     # nova-novncproxy's listen address (nova.conf, which the nova service copies)
     **{("novnc", r): ("/etc/nova/nova.conf",) for r in RELEASES},
-    **{("ceilometer", r): ("/etc/ceilometer/ceilometer.conf",) for r in RELEASES},
+    ("ceilometer", "grizzly"): ("/etc/ceilometer/ceilometer.conf",),
 }
 PORTS: dict[tuple[str, str], tuple[int, ...]] = {
-    **{("keystone", r): (5000, 35357) for r in RELEASES},
+    # modern: one Keystone port, no glance-registry, no heat-cloudwatch, no ceilometer API
+    ("keystone", "grizzly"): (5000, 35357),
+    ("keystone", "modern"): (5000,),
     ("quantum", "grizzly"): (9696,),
     ("neutron", "modern"): (9696,),
-    **{("glance", r): (9191, 9292) for r in RELEASES},
+    ("glance", "grizzly"): (9191, 9292),
+    ("glance", "modern"): (9292,),
     ("nova", "grizzly"): (8773, 8774, 8775),
     ("nova", "modern"): (8774, 8775),
+    ("placement", "modern"): (8778,),
     **{("cinder", r): (8776,) for r in RELEASES},
     **{("swift", r): (8080,) for r in RELEASES},
     **{("novnc", r): (6080,) for r in RELEASES},
     **{("horizon", r): (80,) for r in RELEASES},
-    **{("heat", r): (8000, 8003, 8004) for r in RELEASES},
-    **{("ceilometer", r): (8777,) for r in RELEASES},
+    ("heat", "grizzly"): (8000, 8003, 8004),
+    ("heat", "modern"): (8000, 8004),
+    ("ceilometer", "grizzly"): (8777,),
 }
 
 def ops_of(step: Step, host: str) -> tuple[AnyOp, ...]:
@@ -237,6 +274,8 @@ BIND_FILES: dict[tuple[str, str, Family], tuple[str, ...]] = {
     ("modern", "nova", "debian"): ("/etc/default/nova-api", "/etc/default/nova-api-metadata"),
     ("modern", "cinder", "debian"): ("/etc/default/cinder-api",),
     ("modern", "heat", "debian"): ("/etc/default/heat-api", "/etc/default/heat-api-cfn"),
+    ("modern", "placement", "debian"): ("/etc/default/placement-api",),
+    ("modern", "placement", "el"): ("/etc/httpd/conf.d/00-placement-api.conf",),
     **{(r, "horizon", "debian"): ("/etc/apache2/ports.conf",) for r in RELEASES},
     **{(r, "horizon", "el"): ("/etc/httpd/conf/httpd.conf", "/etc/httpd/conf/ports.conf")
        for r in RELEASES},
@@ -509,50 +548,103 @@ def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, rel
         (op,) = ops_of(step, host)
         assert isinstance(op, Requirement)
         ctx = ctx_for(inv, host, profile_for("el7"))
-        pairs = [f"{address}:{p}" for p in ports] + [f"{vip}:{p}" for p in ports]
-        assert host_script(op, ctx).startswith(f"python3 - {' '.join(pairs)} <<'PYEOF'\n")
+        targets = [_target(a, p, release) for a in (address, vip) for p in ports]
+        assert host_script(op, ctx).startswith(f"python3 - {' '.join(targets)} <<'PYEOF'\n")
         assert op.done(ctx, op.read(ctx, Probe("all-answer\n")))
-        assert not op.done(ctx, op.read(ctx, Probe(f"{vip}:{ports[0]}\n")))
-        assert f"no answer from {vip}:{ports[0]}" in op.preview(
-            ctx, op.read(ctx, Probe(f"{vip}:{ports[0]}")))
+        failing = f"{vip}:{ports[0]}: no answer\n{address}:{ports[0]}: no answer\n"
+        assert not op.done(ctx, op.read(ctx, Probe(failing)))
+        assert (f"not answering as haproxy expects after 90s: {vip}:{ports[0]}: no answer; "
+                f"{address}:{ports[0]}: no answer") in op.preview(ctx, op.read(ctx, Probe(failing)))
+
+
+# What haproxy's check asks each modern API port (Debian 12's packages; grizzly: TCP only).
+HTTP_CHECKS = {5000: "/v3=200", 9292: "/healthcheck=200", 9696: "/healthcheck=200",
+               8774: "/=200", 8775: "/healthcheck=200", 8778: "/=200", 8776: "/healthcheck=200",
+               8080: "/healthcheck=200", 80: "/=200-399", 8000: "/healthcheck=200",
+               8004: "/healthcheck=200"}
+
+
+def _target(address: str, port: int, release: str) -> str:
+    check = HTTP_CHECKS.get(port, "") if release == "modern" else ""
+    return f"{address}:{port}{check}"
+
+
+def test_verify_asks_what_haproxy_asks(inventories: Inventories) -> None:
+    """The verify step and haproxy.cfg agree on each port's request and statuses."""
+    inv = inventories("modern", "el7", "dedicated")
+    cfg = render_haproxy_cfg(inv)
+    for service in RELEASE_SERVICES["modern"]:
+        step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
+            f"ctl.{service}.verify"]
+        (op,) = ops_of(step, "rhos6-node2")
+        script = host_script(op, ctx_for(inv, "rhos6-node2", profile_for("el7")))
+        for port in PORTS[(service, "modern")]:
+            if port not in HTTP_CHECKS:
+                assert f" 192.168.1.220:{port} " in script  # a TCP connect (novnc)
+                continue
+            path, status = HTTP_CHECKS[port].split("=")
+            assert f" 192.168.1.220:{port}{path}={status} " in script + " "
+            backend = cfg.split(f":{port} check")[0].rsplit("\nbackend ", 1)[1]
+            assert f"option httpchk GET {path}\n    http-check expect status {status}\n" in backend
 
 
 def test_verify_skips_omitted_proxies(tmp_path: Path) -> None:
     text = inventory_text("modern", "debian", "dedicated").replace(
-        "[services]\n", "[services]\nomit_proxies = [\"glance-registry\"]\n")
+        "[services]\n", "[services]\nomit_proxies = [\"nova-metadata\"]\n")
     path = tmp_path / "hosts.toml"
     path.write_text(text)
     inv = load_inventory(path)
-    step = by_id(build_controllers_runbook(inv, families(inv), only=("glance",)))[
-        "ctl.glance.verify"]
+    step = by_id(build_controllers_runbook(inv, families(inv), only=("nova",)))[
+        "ctl.nova.verify"]
     (op,) = ops_of(step, "rhos6-node2")
     probe = host_script(op, ctx_for(inv, "rhos6-node2", profile_for("debian")))
-    assert "192.168.1.222:9292 192.168.1.220:9292 <<" in probe
-    assert "9191" not in probe
+    assert "192.168.1.222:8774/=200 192.168.1.220:8774/=200 <<" in probe
+    assert "8775" not in probe
 
 
-def test_the_port_probe_runs_with_real_python(tmp_path: Path) -> None:
-    """The verify script itself, against a port that answers and one that does not."""
-    import socket
+class _Status(http.server.BaseHTTPRequestHandler):
+    """Answers GET /v3 with 200 and every other path with 404, like a tiny API."""
 
-    from hadeploy.runbook import controllers
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/v3" else 404)
+        self.end_headers()
 
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        with socket.socket() as closed:
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _probe(*targets: str, seconds: int = 1) -> str:
+    out = subprocess.run(["/bin/sh", "-c", api_probe_script(targets, seconds)],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return out.stdout.strip()
+
+
+def test_the_api_probe_runs_with_real_python() -> None:
+    """The verify script itself, against an HTTP API, a port that accepts connections but
+    never answers (a wedged API: up for a TCP check, down for haproxy's HTTP check), and a
+    closed port."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = server.server_address[1]
+    try:
+        with socket.socket() as wedged, socket.socket() as closed:
+            wedged.bind(("127.0.0.1", 0))
+            wedged.listen()
+            stuck = wedged.getsockname()[1]
             closed.bind(("127.0.0.1", 0))
             dead = closed.getsockname()[1]
-        script = controllers.PORT_PROBE.format(pairs=f"127.0.0.1:{port}", seconds=2)
-        out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
-                             timeout=30, check=True)
-        assert out.stdout.strip() == "all-answer"
-        script = controllers.PORT_PROBE.format(pairs=f"127.0.0.1:{port} 127.0.0.1:{dead}",
-                                               seconds=1)
-        out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
-                             timeout=30, check=True)
-        assert out.stdout.strip() == f"127.0.0.1:{dead}"
+            assert _probe(f"127.0.0.1:{api}/v3=200", f"127.0.0.1:{api}/=404",
+                          f"127.0.0.1:{api}/v3=200-399,401", f"127.0.0.1:{stuck}",
+                          seconds=2) == "all-answer"
+            assert _probe(f"127.0.0.1:{api}/healthcheck=200-399,401", f"127.0.0.1:{stuck}/v3=200",
+                          f"127.0.0.1:{dead}", f"127.0.0.1:{dead}/v3=200") == "\n".join([
+                f"127.0.0.1:{api} GET /healthcheck: answered 404, expected 200-399,401",
+                f"127.0.0.1:{stuck} GET /v3: no answer",
+                f"127.0.0.1:{dead}: no answer",
+                f"127.0.0.1:{dead} GET /v3: no answer"])
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- tree copy --------------------------------------------------------------------------------

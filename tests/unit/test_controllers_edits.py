@@ -251,6 +251,6 @@ def test_every_service_with_config_has_fixtures() -> None:
              for release in ("grizzly", "modern")}
     assert trees["grizzly"] == {"keystone", "quantum", "glance", "nova", "cinder", "swift",
                                 "ceilometer"}
-    assert trees["modern"] == {"keystone", "neutron", "glance", "nova", "cinder", "swift",
-                               "heat", "ceilometer"}
+    assert trees["modern"] == {"keystone", "neutron", "glance", "nova", "placement", "cinder",
+                               "swift", "heat"}
     assert set(RELEASE_SERVICES["modern"]) - trees["modern"] == {"novnc", "horizon"}

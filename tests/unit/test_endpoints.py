@@ -141,7 +141,7 @@ def test_modern_outcome_done_and_undo_restore_in_reverse_order(guide2: Inventory
     assert record["rc"] == RC
     assert len(record["old"]) == 14
     assert {"id": "2b3c4d5e6f7a48b9c0d1e2f3a4b5c6d7", "interface": "admin",
-            "url": "http://192.168.1.221:35357"} in record["old"]
+            "url": "http://192.168.1.221:5000"} in record["old"]
     printed = "".join(f"{framing.tag(SET)} {ident} {url}\n" for ident, url in _modern_expected())
     assert op.outcome(ctx, [printed]) == {"moved": [i for i, _ in _modern_expected()]}
     assert op.outcome(ctx, [""]) == {}

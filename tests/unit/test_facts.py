@@ -141,10 +141,10 @@ def test_ports_free_names_the_api_that_holds_a_vip_port_on_all_addresses(
     op, ctx = requirement(colocated, "lb.preflight", "ports-free")
     assert op.probe(ctx) == "ss -Hltnp 2>/dev/null || true"
     problem = judged(op, ctx, SS_P)
-    # keystone on 0.0.0.0:5000 and [::]:35357 (no process shown); not glance on its own
-    # address, not haproxy
+    # keystone on 0.0.0.0:5000; not [::]:35357 (no VIP port on modern, whose Keystone has
+    # one port), not glance on its own address, not haproxy
     assert problem == (
-        '  NOT MET: 0.0.0.0:5000 (users:(("keystone-all",pid=11,fd=3))), [::]:35357 (a process) '
+        '  NOT MET: 0.0.0.0:5000 (users:(("keystone-all",pid=11,fd=3))) '
         "holds a port haproxy needs on the VIP; bind that API to the node's address "
         "(192.168.1.221) first\n")
     assert judged(op, ctx, SS_P.splitlines()[1] + "\n") == ""

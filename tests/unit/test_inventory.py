@@ -253,7 +253,7 @@ def test_colocated_is_guide2(colocated: Inventory) -> None:
     assert (monitor.port, monitor.stats_user, monitor.stats_password_env) == (
         9300, "root", "HADEPLOY_STATS_PASSWORD")
     assert colocated.haproxy.mode == "tcp" and colocated.haproxy.check_inter == "1s"
-    assert len(colocated.services) == 12
+    assert len(colocated.services) == 11
     assert colocated.nodes == colocated.controllers
 
 

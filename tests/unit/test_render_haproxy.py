@@ -193,6 +193,21 @@ BACKENDS2 = {
     "ceilometer-vms": "ceilometer-vms",
 }
 COOKIE_LINE = "cookie SERVERID insert indirect nocache"
+# Guide 2 (RHOS 6, Juno) balances APIs that no longer exist: the example is modern, so hadeploy
+# renders none of these (Keystone v3 has one port; glance-registry, heat-api-cloudwatch and
+# ceilometer's API were removed).
+GONE2 = {(kind, name) for proxy in ("keystone-admin", "glance-registry", "heat-cloudwatch",
+                                    "ceilometer")
+         for kind, name in (("frontend", f"vip-{proxy}"), ("backend", f"{proxy}-vms"))}
+# Guide 2 checks every API with a TCP connect; modern backends ask the application itself
+# (the requests and statuses of Debian 12's packages, see services.toml).
+HTTP_CHECKS2 = {
+    "keystone-public-vms": ("/v3", "200"), "glance-vms": ("/healthcheck", "200"),
+    "cinder-vms": ("/healthcheck", "200"), "swift-vms": ("/healthcheck", "200"),
+    "neutron-vms": ("/healthcheck", "200"), "nova-metadata-vms": ("/healthcheck", "200"),
+    "nova-compute-vms": ("/", "200"), "horizon-vms": ("/", "200-399"),
+    "heat-cfn-vms": ("/healthcheck", "200"), "heat-api-vms": ("/healthcheck", "200"),
+}
 
 
 def translated_guide2() -> list[Section]:
@@ -219,22 +234,24 @@ def corrected_guide2(password: str) -> list[Section]:
     for s in translated_guide2():
         s = copy.deepcopy(s)
         key = (s.kind, s.name)
+        if key in GONE2:
+            continue
         if key == ("listen", "monitor"):  # the guide's typo and literal password
             s.lines = [f"stats auth root:{password}" if line == "stats authroot:redhat" else line
                        for line in s.lines]
         if key == ("global", ""):  # the admin socket is restricted to root
             s.lines = [line + " mode 600 level admin" if line.startswith("stats socket ")
                        else line for line in s.lines]
-        if key == ("frontend", "vip-glance"):  # glance-api is 9292 ...
+        if key == ("frontend", "vip-glance"):  # glance-api is 9292
             s.lines = [line.replace(":9191", ":9292") for line in s.lines]
-        if key == ("frontend", "vip-glance-registry"):  # ... and glance-registry 9191
-            s.lines = [line.replace(":9292", ":9191") for line in s.lines]
         if key == ("backend", "glance-vms"):
             s.lines = [line.replace(":9191 ", ":9292 ") for line in s.lines]
-        if key == ("backend", "glance-registry-vms"):
-            s.lines = [line.replace(":9292 ", ":9191 ") for line in s.lines]
         if key == ("frontend", "vip-horizon"):  # a cookie needs http mode, in the backend
             s.lines = [line for line in s.lines if line != COOKIE_LINE] + ["mode http"]
+        if s.kind == "backend" and s.name in HTTP_CHECKS2:
+            path, status = HTTP_CHECKS2[s.name]
+            s.lines = [*s.lines, f"option httpchk GET {path}",
+                       f"http-check expect status {status}"]
         if key == ("backend", "horizon-vms"):
             s.lines = [*s.lines, "mode http", COOKIE_LINE]
             # server cookies are the node names (the guide's rhos6-horizonN are arbitrary)
@@ -265,16 +282,17 @@ def test_guide2_differences_are_exactly_the_named_ones(colocated: Inventory) -> 
     """Without the corrections above, exactly these sections differ: none slipped in."""
     raw = {(s.kind, s.name): s for s in translated_guide2()}
     ours = {(s.kind, s.name): s for s in parse_haproxy(render_haproxy_cfg(colocated))}
+    assert set(raw) - set(ours) == GONE2 and set(ours) <= set(raw)
     differing = {
-        key for key, s in raw.items()
+        key for key, s in raw.items() if key not in GONE2
         if (s.binds, s.options, s.servers) != (ours[key].binds, ours[key].options,
                                                ours[key].servers)
     }
     assert differing == {
         ("global", ""), ("listen", "monitor"),
-        ("frontend", "vip-glance"), ("frontend", "vip-glance-registry"),
-        ("backend", "glance-vms"), ("backend", "glance-registry-vms"),
+        ("frontend", "vip-glance"), ("backend", "glance-vms"),
         ("frontend", "vip-horizon"), ("backend", "horizon-vms"),
+        *(("backend", name) for name in HTTP_CHECKS2),
     }
     assert "stats authroot:redhat" in raw["listen", "monitor"].lines
     assert not any("redhat" in line for s in ours.values() for line in s.lines)
@@ -292,18 +310,34 @@ def test_guide2_check_options(colocated: Inventory) -> None:
     assert "option clitcpka" in ours["frontend", "vip-rabbitmq"].lines
     assert "option srvtcpka" in ours["backend", "rabbitmq-vms"].lines
     assert ours["backend", "rabbitmq-vms"].value("timeout server") == "900m"
-    for name in ("keystone-admin", "keystone-public"):
-        assert ours["frontend", f"vip-{name}"].value("timeout client") == "600s"
-        for server in ours["backend", f"{name}-vms"].servers:
-            assert server.endswith("check inter 1s on-marked-down shutdown-sessions")
+    assert ours["frontend", "vip-keystone-public"].value("timeout client") == "600s"
+    for server in ours["backend", "keystone-public-vms"].servers:
+        assert server.endswith("check inter 1s on-marked-down shutdown-sessions")
     horizon = ours["backend", "horizon-vms"]
     assert horizon.value("mode") == "http" and horizon.value("cookie") == COOKIE_LINE[7:]
     assert ours["frontend", "vip-horizon"].value("mode") == "http"
-    assert ours["frontend", "vip-ceilometer"].value("timeout client") == "90s"
-    assert ours["backend", "ceilometer-vms"].value("timeout server") == "90s"
     defaults = ours["defaults", ""]
     assert defaults.lines == ["mode tcp", "maxconn 10000", "timeout connect 5s",
                               "timeout client 30s", "timeout server 30s"]
+
+
+def test_http_checks_are_rendered_untuned_and_in_tcp_mode(colocated: Inventory) -> None:
+    """The application check is not tuning: without catalog_options (which drops the guide's
+    timeouts and cookies) and in a tcp-mode backend, haproxy still asks each API."""
+    untuned = dataclasses.replace(colocated, haproxy=dataclasses.replace(
+        colocated.haproxy, catalog_options=False))
+    for inv in (colocated, untuned):
+        ours = {(s.kind, s.name): s for s in parse_haproxy(render_haproxy_cfg(inv))}
+        keystone = ours["backend", "keystone-public-vms"]
+        assert inv.haproxy.mode == "tcp" and keystone.value("mode") is None
+        assert keystone.lines[1:3] == ["option httpchk GET /v3", "http-check expect status 200"]
+        assert ours["backend", "horizon-vms"].value("http-check") == "expect status 200-399"
+        novnc = ours["backend", "nova-novncproxy-vms"]
+        assert novnc.value("option") is None and novnc.value("http-check") is None
+    grizzly = parse_haproxy(render_haproxy_cfg(dataclasses.replace(colocated,
+                                                                   release="grizzly")))
+    assert not any(line.startswith(("option httpchk GET", "http-check"))
+                   for section in grizzly for line in section.lines)
 
 
 def test_colocated_backends_use_each_api_bind(colocated: Inventory) -> None:
@@ -491,7 +525,7 @@ VARIANTS: dict[str, tuple[Path, tuple[tuple[str, str], ...], dict[str, str] | No
     "modern-dedicated-leastconn": (HOSTS_EXAMPLE, (
         ('release = "grizzly"', 'release = "modern"'), ('"quantum"', '"neutron"'),
         ('mode = "http"', 'mode = "http"\nbalance = "leastconn"'),
-        ('"cinder"]\n', '"cinder"]\nomit_proxies = ["glance-registry"]\n'),
+        ('"cinder"]\n', '"cinder"]\nomit_proxies = ["nova-metadata"]\n'),
     ), None),
     "debian": (HOSTS_EXAMPLE, (DEBIAN,), None),
     "colocated-debian": (COLOCATED, (('platform = "el7"', 'platform = "debian"'),), None),
@@ -546,7 +580,9 @@ GRIZZLY = ["keystone", "quantum", "glance", "nova", "cinder", "swift", "novnc", 
 @st.composite
 def inventories(draw: st.DrawFn) -> str:
     release = draw(st.sampled_from(["grizzly", "modern"]))
-    names = [n if release == "grizzly" or n != "quantum" else "neutron" for n in GRIZZLY]
+    # modern: quantum is called neutron, ceilometer's API is gone, Placement is new
+    names = GRIZZLY if release == "grizzly" else [
+        {"quantum": "neutron", "ceilometer": "placement"}.get(n, n) for n in GRIZZLY]
     services = draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names),
                              unique=True))
     colocated = draw(st.booleans())
@@ -633,7 +669,7 @@ def test_real_haproxy_reads_the_stats_password_unchanged(password: str, tmp_path
         ("port = 9300", f"port = {port}"),
         ('stats_socket = "/var/lib/haproxy/stats"', f'stats_socket = "{tmp_path}/stats"'),
         ('balance = ["galera", "rabbitmq", "keystone", "glance", "cinder", "swift", "neutron", '
-         '"novnc",\n           "nova", "horizon", "heat", "ceilometer"]', 'balance = ["swift"]'),
+         '"novnc",\n           "nova", "horizon", "heat"]', 'balance = ["swift"]'),
         *((f"192.168.1.22{i}", f"127.0.0.{i + 1}") for i in (1, 2, 3) for _ in (0, 1)),
     )
     inventory = tmp_path / "local.toml"

@@ -1,0 +1,103 @@
+"""The controllers phase's verify: each API answers on a controller's own address and through
+the VIP, judged the way haproxy judges it.
+
+Where the catalog gives a proxy an HTTP check, the probe sends the same `GET path` haproxy's
+health check sends and accepts the same statuses (`http-check expect status`), so a wedged API
+that still accepts connections fails here as it fails there; other ports get a TCP connect.
+One python3 program per host checks every target, retrying while the services start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hadeploy.catalog import Proxy, Release
+from hadeploy.facts import Fact, Probe
+from hadeploy.inventory.model import Inventory, Node
+from hadeploy.ops import HostContext, Requirement
+from hadeploy.quoting import q
+from hadeploy.render.haproxy import backend_address
+
+VERIFY_SECONDS = 90
+ALL_ANSWER = "all-answer"
+# Targets are HOST:PORT (a TCP connect) or HOST:PORT/PATH=STATUSES (GET PATH, expecting a
+# status in haproxy's list of codes and ranges). Prints `all-answer`, or one line per target
+# that never answered as expected, with what it did answer.
+API_PROBE = """python3 - {targets} <<'PYEOF'
+import http.client, socket, sys, time
+
+def accepts(statuses, code):
+    for item in statuses.split(","):
+        low, _, high = item.partition("-")
+        if int(low) <= code <= int(high or low):
+            return True
+    return False
+
+def problem(target):
+    where, _, statuses = target.partition("=")
+    address, slash, path = where.partition("/")
+    host, port = address.rsplit(":", 1)
+    if not slash:
+        try:
+            socket.create_connection((host, int(port)), 2).close()
+            return None
+        except OSError:
+            return address + ": no answer"
+    conn = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        conn.request("GET", "/" + path)
+        code = conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return address + " GET /" + path + ": no answer"
+    finally:
+        conn.close()
+    if accepts(statuses, code):
+        return None
+    return address + " GET /" + path + ": answered " + str(code) + ", expected " + statuses
+
+deadline = time.monotonic() + {seconds}
+failing = sys.argv[1:]
+problems = []
+while failing and time.monotonic() < deadline:
+    found = [(t, problem(t)) for t in failing]
+    failing = [t for t, p in found if p]
+    problems = [p for t, p in found if p]
+    if failing:
+        time.sleep(1)
+print("\\n".join(problems) or "all-answer")
+PYEOF"""
+
+
+def api_target(address: str, proxy: Proxy, release: Release) -> str:
+    """One probe target: the proxy's port on `address`, with its HTTP check if it has one."""
+    check = proxy.http_check_for(release)
+    if check is None:
+        return f"{address}:{proxy.port}"
+    return f"{address}:{proxy.port}{check.path}={check.status}"
+
+
+def api_probe_script(targets: Sequence[str], seconds: int = VERIFY_SECONDS) -> str:
+    """The python3 program (as a shell command) that checks every target within `seconds`."""
+    return API_PROBE.replace("{targets}", " ".join(q(t) for t in targets)).replace(
+        "{seconds}", str(seconds))
+
+
+def _answer(probe: Probe) -> str:
+    return probe.stdout.strip()
+
+
+def apis_answer(inv: Inventory, node: Node, proxies: Sequence[Proxy]) -> Requirement[str]:
+    """Every proxy's API answers as haproxy expects on `node`'s own address and on the VIP."""
+    own = backend_address(inv, node)
+    targets = [api_target(address, p, inv.release)
+               for address in (own, str(inv.vip.address)) for p in proxies]
+
+    def judge(ctx: HostContext, seen: str) -> str | None:
+        if seen == ALL_ANSWER:
+            return None
+        return (f"not answering as haproxy expects after {VERIFY_SECONDS}s: "
+                + ("; ".join(seen.splitlines()) or "no output (python3 missing?)"))
+
+    ports = ", ".join(str(p.port) for p in proxies)
+    return Requirement("ports", Fact(api_probe_script(targets), _answer), judge,
+                       f"APIs answer on {own} and the VIP: ports {ports}", waits=True)

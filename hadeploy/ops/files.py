@@ -40,8 +40,14 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         f"target={p}\n"
         'dir=$(dirname "$target")\n'
         '[ -d "$dir" ] || mkdir -p "$dir"\n'
-        'tmp=$(mktemp "$dir/.hadeploy.XXXXXX")\n'
+        # One temp name per target: a write retried after a dead run replaces what that run
+        # left. Created anew, owner-only, before any content arrives; removed however the
+        # script ends, a hang-up or a closed pipe included (the workstation died).
+        'tmp="$dir/.hadeploy.$(basename "$target")"\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
+        "trap 'rm -f \"$tmp\"; exit 1' HUP INT PIPE TERM\n"
+        'rm -f "$tmp"\n'
+        '(set -C; umask 077; : > "$tmp")\n'
         'cat > "$tmp"\n'
         f'if [ "$(wc -c < "$tmp" | tr -d \' \')" != {size} ] || '
         f'[ "$(sha256sum < "$tmp" | cut -d\' \' -f1)" != {digest} ]; then\n'

@@ -127,6 +127,32 @@ def test_an_upload_cut_off_never_replaces_the_file(etc: Path, arrived: bytes) ->
     assert leftovers(etc) == []
 
 
+def test_a_hang_up_mid_upload_leaves_no_temp_file_and_a_retry_clears_a_dead_runs(
+        etc: Path) -> None:
+    """sshd hangs up on a dead workstation's command: the temp file goes with it. A temp left
+    by a process that could not clean up (SIGKILL) is the retry's own name: replaced."""
+    target, backup = etc / "haproxy.cfg", etc.parent / "backup" / "haproxy.cfg"
+    target.write_bytes(b"old\n")
+    script = atomic_write(str(target), USER, GROUP, "0640", str(backup), None,
+                          content=b"global\n    daemon\n")
+    upload = subprocess.Popen(["/bin/sh", "-c", script], stdin=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert upload.stdin is not None
+    upload.stdin.write(b"glo")
+    upload.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not list(etc.glob(".hadeploy.*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (left,) = etc.glob(".hadeploy.*")
+    upload.send_signal(signal.SIGHUP)
+    upload.communicate(timeout=30)
+    assert upload.returncode != 0
+    assert leftovers(etc) == [] and target.read_bytes() == b"old\n"
+    left.write_bytes(b"glo")  # as SIGKILL would leave it
+    assert write(target, b"global\n    daemon\n", backup).returncode == 0
+    assert leftovers(etc) == [] and target.read_bytes() == b"global\n    daemon\n"
+
+
 def test_failed_validation_leaves_the_old_file_untouched_and_no_temp_file(etc: Path) -> None:
     target, backup = etc / "haproxy.cfg", etc.parent / "backup" / "haproxy.cfg"
     target.write_bytes(b"good config\n")

@@ -5,10 +5,13 @@ Every marker hadeploy prints starts with `@@`, and this module is the only one t
 reads them: the engine's batched probes, named sections of a read-only report, and tagged
 lines that a probe or command prints among other output. The fake transport in
 `hadeploy.testing` answers batches through the same functions, so the format cannot drift.
+The other direction too: a stream the engine carries from one host to another's stdin goes
+with its size and sha256 (`carried`, `receive_carried`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -112,3 +115,29 @@ def after_tag(name: str, stdout: str) -> str | None:
     if marker not in stdout:
         return None
     return stdout.split(marker, 1)[1]
+
+
+# -- streams carried from one host to another --------------------------------------------------
+
+def carried(data: bytes) -> bytes:
+    """`data` as the engine hands it to the receiving host: a `SIZE SHA256` line first, so the
+    receiver can tell a whole stream from one cut off by a dying workstation (a tar archive
+    cut at a member boundary extracts without an error, files missing)."""
+    return f"{len(data)} {hashlib.sha256(data).hexdigest()}\n".encode() + data
+
+
+def receive_carried(path: str, what: str) -> str:
+    """Shell lines reading a `carried` stream from stdin into the file at `path` (a quoted
+    word or variable, created owner-only), then exiting 1 naming `what` (expanded in double
+    quotes: plain words and `$variables` only) unless all of it arrived."""
+    cut_off = f"{what} arrived incomplete; nothing was replaced"
+    return (
+        "size=none sum=none\n"
+        "IFS=' ' read -r size sum || true\n"
+        f"(umask 077 && : > {path})\n"
+        f'case "$size" in *[!0-9]*|"") ;; *) head -c "$size" > {path} ;; esac\n'
+        f'if [ "$(wc -c < {path} | tr -d \' \')" != "$size" ] || '
+        f'[ "$(sha256sum < {path} | cut -d\' \' -f1)" != "$sum" ]; then\n'
+        f'  echo "{cut_off}" >&2; exit 1\n'
+        "fi\n"
+    )

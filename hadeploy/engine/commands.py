@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from hadeploy import framing
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.errors import Interrupted
 from hadeploy.events import Emitter
@@ -39,7 +40,7 @@ class CommandRunner:
         stdin = command.stdin
         if command.stdin_from is not None:
             source = command.stdin_from
-            stdin = self.transport.read(source.host, source.script)
+            stdin = framing.carried(self.transport.read(source.host, source.script))
         if command.notice:
             self.emit("notice", step_id, host, text=command.notice)
         started = time.monotonic()

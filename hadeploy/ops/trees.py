@@ -32,6 +32,7 @@ import posixpath
 import re
 from dataclasses import dataclass, replace
 
+from hadeploy import framing
 from hadeploy.facts import Fact, Probe
 from hadeploy.facts.trees import Manifest, manifest_script, parse_manifest
 from hadeploy.ops.base import Command, HostContext, Operation, Record, SourceRead
@@ -158,13 +159,17 @@ def tree_swap_script(paths: TreePaths, exclude: tuple[str, ...] = (),
     return (
         "set -eu\n"
         + _vars(paths)
-        + "trap 'rm -rf \"$stage\" \"$trash\"' EXIT\n"
+        + "trap 'rm -rf \"$stage\" \"$stage.tar\" \"$trash\"' EXIT\n"
         "trap 'exit 1' HUP INT TERM PIPE\n"
         + _names_check(owners, groups)
         + 'mkdir -p "$(dirname "$target")"\n'
-        'rm -rf "$stage" "$trash"\n'
-        'mkdir -m 700 "$stage"\n'
-        'tar -C "$stage" -x -p --same-owner -f -\n'
+        'rm -rf "$stage" "$stage.tar" "$trash"\n'
+        # The whole archive first, checked against the size and sha256 the engine sent ahead
+        # of it: a cut-off stream never reaches the tree.
+        + framing.receive_carried('"$stage.tar"', "the copy of $target")
+        + 'mkdir -m 700 "$stage"\n'
+        'tar -C "$stage" -x -p --same-owner -f "$stage.tar"\n'
+        'rm -f "$stage.tar"\n'
         + keep
         + 'if [ -e "$target" ] || [ -L "$target" ]; then\n'
         '  if [ -e "$aside" ] || [ -e "$backup" ]; then mv -T "$target" "$trash"\n'

@@ -679,7 +679,7 @@ def test_copy_commands_read_a_tar_on_the_original_and_swap_it_in(inventories: In
     assert f"stage=/etc/.hadeploy.nova.new.{run}\n" in script
     assert f"aside=/etc/.hadeploy.nova.old.{run}\n" in script
     assert f"backup=/var/lib/hadeploy/backup/{run}/ctl.nova.copy/etc/nova\n" in script
-    assert 'tar -C "$stage" -x -p --same-owner -f -' in script
+    assert 'tar -C "$stage" -x -p --same-owner -f "$stage.tar"' in script
     assert 'mv -T "$stage" "$target"' in script
     assert ("restorecon -R" in script) == (platform != "debian")  # SELinux labels on EL
     assert command.summary == ("copy mesa-virt-01:/etc/nova to /etc/nova "

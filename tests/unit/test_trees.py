@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy import framing
 from hadeploy.engine import Engine
 from hadeploy.errors import StepFailed
 from hadeploy.events import Event
@@ -99,7 +100,8 @@ def copy(source: Path, paths: TreePaths, exclude: tuple[str, ...] = (),
          ) -> subprocess.CompletedProcess[bytes]:
     stream = sh(source_tar_script(str(source), exclude))
     assert stream.returncode == 0, stream.stderr
-    return sh(tree_swap_script(paths, exclude, owners, groups), stream.stdout)
+    # framed as the engine carries it from the source host
+    return sh(tree_swap_script(paths, exclude, owners, groups), framing.carried(stream.stdout))
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -307,8 +309,30 @@ def test_a_failed_extraction_leaves_the_target_and_no_staging(base: Path) -> Non
     dest.mkdir()
     (dest / "mine").write_text("m\n")
     before = manifest_of(dest)
-    result = sh(tree_swap_script(tree_paths(base)), b"this is not a tar archive" * 100)
+    result = sh(tree_swap_script(tree_paths(base)),
+                framing.carried(b"this is not a tar archive" * 100))
     assert result.returncode != 0
+    assert differences(before, manifest_of(dest)) == [] and leftovers(base) == []
+
+
+@pytest.mark.parametrize("cut", ["at a member boundary", "mid-member", "header only"])
+def test_a_stream_cut_off_never_reaches_the_tree(base: Path, cut: str) -> None:
+    """A tar archive cut at a member boundary extracts without an error, files missing: the
+    engine sends the size and sha256 first, and nothing short of all of it is extracted."""
+    make_tree(base / "src")
+    stream = sh(source_tar_script(str(base / "src")))
+    framed = framing.carried(stream.stdout)
+    header = framed.index(b"\n") + 1
+    arrived = {"at a member boundary": framed[:header + 1536],
+               "mid-member": framed[:header + 700], "header only": framed[:header]}[cut]
+    dest = base / "dest"
+    dest.mkdir()
+    (dest / "mine").write_text("m\n")
+    before = manifest_of(dest)
+    result = sh(tree_swap_script(tree_paths(base)), arrived)
+    assert result.returncode == 1
+    assert result.stderr.decode().endswith(
+        f"the copy of {dest} arrived incomplete; nothing was replaced\n")
     assert differences(before, manifest_of(dest)) == [] and leftovers(base) == []
 
 

@@ -130,14 +130,23 @@ def receive_carried(path: str, what: str) -> str:
     """Shell lines reading a `carried` stream from stdin into the file at `path` (a quoted
     word or variable, created owner-only), then exiting 1 naming `what` (expanded in double
     quotes: plain words and `$variables` only) unless all of it arrived."""
-    cut_off = f"{what} arrived incomplete; nothing was replaced"
     return (
         "size=none sum=none\n"
         "IFS=' ' read -r size sum || true\n"
         f"(umask 077 && : > {path})\n"
         f'case "$size" in *[!0-9]*|"") ;; *) head -c "$size" > {path} ;; esac\n'
-        f'if [ "$(wc -c < {path} | tr -d \' \')" != "$size" ] || '
-        f'[ "$(sha256sum < {path} | cut -d\' \' -f1)" != "$sum" ]; then\n'
-        f'  echo "{cut_off}" >&2; exit 1\n'
+        + check_arrived(path, '"$size"', '"$sum"',
+                        f'"{what} arrived incomplete; nothing was replaced"')
+    )
+
+
+def check_arrived(path: str, size: str, digest: str, message: str) -> str:
+    """Shell lines exiting 1 with `message` (a shell word) unless the file at `path` holds
+    exactly `size` bytes with sha256 `digest` (shell words too): what a dying workstation cut
+    off never goes further. Both carried streams and uploaded files are checked here."""
+    return (
+        f'if [ "$(wc -c < {path} | tr -d \' \')" != {size} ] || '
+        f'[ "$(sha256sum < {path} | cut -d\' \' -f1)" != {digest} ]; then\n'
+        f"  echo {message} >&2; exit 1\n"
         "fi\n"
     )

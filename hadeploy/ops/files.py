@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hadeploy import framing
 from hadeploy.facts import Fact
 from hadeploy.facts.files import FileState, file_state
 from hadeploy.ops.base import Command, HostContext, Operation, Record
@@ -49,11 +50,8 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         'rm -f "$tmp"\n'
         '(set -C; umask 077; : > "$tmp")\n'
         'cat > "$tmp"\n'
-        f'if [ "$(wc -c < "$tmp" | tr -d \' \')" != {size} ] || '
-        f'[ "$(sha256sum < "$tmp" | cut -d\' \' -f1)" != {digest} ]; then\n'
-        f"  echo {cut_off} >&2; exit 1\n"
-        "fi\n"
-        f'chown {q(owner)}:{q(group)} "$tmp"\n'
+        + framing.check_arrived('"$tmp"', str(size), digest, cut_off)
+        + f'chown {q(owner)}:{q(group)} "$tmp"\n'
         f'chmod {q(mode)} "$tmp"\n'
         f"{check}"
         f'if [ -e "$target" ] && [ ! -e {b} ]; then\n'

@@ -21,6 +21,7 @@ from hadeploy.errors import HadeployError
 from lab.aptrepo import DEFAULT_PACKAGES as DEFAULT_REPO_PACKAGES
 from lab.cluster import DEFAULT_STATE_DIR, Lab
 from lab.errors import LabError
+from lab.network import WORKSTATION_ADDRESS
 from lab.openstack import (
     FULL_PLANE,
     FULL_PLANE_REPO_PACKAGES,
@@ -42,7 +43,7 @@ def _up(args: argparse.Namespace) -> int:
     packages = (FULL_PLANE_REPO_PACKAGES if args.full else
                 LAB_REPO_PACKAGES if args.openstack else DEFAULT_REPO_PACKAGES)
     lab = Lab.up(_names(args), args.state_dir, repo_packages=packages)
-    print(f"lab up in {time.monotonic() - started:.1f} s; workstation is 198.18.0.1")
+    print(f"lab up in {time.monotonic() - started:.1f} s; workstation is {WORKSTATION_ADDRESS}")
     for host in lab.hosts.values():
         print(f"  {host.name:<12} {host.address}")
     print(f"ssh in with:  ssh -F {lab.ssh_config} {next(iter(lab.hosts))}")

@@ -5,7 +5,7 @@
     # ssh -F /var/tmp/hadeploy-lab/ssh_config lb1
     Lab.load(Path("/var/tmp/hadeploy-lab")).down()
 
-Only one lab can be up on a machine at a time (the workstation's 198.18.0.1 is unique).
+Only one lab can be up per slot at a time (see network.lab_slot: HADEPLOY_LAB_SLOT).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lab.errors import LabError
 from lab.hosts import LabHost
 from lab.state import HostState, LabState
 
-DEFAULT_STATE_DIR = Path("/var/tmp/hadeploy-lab")
+DEFAULT_STATE_DIR = Path("/var/tmp/hadeploy-lab" + (str(network.SLOT) if network.SLOT else ""))
 DEFAULT_PACKAGES_BARE: tuple[str, ...] = ("haproxy", "keepalived")
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from hadeploy.catalog import load_catalog
 from lab import Lab
+from lab.network import SUBNET
 
-LAB_VIP = "198.18.0.100"
+LAB_VIP = f"{SUBNET}.100"
 
 
 def _q(value: str) -> str:
@@ -40,7 +41,8 @@ def lab_inventory_text(
         shared_storage = [s for s in services if s in catalog.services
                           and catalog[s].node_local_for("modern")]
     lines = [
-        "# Written by hadeploy's lab for its demo and tests: lab hosts only (198.18.0.0/24).",
+        "# Written by hadeploy's lab for its demo and tests: lab hosts only "
+        f"({SUBNET}.0/24).",
         "[deployment]",
         f"name = {_q(name)}",
         'release = "modern"',

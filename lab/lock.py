@@ -1,4 +1,4 @@
-"""One lab per machine: it owns the bridge, 198.18.0.1 and the 198.18.0.x addresses.
+"""One lab per slot: it owns the bridge, 198.18.N.1 and the 198.18.N.x addresses.
 
 Whatever brings a lab up (the test session, the demo, the benchmark) holds this lock for as
 long as its lab lives, so a second one waits instead of tearing the first one's network
@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-LAB_LOCK = "/var/tmp/hadeploy-lab.lock"
+from lab.network import SLOT
+
+LAB_LOCK = "/var/tmp/hadeploy-lab.lock" if SLOT == 0 else f"/var/tmp/hadeploy-lab{SLOT}.lock"
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """The lab's network: one bridge in its own namespace, a veth from each host and one from the
 workstation (the root namespace) into it.
 
-Everything lives in 198.18.0.0/24 (reserved for benchmarking, RFC 2544): the workstation is
-198.18.0.1, hosts are .11, .12, ... There is no default route anywhere, IPv6 is off on every
+Everything lives in 198.18.N.0/24 (reserved for benchmarking, RFC 2544; N is the lab slot,
+0 unless HADEPLOY_LAB_SLOT says otherwise): the workstation is 198.18.N.1, hosts are .11,
+.12, ... There is no default route anywhere, IPv6 is off on every
 lab interface, so no packet can leave the machine. Multicast snooping is off on the bridge,
 so VRRP adverts (224.0.0.18) reach every host, as on a plain switch.
 
@@ -13,18 +14,37 @@ and mount namespace); its mount namespace is also where the shared base layer is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from lab.errors import LabError
 from lab.procs import ProcRef, run, spawn
 
-SUBNET = "198.18.0"
+SLOT_VARIABLE = "HADEPLOY_LAB_SLOT"
+SLOTS = 10
+
+
+def lab_slot() -> int:
+    """Which of the machine's lab slots this process uses (HADEPLOY_LAB_SLOT, 0 by default).
+
+    Slot N owns 198.18.N.0/24, the workstation interface `hadeployN` and its own lab lock, so
+    developers can run several labs side by side; CI and the demo use slot 0.
+    """
+    raw = os.environ.get(SLOT_VARIABLE, "0")
+    if not raw.isdigit() or int(raw) >= SLOTS:
+        raise LabError(f"{SLOT_VARIABLE}={raw!r}: expected a number from 0 to {SLOTS - 1}")
+    return int(raw)
+
+
+SLOT = lab_slot()
+SUBNET = f"198.18.{SLOT}"
 PREFIX_LEN = 24
+NETWORK = f"{SUBNET}.0/{PREFIX_LEN}"
 WORKSTATION_ADDRESS = f"{SUBNET}.1"
 FIRST_HOST_OCTET = 11
 LAST_HOST_OCTET = 254
-WORKSTATION_IF = "hadeploy0"  # in the root namespace
+WORKSTATION_IF = f"hadeploy{SLOT}"  # in the root namespace
 BRIDGE = "br0"  # in the core namespace
 HOST_IF = "eth0"  # inside every host, so keepalived configs can say `interface eth0`
 

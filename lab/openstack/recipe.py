@@ -11,7 +11,9 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-LAB_NETWORK = "198.18.0.0/24"
+from lab.network import NETWORK
+
+LAB_NETWORK = NETWORK
 REGION = "RegionOne"
 #: packstack's project for the services' users.
 SERVICE_PROJECT = "services"

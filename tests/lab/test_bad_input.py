@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
+from lab.network import SUBNET
 from tests.lab.helpers import LBS, hadeploy, inventory_variant
 
 pytestmark = pytest.mark.lab
 
-UNROUTED = "198.18.0.250"  # inside the lab network, but no host answers there
+UNROUTED = f"{SUBNET}.250"  # inside the lab network, but no host answers there
 
 
 def _assert_clean(run: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -78,7 +79,7 @@ def test_missing_known_hosts_file(lab: Lab, tmp_path: Path) -> None:
 def test_host_not_in_known_hosts(lab: Lab, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(lab.known_hosts.read_text().replace("lb2,", "lbX,")
-                     .replace(f",{lab.hosts['lb2'].address} ", ",198.18.0.254 "))
+                     .replace(f",{lab.hosts['lb2'].address} ", f",{SUBNET}.254 "))
     inventory = inventory_variant(lab, tmp_path, known_hosts=known)
     run = hadeploy("deploy-lb", "--hosts", str(inventory), "--dry-run", timeout=120)
     _assert_clean(run, "lb2", "accept-new", "ssh-keyscan", str(known))

@@ -20,6 +20,7 @@ import pytest
 from hadeploy.errors import CommandFailed
 from lab import Lab, LabHost
 from lab.errors import LabError
+from lab.network import SUBNET, WORKSTATION_IF
 
 pytestmark = pytest.mark.lab
 
@@ -44,7 +45,7 @@ def installed(host: LabHost, package: str) -> bool:
 
 
 def test_addresses_and_ssh_files(lab: Lab) -> None:
-    assert [h.address for h in lab.hosts.values()] == [f"198.18.0.{i}" for i in range(11, 17)]
+    assert [h.address for h in lab.hosts.values()] == [f"{SUBNET}.{i}" for i in range(11, 17)]
     assert stat.S_IMODE(lab.identity_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(lab.identity_file.with_suffix(".pub").stat().st_mode) == 0o600
     known = lab.known_hosts.read_text()
@@ -95,7 +96,7 @@ def test_hosts_are_bare_and_apt_install_works_offline_on_one_host_only(lab: Lab)
     for host in lab.hosts.values():
         assert not installed(host, "haproxy") and not installed(host, "keepalived"), host.name
         routes = host.exec(["ip", "-4", "route"]).stdout
-        assert "default" not in routes and "198.18.0.0/24 dev eth0" in routes
+        assert "default" not in routes and f"{SUBNET}.0/24 dev eth0" in routes
     try:
         lb3.exec("apt-get install -y haproxy keepalived", timeout=180)
         assert installed(lb3, "haproxy") and installed(lb3, "keepalived")
@@ -142,13 +143,14 @@ def test_net_sysctls_are_per_host_and_the_rest_is_read_only(lab: Lab) -> None:
 
 
 def test_multicast_crosses_the_bridge(lab: Lab) -> None:
+    lb1, lb2 = lab.hosts["lb1"].address, lab.hosts["lb2"].address
     receiver = (
         "import socket,struct\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
         "s.bind(('224.0.0.18',11112))\n"
         "s.setsockopt(socket.IPPROTO_IP,socket.IP_ADD_MEMBERSHIP,"
-        "struct.pack('4s4s',socket.inet_aton('224.0.0.18'),socket.inet_aton('198.18.0.12')))\n"
+        f"struct.pack('4s4s',socket.inet_aton('224.0.0.18'),socket.inet_aton('{lb2}')))\n"
         "s.settimeout(5)\n"
         "print(s.recvfrom(100))\n"
     )
@@ -156,7 +158,7 @@ def test_multicast_crosses_the_bridge(lab: Lab) -> None:
         "import socket,time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
         "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1)\n"
-        "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('198.18.0.11'))\n"
+        f"s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{lb1}'))\n"
         "for _ in range(15):\n"
         "    s.sendto(b'vrrp-ish',('224.0.0.18',11112)); time.sleep(0.1)\n"
     )
@@ -169,7 +171,7 @@ def test_multicast_crosses_the_bridge(lab: Lab) -> None:
     lab.hosts["lb1"].exec(["python3", "-c", sender])
     listen.join(10)
     assert results["r"].returncode == 0, results["r"].stderr
-    assert "vrrp-ish" in results["r"].stdout and "198.18.0.11" in results["r"].stdout
+    assert "vrrp-ish" in results["r"].stdout and lb1 in results["r"].stdout
 
 
 def test_stop_and_start_sshd(lab: Lab) -> None:
@@ -257,8 +259,8 @@ def _lab_traces(state_dir: Path) -> list[str]:
             traces.append(f"process {entry.name}: {cmdline}")
     traces += [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
                if "hadeploy" in line or str(state_dir) in line]
-    if Path("/sys/class/net/hadeploy0").exists():
-        traces.append("interface hadeploy0")
+    if Path(f"/sys/class/net/{WORKSTATION_IF}").exists():
+        traces.append(f"interface {WORKSTATION_IF}")
     return traces
 
 

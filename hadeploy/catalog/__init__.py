@@ -86,6 +86,17 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class ShellVar:
+    """A variable of a shell-sourced file (/etc/default/<name>) that a new controller must
+    set as the original does, where the package's default differs from what the service
+    needs (Debian's nova-consoleproxy runs spicehtml5 unless told novnc)."""
+
+    file: str
+    var: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Variant:
     """Packages and daemons of a service on one platform family and release."""
 
@@ -98,6 +109,11 @@ class Variant:
     # variant instead of half-working.
     binds_all: str = ""
     binds: tuple[Bind, ...] = ()
+    # Directories outside the service's `etc` tree copied from the original like it (the
+    # web server's enabled sites: the package's postinst enables others than the original
+    # runs, e.g. Debian's default-ssl without mod_ssl, on which apache2 refuses to start).
+    copies: tuple[str, ...] = ()
+    shell_vars: tuple[ShellVar, ...] = ()
 
     def binds_for(self, release: Release) -> tuple[Bind, ...]:
         """The bind files of this variant on `release`."""
@@ -221,6 +237,8 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     """A variant with its `binds` sub-tables, each checked for its kind's fields."""
     raw = dict(raw)
     binds = tuple(_build(Bind, b, f"{where}.binds") for b in raw.pop("binds", []))
+    shell_vars = tuple(_build(ShellVar, v, f"{where}.shell_vars")
+                       for v in raw.pop("shell_vars", []))
     for bind in binds:
         if bind.kind not in BIND_KINDS:
             raise CatalogError(f"catalog {where}.binds: kind {bind.kind!r} is not one of "
@@ -231,7 +249,7 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     variant: Variant = _build(Variant, raw, where)
     if binds and variant.binds_all:
         raise CatalogError(f"catalog {where}: binds and binds_all contradict each other")
-    return replace(variant, binds=binds)
+    return replace(variant, binds=binds, shell_vars=shell_vars)
 
 
 def _proxy(raw: dict[str, Any], where: str) -> Proxy:

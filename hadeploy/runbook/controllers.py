@@ -26,7 +26,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 
-from hadeploy.catalog import Family, HostKey, Service, VipKey, load_catalog
+from hadeploy.catalog import Family, HostKey, Service, ShellVar, VipKey, load_catalog
 from hadeploy.errors import HadeployError
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import (
@@ -95,8 +95,23 @@ def host_edit(keys: tuple[HostKey, ...], inv: Inventory, node: Node) -> FileEdit
                     f"{path}: host-specific keys for {node.name}", missing_ok=True)
 
 
-def _by_file(keys: tuple[VipKey, ...] | tuple[HostKey, ...]) -> list[tuple]:  # type: ignore[type-arg]
-    files: dict[str, list[VipKey | HostKey]] = {}
+def shell_vars_edit(variables: tuple[ShellVar, ...]) -> FileEdit:
+    """One /etc/default file's variables set as the catalog says (the original's values)."""
+    path = variables[0].file
+
+    def edit(ctx: HostContext, text: str) -> str:
+        for var in variables:
+            if get_shell_var(text, var.var) != var.value:
+                text = set_shell_var(text, var.var, var.value)
+        return text
+
+    names = ", ".join(f"{v.var}={v.value}" for v in variables)
+    return FileEdit(f"shell-vars:{path}", path, edit, f"{path}: {names}")
+
+
+def _by_file(keys: tuple[VipKey, ...] | tuple[HostKey, ...] | tuple[ShellVar, ...]
+             ) -> list[tuple]:  # type: ignore[type-arg]
+    files: dict[str, list[VipKey | HostKey | ShellVar]] = {}
     for key in keys:
         files.setdefault(key.file, []).append(key)
     return [tuple(group) for group in files.values()]
@@ -124,17 +139,27 @@ def _service_steps(inv: Inventory, service: Service,
                           {original.name: tuple(vip_edit(g, vip) for g in vip_groups)}))
 
     host_groups = _by_file(service.host_keys_for(release))
+    rewritten: tuple[str, ...] = ()
     if service.etc:
         # Files whose host-specific keys the next step rewrites differ from the original's
         # by design: comparing their content would make every re-run copy (and restart).
         rewritten = tuple(dict.fromkeys(
             posixpath.relpath(g[0].file, service.etc) for g in host_groups
             if g[0].file.startswith(service.etc.rstrip("/") + "/")))
-        steps.append(Step(f"{prefix}.copy",
-                          f"{service.title}: copy {service.etc} from {original.name}",
-                          {n.name: (TreeCopied("tree", original.name, service.etc,
-                                               rewritten=rewritten),)
-                           for n in new}))
+    copies: dict[str, tuple[AnyOp, ...]] = {}
+    for n in new:
+        ops: list[AnyOp] = []
+        if service.etc:
+            ops.append(TreeCopied("tree", original.name, service.etc, rewritten=rewritten))
+        ops += [TreeCopied(f"tree:{path}", original.name, path)
+                for path in service.variant(families[n.name], release).copies]
+        if ops:
+            copies[n.name] = tuple(ops)
+    if copies:
+        trees = ", ".join(dict.fromkeys(op.path for ops in copies.values() for op in ops
+                                        if isinstance(op, TreeCopied)))
+        steps.append(Step(f"{prefix}.copy", f"{service.title}: copy {trees} from {original.name}",
+                          copies))
 
     if host_groups:
         targets = inv.controllers if inv.topology == "colocated" else new
@@ -143,6 +168,13 @@ def _service_steps(inv: Inventory, service: Service,
                           {n.name: tuple(host_edit(g, inv, n) for g in host_groups)
                            for n in targets}))
 
+    shell_vars = {n.name: tuple(shell_vars_edit(g) for g in _by_file(
+        service.variant(families[n.name], release).shell_vars)) for n in new}
+    if any(shell_vars.values()):
+        steps.append(Step(f"{prefix}.shell-vars",
+                          f"{service.title}: /etc/default settings as on {original.name}",
+                          {h: ops for h, ops in shell_vars.items() if ops}))
+
     if inv.topology == "colocated":
         binds = {n.name: bind_edits(inv, service, families[n.name], n) for n in inv.controllers}
         if any(binds.values()):
@@ -150,7 +182,8 @@ def _service_steps(inv: Inventory, service: Service,
                               f"{service.title}: listen on each controller's own address",
                               {h: ops for h, ops in binds.items() if ops}))
 
-    changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys", f"{prefix}.bind"})
+    changed_new = frozenset({f"{prefix}.copy", f"{prefix}.host-keys", f"{prefix}.shell-vars",
+                             f"{prefix}.bind"})
     changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys",
                                   f"{prefix}.bind"})
     daemons: dict[str, tuple[AnyOp, ...]] = {}

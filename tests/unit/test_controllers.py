@@ -145,8 +145,13 @@ VARIANTS: dict[str, dict[tuple[str, Family], Pkgs]] = {
         # Debian: nova-novncproxy is a virtual package of nova-consoleproxy.
         ("modern", "debian"): (("nova-consoleproxy",), ("nova-novncproxy",)),
     },
-    "horizon": _any((("openstack-dashboard",), ("httpd",)),
-                    (("openstack-dashboard",), ("apache2",))),
+    "horizon": {
+        **_any((("openstack-dashboard",), ("httpd",)),
+               (("openstack-dashboard",), ("apache2",))),
+        # Debian: the apache site ships apart; the memcached backend packstack configures.
+        ("modern", "debian"): (("openstack-dashboard-apache", "python3-pymemcache"),
+                               ("apache2",)),
+    },
     "heat": {  # modern: heat-engine does the work the APIs queue, on every controller
         ("grizzly", "el"): (("openstack-heat-api", "openstack-heat-api-cfn"),
                             ("openstack-heat-api", "openstack-heat-api-cfn")),
@@ -267,6 +272,15 @@ def test_derived_inventories_load_in_every_shape(inventories: Inventories) -> No
 # `--http-socket :PORT`; neutron-api's script is NAME=neutron-server; apache's ports.conf).
 _HTTPD_KEYSTONE = ("/etc/httpd/conf.d/wsgi-keystone.conf", "/etc/httpd/conf/ports.conf",
                    "/etc/httpd/conf.d/10-keystone_wsgi.conf")
+#: Directories copied from the original besides the service's etc tree, per family.
+COPIES: dict[tuple[str, str, Family], tuple[str, ...]] = {
+    ("modern", "horizon", "debian"): ("/etc/apache2/sites-enabled",),
+}
+#: /etc/default files a new controller sets as the original has them (release, service,
+#: family).
+SHELL_VARS: dict[tuple[str, str, Family], tuple[str, ...]] = {
+    ("modern", "novnc", "debian"): ("/etc/default/nova-consoleproxy",),
+}
 BIND_FILES: dict[tuple[str, str, Family], tuple[str, ...]] = {
     ("modern", "keystone", "debian"): ("/etc/default/keystone",),
     ("modern", "keystone", "el"): _HTTPD_KEYSTONE,
@@ -328,6 +342,8 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
         expected.append(f"{prefix}.copy")
     if (service, release) in HOST_FILES:
         expected.append(f"{prefix}.host-keys")
+    if SHELL_VARS.get((release, service, _family(platform))):
+        expected.append(f"{prefix}.shell-vars")
     binds = BIND_FILES.get((release, service, _family(platform)), ())
     if topology == "colocated" and binds:
         expected.append(f"{prefix}.bind")
@@ -346,10 +362,16 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
     if f"{prefix}.copy" in steps:
         copy = steps[f"{prefix}.copy"]
         assert copy.hosts == tuple(new)
+        copies = (ETC[service], *COPIES.get((release, service, _family(platform)), ()))
         for host in new:
-            (op,) = ops_of(copy, host)
-            assert isinstance(op, TreeCopied)
-            assert (op.source_host, op.path) == (original, ETC[service])
+            ops = ops_of(copy, host)
+            assert all(isinstance(op, TreeCopied) and op.source_host == original for op in ops)
+            assert tuple(op.path for op in ops if isinstance(op, TreeCopied)) == copies
+    if f"{prefix}.shell-vars" in steps:
+        assert steps[f"{prefix}.shell-vars"].hosts == tuple(new)
+        for host in new:
+            assert tuple(op.path for op in ops_of(steps[f"{prefix}.shell-vars"], host)
+                         if isinstance(op, FileEdit)) == SHELL_VARS[(release, service, "debian")]
     if f"{prefix}.host-keys" in steps:
         host_keys = steps[f"{prefix}.host-keys"]
         # Co-located: every controller's APIs bind to its own address, the original's too.

@@ -190,6 +190,8 @@ VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     ("cinder", "grizzly"): ("/etc/cinder/cinder.conf", "/etc/cinder/api-paste.ini"),
     ("cinder", "modern"): ("/etc/cinder/cinder.conf",),
     ("placement", "modern"): ("/etc/placement/placement.conf",),
+    ("swift", "modern"): ("/etc/swift/proxy-server.conf",),
+    ("heat", "modern"): ("/etc/heat/heat.conf",),
 }
 # Files with host-specific keys (bind addresses, my_ip, ...).
 HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {

@@ -20,6 +20,7 @@ from hadeploy.engine import Engine, PlanItem
 from hadeploy.errors import HadeployError, InventoryError, JournalError
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory, check_local_files, load_inventory
+from hadeploy.inventory.tls import BUNDLE_SECRET, check_tls_files, private_key_lines
 from hadeploy.journal import Journal, RunStore, now, state_dir_for
 from hadeploy.platforms import Profile
 from hadeploy.redact import Redactor
@@ -61,6 +62,11 @@ def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
     if auth and auth in values and len(values[auth]) > 8:
         problems.append(f"${auth}: keepalived PASS authentication uses at most 8 characters; "
                         "a longer password is silently cut. Use 8 characters or fewer")
+    if required and inv.tls is not None:
+        bundle, found = check_tls_files(inv)
+        problems += found
+        if bundle is not None:
+            values[BUNDLE_SECRET] = bundle.pem.decode("ascii")
     if problems:
         raise InventoryError(inv.path, problems)
     return values
@@ -174,6 +180,7 @@ class Deployment:
     def engine(self, transport: Transport, secrets: dict[str, str]) -> Engine:
         """An engine for this deployment."""
         self.redactor.add(*secrets.values())
+        self.redactor.add(*private_key_lines(secrets.get(BUNDLE_SECRET, "")))
         return Engine(transport, {n.name: n for n in self.inv.nodes}, self.inv.platform,
                       self.listen, self.redactor, secrets, self.stop)
 

@@ -177,6 +177,16 @@ class Service:
     node_local: tuple[NodeLocal, ...] = ()
     # Why the service is missing from a release it does not list, with what to do instead.
     unavailable: str = ""
+    # The ini file whose [oslo_middleware] enable_proxy_headers_parsing makes the API honour
+    # X-Forwarded-Proto (modern); "" when the catalog knows no such key.
+    proxy_headers: str = ""
+
+    def proxy_header_keys(self, release: Release) -> tuple[VipKey, ...]:
+        """The key that makes the API build https links behind TLS termination, if any."""
+        if not self.proxy_headers or release == "grizzly":
+            return ()
+        return (VipKey(self.proxy_headers, "oslo_middleware", "enable_proxy_headers_parsing",
+                       value="true"),)
 
     def proxies_for(self, release: Release) -> tuple[Proxy, ...]:
         """The proxies this service has on `release`."""
@@ -296,6 +306,7 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
             host_keys=host_keys,
             node_local=node_local,
             unavailable=raw.get("unavailable", ""),
+            proxy_headers=raw.get("proxy_headers", ""),
         )
         for proxy in proxies:
             for release in service.releases:

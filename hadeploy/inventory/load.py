@@ -23,6 +23,7 @@ from hadeploy.inventory.model import (
     OpenStackSettings,
     RcFile,
     SshSettings,
+    Tls,
     Vip,
 )
 from hadeploy.inventory.rules import check_rules
@@ -150,6 +151,8 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
     services = _table(data, "services", tables.SERVICES, "services", problems)
     openstack = _table(data, "openstack", tables.OPENSTACK, "openstack", problems,
                        required=False)
+    tls = _table(data, "tls", tables.TLS, "tls", problems, required=False) \
+        if "tls" in data else {}
     monitor_values: dict[str, Any] | None = None
     if haproxy is not None and haproxy.get("monitor") is not None:
         monitor_values, found = check_table(haproxy["monitor"], tables.MONITOR,
@@ -158,7 +161,8 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
     lbs = _nodes(data, "lb", "lb", problems)
     controllers = _nodes(data, "controller", "controller", problems)
     rc_files = _rc_files(openstack, problems) if openstack is not None else ()
-    if problems or None in (deployment, ssh, vip, keepalived, haproxy, services, openstack):
+    if problems or None in (deployment, ssh, vip, keepalived, haproxy, services, openstack,
+                            tls):
         return None
     assert deployment and ssh is not None and vip and keepalived is not None
     assert haproxy is not None and services and openstack is not None
@@ -173,7 +177,9 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
         platform=deployment["platform"],
         topology=deployment["topology"],
         ssh=SshSettings(**{**ssh, "sudo": sudo, "connect_timeout": float(ssh["connect_timeout"])}),
-        vip=Vip(**{**vip, "address": IPv4Address(vip["address"])}),
+        vip=Vip(**{**vip, "address": IPv4Address(vip["address"]),
+                   "public_address": IPv4Address(vip["public_address"])
+                   if vip["public_address"] else None}),
         keepalived=KeepalivedSettings(**keepalived),
         haproxy=HaproxySettings(**{**haproxy, "monitor": monitor}),
         lbs=tuple(lbs),
@@ -186,6 +192,7 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
             region=openstack["region"],
             rc_files=rc_files,
         ),
+        tls=Tls(**tls) if tls else None,
     )
     problems.extend(check_rules(inventory))
     return None if problems else inventory

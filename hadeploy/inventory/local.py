@@ -1,4 +1,5 @@
-"""The workstation files an inventory names (`ssh.identity`, `ssh.known_hosts`, `ssh.config`).
+"""The workstation files an inventory names (`ssh.identity`, `ssh.known_hosts`, `ssh.config`,
+the `[tls]` certificate and key).
 
 Checked before anything connects, not when the inventory loads: rendering a file or an
 offline plan needs none of them, and a new user's first `invoke render haproxy` should not
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from hadeploy.errors import InventoryError
 from hadeploy.inventory.model import Inventory
+from hadeploy.inventory.tls import check_tls_files
 
 
 def _unreadable(path: Path) -> str | None:
@@ -53,6 +55,7 @@ def local_file_problems(inv: Inventory) -> list[str]:
         if why:
             problems.append(f"ssh.config: the ssh_config file {path} {why}; fix the path or "
                             "remove ssh.config")
+    problems += check_tls_files(inv)[1]
     return problems
 
 

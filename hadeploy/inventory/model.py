@@ -44,11 +44,39 @@ class Vip:
     interface: str
     virtual_router_id: int
     advert_int: int = 1
+    # A second VIP for the public endpoints (TLS-terminated when [tls] is set); `address`
+    # then serves the internal and admin endpoints and the services' own traffic.
+    public_address: IPv4Address | None = None
+    public_interface: str | None = None
+    public_prefix: int | None = None
 
     @property
     def network(self) -> IPv4Network:
         """The subnet the VIP lives in."""
         return IPv4Network(f"{self.address}/{self.prefix}", strict=False)
+
+    @property
+    def public(self) -> IPv4Address:
+        """The address public endpoints use: the public VIP, else the one VIP."""
+        return self.public_address or self.address
+
+    @property
+    def addresses(self) -> tuple[tuple[IPv4Address, int, str], ...]:
+        """Every VIP keepalived holds, with its prefix and interface (internal first)."""
+        found = [(self.address, self.prefix, self.interface)]
+        if self.public_address is not None:
+            found.append((self.public_address, self.public_prefix or self.prefix,
+                          self.public_interface or self.interface))
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS termination on the public VIP: PEM files on the workstation, checked before use."""
+
+    certificate: str
+    key: str
+    name: str | None = None  # the name clients use for the public VIP (default: its address)
 
 
 @dataclass(frozen=True)
@@ -151,6 +179,14 @@ class Inventory:
     # Services whose state the catalog marks node-local and the operator confirms is shared.
     shared_storage: tuple[str, ...] = ()
     openstack: OpenStackSettings = field(default_factory=OpenStackSettings)
+    tls: Tls | None = None
+
+    @property
+    def public_host(self) -> str:
+        """The host public endpoint URLs name: the certificate's name, else the public VIP."""
+        if self.tls is not None and self.tls.name:
+            return self.tls.name
+        return str(self.vip.public)
 
     @property
     def balancers(self) -> tuple[Node, ...]:

@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 from hadeploy.catalog import load_catalog
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.inventory.schema import PLAIN_NAME
+from hadeploy.inventory.tls import public_vip_rules
 
 RENAMED = {("quantum", "modern"): "neutron", ("neutron", "grizzly"): "quantum"}
 
@@ -20,6 +21,7 @@ def check_rules(inv: Inventory) -> list[str]:
     problems += _original(inv)
     problems += _priorities(inv)
     problems += _vip(inv)
+    problems += public_vip_rules(inv)
     problems += _services(inv)
     problems += _haproxy_names(inv)
     problems += _ssh(inv)

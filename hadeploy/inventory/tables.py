@@ -25,7 +25,7 @@ from hadeploy.inventory.schema import (
 )
 
 TOP_LEVEL = ("deployment", "ssh", "vip", "keepalived", "haproxy", "lb", "controller",
-             "services", "openstack")
+             "services", "openstack", "tls")
 
 DEPLOYMENT = {
     "name": Key(str, REQUIRED, NAME),
@@ -58,6 +58,18 @@ VIP = {
     "virtual_router_id": Key(int, REQUIRED, in_range(1, 255),
                              "a VRRP router id unique on this network, 1..255"),
     "advert_int": Key(int, 1, in_range(1, 255)),
+    "public_address": Key(str, None, ipv4,
+                          "a second VIP for the public endpoints, e.g. \"203.0.113.10\""),
+    "public_interface": Key(str, None, matches(HOST_NAME, "an interface name such as eth1")),
+    "public_prefix": Key(int, None, in_range(8, 32)),
+}
+
+TLS = {
+    "certificate": Key(str, REQUIRED, LOCAL,
+                       "the PEM certificate (then its chain) clients see on the public VIP"),
+    "key": Key(str, REQUIRED, LOCAL, "the certificate's PEM private key, mode 0600"),
+    "name": Key(str, None, matches(HOST_NAME, "a DNS name such as cloud.example.com"),
+                "the name clients use for the public VIP; the certificate must cover it"),
 }
 
 KEEPALIVED = {

@@ -21,7 +21,7 @@ from hadeploy.facts import Fact, Probe
 from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.ops.endpoints_program import list_command, parse_listing, set_command, set_ids
 from hadeploy.quoting import q, sh
-from hadeploy.render.urls import URL, rehost, url_host
+from hadeploy.render.urls import URL, rehost, url_host, with_scheme
 
 # Grizzly's apply prints `@@hadeploy-endpoint OLD NEW` for every endpoint it recreated.
 NEW = "hadeploy-endpoint"
@@ -30,6 +30,7 @@ NEW_MARK = framing.tag(NEW)
 # records of `openstack endpoint list -f json` (which the endpoint program prints too).
 Endpoints = list[dict[str, Any]]
 GRIZZLY_URLS = ("publicurl", "internalurl", "adminurl")
+GRIZZLY_INTERFACE = {"publicurl": "public", "internalurl": "internal", "adminurl": "admin"}
 
 
 def parse_keystone_table(text: str) -> list[dict[str, str]]:
@@ -76,15 +77,29 @@ class EndpointsOnVip(Operation[Endpoints]):
     vip: str
     original: tuple[str, ...]
     ports: tuple[int, ...] = ()  # ports the VIP serves; empty: any
+    # Public endpoints' host (a second VIP, or the certificate's name) and whether the VIP
+    # terminates TLS there; empty: the public endpoints are on `vip` like the others.
+    public_host: str = ""
+    public_tls: bool = False
+    # Other names of the VIPs (the public VIP's address): URLs on them are moved too, so a
+    # re-run after the public VIP or TLS was added updates what an earlier run moved.
+    vips: tuple[str, ...] = ()
 
     def _moves(self, url: str) -> bool:
-        """Whether `url` names the original controller on a port the VIP serves."""
-        if url_host(url) not in self.original:
+        """Whether `url` names the original controller or a VIP on a port the VIP serves."""
+        hosts = (*self.original, self.vip, *self.vips, self.public_host)
+        if url_host(url) not in hosts:
             return False
         return not self.ports or url_port(url) in self.ports
 
-    def _target(self, url: str) -> str:
-        return rehost(url, self.vip) if self._moves(url) else url
+    def _target(self, url: str, interface: str) -> str:
+        """Where `url`, an endpoint of `interface`, belongs."""
+        if not self._moves(url):
+            return url
+        if interface != "public" or not self.public_host:
+            return rehost(url, self.vip)
+        return with_scheme(rehost(url, self.public_host),
+                           "https://" if self.public_tls else "http://")
 
     def fact(self, ctx: HostContext) -> Fact[Endpoints]:
         if self.release == "grizzly":
@@ -100,8 +115,10 @@ class EndpointsOnVip(Operation[Endpoints]):
 
     def _stale(self, seen: Endpoints) -> Endpoints:
         if self.release == "grizzly":
-            return [e for e in seen if any(self._moves(e.get(k, "")) for k in GRIZZLY_URLS)]
-        stale = [e for e in seen if self._moves(e.get("URL", ""))]
+            return [e for e in seen if any(self._target(e.get(k, ""), GRIZZLY_INTERFACE[k])
+                                           != e.get(k, "") for k in GRIZZLY_URLS)]
+        stale = [e for e in seen
+                 if self._target(e.get("URL", ""), e.get("Interface", "")) != e.get("URL", "")]
         return sorted(stale, key=_moves_last)
 
     def done(self, ctx: HostContext, seen: Endpoints) -> bool:
@@ -121,10 +138,16 @@ class EndpointsOnVip(Operation[Endpoints]):
         stale = self._stale(seen)
         if self.release == "grizzly":
             return [self._grizzly_apply(seen, stale)]
-        summary = (f"PATCH {len(stale)} endpoint URL(s) -> {self.vip} in one python3 process "
-                   f"(credentials from {self.rc})")
-        return [set_command(self.rc, [(e["ID"], rehost(e["URL"], self.vip)) for e in stale],
-                            summary)]
+        summary = (f"PATCH {len(stale)} endpoint URL(s) -> {self._hosts()} in one python3 "
+                   f"process (credentials from {self.rc})")
+        return [set_command(self.rc, [(e["ID"], self._target(e["URL"], e.get("Interface", "")))
+                                      for e in stale], summary)]
+
+    def _hosts(self) -> str:
+        if not self.public_host:
+            return self.vip
+        scheme = "https://" if self.public_tls else ""
+        return f"{self.vip} (public: {scheme}{self.public_host})"
 
     def _grizzly_apply(self, seen: Endpoints, stale: Endpoints) -> Command:
         lines = ["set -e", _source(self.rc)]
@@ -133,7 +156,7 @@ class EndpointsOnVip(Operation[Endpoints]):
         existing = {self._grizzly_key(e, e): e["id"] for e in seen
                     if e not in stale and e.get("id")}
         for e in stale:
-            target = {k: self._target(e.get(k, "")) for k in GRIZZLY_URLS}
+            target = {k: self._target(e.get(k, ""), GRIZZLY_INTERFACE[k]) for k in GRIZZLY_URLS}
             have = existing.get(self._grizzly_key(e, target))
             if have:
                 lines.append(f"new={q(have)}")
@@ -152,7 +175,7 @@ class EndpointsOnVip(Operation[Endpoints]):
             lines.append(f"echo {NEW_MARK} {q(e['id'])} \"$new\"")
             lines.append(sh("keystone", "endpoint-delete", e["id"]) + " >/dev/null")
         summary = (f"keystone endpoint-create/-delete for {len(stale)} endpoint(s) -> "
-                   f"{self.vip} (credentials from {self.rc})")
+                   f"{self._hosts()} (credentials from {self.rc})")
         return Command("\n".join(lines), summary=summary)
 
     @staticmethod
@@ -182,15 +205,16 @@ class EndpointsOnVip(Operation[Endpoints]):
         lines = []
         for e in self._stale(seen):
             if self.release == "grizzly":
-                lines += [f"  {e['id']} {k}: {e.get(k, '')} -> {self._target(e.get(k, ''))}"
+                lines += [f"  {e['id']} {k}: {e.get(k, '')} -> "
+                          f"{self._target(e.get(k, ''), GRIZZLY_INTERFACE[k])}"
                           for k in GRIZZLY_URLS]
             else:
                 lines.append(f"  {e.get('Service Type', '?')} {e.get('Interface', '?')}: "
-                             f"{e['URL']} -> {rehost(e['URL'], self.vip)}")
+                             f"{e['URL']} -> {self._target(e['URL'], e.get('Interface', ''))}")
         return "\n".join(lines) + "\n" if lines else ""
 
     def title(self) -> str:
-        return f"Keystone endpoints on the VIP {self.vip}"
+        return f"Keystone endpoints on the VIP {self._hosts()}"
 
 
 def undo_endpoints(ctx: HostContext, record: Record) -> list[Command]:

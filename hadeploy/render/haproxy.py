@@ -15,6 +15,7 @@ from hadeploy.catalog import Proxy, load_catalog
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.inventory.schema import haproxy_millis
 from hadeploy.render.secrets import secret
+from hadeploy.render.vip_binds import frontend_binds
 
 INDENT = "    "
 # Characters haproxy's config parser reads literally outside quotes (no space, '#', quote,
@@ -115,7 +116,7 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     backend = h.backend_name.replace("{proxy}", proxy.name)
     # The mode is not tuning: MySQL or AMQP proxied in http mode would not work at all.
     mode = proxy.mode if proxy.mode and proxy.mode != h.mode else ""
-    front = [f"bind {inv.vip.address}:{proxy.port}"]
+    front = frontend_binds(inv, proxy)
     front += [f"mode {mode}"] if mode else []
     front += list(proxy.frontend) if tuned else []
     front.append(f"default_backend {backend}")

@@ -87,7 +87,8 @@ def render_keepalived_conf(
         lines.append("    }")
     lines += [
         "    virtual_ipaddress {",
-        f"        {vip.address}/{vip.prefix} dev {vip.interface}",
+        *(f"        {address}/{prefix} dev {interface}"
+          for address, prefix, interface in vip.addresses),
         "    }",
         "    track_script {",
         f"        {SCRIPT_NAME}",

@@ -23,3 +23,13 @@ def url_host(value: str) -> str | None:
     """The host part of a URL or host:port value, or None."""
     match = URL.match(value.strip())
     return match.group("host") if match and match.group("host") else None
+
+
+def with_scheme(url: str, scheme: str) -> str:
+    """`url` with its http:// or https:// scheme replaced by `scheme` (others unchanged)."""
+    match = URL.match(url.strip())
+    current = (match.group("scheme") or "").lower() if match else ""
+    if current not in ("http://", "https://"):
+        return url
+    start = url.lower().index(current)
+    return url[:start] + scheme + url[start + len(current):]

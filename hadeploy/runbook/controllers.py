@@ -132,7 +132,10 @@ def _service_steps(inv: Inventory, service: Service,
                       packages))
 
     vip = str(inv.vip.address)
-    vip_groups = _by_file(service.vip_keys_for(release))
+    vip_keys = service.vip_keys_for(release)
+    if inv.tls is not None:
+        vip_keys += service.proxy_header_keys(release)
+    vip_groups = _by_file(vip_keys)
     if vip_groups:
         steps.append(Step(f"{prefix}.vip-keys",
                           f"{service.title}: point the original's config at the VIP {vip}",
@@ -264,10 +267,17 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
     # (guide 1 leaves swift's alone) would point at a port nothing answers on.
     ports = tuple(sorted({p.port for s in inv.services for p in catalog[s].proxies_for(inv.release)
                           if p.name not in inv.omit_proxies}))
-    steps.append(Step("ctl.endpoints", f"Keystone endpoints: move every URL to the VIP {vip}",
+    title = f"Keystone endpoints: move every URL to the VIP {vip}"
+    if inv.vip.public_address:
+        scheme = "https://" if inv.tls else ""
+        title += f", public ones to {scheme}{inv.public_host}"
+    steps.append(Step("ctl.endpoints", title,
                       {original.name: (EndpointsOnVip(
                           "endpoints", inv.openstack.admin_credentials, inv.release, vip,
-                          (str(original.address), original.name), ports),)}))
+                          (str(original.address), original.name), ports,
+                          public_host=inv.public_host if inv.vip.public_address else "",
+                          public_tls=inv.tls is not None,
+                          vips=(str(inv.vip.public),)),)}))
     rc_ops: dict[str, list[AnyOp]] = {}
     for rc in inv.openstack.rc_files:
         rc_ops.setdefault(rc.host, []).append(_rc_edit(rc.path, vip))

@@ -8,6 +8,7 @@
   lb.ports-free     files after haproxy is gone and restarts the APIs on every address again
   lb.packages       install haproxy and keepalived
   lb.sysctl         net.ipv4.ip_nonlocal_bind=1 now and persistently
+  lb.tls            ([tls]) the public VIP's certificate and key, root-only
   lb.haproxy-cfg    one haproxy.cfg for all nodes, validated with `haproxy -c`
   lb.haproxy-options  (Debian) /etc/default/haproxy: a reload takes the running haproxy's
                     listening sockets over
@@ -33,6 +34,7 @@ from hadeploy.facts.network import (
 )
 from hadeploy.facts.system import detected_platform
 from hadeploy.inventory.model import Inventory, Node
+from hadeploy.inventory.tls import BUNDLE_SECRET, TLS_BUNDLE
 from hadeploy.ops import (
     AnyOp,
     FileContent,
@@ -43,6 +45,7 @@ from hadeploy.ops import (
     ServiceRunning,
     SysctlValue,
 )
+from hadeploy.ops.tls import VALIDATE_BUNDLE, SecretFile
 from hadeploy.ops.vrrp import KeepalivedRunning
 from hadeploy.render import (
     HAPROXY_CHECK_PATH,
@@ -56,6 +59,7 @@ from hadeploy.render import (
 )
 from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
+from hadeploy.render.vip_binds import public_proxy
 from hadeploy.runbook.binds import OriginalBinds, original_bind_steps
 from hadeploy.steps import Runbook, Step
 
@@ -90,28 +94,42 @@ def _platform_matches(inv: Inventory) -> Requirement[str]:
     return Requirement("platform", detected_platform(), judge, "platform as declared")
 
 
-def _interface(inv: Inventory) -> Requirement[bool]:
-    iface = inv.vip.interface
-
+def _interface(iface: str, key: str, op_id: str) -> Requirement[bool]:
     def judge(ctx: HostContext, present: bool) -> str | None:
         if present:
             return None
-        return (f"interface {iface} (vip.interface) does not exist on {ctx.node.name}; "
-                "set vip.interface to the interface that carries the nodes' addresses")
+        return (f"interface {iface} ({key}) does not exist on {ctx.node.name}; "
+                f"set {key} to the interface that carries the VIP's network")
 
-    return Requirement("interface", interface_present(iface), judge, f"interface {iface} exists")
+    return Requirement(op_id, interface_present(iface), judge,
+                       f"interface {iface} exists")
 
 
-def _vip_free(inv: Inventory) -> Requirement[str]:
-    vip = str(inv.vip.address)
-
+def _vip_free(vip: str, key: str, op_id: str) -> Requirement[str]:
     def judge(ctx: HostContext, use: str) -> str | None:
         if use == "answers":
             return (f"the VIP {vip} already answers on the network but no load balancer holds "
-                    "it; another machine uses this address: pick a free vip.address")
+                    f"it; another machine uses this address: pick a free {key}")
         return None
 
-    return Requirement("vip-free", vip_use(vip), judge, f"VIP {vip} not used by another machine")
+    return Requirement(op_id, vip_use(vip), judge,
+                       f"VIP {vip} not used by another machine")
+
+
+def _vip_checks(inv: Inventory, first_deploy: bool) -> list[AnyOp]:
+    """Each VIP's interface exists; on a first deploy, no other machine answers on it."""
+    names = (("vip.address", "vip.interface", ""),
+             ("vip.public_address", "vip.public_interface", "-public"))
+    checks: list[AnyOp] = []
+    seen: set[str] = set()
+    for (address, _, iface), (key, iface_key, suffix) in zip(inv.vip.addresses, names,
+                                                             strict=False):
+        if iface not in seen:
+            seen.add(iface)
+            checks.append(_interface(iface, iface_key, f"interface{suffix}"))
+        if first_deploy:
+            checks.append(_vip_free(str(address), key, f"vip-free{suffix}"))
+    return checks
 
 
 def _ports_free(inv: Inventory, node: Node,
@@ -158,17 +176,29 @@ def _haproxy_defaults(inv: Inventory, ctx: HostContext) -> bytes | None:
 
 def _listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
     vip = str(inv.vip.address)
-    ports = sorted({p.port for p in balanced_proxies(inv)})
+    wanted = [(vip, p.port) for p in balanced_proxies(inv)]
+    wanted += [(str(inv.vip.public), p.port) for p in balanced_proxies(inv)
+               if public_proxy(inv, p)]
 
     def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
-        listening = {s.port for s in sockets if s.address == vip}
-        missing = [str(p) for p in ports if p not in listening]
+        listening = {(s.address, s.port) for s in sockets}
+        missing: dict[str, list[str]] = {}
+        for address, port in dict.fromkeys(wanted):
+            if (address, port) not in listening:
+                missing.setdefault(address, []).append(str(port))
         if missing:
-            return f"haproxy does not listen on {vip} port(s) {', '.join(missing)}"
+            return "haproxy does not listen on " + "; ".join(
+                f"{address} port(s) {', '.join(ports)}" for address, ports in missing.items())
         return None
 
     return Requirement("listening", listening_sockets(), judge,
                        f"haproxy listens on every frontend of {vip}")
+
+
+def _bundle(inv: Inventory, ctx: HostContext) -> bytes:
+    """The certificate, chain and key haproxy serves on the public VIP (a placeholder in an
+    offline plan, which reads no local file)."""
+    return ctx.secrets.get(BUNDLE_SECRET, f"(the PEM files of [tls] in {inv.path})").encode()
 
 
 def _elected(inv: Inventory) -> str:
@@ -192,9 +222,7 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
         binds = original_bind_steps(inv, families, _ports_free(inv, inv.original))
     preflight: dict[str, tuple[AnyOp, ...]] = {}
     for node in nodes:
-        checks: list[AnyOp] = [_platform_matches(inv), _interface(inv)]
-        if first_deploy:
-            checks.append(_vip_free(inv))
+        checks: list[AnyOp] = [_platform_matches(inv), *_vip_checks(inv, first_deploy)]
         if inv.topology == "colocated":
             checks.append(_ports_free(inv, node, binds.ports if node.original else frozenset()))
         preflight[node.name] = tuple(checks)
@@ -203,6 +231,10 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
         "haproxy.cfg", HAPROXY_CFG,
         lambda ctx: render_haproxy_cfg(inv, ctx.secrets, ctx.profile.name).encode(),
         mode="0640", validation="haproxy -c -q -f {tmp} >&2",
+    )
+    tls_bundle = SecretFile(
+        "tls-bundle", TLS_BUNDLE, lambda ctx: _bundle(inv, ctx), mode="0600",
+        validation=VALIDATE_BUNDLE,
     )
     haproxy_options = FileContent(
         "haproxy-options", HAPROXY_DEFAULTS, lambda ctx: _haproxy_defaults(inv, ctx),
@@ -218,7 +250,7 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
     services = (
         ServiceRunning("haproxy", "haproxy", HAPROXY_PIDFILES,
                        restart_after=frozenset({"lb.haproxy-options"}),
-                       reload_after=frozenset({"lb.haproxy-cfg"}),
+                       reload_after=frozenset({"lb.haproxy-cfg", "lb.tls"}),
                        reload_on=frozenset({"debian"})),
         # keepalived re-reads its configuration on SIGHUP (every init system's reload): the
         # VRRP instance keeps its state, so the VIP moves only if the new priorities say so.
@@ -235,6 +267,8 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
              _each(nodes, PackagesInstalled("packages", ("haproxy", "keepalived")))),
         Step("lb.sysctl", f"Allow binding the VIP: {NONLOCAL_BIND_KEY}=1 now and at boot",
              _each(nodes, SysctlValue("sysctl", NONLOCAL_BIND_KEY, "1"), _sysctl_persist(inv))),
+        *([Step("lb.tls", f"Push the public VIP's certificate and key to {TLS_BUNDLE} "
+                "(root-only)", _each(nodes, tls_bundle))] if inv.tls is not None else []),
         Step("lb.haproxy-cfg", f"Push {HAPROXY_CFG} (validated with haproxy -c)",
              _each(nodes, haproxy_cfg)),
         Step("lb.haproxy-options", f"Push {HAPROXY_DEFAULTS} (Debian: hitless reloads)",

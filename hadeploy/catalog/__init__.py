@@ -50,6 +50,8 @@ class Proxy:
     balance: str | None = None
     check_port: int | None = None
     cookie: bool = False
+    # Servers after the first are `backup` (with catalog_options): one node at a time.
+    standby: bool = False
     frontend: tuple[str, ...] = ()
     backend: tuple[str, ...] = ()
     server: tuple[str, ...] = ()
@@ -62,8 +64,9 @@ class Proxy:
         return check if check is not None and check.release in ("any", release) else None
 
 
-BindKind = Literal["uwsgi-default", "apache-listen"]
-BIND_KINDS: tuple[BindKind, ...] = ("uwsgi-default", "apache-listen")
+BindKind = Literal["uwsgi-default", "apache-listen", "mysql-bind-address", "rabbitmq-env"]
+BIND_KINDS: tuple[BindKind, ...] = ("uwsgi-default", "apache-listen", "mysql-bind-address",
+                                    "rabbitmq-env")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Bind:
     uwsgi ini the script passes with --ini) rebuild the arguments with the node's address.
     `apache-listen`: `file` is an apache conf whose `Listen [addr:]port` lines (and
     `<VirtualHost addr:port>` lines naming an address) are set to the node's address.
+    `mysql-bind-address`: `bind-address` in the `[mysqld]` section of a MariaDB/MySQL option
+    file. `rabbitmq-env`: `NODE_IP_ADDRESS` in rabbitmq-env.conf (the AMQP listener's address).
     """
 
     kind: BindKind

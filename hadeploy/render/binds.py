@@ -1,5 +1,7 @@
 """Edits that bind an API to one address where the address is not an ini key: the
-/etc/default file of a Debian uwsgi init script, and apache `Listen` / `VirtualHost` lines.
+/etc/default file of a Debian uwsgi init script, and apache `Listen` / `VirtualHost` lines;
+and the listeners of the guide's supporting services (MariaDB's `bind-address`, RabbitMQ's
+`NODE_IP_ADDRESS`), which their operator sets.
 
 Pure text in, text out: the same edit is shown by `--dry-run` and applied on the host.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 import re
 from ipaddress import ip_address
 
+from hadeploy.catalog import Bind
+from hadeploy.render.ini import set_ini_value
 from hadeploy.render.shellrc import get_shell_var, set_shell_var
 
 UWSGI_DEFAULT_NOTE = ("# hadeploy: uwsgi listens on this controller's own address only (haproxy "
@@ -72,3 +76,34 @@ def bind_apache_listen(text: str, address: str, port: int) -> str:
         return f"{m.group('lead')}{' '.join(addrs)}{m.group('end')}"
 
     return VHOST.sub(vhost, LISTEN.sub(listen, text))
+
+
+def bind_mysql_address(text: str, address: str) -> str:
+    """MariaDB/MySQL option file text whose `[mysqld] bind-address` is `address`."""
+    return set_ini_value(text, "mysqld", "bind-address", address)
+
+
+def bind_rabbitmq_env(text: str, address: str) -> str:
+    """rabbitmq-env.conf text whose `NODE_IP_ADDRESS` (the AMQP listener) is `address`."""
+    return set_shell_var(text, "NODE_IP_ADDRESS", address)
+
+
+def render_bind(bind: Bind, text: str, address: str) -> str:
+    """`text` of `bind.file` with the listen address of its kind set to `address`."""
+    if bind.kind == "uwsgi-default":
+        return bind_uwsgi_default(text, address, bind.port, bind.ini)
+    if bind.kind == "apache-listen":
+        return bind_apache_listen(text, address, bind.port)
+    if bind.kind == "mysql-bind-address":
+        return bind_mysql_address(text, address)
+    return bind_rabbitmq_env(text, address)
+
+
+def bind_setting(bind: Bind) -> str:
+    """In words, the setting of `bind.file` that names the listen address."""
+    return {
+        "uwsgi-default": "DAEMON_ARGS (--http-socket ADDRESS:PORT)",
+        "apache-listen": "the Listen lines",
+        "mysql-bind-address": "bind-address in [mysqld]",
+        "rabbitmq-env": "NODE_IP_ADDRESS",
+    }[bind.kind] + f" in {bind.file}"

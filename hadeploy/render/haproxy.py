@@ -133,7 +133,7 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     if check is not None:
         back += [f"option httpchk GET {check.path}", f"http-check expect status {check.status}"]
     back += list(proxy.backend) if tuned else []
-    for node in inv.controllers:
+    for index, node in enumerate(inv.controllers):
         server = f"server {node.name} {backend_address(inv, node)}:{proxy.port} check inter"
         server += f" {h.check_inter}"
         if tuned and proxy.check_port:
@@ -142,6 +142,8 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
             server += f" cookie {node.name}"
         if tuned and proxy.server:
             server += " " + " ".join(proxy.server)
+        if tuned and proxy.standby and index > 0:
+            server += " backup"
         back.append(server)
     return _section(f"frontend {frontend}", front) + _section(f"backend {backend}", back)
 

@@ -16,10 +16,12 @@ from hadeploy.catalog import Bind, Family, Service, load_catalog
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.ops import AnyOp, FileEdit, HostContext, ServiceRunning
 from hadeploy.render import get_ini_value, set_ini_value
-from hadeploy.render.binds import bind_apache_listen, bind_uwsgi_default
+from hadeploy.render.binds import bind_setting, render_bind
 from hadeploy.steps import Step
 
 RESTART_STEP = "lb.api-restart"
+_LISTENER = {"uwsgi-default": "uwsgi", "apache-listen": "apache",
+             "mysql-bind-address": "MariaDB", "rabbitmq-env": "RabbitMQ"}
 
 
 def _bind_address(node: Node) -> str:
@@ -31,15 +33,11 @@ def _bind_address(node: Node) -> str:
 def bind_edit(bind: Bind, node: Node) -> FileEdit:
     """One bind file of a variant set to `node`'s api_bind address."""
     address = _bind_address(node)
-    if bind.kind == "uwsgi-default":
-        return FileEdit(
-            f"bind:{bind.file}", bind.file,
-            lambda ctx, text: bind_uwsgi_default(text, address, bind.port, bind.ini),
-            f"{bind.file}: uwsgi listens on {address}:{bind.port}", create=True)
+    created = bind.kind == "uwsgi-default"  # the init script reads it if it exists
     return FileEdit(
-        f"bind:{bind.file}", bind.file,
-        lambda ctx, text: bind_apache_listen(text, address, bind.port),
-        f"{bind.file}: apache listens on {address}:{bind.port}", missing_ok=True)
+        f"bind:{bind.file}", bind.file, lambda ctx, text: render_bind(bind, text, address),
+        f"{bind.file}: {_LISTENER[bind.kind]} listens on {address}:{bind.port}",
+        create=created, missing_ok=not created)
 
 
 def bind_edits(inv: Inventory, service: Service, family: Family,
@@ -118,3 +116,21 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
     steps.append(Step("lb.ports-free", "No API holds the VIP's ports on every address",
                       {node.name: (ports_free,)}, read_only=True))
     return OriginalBinds(tuple(steps), frozenset(ports))
+
+
+def operator_binds(inv: Inventory, family: Family, ports: set[int]) -> list[str]:
+    """Where the operator binds the balanced databases and brokers (services the catalog
+    marks lb_only) that hold one of `ports` on every address: hadeploy restarts none of them
+    (a Galera or RabbitMQ cluster member is restarted one node at a time, by its operator)."""
+    catalog = load_catalog()
+    advice = []
+    for name in inv.services:
+        service = catalog[name]
+        if not service.lb_only:
+            continue
+        for variant in service.variants:
+            if variant.family == family and variant.release in ("any", inv.release):
+                advice += [f"{service.title}: {bind_setting(b)}, then restart "
+                           f"{' '.join(variant.daemons)} node by node"
+                           for b in variant.binds_for(inv.release) if b.port in ports]
+    return advice

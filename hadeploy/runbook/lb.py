@@ -60,7 +60,7 @@ from hadeploy.render import (
 from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
 from hadeploy.render.vip_binds import public_proxy
-from hadeploy.runbook.binds import OriginalBinds, original_bind_steps
+from hadeploy.runbook.binds import OriginalBinds, operator_binds, original_bind_steps
 from hadeploy.steps import Runbook, Step
 
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
@@ -140,13 +140,16 @@ def _ports_free(inv: Inventory, node: Node,
     vip = str(inv.vip.address)
 
     def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
-        problems = [f"{s.local} ({s.process or 'a process'})" for s in sockets
-                    if s.port in ports and "haproxy" not in s.process
-                    and s.address in ("0.0.0.0", "*", "::", vip)]
-        if problems:
-            return (f"{', '.join(problems)} holds a port haproxy needs on the VIP; bind that "
-                    f"API to the node's address ({node.api_bind}) first")
-        return None
+        held = [s for s in sockets if s.port in ports and "haproxy" not in s.process
+                and s.address in ("0.0.0.0", "*", "::", vip)]
+        if not held:
+            return None
+        problems = ", ".join(f"{s.local} ({s.process or 'a process'})" for s in held)
+        # a database or broker the operator binds: say where
+        advice = operator_binds(inv, ctx.profile.family, {s.port for s in held if s.port})
+        how = f" ({'; '.join(advice)})" if advice else ""
+        return (f"{problems} holds a port haproxy needs on the VIP; bind that API to the "
+                f"node's address ({node.api_bind}) first{how}")
 
     return Requirement("ports-free", listening_sockets(processes=True), judge,
                        "no API holds the VIP's ports on all addresses")

@@ -4,8 +4,10 @@ once per test session and always torn down at the end, also on failure, Ctrl-C o
 Tests using it need root; without root they are skipped.
 
 The hosts' offline apt repository holds haproxy/keepalived and the OpenStack packages an
-original controller needs (lab.openstack.LAB_REPO_PACKAGES, ~600 .debs downloaded
-once into the persistent cache; a cached repository costs Lab.up nothing measurable).
+original controller needs (lab.openstack.LAB_REPO_PACKAGES) and guide 2's supporting
+services (lab.openstack.supporting.SUPPORT_PACKAGES: MariaDB Galera, RabbitMQ, memcached),
+~970 .debs downloaded once into the persistent cache; a cached repository costs Lab.up
+nothing measurable.
 If they cannot be downloaded (no network and no cache), or HADEPLOY_LAB_OPENSTACK=0, the
 lab is built without them and tests marked `openstack` are skipped, saying why.
 """
@@ -22,6 +24,7 @@ import pytest
 from lab import DEFAULT_REPO_PACKAGES, Lab, ensure_repo, lab_lock
 from lab.errors import LabError
 from lab.openstack import LAB_REPO_PACKAGES
+from lab.openstack.supporting import SUPPORT_PACKAGES
 from tests.lab.helpers import OPENSTACK_UNAVAILABLE
 
 LAB_HOSTS = ("lb1", "lb2", "lb3", "ctl1", "ctl2", "ctl3")
@@ -38,12 +41,14 @@ def _repo_packages() -> tuple[str, ...]:
     if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0":
         OPENSTACK_UNAVAILABLE.append("HADEPLOY_LAB_OPENSTACK=0")
         return DEFAULT_REPO_PACKAGES
+    # guide 2's supporting services (Galera, RabbitMQ, memcached) come with them
+    packages = (*LAB_REPO_PACKAGES, *SUPPORT_PACKAGES)
     try:
-        ensure_repo(LAB_REPO_PACKAGES)
+        ensure_repo(packages)
     except LabError as err:
         OPENSTACK_UNAVAILABLE.append(f"OpenStack packages unavailable: {err}")
         return DEFAULT_REPO_PACKAGES
-    return LAB_REPO_PACKAGES
+    return packages
 
 
 @pytest.fixture(scope="session")

@@ -252,6 +252,10 @@ def corrected_guide2(password: str) -> list[Section]:
             path, status = HTTP_CHECKS2[s.name]
             s.lines = [*s.lines, f"option httpchk GET {path}",
                        f"http-check expect status {status}"]
+        if key == ("backend", "galera-vms"):  # one writer: every node after the first backup
+            first = next(i for i, line in enumerate(s.lines) if line.startswith("server "))
+            s.lines = [line + " backup" if i > first and line.startswith("server ") else line
+                       for i, line in enumerate(s.lines)]
         if key == ("backend", "horizon-vms"):
             s.lines = [*s.lines, "mode http", COOKIE_LINE]
             # server cookies are the node names (the guide's rhos6-horizonN are arbitrary)
@@ -291,7 +295,7 @@ def test_guide2_differences_are_exactly_the_named_ones(colocated: Inventory) -> 
     assert differing == {
         ("global", ""), ("listen", "monitor"),
         ("frontend", "vip-glance"), ("backend", "glance-vms"),
-        ("frontend", "vip-horizon"), ("backend", "horizon-vms"),
+        ("frontend", "vip-horizon"), ("backend", "horizon-vms"), ("backend", "galera-vms"),
         *(("backend", name) for name in HTTP_CHECKS2),
     }
     assert "stats authroot:redhat" in raw["listen", "monitor"].lines
@@ -304,8 +308,10 @@ def test_guide2_check_options(colocated: Inventory) -> None:
     assert galera.value("balance") is None  # the guide leaves galera to the stick table
     assert {"option httpchk", "stick-table type ip size 2", "stick on dst",
             "timeout server 90m"} <= set(galera.lines)
-    for server in galera.servers:
-        assert server.endswith(" check inter 1s port 9200 on-marked-down shutdown-sessions")
+    first, *others = galera.servers
+    assert first.endswith(" check inter 1s port 9200 on-marked-down shutdown-sessions")
+    for server in others:
+        assert server.endswith(" check inter 1s port 9200 on-marked-down shutdown-sessions backup")
     assert ours["frontend", "vip-galera"].value("timeout client") == "90m"
     assert "option clitcpka" in ours["frontend", "vip-rabbitmq"].lines
     assert "option srvtcpka" in ours["backend", "rabbitmq-vms"].lines

@@ -36,6 +36,7 @@ from tests.lab.helpers import (
     OPENSTACK_UNAVAILABLE,
     STATS_PASSWORD,
     hadeploy,
+    installed,
     wait_for,
 )
 
@@ -218,6 +219,7 @@ def test_guide2_whole_haproxy_cfg_passes_haproxy_c_and_ceilometer_is_refused(
 
 
 def test_rollback_leaves_the_clusters_on_their_node_addresses(deployed: Deployed) -> None:
+    """haproxy and keepalived go (the run installed them); the clusters stay as they were."""
     lab, inventory, _ = deployed
     back = hadeploy("rollback", "--phase", "lb", "--hosts", str(inventory), "--yes", timeout=900)
     assert back.returncode == 0, back.stdout[-5000:] + back.stderr[-3000:]
@@ -226,4 +228,5 @@ def test_rollback_leaves_the_clusters_on_their_node_addresses(deployed: Deployed
         for port in BALANCED:
             assert listeners[port] == {lab.hosts[host].address}, (host, port, listeners)
         assert MONITOR_PORT not in listeners
+        assert not installed(lab, host, "haproxy") and not installed(lab, host, "keepalived")
     assert running_nodes(lab.hosts["ctl1"]) == [f"rabbit@{h}" for h in CTLS]

@@ -12,6 +12,8 @@ environment. Guide 2's whole haproxy.cfg passes `haproxy -c` on the controllers.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import socket
 import time
 import urllib.error
@@ -34,6 +36,7 @@ from tests.lab.helpers import (
     OPENSTACK_UNAVAILABLE,
     STATS_PASSWORD,
     hadeploy,
+    installed,
     wait_for,
 )
 
@@ -42,6 +45,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 BALANCED = (3306, 5672)  # galera and rabbitmq: haproxy holds them on the VIP of every node
 MONITOR_PORT = 9300
 WILDCARDS = ("0.0.0.0", "*", "[::]", "::")
+GALERA_BACKEND = "galera-api"  # hadeploy's default backend name, {proxy}-api
 CLIENT = "ctl3"  # where the SQL clients run (a host with MariaDB's client)
 LONG_OUT, LONG_RC = "/tmp/hadeploy-long-session.out", "/tmp/hadeploy-long-session.rc"
 # Guide 2 on modern: every service the catalog balances there (ceilometer is refused).
@@ -93,6 +97,27 @@ def _sql_node(lab: Lab) -> str:
     return lab.hosts[CLIENT].exec(
         ["mysql", f"--defaults-extra-file={SQL_CLIENT_CNF}", "-h", LAB_VIP, "-N", "-B", "-e",
          "SELECT @@wsrep_node_name"], timeout=60).stdout.strip()
+
+
+def _admin(path: str, password: str | None = STATS_PASSWORD) -> tuple[int, str]:
+    """Status and body of a GET of the monitor listener's `path` through the VIP."""
+    request = urllib.request.Request(f"http://{LAB_VIP}:{MONITOR_PORT}{path}")
+    if password is not None:
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as answer:
+        return answer.code, ""
+
+
+def _galera_states() -> dict[str, str]:
+    """Server -> status of the galera backend, from the VIP holder's stats page (CSV)."""
+    _, body = _admin("/admin;csv")
+    rows = list(csv.DictReader(io.StringIO(body.lstrip("# "))))
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] == GALERA_BACKEND
+            and r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 def test_each_service_listens_on_its_node_and_haproxy_on_the_vip(deployed: Deployed) -> None:
@@ -148,7 +173,9 @@ def test_a_node_reported_down_loses_its_sessions_and_new_ones_go_to_the_next(
         assert {_sql_node(lab) for _ in range(3)} == {"ctl2"}  # the first backup
     finally:
         set_desync(ctl1, False)
-    wait_for(lambda: health_status(ctl1) == 200, "ctl1 synced again")
+    wait_for(lambda: _galera_states().get("ctl1") == "UP", "haproxy to see ctl1 up again")
+    # stick on dst: the VIP's entry names ctl2 now, and SQL stays there (no flip back)
+    assert {_sql_node(lab) for _ in range(3)} == {"ctl2"}
 
 
 def test_rabbitmq_answers_through_the_vip(deployed: Deployed) -> None:
@@ -165,23 +192,11 @@ def test_rabbitmq_answers_through_the_vip(deployed: Deployed) -> None:
 
 
 def test_monitor_answers_status_and_guards_admin(deployed: Deployed) -> None:
-    base = f"http://{LAB_VIP}:{MONITOR_PORT}"
-    with urllib.request.urlopen(f"{base}/status", timeout=10) as reply:
-        assert reply.status == 200
-
-    def admin(password: str | None) -> int:
-        request = urllib.request.Request(f"{base}/admin")
-        if password is not None:
-            token = base64.b64encode(f"admin:{password}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as answer:
-            return answer.code
-
-    assert admin(None) == 401 and admin("not-the-password") == 401
-    assert admin(STATS_PASSWORD) == 200
+    assert _admin("/status", password=None)[0] == 200
+    assert _admin("/admin", password=None)[0] == 401
+    assert _admin("/admin", password="not-the-password")[0] == 401
+    status, page = _admin("/admin")
+    assert status == 200 and GALERA_BACKEND in page
 
 
 def test_guide2_whole_haproxy_cfg_passes_haproxy_c_and_ceilometer_is_refused(
@@ -204,6 +219,7 @@ def test_guide2_whole_haproxy_cfg_passes_haproxy_c_and_ceilometer_is_refused(
 
 
 def test_rollback_leaves_the_clusters_on_their_node_addresses(deployed: Deployed) -> None:
+    """haproxy and keepalived go (the run installed them); the clusters stay as they were."""
     lab, inventory, _ = deployed
     back = hadeploy("rollback", "--phase", "lb", "--hosts", str(inventory), "--yes", timeout=900)
     assert back.returncode == 0, back.stdout[-5000:] + back.stderr[-3000:]
@@ -212,4 +228,5 @@ def test_rollback_leaves_the_clusters_on_their_node_addresses(deployed: Deployed
         for port in BALANCED:
             assert listeners[port] == {lab.hosts[host].address}, (host, port, listeners)
         assert MONITOR_PORT not in listeners
+        assert not installed(lab, host, "haproxy") and not installed(lab, host, "keepalived")
     assert running_nodes(lab.hosts["ctl1"]) == [f"rabbit@{h}" for h in CTLS]

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy.app import build_runbook
+from hadeploy.catalog import load_catalog
+from hadeploy.errors import InventoryError
 from hadeploy.facts import Probe
 from hadeploy.inventory.model import Node
 from hadeploy.ops import Balancers, DrainedRestart, HostContext, ServiceRunning
 from hadeploy.ops.drain import NO_SOCAT, drain_script, ready_script, undo_drained
 from hadeploy.platforms import profile_for
+from hadeploy.runbook.drains import build_restart_runbook
+from tests.unit.controller_inventories import Inventories, families
 
 # A stand-in for `socat - UNIX-CONNECT:SOCKET`: logs each command haproxy would get and
 # answers from files: `set` prints $SET_ANSWER, `show stat` the next line of $STAT_ROWS
@@ -192,3 +197,28 @@ def test_the_rollback_restart_is_drained_too_and_runs_last() -> None:
     assert [c.on for c in undo] == ["lb1", "lb2", None, None, "lb1", "lb2"]
     assert all(c.deferred for c in undo)
     assert "glance-api restart" in undo[2].script
+
+
+def test_the_restart_phase_is_one_drained_step_per_service_and_controller(
+        inventories: Inventories) -> None:
+    inv = inventories("modern", "debian", "dedicated")
+    runbook = build_restart_runbook(inv, families(inv), ("glance",))
+    controllers = [c.name for c in inv.controllers]
+    assert runbook.phase == "restart"
+    assert [s.id for s in runbook.steps] == [f"restart.glance.{c}" for c in controllers]
+    for step, name in zip(runbook.steps, controllers, strict=True):
+        (op,) = step.ops[name]
+        assert isinstance(op, DrainedRestart) and op.always
+        assert op.balancers.hosts == tuple(n.name for n in inv.lbs)
+        assert op.balancers.backends == (inv.haproxy.backend_name.replace("{proxy}", "glance"),)
+    everything = build_restart_runbook(inv, families(inv), ())
+    assert {s.id.split(".")[1] for s in everything.steps} == {
+        s for s in inv.services if not load_catalog()[s].lb_only}
+
+
+def test_restart_refuses_a_service_the_inventory_does_not_scale_out(
+        inventories: Inventories) -> None:
+    inv = inventories("modern", "debian", "dedicated")
+    with pytest.raises(InventoryError, match="--service galera: not a scaled-out service"):
+        build_runbook(inv, "restart", False, {n.name: profile_for("debian") for n in inv.nodes},
+                      ("galera",))

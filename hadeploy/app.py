@@ -32,13 +32,14 @@ from hadeploy.render import (
 )
 from hadeploy.runbook import build_lb_runbook
 from hadeploy.runbook.controllers import build_controllers_runbook
+from hadeploy.runbook.drains import build_restart_runbook
 from hadeploy.steps import Runbook
 from hadeploy.transport.base import Result, Transport
 
 if TYPE_CHECKING:
     from hadeploy.verify import Report
 
-PHASES = ("lb", "controllers")
+PHASES = ("lb", "controllers", "restart")
 RESUMABLE = ("failed", "interrupted", "running")
 RENDERABLE = ("haproxy", "keepalived", "check-script", "sysctl")
 
@@ -79,6 +80,8 @@ def phase_hosts(inv: Inventory, phase: str) -> tuple[str, ...]:
     if phase == "controllers":
         names = [c.name for c in inv.controllers] + [rc.host for rc in inv.openstack.rc_files]
         return tuple(dict.fromkeys(names))
+    if phase == "restart":
+        return tuple(c.name for c in inv.controllers)
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
 
@@ -102,6 +105,9 @@ def build_runbook(inv: Inventory, phase: str, first_deploy: bool,
     if phase == "controllers":
         check_services(inv, only)
         return build_controllers_runbook(inv, families, only)
+    if phase == "restart":
+        check_services(inv, only)
+        return build_restart_runbook(inv, families, only)
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
 

@@ -30,7 +30,7 @@ from hadeploy.errors import HadeployError, Interrupted, InventoryError, JournalE
 from hadeploy.journal import RunStore, state_dir_for
 from hadeploy.live import progress_printer
 
-PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers"}
+PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers", "restart": "restart"}
 HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
 RENDER_USAGE = (f"usage: render {'|'.join(RENDERABLE)} [--hosts FILE] [--node NODE]\n"
                 "  prints the file hadeploy would write (secrets masked); --node: keepalived.conf "
@@ -145,18 +145,31 @@ def deploy_lb(c: Context, hosts: str | None = None, dry_run: bool = False,
     guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
 
 
-@task(iterable=["service"], help={
+SERVICE_PHASE_HELP = {
     "hosts": HOSTS_HELP, "dry_run": "probe the hosts read-only and print the plan",
     "offline": "print the plan without connecting", "resume":
     "continue the last failed or interrupted run", "yes": "do not ask for confirmation",
     "json": "write one JSON object per event to stdout",
-    "service": "only this catalog service (repeatable); default: every balanced service"})
+    "service": "only this catalog service (repeatable); default: every balanced service"}
+
+
+@task(iterable=["service"], help=SERVICE_PHASE_HELP)
 def deploy_controllers(c: Context, hosts: str | None = None, service: list[str] | None = None,
                        dry_run: bool = False, offline: bool = False, resume: bool = False,
                        yes: bool = False, json: bool = False) -> None:
     """Scale the OpenStack APIs out to the new controllers behind the VIP (guide step 2)."""
     only = tuple(service or ())
     guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only))
+
+
+@task(iterable=["service"], help=SERVICE_PHASE_HELP)
+def restart(c: Context, hosts: str | None = None, service: list[str] | None = None,
+            dry_run: bool = False, offline: bool = False, resume: bool = False,
+            yes: bool = False, json: bool = False) -> None:
+    """Restart a service's running daemons on every controller, one at a time, each drained
+    on the balancers first (no request through the VIP is cut)."""
+    only = tuple(service or ())
+    guard(lambda: run_phase("restart", hosts, dry_run, offline, resume, yes, json, only))
 
 
 @task(help={"hosts": HOSTS_HELP, "phase": "lb or controllers",
@@ -167,9 +180,8 @@ def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool 
     def action() -> int:
         path = hosts or default_hosts()
         console = make_console()
-        if phase not in PHASE_TASK:
-            raise InventoryError(path, [f"--phase {phase!r}: choose one of "
-                                        f"{', '.join(PHASE_TASK)}"])
+        if phase not in ("lb", "controllers"):
+            raise InventoryError(path, [f"--phase {phase!r}: choose one of lb, controllers"])
         if not yes and not sys.stdin.isatty():
             console.print("Refusing to roll back without confirmation: pass --yes.")
             return 2
@@ -246,7 +258,8 @@ def verify(c: Context, hosts: str | None = None, json: bool = False) -> None:
 
 def operator_collection() -> Collection:
     """A new collection of the operator's tasks (callers may add their own to it)."""
-    return Collection(deploy_lb, deploy_controllers, rollback, render, status, verify)
+    return Collection(deploy_lb, deploy_controllers, restart, rollback, render, status,
+                      verify)
 
 
 ns = operator_collection()

@@ -31,7 +31,8 @@ from lab.procs import CLEAN_ENV, run
 DEFAULT_CACHE_DIR = Path("/var/cache/hadeploy-lab")
 CACHE_ENV = "HADEPLOY_LAB_CACHE"
 #: What the lab's repository holds by default; later issues add OpenStack packages.
-DEFAULT_PACKAGES: tuple[str, ...] = ("haproxy", "keepalived")
+#: socat: hadeploy drains servers through haproxy's stats socket with it (lb.packages).
+DEFAULT_PACKAGES: tuple[str, ...] = ("haproxy", "keepalived", "socat")
 
 _APT_OPTS = ("-o", "APT::Sandbox::User=root", "-q")
 _DEPENDS_OPTS = (

@@ -45,7 +45,8 @@ class CommandRunner:
             self.emit("notice", step_id, host, text=command.notice)
         started = time.monotonic()
         self.lookahead.command_ran()
-        result = self.transport.run(host, command.script, stdin=stdin)
+        # Events stay the operation's host's: a command run elsewhere names its host itself.
+        result = self.transport.run(command.on or host, command.script, stdin=stdin)
         self.emit("command", step_id, host, command=command.shown(), exited=result.exited,
                   duration=round(time.monotonic() - started, 3))
         return result.check(command.shown())

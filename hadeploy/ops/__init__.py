@@ -12,6 +12,7 @@ from hadeploy.ops.base import (
     Undo,
 )
 from hadeploy.ops.checks import Requirement
+from hadeploy.ops.drain import Balancers, DrainedRestart
 from hadeploy.ops.endpoints import EndpointsOnVip
 from hadeploy.ops.files import FileContent, FileEdit
 from hadeploy.ops.packages import PackagesInstalled
@@ -24,7 +25,9 @@ from hadeploy.ops.undo import UNDO
 __all__ = [
     "UNDO",
     "AnyOp",
+    "Balancers",
     "Command",
+    "DrainedRestart",
     "EndpointsOnVip",
     "Fact",
     "FileContent",

@@ -50,6 +50,9 @@ class Command:
     # Told to the operator when the command starts, for one that may wait a long time (for
     # another package manager run to finish, say): what it is waiting for.
     notice: str = ""
+    # Run on this other host instead (a drained restart sets the server's state on each
+    # balancer): the operation's host still owns the step, its journal and its failure.
+    on: str | None = None
 
     def shown(self) -> str:
         """How the command appears in plans and logs (stdin is never shown)."""

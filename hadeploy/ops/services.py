@@ -44,7 +44,7 @@ class ServiceRunning(Operation[ServiceState]):
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
         return service_state(ctx.profile, self.service, self.pidfiles)
 
-    def _verb(self, ctx: HostContext, state: ServiceState) -> Verb:
+    def verb(self, ctx: HostContext, state: ServiceState) -> Verb:
         """What the service needs: started, restarted, reloaded, or nothing (``)."""
         if not state.running:
             return "start"
@@ -56,8 +56,8 @@ class ServiceRunning(Operation[ServiceState]):
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
         if self.restart_only:
-            return not state.running or not self._verb(ctx, state)
-        return state.enabled and not self._verb(ctx, state)
+            return not state.running or not self.verb(ctx, state)
+        return state.enabled and not self.verb(ctx, state)
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         # restart_only never enables: there is no boot setting for the undo to put back
@@ -65,7 +65,7 @@ class ServiceRunning(Operation[ServiceState]):
                           "pidfiles": list(self.pidfiles),
                           "was_enabled": state.enabled or self.restart_only,
                           "was_running": state.running}
-        if self._verb(ctx, state) == "reload":  # so that a rollback reloads too
+        if self.verb(ctx, state) == "reload":  # so that a rollback reloads too
             record["verb"] = "reload"
         return record
 
@@ -130,7 +130,7 @@ class ServiceRunning(Operation[ServiceState]):
         if not state.enabled and not self.restart_only:
             commands.append(Command(profile.enable(self.service)))
         # Not enabled but running as wanted: restarted, as always, so it runs as enabled.
-        verb = self._verb(ctx, state) or "restart"
+        verb = self.verb(ctx, state) or "restart"
         if verb == "reload":
             return [*commands, self._reload(ctx)]
         # A restart returns while the old daemon may still be stopping (keepalived's init
@@ -153,7 +153,7 @@ class ServiceRunning(Operation[ServiceState]):
 
     def preview(self, ctx: HostContext, state: ServiceState) -> str:
         parts = [] if state.enabled or self.restart_only else ["enable"]
-        parts.append(self._verb(ctx, state) or "restart")
+        parts.append(self.verb(ctx, state) or "restart")
         return f"  {self.service}: {' and '.join(parts)}\n"
 
     def title(self) -> str:

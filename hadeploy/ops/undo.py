@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hadeploy.ops.base import Undo
+from hadeploy.ops.drain import undo_drained
 from hadeploy.ops.endpoints import undo_endpoints
 from hadeploy.ops.files import undo_file
 from hadeploy.ops.packages import undo_packages
@@ -20,6 +21,7 @@ from hadeploy.ops.trees import undo_tree
 # Typed read-only: nothing registers into it at import time (tests may patch in kinds of
 # their own test operations for the length of a test).
 UNDO: Mapping[str, Undo] = {
+    "drained-service": undo_drained,
     "endpoints": undo_endpoints,
     "file": undo_file,
     "packages": undo_packages,

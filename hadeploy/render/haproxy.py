@@ -80,15 +80,20 @@ def _global(inv: Inventory, hitless: bool) -> list[str]:
     return _section("global", lines)
 
 
-def _defaults(inv: Inventory) -> list[str]:
+def _defaults(inv: Inventory, hitless: bool) -> list[str]:
     h = inv.haproxy
-    return _section("defaults", [
+    lines = [
         f"mode {h.mode}",
         f"maxconn {h.maxconn}",
         f"timeout connect {h.timeout_connect}",
         f"timeout client {h.timeout_client}",
         f"timeout server {h.timeout_server}",
-    ])
+    ]
+    if hitless and h.mode == "http":
+        # After a reload the old process answers a kept-alive client's next request (with
+        # `Connection: close`) instead of closing its idle connection under it.
+        lines.append("option idle-close-on-response")
+    return _section("defaults", lines)
 
 
 def _monitor(inv: Inventory, secrets: Mapping[str, str] | None) -> list[str]:
@@ -158,7 +163,7 @@ def render_haproxy_cfg(inv: Inventory, secrets: Mapping[str, str] | None = None,
         "",
     ]
     hitless = reloads_hitless(platform or inv.platform)
-    lines += _global(inv, hitless) + _defaults(inv) + _monitor(inv, secrets)
+    lines += _global(inv, hitless) + _defaults(inv, hitless) + _monitor(inv, secrets)
     for proxy in balanced_proxies(inv):
         lines += _proxy(inv, proxy)
     return "\n".join(lines).rstrip("\n") + "\n"

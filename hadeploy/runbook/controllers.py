@@ -11,7 +11,8 @@ Per service, in the guide's order:
   ctl.SVC.host-keys  rewrite host-specific keys (bind address, my_ip, ...) per controller
   ctl.SVC.bind       (colocated) the API's listen address outside its ini keys (a Debian uwsgi
                      /etc/default file, apache Listen lines) set to each controller's api_bind
-  ctl.SVC.services   enable + start on the new controllers, restart on the original
+  ctl.SVC.services   enable + start on the new controllers, restart on the original, one
+                     controller at a time, each restart drained on the balancers
   ctl.SVC.verify     read-only: each API answers on each controller and through the VIP
 then once:
   ctl.endpoints      the Keystone catalog's endpoints move to the VIP (public identity last)
@@ -35,13 +36,13 @@ from hadeploy.ops import (
     FileEdit,
     HostContext,
     PackagesInstalled,
-    ServiceRunning,
     TreeCopied,
     shared_state_check,
 )
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
 from hadeploy.runbook.api_answers import apis_answer
 from hadeploy.runbook.binds import bind_edits
+from hadeploy.runbook.drains import drained_daemons
 from hadeploy.steps import Runbook, Step
 
 
@@ -189,16 +190,15 @@ def _service_steps(inv: Inventory, service: Service,
                              f"{prefix}.bind"})
     changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys",
                                   f"{prefix}.bind"})
-    daemons: dict[str, tuple[AnyOp, ...]] = {}
-    for node in inv.controllers:
-        variant = service.variant(families[node.name], release)
-        restart = changed_original if node.original else changed_new
-        daemons[node.name] = tuple(
-            ServiceRunning(f"service:{d}", d, (), restart, wait_seconds=30)
-            for d in variant.daemons)
+    # One controller at a time, each restart drained on the balancers (runbook.drains); the
+    # new ones first, so that they can take the original's traffic while it restarts.
+    daemons: dict[str, tuple[AnyOp, ...]] = {
+        node.name: drained_daemons(inv, service, node, families[node.name],
+                                   changed_original if node.original else changed_new)
+        for node in (*new, original)}
     steps.append(Step(f"{prefix}.services",
-                      f"{service.title}: start on the new controllers, restart on the original",
-                      daemons))
+                      f"{service.title}: start on the new controllers, restart on the original "
+                      "(drained)", daemons, serial=True))
 
     proxies = sorted((p for p in service.proxies_for(release) if p.name not in inv.omit_proxies),
                      key=lambda p: p.port)

@@ -6,7 +6,7 @@
   lb.bind.SVC       (colocated) the original's API bound to its api_bind address, so that
   lb.api-restart    haproxy can take the VIP's ports there; restarted; rollback restores the
   lb.ports-free     files after haproxy is gone and restarts the APIs on every address again
-  lb.packages       install haproxy and keepalived
+  lb.packages       install haproxy, keepalived and socat (for haproxy's stats socket)
   lb.sysctl         net.ipv4.ip_nonlocal_bind=1 now and persistently
   lb.tls            ([tls]) the public VIP's certificate and key, root-only
   lb.haproxy-cfg    one haproxy.cfg for all nodes, validated with `haproxy -c`
@@ -266,8 +266,9 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
         Step("lb.preflight", "Preflight: platform, interface, VIP and ports", preflight,
              read_only=True),
         *binds.steps,
-        Step("lb.packages", "Install haproxy and keepalived",
-             _each(nodes, PackagesInstalled("packages", ("haproxy", "keepalived")))),
+        # socat: drained API restarts talk to haproxy's stats socket with it (ops.drain)
+        Step("lb.packages", "Install haproxy, keepalived and socat",
+             _each(nodes, PackagesInstalled("packages", ("haproxy", "keepalived", "socat")))),
         Step("lb.sysctl", f"Allow binding the VIP: {NONLOCAL_BIND_KEY}=1 now and at boot",
              _each(nodes, SysctlValue("sysctl", NONLOCAL_BIND_KEY, "1"), _sysctl_persist(inv))),
         *([Step("lb.tls", f"Push the public VIP's certificate and key to {TLS_BUNDLE} "

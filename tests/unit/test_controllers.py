@@ -34,12 +34,13 @@ from hadeploy.facts.trees import manifest_script
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.ops import (
     AnyOp,
+    Command,
+    DrainedRestart,
     FileEdit,
     HostContext,
     PackagesInstalled,
     Probe,
     Requirement,
-    ServiceRunning,
     TreeCopied,
 )
 from hadeploy.ops.endpoints import EndpointsOnVip
@@ -385,7 +386,8 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
         for host in every:
             assert tuple(op.path for op in ops_of(steps[f"{prefix}.bind"], host)
                          if isinstance(op, FileEdit)) == binds
-    assert steps[f"{prefix}.services"].hosts == tuple(every)
+    # one at a time, the new ones first: they take the original's traffic while it restarts
+    assert steps[f"{prefix}.services"].hosts == (*new, original)
     verify = steps[f"{prefix}.verify"]
     assert verify.hosts == tuple(every) and verify.read_only
     assert not any(s.read_only for s in runbook.steps
@@ -495,6 +497,11 @@ def _action(profile_name: str, daemon: str, verb: str) -> str:
     return f"systemctl {verb} {daemon}"
 
 
+def _local(commands: list[Command]) -> list[Command]:
+    """The commands that run on the operation's own host."""
+    return [c for c in commands if c.on is None]
+
+
 @pytest.mark.parametrize(("release", "service", "profile_name"), PKG_MATRIX)
 def test_service_commands(inventories: Inventories, release: str, service: str,
                           profile_name: str) -> None:
@@ -509,8 +516,10 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
     prefix = f"ctl.{service}"
     for host in (original, *new):
         ops = ops_of(step, host)
-        assert all(isinstance(op, ServiceRunning) for op in ops)
-        assert tuple(op.service for op in ops if isinstance(op, ServiceRunning)) == daemons
+        assert all(isinstance(op, DrainedRestart) for op in ops)
+        assert tuple(op.service.service for op in ops if isinstance(op, DrainedRestart)) \
+            == daemons
+    assert step.serial  # one controller at a time
     for daemon, op in zip(daemons, ops_of(step, new[0]), strict=True):
         # a new controller: enable and start (the guide's chkconfig on + service start)
         ctx = ctx_for(inv, new[0], profile, step.id, frozenset({f"{prefix}.copy"}))
@@ -530,7 +539,7 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
             assert f"systemctl is-enabled --quiet {daemon}" in probe
         # already running with a freshly copied tree: restart, no enable
         running = Probe("enabled\nrunning\n")
-        (restart,) = op.apply(ctx, op.read(ctx, running))
+        restart = _local(op.apply(ctx, op.read(ctx, running)))[0]
         assert restart.summary.startswith(_action(profile_name, daemon, "restart"))
         assert not op.done(ctx, op.read(ctx, running))
         # a re-run that changed nothing there restarts nothing
@@ -546,10 +555,15 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
         for changed in (f"{prefix}.vip-keys", f"{prefix}.host-keys"):
             changed_ctx = replace(ctx, changed_steps=frozenset({changed}))
             assert not op.done(changed_ctx, op.read(changed_ctx, running))
-            (restart,) = op.apply(changed_ctx, op.read(changed_ctx, running))
-            assert isinstance(op, ServiceRunning)
-            assert restart.summary == (f"{_action(profile_name, op.service, 'restart')} "
+            commands = op.apply(changed_ctx, op.read(changed_ctx, running))
+            restart = _local(commands)[0]
+            assert isinstance(op, DrainedRestart)
+            assert restart.summary == (f"{_action(profile_name, op.service.service, 'restart')} "
                                        "(then wait until it runs)")
+            # drained first on every balancer, ready again on every balancer after
+            lbs = [lb.name for lb in inv.balancers]
+            assert [c.on for c in commands] == [*lbs, None, None, *lbs]
+            assert commands[len(lbs)] == restart
         # another service's changes are not this one's business
         assert op.done(replace(ctx, changed_steps=frozenset({"ctl.other.vip-keys"})),
                        op.read(ctx, running))
@@ -932,8 +946,15 @@ def test_engine_plan_of_the_guides_deployment() -> None:
     # the original restarts nova-api because its VIP keys would change
     services = plan[("ctl.nova.services", "mesa-virt-01")]
     ((_, commands, _),) = services.pending
+    backends = "nova-ec2-api, nova-compute-api, nova-metadata-api"
+    lbs = ("mesa-lb-01", "mesa-lb-02", "mesa-lb-03")
     assert [c.shown() for c in commands] == [
-        "service openstack-nova-api restart (then wait until it runs)"]
+        *(f"{lb}: set mesa-virt-01 to drain in {backends} (stats socket), wait until its "
+          "sessions reach 0 (at most 10 s)" for lb in lbs),
+        "service openstack-nova-api restart (then wait until it runs)",
+        "wait until mesa-virt-01's APIs answer on its own address",
+        *(f"{lb}: wait until haproxy sees mesa-virt-01 UP in {backends} (at most 60 s), then "
+          "set it ready" for lb in lbs)]
     # keystone has no VIP keys: nothing changes on the original, nothing restarts
     assert plan[("ctl.keystone.services", "mesa-virt-01")].pending == []
     fresh = plan[("ctl.keystone.services", "mesa-virt-02")]

@@ -827,4 +827,5 @@ def test_the_undo_registry_does_not_depend_on_what_was_imported_before() -> None
     result = subprocess.run([sys.executable, "-c", "from hadeploy.ops import UNDO; "
                              "print(' '.join(sorted(UNDO)))"],
                             capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.split() == ["endpoints", "file", "packages", "service", "sysctl", "tree"]
+    assert result.stdout.split() == ["drained-service", "endpoints", "file", "packages", "service",
+                                     "sysctl", "tree"]

@@ -425,11 +425,11 @@ def test_golden_debian_hitless_reload(variant: Callable[..., Inventory]) -> None
     assert global_.lines == [
         "daemon", "stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
         "hard-stop-after 10s"]
-    # only the global section differs from the EL rendering
+    # only the global section and the defaults' keep-alive closing differ from EL's rendering
     el = render_haproxy_cfg(inv, platform="el6").splitlines()
     assert [line for line in text.splitlines() if line not in el] == [
         "    stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
-        "    hard-stop-after 10s"]
+        "    hard-stop-after 10s", "    option idle-close-on-response"]
 
 
 @pytest.mark.parametrize(("platform", "hitless"), [

@@ -1,0 +1,195 @@
+"""Drained restarts: an API's server leaves every haproxy's rotation before its daemon
+restarts, and comes back only once the API answers and every haproxy sees it UP.
+
+On each balancer hadeploy talks to haproxy's admin stats socket (owner-only, so as root)
+with socat: once another server of each backend is UP and ready (bounded: a lone server is
+drained anyway), `set server BACKEND/SERVER state drain` (no new requests; those in flight
+finish), then `show stat` until the server's current sessions reach 0 (bounded: after
+`drain_seconds` the restart goes ahead and cuts what is left, as the notice says
+beforehand). The daemon restarts; the controller checks that its APIs answer on its own
+address as haproxy's health check expects; each balancer waits (bounded) until `show servers
+state` says the server is running, and sets it `ready`. These commands run on the balancers
+(`Command.on`) but belong to the controller's operation, so the journal, the failure and its
+undo are the controller's. A rollback's restart is drained the same way (`undo_drained`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from hadeploy.facts import Fact
+from hadeploy.facts.system import ServiceState
+from hadeploy.ops.base import Command, HostContext, Operation, Record
+from hadeploy.ops.services import ServiceRunning, undo_service
+from hadeploy.quoting import q
+
+NO_SOCAT = ("socat is not installed on this balancer; hadeploy talks to haproxy's stats "
+            "socket with it: run deploy-lb again (it installs socat)")
+
+
+@dataclass(frozen=True)
+class Balancers:
+    """Where and how a controller's server is drained: the balancers, haproxy's admin
+    socket on them, the service's backends, and the bounds of the two waits (s)."""
+
+    hosts: tuple[str, ...]
+    socket: str
+    backends: tuple[str, ...]
+    drain_seconds: int
+    up_seconds: int
+
+
+def _cli(socket: str) -> str:
+    """Shell: refuse without socat or the socket, then `hap CMD` sends CMD to haproxy."""
+    missing = q(f"haproxy's stats socket {socket} is missing: is haproxy running? "
+                "(deploy-lb starts it)")
+    return (f"command -v socat >/dev/null || {{ echo {q(NO_SOCAT)} >&2; exit 1; }}; "
+            f"[ -S {q(socket)} ] || {{ echo {missing} >&2; exit 1; }}; "
+            f"hap() {{ printf '%s\\n' \"$1\" | socat -t 5 - {q('UNIX-CONNECT:' + socket)}; }}; ")
+
+
+def _set_state(lbs: Balancers, server: str, state: str) -> str:
+    """Shell: set `server` to `state` in every backend; fail with haproxy's answer if it
+    refuses (an unknown backend or server prints a message, success prints nothing)."""
+    commands = "; ".join(f"set server {b}/{server} state {state}" for b in lbs.backends)
+    refused = q(f"haproxy refused `{commands}`: ")
+    return (f"out=$(hap {q(commands)}); "
+            "if [ -n \"$(printf '%s' \"$out\" | tr -d '[:space:]')\" ]; then "
+            f"echo {refused}\"$out\" >&2; exit 1; fi; ")
+
+
+def _rows(lbs: Balancers, name_field: int, backend_field: int) -> str:
+    """awk condition: a row of `server` in one of the service's backends."""
+    backends = " || ".join(f'${backend_field} == "{b}"' for b in lbs.backends)
+    return f"(${name_field} == srv) && ({backends})"
+
+
+def _poll(condition: str, seconds: int) -> str:
+    """Shell: test `condition` every 0.25 s for at most `seconds`."""
+    return (f"i=0; until {condition} || [ $i -ge {seconds * 4} ]; do "
+            "sleep 0.25; i=$((i+1)); done; ")
+
+
+def _others_up(lbs: Balancers, server: str) -> str:
+    """Shell: wait (bounded) until every backend has another server running and ready to
+    take the traffic; past the bound, say so and go on (a lone server cannot be spared)."""
+    backends = " || ".join(f'$2 == "{b}"' for b in lbs.backends)
+    others = q(f"$4 != srv && ({backends}) && $6 == 2 && $7 == 0 {{ up[$2] = 1 }} "
+               "END { n = 0; for (b in up) n++; print n }")
+    found = f"o=$(hap 'show servers state' | awk -v srv={q(server)} {others})"
+    alone = q(f"no other server is UP in every one of {', '.join(lbs.backends)} after "
+              f"{lbs.up_seconds} s; draining {server} anyway")
+    return (_poll(f'{{ {found}; [ "$o" = {len(lbs.backends)} ]; }}', lbs.up_seconds)
+            + f'[ "$o" = {len(lbs.backends)} ] || echo {alone} >&2; ')
+
+
+def drain_script(lbs: Balancers, server: str) -> str:
+    """Shell on a balancer: once another server can take the traffic (bounded), drain
+    `server`, then wait until its sessions reach 0 (bounded)."""
+    sessions = q(f"BEGIN {{ FS = \",\" }} {_rows(lbs, 2, 1)} {{ n += $5 }} END {{ print n + 0 }}")
+    count = f"n=$(hap 'show stat' | awk -v srv={q(server)} {sessions})"
+    left = q(f"{server} still has sessions after {lbs.drain_seconds} s; restarting anyway: ")
+    return (_cli(lbs.socket) + _others_up(lbs, server) + _set_state(lbs, server, "drain")
+            + _poll(f'{{ {count}; [ "$n" = 0 ]; }}', lbs.drain_seconds)
+            + f'[ "$n" = 0 ] || echo {left}"$n" >&2')
+
+
+def ready_script(lbs: Balancers, server: str) -> str:
+    """Shell on a balancer: wait until haproxy sees `server` running in every backend
+    (bounded), then set it ready; past the bound, set it ready anyway (haproxy sends no
+    traffic to a server its checks find down) and fail, saying so."""
+    seen = q(f"{_rows(lbs, 4, 2)} {{ seen++; if ($6 == 2) up++ }} "
+             "END { print up + 0 \" \" seen + 0 }")
+    want = f"{len(lbs.backends)} {len(lbs.backends)}"
+    found = f"r=$(hap 'show servers state' | awk -v srv={q(server)} {seen})"
+    up = f'{{ {found}; [ "$r" = {q(want)} ]; }}'
+    late = q(f"haproxy does not see {server} UP in {', '.join(lbs.backends)} after "
+             f"{lbs.up_seconds} s (running/found: ")
+    return (_cli(lbs.socket) + _poll(up, lbs.up_seconds)
+            + _set_state(lbs, server, "ready")
+            + f'[ "$r" = {q(want)} ] || {{ echo {late}"$r); it is set ready: haproxy sends it '
+            'traffic once its checks pass" >&2; exit 1; }')
+
+
+def drained(lbs: Balancers, server: str, restart: list[Command], answers: str) -> list[Command]:
+    """`restart` with `server` drained on every balancer first and made ready after, once
+    `answers` (shell on the controller, exit 0 when its APIs answer) succeeds."""
+    backends = ", ".join(lbs.backends)
+    drain = [Command(drain_script(lbs, server), on=lb,
+                     summary=f"{lb}: set {server} to drain in {backends} (stats socket), "
+                             f"wait until its sessions reach 0 (at most {lbs.drain_seconds} s)",
+                     notice=f"{lb}: draining {server} in {backends}: waits at most "
+                            f"{lbs.drain_seconds} s for its sessions to end, then restarts "
+                            "anyway")
+             for lb in lbs.hosts]
+    answer = Command(answers, summary=f"wait until {server}'s APIs answer on its own address")
+    ready = [Command(ready_script(lbs, server), on=lb,
+                     summary=f"{lb}: wait until haproxy sees {server} UP in {backends} "
+                             f"(at most {lbs.up_seconds} s), then set it ready")
+             for lb in lbs.hosts]
+    return [*drain, *restart, answer, *ready]
+
+
+@dataclass(frozen=True)
+class DrainedRestart(Operation[ServiceState]):
+    """`service` as `ServiceRunning` says, with every restart of a running daemon drained on
+    the balancers (`drained`); a start (nothing to drain) and a reload are left as they are.
+    `always`: restart a running daemon even though nothing changed (`hadeploy restart`)."""
+
+    op_id: str
+    service: ServiceRunning
+    balancers: Balancers
+    answers: str
+    always: bool = False
+
+    def fact(self, ctx: HostContext) -> Fact[ServiceState]:
+        return self.service.fact(ctx)
+
+    def _restarts(self, ctx: HostContext, state: ServiceState) -> bool:
+        verb = self.service.verb(ctx, state)
+        return state.running and (verb == "restart" or (self.always and not verb))
+
+    def done(self, ctx: HostContext, state: ServiceState) -> bool:
+        if self.always and state.running:
+            return False
+        return self.service.done(ctx, state)
+
+    def intent(self, ctx: HostContext, state: ServiceState) -> Record:
+        record = self.service.intent(ctx, state)
+        if self._restarts(ctx, state):
+            record.update(kind="drained-service", server=ctx.node.name, answers=self.answers,
+                          balancers=asdict(self.balancers))
+        return record
+
+    def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
+        commands = self.service.apply(ctx, state)
+        if not self._restarts(ctx, state):
+            return commands
+        return drained(self.balancers, ctx.node.name, commands, self.answers)
+
+    def verify(self, ctx: HostContext, state: ServiceState) -> bool:
+        return self.service.verify(ctx, state)
+
+    def preview(self, ctx: HostContext, state: ServiceState) -> str:
+        if not self._restarts(ctx, state):
+            return self.service.preview(ctx, state)
+        return (f"  {self.service.service}: restart, drained: {ctx.node.name} set to drain on "
+                f"{', '.join(self.balancers.hosts)} first, ready again once every haproxy "
+                "sees it UP\n")
+
+    def title(self) -> str:
+        return self.service.title()
+
+
+def undo_drained(ctx: HostContext, record: Record) -> list[Command]:
+    """As `undo_service`, with its restart (after the files are restored) drained too."""
+    data = record["balancers"]
+    lbs = Balancers(tuple(data["hosts"]), data["socket"], tuple(data["backends"]),
+                    int(data["drain_seconds"]), int(data["up_seconds"]))
+    commands = undo_service(ctx, record)
+    deferred = [c for c in commands if c.deferred]
+    if not deferred:
+        return commands
+    steps = drained(lbs, str(record["server"]), deferred, str(record["answers"]))
+    return [*(c for c in commands if not c.deferred),
+            *(replace(c, deferred=True) for c in steps)]

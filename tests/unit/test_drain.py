@@ -1,0 +1,224 @@
+"""Drained restarts: the balancer-side scripts under /bin/sh against a stand-in haproxy CLI,
+and the operation's commands, record and undo as data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from hadeploy.app import build_runbook
+from hadeploy.catalog import load_catalog
+from hadeploy.errors import InventoryError
+from hadeploy.facts import Probe
+from hadeploy.inventory.model import Node
+from hadeploy.ops import Balancers, DrainedRestart, HostContext, ServiceRunning
+from hadeploy.ops.drain import NO_SOCAT, drain_script, ready_script, undo_drained
+from hadeploy.platforms import profile_for
+from hadeploy.runbook.drains import build_restart_runbook
+from tests.unit.controller_inventories import Inventories, families
+
+# A stand-in for `socat - UNIX-CONNECT:SOCKET`: logs each command haproxy would get and
+# answers from files: `set` prints $SET_ANSWER, `show stat` the next line of $STAT_ROWS
+# (the sessions of ctl1 in glance-api, one line per call), `show servers state` $STATE.
+FAKE_SOCAT = """#!/bin/sh
+read -r cmd
+echo "$cmd" >> "$LOG"
+case "$cmd" in
+  set*) cat "$SET_ANSWER" ;;
+  "show stat")
+    n=$(head -n 1 "$STAT_ROWS"); [ "$(wc -l < "$STAT_ROWS")" -gt 1 ] && sed -i 1d "$STAT_ROWS"
+    echo "# pxname,svname,qcur,qmax,scur,smax"; echo "glance-api,ctl1,0,0,$n,9"
+    echo "glance-api,ctl2,0,0,7,9"
+    echo "other-api,ctl1,0,0,5,9" ;;
+  "show servers state")
+    echo 1; echo "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"
+    cat "$STATE" ;;
+esac
+"""
+
+LBS = Balancers(("lb1", "lb2"), "", ("glance-api",), drain_seconds=1, up_seconds=1)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment whose PATH has the stand-in socat, and a real socket file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "socat"
+    fake.write_text(FAKE_SOCAT)
+    fake.chmod(0o755)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "stats"))
+    files = {name: tmp_path / name for name in ("LOG", "SET_ANSWER", "STAT_ROWS", "STATE")}
+    for path in files.values():
+        path.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           **{k: str(v) for k, v in files.items()}, "SOCK": str(tmp_path / "stats")}
+    try:
+        yield env
+    finally:
+        sock.close()
+
+
+def balancers(env: dict[str, str]) -> Balancers:
+    return Balancers(LBS.hosts, env["SOCK"], LBS.backends, LBS.drain_seconds, LBS.up_seconds)
+
+
+def in_env(env: dict[str, str], script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                          timeout=30, env=env)
+
+
+ANOTHER_UP = "3 glance-api 2 ctl2 198.18.4.22 2 0\n"
+
+
+def test_drain_sets_drain_then_waits_until_the_sessions_of_that_server_end(
+        cli: dict[str, str]) -> None:
+    Path(cli["STATE"]).write_text(ANOTHER_UP)
+    Path(cli["STAT_ROWS"]).write_text("3\n1\n0\n")
+    done = in_env(cli, drain_script(balancers(cli), "ctl1"))
+    assert done.returncode == 0, done.stderr
+    log = Path(cli["LOG"]).read_text().splitlines()
+    assert log == ["show servers state", "set server glance-api/ctl1 state drain",
+                   *["show stat"] * 3]
+    assert done.stderr == ""
+
+
+def test_drain_goes_ahead_after_its_bound_and_says_how_many_sessions_are_cut(
+        cli: dict[str, str]) -> None:
+    Path(cli["STATE"]).write_text(ANOTHER_UP)
+    Path(cli["STAT_ROWS"]).write_text("2\n")
+    done = in_env(cli, drain_script(balancers(cli), "ctl1"))
+    assert done.returncode == 0
+    assert done.stderr.strip() == "ctl1 still has sessions after 1 s; restarting anyway: 2"
+
+
+@pytest.mark.parametrize("others", [
+    "", "3 glance-api 2 ctl2 198.18.4.22 0 0\n", "3 glance-api 2 ctl2 198.18.4.22 2 8\n",
+    "3 other-api 2 ctl2 198.18.4.22 2 0\n"])
+def test_drain_waits_for_another_server_to_take_the_traffic_then_goes_ahead(
+        cli: dict[str, str], others: str) -> None:
+    """None, one down, one drained, one in another backend: none can take glance's traffic."""
+    Path(cli["STATE"]).write_text("3 glance-api 1 ctl1 198.18.4.21 2 0\n" + others)
+    Path(cli["STAT_ROWS"]).write_text("0\n")
+    done = in_env(cli, drain_script(balancers(cli), "ctl1"))
+    assert done.returncode == 0
+    assert done.stderr.strip() == ("no other server is UP in every one of glance-api after 1 s; "
+                                   "draining ctl1 anyway")
+    assert "set server glance-api/ctl1 state drain" in Path(cli["LOG"]).read_text()
+
+
+def test_a_server_haproxy_does_not_know_fails_with_haproxy_s_answer(
+        cli: dict[str, str]) -> None:
+    Path(cli["STATE"]).write_text(ANOTHER_UP)
+    Path(cli["SET_ANSWER"]).write_text("No such server.\n")
+    done = in_env(cli, drain_script(balancers(cli), "ctl9"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("haproxy refused `set server glance-api/ctl9 state drain`: "
+                                   "No such server.")
+
+
+def test_without_socat_or_the_socket_the_script_says_what_to_do(cli: dict[str, str]) -> None:
+    bare = {**cli, "PATH": "/usr/bin:/bin"}
+    assert in_env(bare, "command -v socat").returncode != 0
+    done = in_env(bare, drain_script(balancers(cli), "ctl1"))
+    assert (done.returncode, done.stderr.strip()) == (1, NO_SOCAT)
+    gone = Balancers(LBS.hosts, cli["SOCK"] + ".gone", LBS.backends, 1, 1)
+    done = in_env(cli, drain_script(gone, "ctl1"))
+    assert done.returncode == 1 and "stats socket" in done.stderr and "missing" in done.stderr
+
+
+def test_ready_waits_until_running_in_every_backend_then_sets_ready(
+        cli: dict[str, str]) -> None:
+    Path(cli["STATE"]).write_text("3 glance-api 1 ctl1 198.18.4.21 2 8\n"
+                                  "3 glance-api 2 ctl2 198.18.4.22 0 0\n")
+    done = in_env(cli, ready_script(balancers(cli), "ctl1"))
+    assert done.returncode == 0, done.stderr
+    assert Path(cli["LOG"]).read_text().splitlines() == [
+        "show servers state", "set server glance-api/ctl1 state ready"]
+
+
+def test_ready_past_its_bound_still_sets_ready_and_fails_saying_so(cli: dict[str, str]) -> None:
+    Path(cli["STATE"]).write_text("3 glance-api 1 ctl1 198.18.4.21 0 8\n")
+    done = in_env(cli, ready_script(balancers(cli), "ctl1"))
+    assert done.returncode == 1
+    assert Path(cli["LOG"]).read_text().splitlines()[-1] == \
+        "set server glance-api/ctl1 state ready"
+    assert done.stderr.strip() == (
+        "haproxy does not see ctl1 UP in glance-api after 1 s (running/found: 0 1); it is "
+        "set ready: haproxy sends it traffic once its checks pass")
+
+
+def _ctx(changed: frozenset[str] = frozenset()) -> HostContext:
+    node = Node(name="ctl1", address=IPv4Address("198.18.4.21"))
+    return HostContext(node=node, profile=profile_for("debian", "sysv"), run_id="r",
+                       step_id="ctl.glance.services", changed_steps=changed)
+
+
+SERVICE = ServiceRunning("service:glance-api", "glance-api", (),
+                         frozenset({"ctl.glance.vip-keys"}), wait_seconds=30)
+RUNNING = Probe("enabled\nrunning\n")
+
+
+def test_only_a_restart_of_a_running_daemon_is_drained() -> None:
+    op = DrainedRestart("service:glance-api", SERVICE, LBS, "true")
+    ctx = _ctx(frozenset({"ctl.glance.vip-keys"}))
+    commands = op.apply(ctx, op.read(ctx, RUNNING))
+    assert [c.on for c in commands] == ["lb1", "lb2", None, None, "lb1", "lb2"]
+    assert commands[0].notice.startswith("lb1: draining ctl1 in glance-api")
+    record = op.intent(ctx, op.read(ctx, RUNNING))
+    assert record["kind"] == "drained-service" and record["server"] == "ctl1"
+    # a start (nothing served yet) is not drained; nothing changed: nothing to do
+    stopped = Probe("disabled\nstopped\n")
+    assert all(c.on is None for c in op.apply(ctx, op.read(ctx, stopped)))
+    assert op.intent(ctx, op.read(ctx, stopped))["kind"] == "service"
+    assert op.done(_ctx(), op.read(_ctx(), RUNNING))
+
+
+def test_always_restarts_a_running_daemon_and_leaves_a_stopped_one() -> None:
+    service = ServiceRunning("service:glance-api", "glance-api", (), restart_only=True)
+    op = DrainedRestart("service:glance-api", service, LBS, "true", always=True)
+    assert not op.done(_ctx(), op.read(_ctx(), RUNNING))
+    assert "restart, drained" in op.preview(_ctx(), op.read(_ctx(), RUNNING))
+    assert op.done(_ctx(), op.read(_ctx(), Probe("enabled\nstopped\n")))
+
+
+def test_the_rollback_restart_is_drained_too_and_runs_last() -> None:
+    op = DrainedRestart("service:glance-api", SERVICE, LBS, "true")
+    ctx = _ctx(frozenset({"ctl.glance.vip-keys"}))
+    record = op.intent(ctx, op.read(ctx, RUNNING))
+    undo = undo_drained(_ctx(), record)
+    assert [c.on for c in undo] == ["lb1", "lb2", None, None, "lb1", "lb2"]
+    assert all(c.deferred for c in undo)
+    assert "glance-api restart" in undo[2].script
+
+
+def test_the_restart_phase_is_one_drained_step_per_service_and_controller(
+        inventories: Inventories) -> None:
+    inv = inventories("modern", "debian", "dedicated")
+    runbook = build_restart_runbook(inv, families(inv), ("glance",))
+    controllers = [c.name for c in inv.controllers]
+    assert runbook.phase == "restart"
+    assert [s.id for s in runbook.steps] == [f"restart.glance.{c}" for c in controllers]
+    for step, name in zip(runbook.steps, controllers, strict=True):
+        (op,) = step.ops[name]
+        assert isinstance(op, DrainedRestart) and op.always
+        assert op.balancers.hosts == tuple(n.name for n in inv.lbs)
+        assert op.balancers.backends == (inv.haproxy.backend_name.replace("{proxy}", "glance"),)
+    everything = build_restart_runbook(inv, families(inv), ())
+    assert {s.id.split(".")[1] for s in everything.steps} == {
+        s for s in inv.services if not load_catalog()[s].lb_only}
+
+
+def test_restart_refuses_a_service_the_inventory_does_not_scale_out(
+        inventories: Inventories) -> None:
+    inv = inventories("modern", "debian", "dedicated")
+    with pytest.raises(InventoryError, match="--service galera: not a scaled-out service"):
+        build_runbook(inv, "restart", False, {n.name: profile_for("debian") for n in inv.nodes},
+                      ("galera",))

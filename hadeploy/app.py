@@ -8,7 +8,9 @@ names (SSH key, known_hosts, ssh_config), and only then connect.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -17,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
+from hadeploy.engine.hoststate import HostState, merge_slices, this_workstation
 from hadeploy.errors import HadeployError, InventoryError, JournalError
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory, check_local_files, load_inventory
 from hadeploy.inventory.tls import BUNDLE_SECRET, check_tls_files, private_key_lines
-from hadeploy.journal import Journal, RunStore, now, state_dir_for
+from hadeploy.journal import Journal, RunStore, now, state_dir_for, write_atomic
 from hadeploy.platforms import Profile
 from hadeploy.redact import Redactor
 from hadeploy.render import (
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 PHASES = ("lb", "controllers", "restart")
 RESUMABLE = ("failed", "interrupted", "running")
 RENDERABLE = ("haproxy", "keepalived", "check-script", "sysctl")
+# A run id as RunStore.new_run_id makes it: anything else a host's record names is refused.
+RUN_ID = re.compile(r"\d{8}-\d{6}-\d{3}-[a-z]+-[a-z]+")
 
 
 def read_secrets(inv: Inventory, required: bool) -> dict[str, str]:
@@ -238,53 +243,115 @@ class Deployment:
         return Journal(self.store.journal_path(run_id), run_id, phase, "deploy", self.inv.path,
                        self.inv.fingerprint, now())
 
+    def _resumable(self, phase: str) -> bool:
+        """Whether the state directory holds a run of `phase` to resume."""
+        latest = self.store.latest(phase)
+        return latest is not None and latest.status in RESUMABLE
+
+    def _undoable(self, phase: str) -> list[Journal]:
+        """Deploy runs of `phase` in the state directory that no rollback undid yet."""
+        return [j for j in self.store.all()
+                if j.phase == phase and j.kind == "deploy" and not j.rolled_back_by]
+
+    def adopt(self, state: HostState, phase: str) -> list[str]:
+        """Save in the state directory the runs of `phase` that the hosts keep records of and
+        it does not know (a workstation that lost its own, or another one's): each put
+        together from every host's slice. Returns their ids."""
+        known = {j.run_id for j in self.store.all()}
+        adopted = []
+        slices = [piece for pieces in state.records.values() for piece in pieces]
+        for run_id, data in sorted(merge_slices(slices).items()):
+            if run_id in known or data.get("phase") != phase:
+                continue
+            if not RUN_ID.fullmatch(run_id):
+                raise JournalError(f"a host keeps a record of run {run_id!r}, which is not a "
+                                   "run id hadeploy makes; nothing was changed. Look at "
+                                   "/var/lib/hadeploy/runs on the hosts")
+            path = self.store.journal_path(run_id)
+            data["inventory"] = self.inv.path
+            write_atomic(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+            try:
+                Journal.load(path)
+            except JournalError:
+                path.unlink()
+                raise
+            adopted.append(run_id)
+        return adopted
+
     @contextmanager
     def _session(self) -> Iterator[Callable[[dict[str, str]], Engine]]:
         """Hold the inventory's lock and stop on signals; yields `connect(secrets) -> Engine`.
 
         Nothing connects until `connect` is called, so refusals inside the session (a
-        journal that does not fit) touch no host; every transport it made is closed and the
-        lock released however the session ends.
+        journal that does not fit) touch no host; every host lock an engine took is given
+        back, every transport it made closed and the lock released however the session ends.
         """
         self.store.lock()
         transports: list[Transport] = []
+        engines: list[Engine] = []
 
         def connect(secrets: dict[str, str]) -> Engine:
             transports.append(self.new_transport())
-            return self.engine(transports[-1], secrets)
+            engines.append(self.engine(transports[-1], secrets))
+            return engines[-1]
 
         try:
             with stop_on_signals(self.stop):
                 yield connect
         finally:
+            for engine in engines:
+                if engine.hoststate is not None:
+                    engine.hoststate.release()
             for transport in transports:
                 transport.close()
             self.store.unlock()
 
-    def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = ()) -> Journal:
-        """Run `phase` for real (the caller has confirmed); return the finished journal."""
+    def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = (),
+               break_lock: bool = False) -> Journal:
+        """Run `phase` for real (the caller has confirmed); return the finished journal.
+
+        Resuming with no run to resume in the state directory (the workstation that ran it
+        is lost), the run is put together from the hosts' own records."""
         secrets = read_secrets(self.inv, required=True)
         with self._session() as connect:
-            journal = self.journal_for(phase, resume)
-            first = self.first_deploy(phase)
+            from_hosts = resume and not self._resumable(phase)
+            journal = None if from_hosts else self.journal_for(phase, resume)
             engine = connect(secrets)
-            engine.run_id = journal.run_id
-            engine.gather_facts(phase_hosts(self.inv, phase), journal)
+            state = engine.hold(this_workstation(phase, "deploy"), break_lock)
+            if journal is not None:
+                engine.run_id = journal.run_id
+            engine.gather_facts(phase_hosts(self.inv, phase), journal,
+                                records_of=phase if from_hosts else None)
+            if journal is None:
+                self.adopt(state, phase)
+                journal = self.journal_for(phase, resume=True)
+                journal.facts = {**journal.facts, **engine.hosts.facts}
+                engine.run_id = journal.run_id
+            first = self.first_deploy(phase)
             runbook = build_runbook(self.inv, phase, first, engine.profiles, only)
             engine.run(runbook, journal)
             return journal
 
-    def rollback(self, phase: str) -> Journal:
-        """Undo every not-yet-undone run of `phase`, newest first."""
+    def rollback(self, phase: str, break_lock: bool = False) -> Journal:
+        """Undo every not-yet-undone run of `phase`, newest first; from the hosts' own records
+        when the state directory has none (the workstation that ran them is lost)."""
         with self._session() as connect:
-            runs = [j for j in self.store.all()
-                    if j.phase == phase and j.kind == "deploy" and not j.rolled_back_by]
+            engine = connect(read_secrets(self.inv, required=False))
+            state = engine.hold(this_workstation(phase, "rollback"), break_lock)
+            local = self._undoable(phase)
+            engine.claim(phase_hosts(self.inv, phase), records_of=None if local else phase)
+            if not local:
+                self.adopt(state, phase)
+            runs = self._undoable(phase)
             if not runs:
-                raise JournalError(f"no {phase} run to roll back in {self.store.runs}")
+                raise JournalError(f"no {phase} run to roll back, in {self.store.runs} or in "
+                                   "the hosts' records")
             run_id = self.store.new_run_id(phase, "rollback")
             log = Journal(self.store.journal_path(run_id), run_id, phase, "rollback",
                           self.inv.path, self.inv.fingerprint, now())
-            connect(read_secrets(self.inv, required=False)).rollback(runs, log)
+            for journal in runs:
+                state.touch(journal)
+            engine.rollback(runs, log)
             return log
 
     def verify(self) -> Report:
@@ -315,6 +382,9 @@ class _NoTransport:
         raise AssertionError("offline plan tried to connect")
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
+        raise AssertionError("offline plan tried to connect")
+
+    def keep(self, host: str, script: str) -> None:
         raise AssertionError("offline plan tried to connect")
 
     def stats(self) -> Mapping[str, Any]:

@@ -32,6 +32,8 @@ from hadeploy.live import progress_printer
 
 PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers", "restart": "restart"}
 HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
+BREAK_LOCK_HELP = ("take over a host's run lock that has had no heartbeat for a minute (its "
+                   "workstation died)")
 RENDER_USAGE = (f"usage: render {'|'.join(RENDERABLE)} [--hosts FILE] [--node NODE]\n"
                 "  prints the file hadeploy would write (secrets masked); --node: keepalived.conf "
                 "of one balancer")
@@ -80,7 +82,8 @@ def _next_steps(phase: str, hosts: str) -> str:
 
 
 def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resume: bool,
-              yes: bool, json_events: bool, only: tuple[str, ...] = ()) -> int:
+              yes: bool, json_events: bool, only: tuple[str, ...] = (),
+              break_lock: bool = False) -> int:
     """Plan or deploy `phase`; return the exit code."""
     hosts = hosts or default_hosts()
     console = make_console(sys.stderr if json_events else sys.stdout)
@@ -109,7 +112,7 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
     deployment.listeners += [printer, log]
     try:
         with printer:
-            journal = deployment.deploy(phase, resume=resume, only=only)
+            journal = deployment.deploy(phase, resume=resume, only=only, break_lock=break_lock)
     except Interrupted:
         console.print(f"\nStopped at your request after the current command.\n"
                       f"{_next_steps(phase, hosts)}")
@@ -137,44 +140,48 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
 @task(help={"hosts": HOSTS_HELP, "dry_run": "probe the hosts read-only and print the plan",
             "offline": "print the plan without connecting", "resume":
             "continue the last failed or interrupted run", "yes": "do not ask for confirmation",
-            "json": "write one JSON object per event to stdout"})
+            "json": "write one JSON object per event to stdout", "break_lock": BREAK_LOCK_HELP})
 def deploy_lb(c: Context, hosts: str | None = None, dry_run: bool = False,
               offline: bool = False, resume: bool = False, yes: bool = False,
-              json: bool = False) -> None:
+              json: bool = False, break_lock: bool = False) -> None:
     """Install and configure haproxy + keepalived on the load balancers (guide step 1)."""
-    guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json))
+    guard(lambda: run_phase("lb", hosts, dry_run, offline, resume, yes, json,
+                            break_lock=break_lock))
 
 
 SERVICE_PHASE_HELP = {
     "hosts": HOSTS_HELP, "dry_run": "probe the hosts read-only and print the plan",
     "offline": "print the plan without connecting", "resume":
     "continue the last failed or interrupted run", "yes": "do not ask for confirmation",
-    "json": "write one JSON object per event to stdout",
+    "json": "write one JSON object per event to stdout", "break_lock": BREAK_LOCK_HELP,
     "service": "only this catalog service (repeatable); default: every balanced service"}
 
 
 @task(iterable=["service"], help=SERVICE_PHASE_HELP)
 def deploy_controllers(c: Context, hosts: str | None = None, service: list[str] | None = None,
                        dry_run: bool = False, offline: bool = False, resume: bool = False,
-                       yes: bool = False, json: bool = False) -> None:
+                       yes: bool = False, json: bool = False, break_lock: bool = False) -> None:
     """Scale the OpenStack APIs out to the new controllers behind the VIP (guide step 2)."""
     only = tuple(service or ())
-    guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only))
+    guard(lambda: run_phase("controllers", hosts, dry_run, offline, resume, yes, json, only,
+                            break_lock))
 
 
 @task(iterable=["service"], help=SERVICE_PHASE_HELP)
 def restart(c: Context, hosts: str | None = None, service: list[str] | None = None,
             dry_run: bool = False, offline: bool = False, resume: bool = False,
-            yes: bool = False, json: bool = False) -> None:
+            yes: bool = False, json: bool = False, break_lock: bool = False) -> None:
     """Restart a service's running daemons on every controller, one at a time, each drained
     on the balancers first (no request through the VIP is cut)."""
     only = tuple(service or ())
-    guard(lambda: run_phase("restart", hosts, dry_run, offline, resume, yes, json, only))
+    guard(lambda: run_phase("restart", hosts, dry_run, offline, resume, yes, json, only,
+                            break_lock))
 
 
 @task(help={"hosts": HOSTS_HELP, "phase": "lb or controllers",
-            "yes": "do not ask for confirmation"})
-def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool = False) -> None:
+            "yes": "do not ask for confirmation", "break_lock": BREAK_LOCK_HELP})
+def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool = False,
+             break_lock: bool = False) -> None:
     """Undo what deploy runs of a phase changed, newest first, from the journal."""
 
     def action() -> int:
@@ -191,7 +198,7 @@ def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool 
         deployment.listeners += [printer, log]
         try:
             with printer:
-                journal = deployment.rollback(phase)
+                journal = deployment.rollback(phase, break_lock=break_lock)
         except Interrupted:
             console.print(f"\nStopped at your request after the current command. To finish "
                           f"undoing:\n    invoke rollback --phase {phase} --hosts {path}")

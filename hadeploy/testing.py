@@ -45,6 +45,7 @@ class FakeTransport:
 
     handlers: list[Handler] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
     closed: bool = False
     probe_ahead: bool = False
@@ -90,6 +91,11 @@ class FakeTransport:
 
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         return self.run(host, script, timeout=timeout).check().stdout.encode()
+
+    def keep(self, host: str, script: str) -> None:
+        """Recorded in `kept` (it would run until the connection closes)."""
+        with self._lock:
+            self.kept.append((host, script))
 
     def stats(self) -> Mapping[str, Any]:
         """Round trips per host: every call counts, as over SSH."""

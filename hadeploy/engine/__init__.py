@@ -16,6 +16,8 @@ each with one job:
     planner.py     Planner, PlanItem: what a run would do, from read-only probes
     rollback.py    Undoer: undo from journal records alone, with deferred commands
     failures.py    the host-failed event's fields; outcomes -> the error they end in
+    hoststate.py   HostState: the run's lock (owner, heartbeat) and each host's own record
+                   of the run on the hosts, so another workstation can resume or undo it
 
 Journal writes from parallel hosts are group-committed by `hadeploy.journal.JournalWriter`;
 events leave through `hadeploy.events.Emitter`. Both mask secrets on the way out.

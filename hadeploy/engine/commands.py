@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from hadeploy import framing
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.errors import Interrupted
 from hadeploy.events import Emitter
+from hadeploy.journal import Journal
 from hadeploy.ops.base import Command
 from hadeploy.transport.base import Result, Transport
 
@@ -29,14 +32,20 @@ class CommandRunner:
         self.lookahead = lookahead
         self.emit = emit
         self.stop = stop
+        # (host, journal) -> lines to run first: the host's own record of the run
+        self.records: Callable[[str, Journal], str] | None = None
 
     def run(self, host: str, command: Command, step_id: str | None,
-            interruptible: bool = True) -> Result:
+            interruptible: bool = True, journal: Journal | None = None) -> Result:
         """Run `command` on `host`; raise `CommandFailed` (holding the result) if it fails,
         `Interrupted` before it starts if the operator asked to stop (unless not
-        `interruptible`: the undo of a failed step finishes anyway)."""
+        `interruptible`: the undo of a failed step finishes anyway). A change of `journal`'s
+        run carries the host's record of it along (`hoststate`)."""
         if interruptible and self.stop.is_set():
             raise stopped()
+        if journal is not None and self.records is not None:
+            ahead = self.records(host, journal)
+            command = replace(command, script=ahead + command.script, summary=command.shown())
         stdin = command.stdin
         if command.stdin_from is not None:
             source = command.stdin_from

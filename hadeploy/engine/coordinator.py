@@ -11,6 +11,7 @@ from hadeploy.engine.contexts import HostContexts
 from hadeploy.engine.executor import StepExecutor
 from hadeploy.engine.failures import first_interruption
 from hadeploy.engine.group import on_hosts
+from hadeploy.engine.hoststate import HostState, Owner, claim_script, split_detect
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.engine.planner import PlanItem, Planner
 from hadeploy.engine.probing import Prober
@@ -57,6 +58,8 @@ class Engine:
         self.lookahead = LookAhead(transport.probe_ahead, self.hosts.context)
         self.prober = Prober(transport, self.hosts.nodes, self.lookahead)
         runner = CommandRunner(transport, self.lookahead, self.emit, self.stop)
+        self.runner = runner
+        self.hoststate: HostState | None = None
         self.undoer = Undoer(runner, self.writer, self.emit, self.hosts, self.redact,
                              max_parallel)
         self.executor = StepExecutor(self.prober, runner, self.undoer, self.writer,
@@ -79,27 +82,68 @@ class Engine:
 
     # -- facts -----------------------------------------------------------------------------
 
-    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None) -> None:
-        """Detect platform and init system on every host in one round trip each."""
+    def hold(self, owner: Owner, break_stale: bool = False) -> HostState:
+        """Make this run hold its hosts: the lock is taken in the first round trip
+        (`gather_facts`, or `claim`), and every change carries the host's own record of the
+        run (see `hoststate`)."""
+        self.hoststate = HostState(self.transport, owner, self.redact, break_stale)
+        self.runner.records = self.hoststate.prefix
+        return self.hoststate
+
+    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None,
+                     records_of: str | None = None) -> None:
+        """Detect platform and init system on every host in one round trip each; a run that
+        holds its hosts takes their locks in the same round trip (and reads their records
+        of phase `records_of`)."""
+        claim = claim_script(self.hoststate.owner, records_of) if self.hoststate else ""
+        claims: dict[str, str] = {}
 
         def detect(host: str) -> HostOutcome:
             try:
-                result = self.transport.run(host, DETECT_PROBE).check("detect platform")
+                result = self.transport.run(host, DETECT_PROBE + "\n" + claim)
+                result.check("detect platform")
             except HadeployError as exc:
                 return HostOutcome(host, "failed", exc)
-            detected, init = parse_detect(result.stdout)
+            platform, claims[host] = split_detect(result.stdout)
+            detected, init = parse_detect(platform)
             self.hosts.facts[host] = {"platform": detected, "init": init}
             return HostOutcome(host, "ok")
 
         outcomes = on_hosts(list(hosts), detect, self.max_parallel)
         if any(o.failed for o in outcomes.values()):
+            if self.hoststate is not None:
+                self.hoststate.claim({h: claims[h] for h in claims}, give_back=True)
             raise StepFailed("facts", outcomes, self.redact)
+        if self.hoststate is not None:
+            self.hoststate.claim(claims)
         self.apply_facts(self.hosts.facts)
         if journal is not None:
             journal.facts = dict(self.hosts.facts)
             self.writer.save(journal)
         for host in hosts:
             self.emit("facts", None, host, **self.hosts.facts[host])
+
+    def claim(self, hosts: tuple[str, ...], records_of: str | None = None) -> None:
+        """Take the run's locks (and read records of `records_of`) in a round trip of its own,
+        for a run without a detection round (a rollback)."""
+        if self.hoststate is None:
+            return
+        script = claim_script(self.hoststate.owner, records_of)
+        claims: dict[str, str] = {}
+
+        def take(host: str) -> HostOutcome:
+            try:
+                claims[host] = split_detect(
+                    self.transport.run(host, script).check("take the run lock").stdout)[1]
+            except HadeployError as exc:
+                return HostOutcome(host, "failed", exc)
+            return HostOutcome(host, "ok")
+
+        outcomes = on_hosts(list(hosts), take, self.max_parallel)
+        if any(o.failed for o in outcomes.values()):
+            self.hoststate.claim(claims, give_back=True)
+            raise StepFailed("facts", outcomes, self.redact)
+        self.hoststate.claim(claims)
 
     def apply_facts(self, facts: Mapping[str, Mapping[str, str]]) -> None:
         """Build each host's profile from facts (or from the inventory alone when offline)."""
@@ -178,5 +222,9 @@ class Engine:
             raise
         journal.status = "done"
         journal.finished = now()
+        # The hosts' locks go back (with their last records, saying done) before the journal
+        # says done: a run killed in between is resumable, not finished with locks left.
+        if self.hoststate is not None:
+            self.hoststate.release()
         self.writer.save(journal)
         self.emit("run-finished", status="done", **(self.transport.stats() if stats else {}))

@@ -24,6 +24,17 @@ DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
 # its arguments. dpkg's are fcntl locks, listed in /proc/locks by inode; a holder is named
 # only if it also has the file open, so a lock on another file system's file with the same
 # inode number never counts. The command line is cut to one line of at most 200 characters.
+# Debian's policy-rc.d, and the blocking one hadeploy puts there for a package install only
+# (a printf format; it names itself so that one a dead run left is told from the operator's).
+POLICY_RC = "/usr/sbin/policy-rc.d"
+GUARD = r"#!/bin/sh\n# hadeploy: service starts blocked during a package install\nexit 101\n"
+# Shell test, with $p the policy-rc.d path: it is hadeploy's guard.
+IS_GUARD = f'{{ [ -e "$p" ] && [ "$(cat "$p")" = "$(printf {q(GUARD)})" ]; }}'
+# Left by a run that died during an install: the guard itself, or the operator's file moved
+# aside with no guard in its place (what `restore` in ops/packages.py undoes).
+STALE_GUARD = "stale-guard"
+STALE_GUARD_PROBE = (f'p={POLICY_RC}; if {IS_GUARD} || {{ [ ! -e "$p" ] && '
+                     f'[ -e "$p.hadeploy-saved" ]; }}; then echo {framing.tag(STALE_GUARD)}; fi')
 PM_LOCK_HOLDERS = r"""hadeploy_pm_holders() {
   for f in "$@"; do
     i=$(stat -c %i "$f" 2>/dev/null) || continue
@@ -43,32 +54,38 @@ PM_LOCK_HOLDERS = r"""hadeploy_pm_holders() {
 
 @dataclass(frozen=True)
 class PackagesSeen:
-    """Which of the asked packages are installed, which asked paths do not exist, and which
-    processes hold the package manager's lock (`PID COMMAND LINE`; Debian only)."""
+    """Which of the asked packages are installed, which asked paths do not exist, which
+    processes hold the package manager's lock (`PID COMMAND LINE`; Debian only), and whether
+    a dead run left its policy-rc.d guard (asked for only)."""
 
     installed: frozenset[str]
     absent: tuple[str, ...] = ()
     busy: tuple[str, ...] = ()
+    stale_guard: bool = False
 
 
 def packages_installed(profile: Profile, packages: tuple[str, ...],
-                       paths: tuple[str, ...] = ()) -> Fact[PackagesSeen]:
-    """Which of `packages` are installed, which of `paths` are absent, and who holds the
-    package manager's lock on Debian (a run whose workstation died leaves its apt-get
-    running), in one round trip."""
+                       paths: tuple[str, ...] = (), guard: bool = False) -> Fact[PackagesSeen]:
+    """Which of `packages` are installed, which of `paths` are absent, and on Debian who holds
+    the package manager's lock (a run whose workstation died leaves its apt-get running)
+    and, with `guard`, whether such a run left its policy-rc.d guard, in one round trip."""
     absent = "".join(f"; [ -e {q(p)} ] || echo {framing.tag(ABSENT)} {q(p)}" for p in paths)
     busy = (f"\n{PM_LOCK_HOLDERS}hadeploy_pm_holders {sh(*DPKG_LOCKS)} "
             f"| sed 's/^/{framing.tag(PM_LOCK)} /'" if profile.family == "debian" else "")
+    stale = f"\n{STALE_GUARD_PROBE}" if guard and profile.family == "debian" else ""
 
     def parse(probe: Probe) -> PackagesSeen:
         said = framing.tagged_words(ABSENT, probe.stdout)
         holders = tuple(" ".join(words) for words in framing.tagged_words(PM_LOCK, probe.stdout))
-        plain = framing.untagged_lines(PM_LOCK, "\n".join(
-            framing.untagged_lines(ABSENT, probe.stdout)))
-        return PackagesSeen(frozenset(line.strip() for line in plain if line.strip()),
-                            tuple(p for p in paths if p.split() in said), holders)
+        plain = probe.stdout
+        for name in (ABSENT, PM_LOCK, STALE_GUARD):
+            plain = "\n".join(framing.untagged_lines(name, plain))
+        return PackagesSeen(frozenset(line.strip() for line in plain.splitlines()
+                                      if line.strip()),
+                            tuple(p for p in paths if p.split() in said),
+                            holders, bool(framing.tagged_words(STALE_GUARD, probe.stdout)))
 
-    return Fact(profile.installed_probe(packages) + absent + busy, parse)
+    return Fact(profile.installed_probe(packages) + absent + busy + stale, parse)
 
 
 def daemon_state(service: str, pidfiles: tuple[str, ...], init: Init) -> Fact[str]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from hadeploy import framing
 from hadeploy.facts import Fact
 from hadeploy.facts.files import FileState, file_state
-from hadeploy.ops.base import Command, HostContext, Operation, Record
+from hadeploy.ops.base import Command, HostContext, Operation, Record, private_dir
 from hadeploy.quoting import q
 from hadeploy.redact import mask_config_text
 
@@ -55,7 +55,7 @@ def atomic_write(path: str, owner: str, group: str, mode: str, backup: str,
         f'chmod {q(mode)} "$tmp"\n'
         f"{check}"
         f'if [ -e "$target" ] && [ ! -e {b} ]; then\n'
-        f'  (umask 077 && mkdir -p "$(dirname {b})")\n'
+        + private_dir(f'"$(dirname {b})"') +
         f'  cp -a "$target" {b}\n'
         "fi\n"
         'mv -f "$tmp" "$target"\n'

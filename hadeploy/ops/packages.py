@@ -9,7 +9,10 @@ from hadeploy import framing
 from hadeploy.facts import Fact
 from hadeploy.facts.system import (
     DPKG_LOCKS,
+    GUARD,
+    IS_GUARD,
     PM_LOCK_HOLDERS,
+    POLICY_RC,
     PackagesSeen,
     packages_installed,
 )
@@ -21,12 +24,27 @@ from hadeploy.quoting import q, sh
 NEW = "hadeploy-new-packages"
 NEW_MARK = framing.tag(NEW)
 # Debian starts services from package scripts unless policy-rc.d says 101; the guard puts a
-# blocking one in place for the install only and restores whatever was there before.
+# blocking one in place for the install only and restores whatever was there before. The
+# guard says it is hadeploy's (facts/system.py), so that one a dead run left (its shell gone
+# with the session before it could restore) is removed by the next install, or by the apply
+# of an install a resume finds already done; an operator's own policy-rc.d never is.
+UNGUARD = (
+    f"p={POLICY_RC}; saved=\"$p.hadeploy-saved\"\n"
+    "restore() {\n"
+    "  if [ ! -e \"$p\" ] || " + IS_GUARD + "; then\n"
+    "    rm -f \"$p\" \"$p.hadeploy-new\"\n"
+    "    if [ -e \"$saved\" ]; then mv -f \"$saved\" \"$p\"; fi\n"
+    "  fi\n"
+    "}\n"
+)
+# Restore first: a guard a dead run left must not be taken for the operator's own.
 BLOCK_STARTS = (
-    "p=/usr/sbin/policy-rc.d; saved=\"$p.hadeploy-saved\"\n"
-    "restore() { rm -f \"$p\"; if [ -e \"$saved\" ]; then mv -f \"$saved\" \"$p\"; fi; }\n"
+    UNGUARD + "restore\n"
+    "trap restore EXIT\n"
+    "trap 'exit 1' HUP INT PIPE TERM\n"
     "if [ -e \"$p\" ]; then mv -f \"$p\" \"$saved\"; fi\n"
-    "printf '#!/bin/sh\\nexit 101\\n' > \"$p\"; chmod 755 \"$p\"\n"
+    f"(umask 022 && printf {q(GUARD)} > \"$p.hadeploy-new\")\n"
+    "chmod 755 \"$p.hadeploy-new\"; mv -f \"$p.hadeploy-new\" \"$p\"\n"
 )
 # How long an install or a removal waits for another package manager run to finish: a run
 # whose workstation died leaves its apt-get or dpkg running on the host, and a resume must
@@ -81,13 +99,14 @@ class PackagesInstalled(Operation[PackagesSeen]):
             check_tree_path(f"creates {path!r}", path, below_top=True)
 
     def fact(self, ctx: HostContext) -> Fact[PackagesSeen]:
-        return packages_installed(ctx.profile, self.packages, self.creates)
+        return packages_installed(ctx.profile, self.packages, self.creates,
+                                  guard=self.block_service_starts)
 
     def _missing(self, seen: PackagesSeen) -> tuple[str, ...]:
         return tuple(p for p in self.packages if p not in seen.installed)
 
     def done(self, ctx: HostContext, seen: PackagesSeen) -> bool:
-        return not self._missing(seen)
+        return not self._missing(seen) and not seen.stale_guard
 
     def intent(self, ctx: HostContext, seen: PackagesSeen) -> Record:
         record: Record = {"kind": "packages", "requested": list(self._missing(seen))}
@@ -97,16 +116,20 @@ class PackagesInstalled(Operation[PackagesSeen]):
 
     def apply(self, ctx: HostContext, seen: PackagesSeen) -> list[Command]:
         missing = self._missing(seen)
+        if not missing:  # only a dead run's guard to take away
+            return [Command(UNGUARD + "restore\n",
+                            summary=f"remove the {POLICY_RC} an interrupted install left")]
         listing = ctx.profile.all_installed_probe()
         debian = ctx.profile.family == "debian"
         block = self.block_service_starts and debian
         install = ctx.profile.install(missing)
+        # The listing before the install is kept in a variable, not a file: a shell that dies
+        # with a dead workstation's session must leave nothing behind. Packages that appear
+        # once in `before, before, after` are exactly the new ones.
         script = (
             "set -e\n"
-            "before=$(mktemp)\n"
-            + (BLOCK_STARTS + "trap 'rm -f \"$before\"; restore' EXIT\n" if block else
-               "trap 'rm -f \"$before\"' EXIT\n") +
-            f"{listing} > \"$before\"\n"
+            + (BLOCK_STARTS if block else "")
+            + f"before=$({listing})\n"
             # Packages a left-over run finishes installing while this one waits count as
             # added here (the listing above is older): rollback removes them too.
             + (wait_for_pm() if debian else "")
@@ -116,7 +139,7 @@ class PackagesInstalled(Operation[PackagesSeen]):
             + (FINISH_DPKG if debian else "") +
             f"{install} >&2\n"
             f"echo {NEW_MARK}\n"
-            f"{listing} | comm -13 \"$before\" -\n"
+            "{ printf '%s\\n' \"$before\" \"$before\"; " + listing + "; } | sort | uniq -u\n"
         )
         note = " (service starts blocked during the install)" if block else ""
         return [Command(script, summary=ctx.profile.install(missing) + note,
@@ -127,7 +150,9 @@ class PackagesInstalled(Operation[PackagesSeen]):
         return {} if added is None else {"installed": added.split()}
 
     def preview(self, ctx: HostContext, seen: PackagesSeen) -> str:
-        return f"  install: {' '.join(self._missing(seen))}\n"
+        missing = self._missing(seen)
+        return (f"  install: {' '.join(missing)}\n" if missing else
+                f"  remove the {POLICY_RC} an interrupted install left\n")
 
     def title(self) -> str:
         return f"packages {' '.join(self.packages)}"
@@ -153,7 +178,8 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     commands = []
     if installed:
         probe = ctx.profile.installed_probe(installed)
-        wait = wait_for_pm() if ctx.profile.family == "debian" else ""
+        # Debian: also take away a guard that a deploy killed mid-install left behind.
+        wait = UNGUARD + "restore\n" + wait_for_pm() if ctx.profile.family == "debian" else ""
         script = (f"{wait}present=$({probe} | tr '\\n' ' '); "
                   f"if [ -n \"$present\" ]; then {ctx.profile.remove_prefix()} $present >&2; fi")
         commands.append(Command(script, summary=ctx.profile.remove(installed)))

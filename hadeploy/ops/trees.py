@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from hadeploy import framing
 from hadeploy.facts import Fact, Probe
 from hadeploy.facts.trees import Manifest, manifest_script, parse_manifest
-from hadeploy.ops.base import Command, HostContext, Operation, Record, SourceRead
+from hadeploy.ops.base import Command, HostContext, Operation, Record, SourceRead, private_dir
 from hadeploy.quoting import q
 
 _GLOB = re.compile(r"[*?\[\]\\\n\t]")
@@ -179,7 +179,7 @@ def tree_swap_script(paths: TreePaths, exclude: tuple[str, ...] = (),
         + _restorecon(el)
         + 'if [ -e "$aside" ] || [ -L "$aside" ]; then\n'
         '  if [ ! -e "$backup" ]; then\n'
-        '    (umask 077 && mkdir -p "$(dirname "$backup")")\n'
+        + private_dir('"$(dirname "$backup")"') +
         '    rm -rf "$backup.part"\n'
         '    cp -a "$aside" "$backup.part"\n'
         '    mv -T "$backup.part" "$backup"\n'

@@ -56,6 +56,11 @@ class Transport(Protocol):
         """Run `script` on `host` and return its raw stdout (for tree copies)."""
         ...
 
+    def keep(self, host: str, script: str) -> None:
+        """Start `script` on `host` and leave it running beside the other commands for as
+        long as the connection lives (the run lock's heartbeat); its output is not read."""
+        ...
+
     def stats(self) -> Mapping[str, Any]:
         """What the transport counted, for the `run-finished` event (README: round trips and
         connections per host); empty when it counts nothing."""

@@ -127,6 +127,7 @@ class SshTransport:
         self.settings = settings
         self.addresses = {n.name: n.connect_to for n in nodes}
         self._connections: dict[str, Connection] = {}
+        self._kept: list[paramiko.Channel] = []
         self._locks = {name: threading.Lock() for name in self.addresses}
         self._password_needed: dict[str, bool] = {}
         self.round_trips_by_host: dict[str, int] = {}
@@ -238,14 +239,19 @@ class SshTransport:
 
     # -- commands --------------------------------------------------------------------------
 
-    def _exec(self, name: str, command: str, stdin: bytes | None,
-              timeout: float | None) -> tuple[int, bytes, bytes]:
+    def _channel(self, name: str) -> paramiko.Channel:
+        """A new session channel on `name`'s connection (connecting first if needed)."""
         conn = self._connect(name)
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError(name, f"the connection to {self.addresses[name]} closed; "
                                  "the journal is resumable once the host is reachable again")
-        channel = transport.open_session(timeout=self.settings.connect_timeout)
+        channel: paramiko.Channel = transport.open_session(timeout=self.settings.connect_timeout)
+        return channel
+
+    def _exec(self, name: str, command: str, stdin: bytes | None,
+              timeout: float | None) -> tuple[int, bytes, bytes]:
+        channel = self._channel(name)
         channel.settimeout(timeout)
         channel.exec_command(command)
         errors: list[bytes] = []
@@ -349,6 +355,23 @@ class SshTransport:
             raise CommandFailed(Result(host, script, status, "", stderr))
         return out
 
+    def keep(self, host: str, script: str) -> None:
+        """Start `script` on its own channel of `host`'s connection and leave it running; it
+        ends with the connection (a closed channel fails its next write)."""
+        with self._locks[host]:
+            try:
+                password = self._sudo_password(host)
+                channel = self._channel(host)
+                channel.exec_command(wrap(script, self.settings.sudo, password is not None))
+                if password is not None:
+                    channel.sendall(password.encode() + b"\n")
+                channel.shutdown_write()
+            except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+                self._drop(host)
+                raise TransportError(host, f"connection to {self.addresses[host]} lost while "
+                                     f"starting the run's heartbeat ({exc})") from exc
+            self._kept.append(channel)
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per host: remote commands run (round trips) and SSH connections opened."""
         return {"round_trips": dict(self.round_trips_by_host),
@@ -361,7 +384,10 @@ class SshTransport:
             conn.close()
 
     def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (and the channels kept on them)."""
+        for channel in self._kept:
+            channel.close()
+        self._kept.clear()
         for conn in self._connections.values():
             conn.close()
         self._connections.clear()

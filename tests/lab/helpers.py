@@ -121,12 +121,12 @@ END_STATE = "\n".join([
 
 # What a run may leave on a host besides END_STATE, normalised so that runs compare: every
 # hadeploy temp name wherever it writes (atomic writes, keepalived's config-test copy, the
-# saved policy-rc.d; only there: a host's /var and /root show the workstation's below its
-# own), the backups by step and path with their checksums (the run id taken out), and
-# whatever is left in /tmp (the package step's listing is a mktemp file there).
+# saved policy-rc.d and the guard's; only there: a host's /var and /root show the
+# workstation's below its own), the backups by step and path with their checksums (the run
+# id taken out), and whatever is left in /tmp (nothing of hadeploy's belongs there).
 LEFTOVERS = "\n".join([
     "echo \"hadeploy temp files: $(find /etc /usr/sbin /var/lib/hadeploy /tmp \\( "
-    "-name '.hadeploy*' -o -name '*.hadeploy-saved' -o -name '*.nosec' \\) -print "
+    "-name '.hadeploy*' -o -name '*.hadeploy-*' -o -name '*.nosec' \\) -print "
     "2>/dev/null | sort | tr '\\n' ' ')\"",
     "echo \"backups: $(cd /var/lib/hadeploy/backup 2>/dev/null && find . -type f -exec "
     "sha256sum {} + | sed -E 's|  \\./[^/]+/|  RUN/|' | sort | tr '\\n' ' ')\"",
@@ -222,3 +222,47 @@ def wait_journal(inventory: Path, step: str, states: set[str], every: bool,
                                  f"reached {states}:\n{out}")
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {step} to reach {states}")
+
+
+# -- backups: owner-only at every level --------------------------------------------------------
+
+HADEPLOY_HOME = "/var/lib/hadeploy"
+# Every path below hadeploy's home, one per line, that a user other than root can read (a
+# file) or enter (a directory): with every level owner-only there is none.
+READABLE_BY_OTHERS = (
+    f"[ -d {HADEPLOY_HOME} ] || exit 0\n"
+    f"find {HADEPLOY_HOME} | while IFS= read -r f; do\n"
+    "  if [ -d \"$f\" ]; then test=-x; else test=-r; fi\n"
+    "  if runuser -u nobody -- test \"$test\" \"$f\"; then echo \"readable by others: $f\"; fi\n"
+    "done\n"
+)
+
+
+def backup_levels(inventory: Path) -> dict[str, set[str]]:
+    """Per host, every directory hadeploy made to hold a backup the journals beside
+    `inventory` record: each backup's parents up to hadeploy's home."""
+    levels: dict[str, set[str]] = {}
+    for path in (inventory.parent / ".hadeploy" / "runs").glob("*.json"):
+        for step in json.loads(path.read_text())["steps"]:
+            for host, entry in step["hosts"].items():
+                for change in entry.get("changes", ()):
+                    backup = change.get("record", {}).get("backup")
+                    parent = Path(backup).parent if backup else None
+                    while parent is not None and str(parent).startswith(HADEPLOY_HOME):
+                        levels.setdefault(host, set()).add(str(parent))
+                        parent = parent.parent
+    return levels
+
+
+def backup_audit(lab: Lab, inventory: Path, hosts: Sequence[str]) -> dict[str, list[str]]:
+    """What is not owner-only under every host's backup root: a level hadeploy made that is
+    not 0700 root:root, or any directory or file there another user can read (audits every
+    one). Empty lists when all is well."""
+    levels = backup_levels(inventory)
+    found: dict[str, list[str]] = {}
+    for host in hosts:
+        stat = "".join(f"stat -c '%n %a %U %G' {p}\n" for p in sorted(levels.get(host, ())))
+        out = lab.hosts[host].exec(["sh", "-c", stat + READABLE_BY_OTHERS]).stdout
+        found[host] = [line for line in out.splitlines()
+                       if line.startswith("readable") or not line.endswith(" 700 root root")]
+    return found

@@ -25,6 +25,8 @@ from tests.lab.helpers import (
     LBS,
     ROOT,
     STATS_PASSWORD,
+    backup_audit,
+    backup_levels,
     events,
     hadeploy,
     installed,
@@ -90,13 +92,6 @@ def _endpoint_records(inventory: Path) -> list[dict[str, Any]]:
 
 DEMO_TEXT: list[str] = []
 Deployed = tuple[Lab, Path, OriginalController, dict[str, list[str]]]
-# The levels hadeploy creates above the backed-up trees (/var/lib/hadeploy, backup/, RUN/,
-# STEP/, STEP/etc/) that someone other than root could enter or list. The trees below them
-# keep their own modes, which the restore puts back.
-OPEN_BACKUP_DIRS = ("[ -d /var/lib/hadeploy ] || exit 0; find /var/lib/hadeploy -maxdepth 4 "
-                    "-type d ! -perm 0700 -printf '%p %m\\n'")
-
-
 @pytest.fixture(scope="module")
 def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     """The demo's flow (invoke demo without its own lab): provision the original, deploy-lb,
@@ -139,12 +134,13 @@ def test_demo_flow_showed_every_stage(deployed: Deployed) -> None:
 
 
 def test_backups_are_owner_only_at_every_level(deployed: Deployed) -> None:
-    lab = deployed[0]
+    lab, inventory = deployed[0], deployed[1]
+    levels = backup_levels(inventory)
     for host in NEW:  # the copy swapped the packages' trees out: their backups are there
-        listing = lab.hosts[host].exec("ls /var/lib/hadeploy/backup/*/").stdout
-        assert "ctl.glance.copy" in listing, (host, listing)
-    for host in LBS + CTLS:
-        assert lab.hosts[host].exec(OPEN_BACKUP_DIRS).stdout == "", host
+        assert any(level.endswith("/ctl.glance.copy/etc") for level in levels[host]), host
+    # every level made for a backup is 0700 root:root, and no directory or file below the
+    # backup root can be read by another user, on every host after both phases
+    assert backup_audit(lab, inventory, LBS + CTLS) == {h: [] for h in LBS + CTLS}
 
 
 def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:

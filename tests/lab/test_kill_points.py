@@ -14,6 +14,8 @@ run every one with:
 
     HADEPLOY_KILL_POINTS=all python -m pytest tests/lab/test_kill_points.py -q -s
 
+(`HADEPLOY_KILL_POINTS=10-15`: those of commands 10 to 15 only.)
+
 Each run prints "k of N kill points survived" and the ones that did not.
 """
 
@@ -82,10 +84,15 @@ def clean(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str,
 
 
 def kill_points(total: int) -> list[tuple[int, str]]:
-    """Every (k, when) when asked for all, else the seeded sample."""
+    """Every (k, when) when asked for all, those of commands A to B when asked for `A-B`,
+    else the seeded sample."""
     every = [(k, when) for k in range(1, total + 1) for when in ("sent", "read")]
-    if os.environ.get(KILL_POINTS_ENV) == "all":
+    asked = os.environ.get(KILL_POINTS_ENV, "")
+    if asked == "all":
         return every
+    if "-" in asked:
+        first, last = (int(n) for n in asked.split("-", 1))
+        return [(k, when) for k, when in every if first <= k <= last]
     return sorted(random.Random(SEED).sample(every, min(SAMPLE, len(every))))
 
 

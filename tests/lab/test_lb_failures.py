@@ -282,7 +282,7 @@ def test_full_file_system_during_upload_leaves_live_file_and_no_temp_then_resume
         # No temp file beside it, and no backup either (taken only just before the rename).
         names = victim.exec("ls -A /etc/haproxy").stdout.split()
         assert not [n for n in names if n.startswith(".hadeploy")], names
-        assert victim.exec("find /var/lib/hadeploy -type f 2>/dev/null; true").stdout == ""
+        assert victim.exec("find /var/lib/hadeploy/backup -type f 2>/dev/null; true").stdout == ""
     finally:
         victim.exec(f"rm -f {FULL_HOOK} /run/hadeploy-test-full.sh {FULL_BEFORE}; "
                     "umount /etc/haproxy 2>/dev/null; true")

@@ -128,7 +128,7 @@ def test_the_install_waits_after_listing_and_before_finishing_dpkg_and_names_the
     busy = HAPROXY.read(ctx(), Probe(f"keepalived\n@@pm-lock 812 {APT}\n"))
     (command,) = HAPROXY.apply(ctx(), busy)
     script = command.script
-    assert (script.index('> "$before"') < script.index("while holders=")
+    assert (script.index('before=$(') < script.index("while holders=")
             < script.index("dpkg --audit") < script.index("apt-get install"))
     assert command.notice == ("waiting (at most 15 min) for the package manager run already "
                               f"under way to finish: pid 812 {APT}")

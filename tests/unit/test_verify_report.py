@@ -192,6 +192,9 @@ class Unreachable:
     def read(self, host: str, script: str, timeout: float | None = None) -> bytes:
         raise AssertionError("verify only runs scripts")
 
+    def keep(self, host: str, script: str) -> None:
+        raise AssertionError("verify only runs scripts")
+
     def close(self) -> None:
         self.closed = True
 

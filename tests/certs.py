@@ -32,14 +32,14 @@ def _name(common: str) -> x509.Name:
 
 
 @dataclass(frozen=True)
-class TestCa:
+class CertAuthority:
     """A self-signed CA that issues leaf certificates."""
 
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
     @classmethod
-    def create(cls, common: str = "hadeploy test CA") -> TestCa:
+    def create(cls, common: str = "hadeploy test CA") -> CertAuthority:
         key = new_key()
         now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(_name(common)).issuer_name(_name(common))
@@ -93,7 +93,7 @@ def make_tls_corpus(directory: Path) -> None:
     Valid certificates last until 2099 so that the corpus does not rot; the expired one
     ended in 2021. Test keys only: they protect nothing.
     """
-    ca = TestCa.create("hadeploy bad-input corpus CA")
+    ca = CertAuthority.create("hadeploy bad-input corpus CA")
     start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
     end = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
     good_key = new_key()

@@ -21,6 +21,7 @@ from hadeploy.inventory.model import (
     Monitor,
     Node,
     OpenStackSettings,
+    ProxyOverride,
     RcFile,
     SshSettings,
     Tls,
@@ -134,6 +135,22 @@ def _rc_files(values: dict[str, Any], problems: list[str]) -> tuple[RcFile, ...]
     return tuple(found)
 
 
+def _overrides(haproxy: dict[str, Any], problems: list[str]) -> tuple[ProxyOverride, ...]:
+    """Check [haproxy.overrides.PROXY] tables (which proxies exist is a rule, checked later)."""
+    found: list[ProxyOverride] = []
+    for proxy, table in haproxy.get("overrides", {}).items():
+        where = f"haproxy.overrides.{proxy if len(proxy) <= 40 else proxy[:30] + '...'}"
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table with frontend, backend or server lists")
+            continue
+        values, errors = check_table(table, tables.OVERRIDE, where)
+        problems.extend(errors)
+        if not errors:
+            found.append(ProxyOverride(proxy, *(tuple(values[k])
+                                                for k in ("frontend", "backend", "server"))))
+    return tuple(found)
+
+
 def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
                     problems: list[str]) -> Inventory | None:
     """Check parsed TOML `data`; append every problem to `problems`; build when none."""
@@ -158,6 +175,7 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
         monitor_values, found = check_table(haproxy["monitor"], tables.MONITOR,
                                             "haproxy.monitor")
         problems.extend(found)
+    overrides = _overrides(haproxy, problems) if haproxy is not None else ()
     lbs = _nodes(data, "lb", "lb", problems)
     controllers = _nodes(data, "controller", "controller", problems)
     rc_files = _rc_files(openstack, problems) if openstack is not None else ()
@@ -181,7 +199,7 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
                    "public_address": IPv4Address(vip["public_address"])
                    if vip["public_address"] else None}),
         keepalived=KeepalivedSettings(**keepalived),
-        haproxy=HaproxySettings(**{**haproxy, "monitor": monitor}),
+        haproxy=HaproxySettings(**{**haproxy, "monitor": monitor, "overrides": overrides}),
         lbs=tuple(lbs),
         controllers=tuple(controllers),
         services=tuple(services["balance"]),

@@ -103,6 +103,21 @@ class Monitor:
     stats_password_env: str = "HADEPLOY_STATS_PASSWORD"  # noqa: S105 (a variable's name)
     stats_realm: str = "Haproxy Statistics"
     stats_refresh: str = "5s"
+    # haproxy's built-in Prometheus exporter on the monitor listener (off unless asked)
+    metrics: bool = False
+    metrics_uri: str = "/metrics"
+
+
+@dataclass(frozen=True)
+class ProxyOverride:
+    """An operator's extra lines for one proxy: frontend and backend option lines, and
+    options appended to every server line (kolla's backend_http_extra, openstack-ansible's
+    haproxy_<service>_service_overrides)."""
+
+    proxy: str
+    frontend: tuple[str, ...] = ()
+    backend: tuple[str, ...] = ()
+    server: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,11 @@ class HaproxySettings:
     backend_name: str = "{proxy}-api"
     catalog_options: bool = True
     monitor: Monitor | None = None
+    overrides: tuple[ProxyOverride, ...] = ()
+
+    def override(self, proxy: str) -> ProxyOverride:
+        """The operator's extra lines for `proxy` (none: an empty override)."""
+        return next((o for o in self.overrides if o.proxy == proxy), ProxyOverride(proxy))
 
 
 @dataclass(frozen=True)

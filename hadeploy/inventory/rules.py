@@ -196,6 +196,11 @@ def _services(inv: Inventory) -> list[str]:
                 f"{reason}")
             continue
         proxies.update(p.name for p in service.proxies_for(inv.release))
+    for override in inv.haproxy.overrides:
+        if override.proxy not in proxies or override.proxy in inv.omit_proxies:
+            problems.append(
+                f"haproxy.overrides.{override.proxy}: not a proxy haproxy serves here; the "
+                f"balanced proxies are {', '.join(sorted(set(proxies) - set(inv.omit_proxies)))}")
     for omitted in inv.omit_proxies:
         if omitted not in proxies:
             problems.append(
@@ -203,6 +208,11 @@ def _services(inv: Inventory) -> list[str]:
                 f"they have {', '.join(sorted(proxies)) or 'none'}"
             )
     monitor = inv.haproxy.monitor
+    if monitor is not None and monitor.metrics and monitor.metrics_uri in (monitor.uri,
+                                                                           monitor.stats_uri):
+        problems.append(
+            f"haproxy.monitor.metrics_uri: {monitor.metrics_uri} is also the monitor's uri or "
+            "stats_uri; give the metrics their own path, e.g. /metrics")
     if monitor is not None:
         for name in dict.fromkeys(inv.services):
             if name not in catalog.services:

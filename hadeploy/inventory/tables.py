@@ -96,6 +96,17 @@ HAPROXY = {
     "backend_name": Key(str, "{proxy}-api"),
     "catalog_options": Key(bool, True),
     "monitor": Key(dict, None),
+    "overrides": Key(dict, {}),
+}
+
+# One line of haproxy configuration: printable, no newline; `haproxy -c` judges the rest.
+HAPROXY_LINE = matches(re.compile(r"[ -~]{1,255}"),
+                       "one line of printable ASCII (haproxy -c checks what it means)")
+
+OVERRIDE = {
+    "frontend": Key(list, [], str_list(HAPROXY_LINE)),
+    "backend": Key(list, [], str_list(HAPROXY_LINE)),
+    "server": Key(list, [], str_list(HAPROXY_LINE)),
 }
 
 MONITOR = {
@@ -108,6 +119,8 @@ MONITOR = {
                        matches(re.compile(r"[A-Za-z0-9 ._-]{1,64}"),
                                "plain words (letters, digits, spaces)")),
     "stats_refresh": Key(str, "5s", TIME),
+    "metrics": Key(bool, False),
+    "metrics_uri": Key(str, "/metrics", matches(URI_PATH, "a URI path such as /metrics")),
 }
 
 NODE = {

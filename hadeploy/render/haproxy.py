@@ -106,6 +106,8 @@ def _monitor(inv: Inventory, secrets: Mapping[str, str] | None) -> list[str]:
         f"bind {inv.vip.address}:{monitor.port}",
         "mode http",
         f"monitor-uri {monitor.uri}",
+        *([f"http-request use-service prometheus-exporter if {{ path {monitor.metrics_uri} }}"]
+          if monitor.metrics else []),
         "stats enable",
         f"stats uri {monitor.stats_uri}",
         f"stats realm {realm}",
@@ -124,6 +126,8 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     front = frontend_binds(inv, proxy)
     front += [f"mode {mode}"] if mode else []
     front += list(proxy.frontend) if tuned else []
+    extra = h.override(proxy.name)
+    front += extra.frontend
     front.append(f"default_backend {backend}")
 
     balance = h.balance if proxy.balance is None or not tuned else proxy.balance
@@ -138,6 +142,7 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     if check is not None:
         back += [f"option httpchk GET {check.path}", f"http-check expect status {check.status}"]
     back += list(proxy.backend) if tuned else []
+    back += extra.backend
     for index, node in enumerate(inv.controllers):
         server = f"server {node.name} {backend_address(inv, node)}:{proxy.port} check inter"
         server += f" {h.check_inter}"
@@ -149,6 +154,8 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
             server += " " + " ".join(proxy.server)
         if tuned and proxy.standby and index > 0:
             server += " backup"
+        if extra.server:
+            server += " " + " ".join(extra.server)
         back.append(server)
     return _section(f"frontend {frontend}", front) + _section(f"backend {backend}", back)
 

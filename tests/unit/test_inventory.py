@@ -46,7 +46,8 @@ def test_bad_inventory_is_refused_with_exact_problems(name: str) -> None:
     assert problems_of(BAD / name) == EXPECTED[name]
 
 
-TABLES = r"(deployment|ssh|vip|keepalived|haproxy|haproxy\.monitor|services|openstack|tls)"
+TABLES = (r"(deployment|ssh|vip|keepalived|haproxy|haproxy\.monitor|haproxy\.overrides\.[\w-]+"
+          r"|services|openstack|tls)")
 NODE = r"(lb|controller)"
 WHERE = re.compile(
     rf"\[{TABLES}\]|{TABLES}(\.\w+)?"               # [vip], vip.address

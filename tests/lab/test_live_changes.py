@@ -1,0 +1,162 @@
+"""Changes to a live HA control plane under load: not one request through the VIP fails.
+
+A real Keystone + Glance original scaled out to three controllers behind three balancers;
+clients send GETs through the VIP (a new TCP connection each, and one kept-alive client)
+while hadeploy (1) changes haproxy.cfg on every balancer, (2) changes keepalived.conf, and
+(3) puts back a key on the original whose change restarts Glance there, drained on every
+balancer first. Each change prints its figure; new connections must see 0
+failures, with thousands of requests per change; the kept-alive client's figure is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.inventory import write_lab_inventory
+from lab.openstack import provision_original
+from lab.vipload import VipLoad
+from tests.lab.helpers import CTLS, LBS, OPENSTACK_UNAVAILABLE, events, hadeploy, one_holder
+
+pytestmark = [pytest.mark.lab, pytest.mark.openstack]
+
+RC = "/root/keystonerc_admin"
+GLANCE_CONF = "/etc/glance/glance-api.conf"
+STATS = "/var/lib/haproxy/stats"
+MIN_REQUESTS = 1000  # per change, on new connections
+FIGURES: dict[str, VipLoad] = {}
+Deployed = tuple[Lab, Path]
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+    """ctl1 provisioned as the original, then deploy-lb and deploy-controllers."""
+    if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0" or OPENSTACK_UNAVAILABLE:
+        pytest.skip("; ".join(OPENSTACK_UNAVAILABLE) or "HADEPLOY_LAB_OPENSTACK=0")
+    for host in LBS + CTLS:
+        lab.hosts[host].reset()
+    state = tmp_path_factory.mktemp("live")
+    provision_original(lab, "ctl1", state)
+    inventory = write_lab_inventory(lab, state / "hosts.toml", rc_files=[("ctl1", RC)])
+    for phase in ("lb", "controllers"):
+        run = hadeploy(f"deploy-{phase}", "--hosts", str(inventory), "--yes", timeout=1500)
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    assert one_holder(lab) == ["lb1"]
+    return lab, inventory
+
+
+def haproxy_cli(lab: Lab, host: str, command: str) -> str:
+    """haproxy's answer to `command` on its admin stats socket on `host` (as root there)."""
+    return lab.hosts[host].exec(
+        ["sh", "-c", f"echo '{command}' | socat -t 5 - UNIX-CONNECT:{STATS}"]).stdout
+
+
+def servers_ready(lab: Lab) -> dict[str, list[str]]:
+    """Per balancer, the servers that are not both running and ready (admin state 0)."""
+    out = {}
+    for lb in LBS:
+        rows = [line.split() for line in haproxy_cli(lab, lb, "show servers state").splitlines()
+                if line and line[0].isdigit() and len(line.split()) > 6]
+        out[lb] = [f"{r[1]}/{r[3]} op={r[5]} admin={r[6]}" for r in rows
+                   if r[5] != "2" or r[6] != "0"]
+    return out
+
+
+def under_load(name: str, change: Callable[[], object]) -> VipLoad:
+    """Run `change` while the clients send requests; keep and print the figure."""
+    load = VipLoad()
+    with load.running():
+        change()
+    FIGURES[name] = load
+    print(f"\n{name}: {load.report()}")
+    return load
+
+
+def assert_no_failed_request(load: VipLoad) -> None:
+    assert load.fresh.sent >= MIN_REQUESTS, f"only {load.fresh}: too few to prove anything"
+    assert load.fresh.failed == 0, (str(load.fresh), load.fresh.samples)
+
+
+def run_ok(*args: str) -> str:
+    run = hadeploy(*args, "--yes", "--json", timeout=900)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def test_the_stats_socket_stays_owner_only(deployed: Deployed) -> None:
+    lab, _ = deployed
+    for lb in LBS:
+        assert lab.hosts[lb].exec(["stat", "-c", "%a %U", STATS]).stdout.split() == \
+            ["600", "root"], lb
+
+
+def test_dry_run_shows_the_drains_before_they_happen(deployed: Deployed) -> None:
+    lab, inventory = deployed
+    plan = hadeploy("restart", "--service", "glance", "--hosts", str(inventory), "--dry-run")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for ctl in CTLS:
+        assert f"restart.glance.{ctl}" in plan.stdout, plan.stdout
+        for lb in LBS:
+            assert f"{lb}: set {ctl} to drain in glance-api" in plan.stdout, plan.stdout
+    assert servers_ready(lab) == {lb: [] for lb in LBS}  # the plan drained nothing
+
+
+def test_1_a_haproxy_cfg_change_fails_no_request(deployed: Deployed) -> None:
+    _, inventory = deployed
+    text = inventory.read_text()
+    inventory.write_text(text.replace('timeout_connect = "2s"', 'timeout_connect = "3s"'))
+    outputs: list[str] = []
+    load = under_load("(1) haproxy.cfg changed on every balancer",
+                      lambda: outputs.append(run_ok("deploy-lb", "--hosts", str(inventory))))
+    assert sorted(str(e["host"]) for e in events(outputs[0]) if e["event"] == "host-changed"
+                  and e["step"] == "lb.haproxy-cfg") == list(LBS)
+    assert_no_failed_request(load)
+
+
+def test_2_a_keepalived_change_fails_no_request(deployed: Deployed) -> None:
+    lab, inventory = deployed
+    text = inventory.read_text()
+    inventory.write_text(text.replace("script_interval = 1\n", "script_interval = 2\n"))
+    load = under_load("(2) keepalived.conf changed on every balancer",
+                      lambda: run_ok("deploy-lb", "--hosts", str(inventory)))
+    assert_no_failed_request(load)
+    assert one_holder(lab) == ["lb1"]
+
+
+def test_3_a_key_that_restarts_glance_on_the_original_fails_no_request(
+        deployed: Deployed) -> None:
+    """The original's Glance `auth_url` drifted back to its own address; deploy-controllers
+    points it at the VIP again and restarts glance-api there, drained."""
+    lab, inventory = deployed
+    original = lab.hosts["ctl1"].address
+    conf = lab.hosts["ctl1"].exec(["cat", GLANCE_CONF]).stdout
+    vip_url = next(line for line in conf.splitlines() if line.startswith("auth_url = "))
+    lab.hosts["ctl1"].exec(["sed", "-i", f"s|^{vip_url}$|auth_url = http://{original}:5000|",
+                            GLANCE_CONF])
+    outputs: list[str] = []
+    load = under_load("(3) a Glance key changed on the original (glance-api restarted, "
+                      "drained)", lambda: outputs.append(run_ok(
+                          "deploy-controllers", "--service", "glance", "--hosts",
+                          str(inventory))))
+    commands = [str(e["command"]) for e in events(outputs[0]) if e["event"] == "command"
+                and e["step"] == "ctl.glance.services"]
+    assert [c.split(":")[0] for c in commands if "to drain" in c] == list(LBS), commands
+    assert any("glance-api restart" in c for c in commands), commands
+    assert vip_url in lab.hosts["ctl1"].exec(["cat", GLANCE_CONF]).stdout
+    assert servers_ready(lab) == {lb: [] for lb in LBS}
+    assert_no_failed_request(load)
+
+
+def test_figures_of_every_change(deployed: Deployed) -> None:
+    """One table of every change's figure (the README quotes it)."""
+    table = {name: {"new connections": [load.fresh.sent, load.fresh.failed],
+                    "keep-alive": [load.kept.sent, load.kept.failed],
+                    "keep-alive failures": load.kept.samples}
+             for name, load in FIGURES.items()}
+    print("\n" + json.dumps(table, indent=1))
+    assert len(table) == 3, table

@@ -176,14 +176,20 @@ def test_swift_through_keystone(lab: Lab, original: OriginalController) -> None:
     assert int(found.stdout) == 1
 
 
+def _upload_random_image(lab: Lab, name: str, size: int) -> str:
+    """Upload `size` random bytes from the original's /root/NAME.raw as image NAME; its id."""
+    lab.hosts[ORIGINAL].exec(f"head -c {size} /dev/urandom >/root/{name}.raw")
+    image = json.loads(_openstack(lab, f"image create {name} --disk-format raw "
+                                       f"--container-format bare --file /root/{name}.raw "
+                                       "-f json"))
+    return str(image["id"])
+
+
 def test_image_upload_then_download_gives_the_same_bytes(
         lab: Lab, original: OriginalController) -> None:
     host = lab.hosts[ORIGINAL]
-    host.exec("head -c 3000000 /dev/urandom >/root/lab-image.raw")
-    image = json.loads(_openstack(lab, "image create lab-image --disk-format raw "
-                                       "--container-format bare --file /root/lab-image.raw "
-                                       "-f json"))
-    _openstack(lab, f"image save --file /root/lab-image.back {image['id']}")
+    image = _upload_random_image(lab, "lab-image", 3000000)
+    _openstack(lab, f"image save --file /root/lab-image.back {image}")
     assert host.exec("cmp /root/lab-image.raw /root/lab-image.back", check=False).returncode == 0
 
 
@@ -343,13 +349,10 @@ def test_every_api_answers_through_the_vip(
 def test_an_image_uploaded_through_the_vip_downloads_through_the_vip(
         lab: Lab, scaled: ScaledOut) -> None:
     host = lab.hosts[ORIGINAL]
-    host.exec("head -c 2000000 /dev/urandom >/root/vip-image.raw")
-    image = json.loads(_openstack(lab, "image create vip-image --disk-format raw "
-                                       "--container-format bare --file /root/vip-image.raw "
-                                       "-f json"))
+    image = _upload_random_image(lab, "vip-image", 2000000)
     # Three downloads: haproxy's round robin hands one to each controller.
     for attempt in range(3):
-        _openstack(lab, f"image save --file /root/vip-image.{attempt} {image['id']}")
+        _openstack(lab, f"image save --file /root/vip-image.{attempt} {image}")
         assert host.exec(f"cmp /root/vip-image.raw /root/vip-image.{attempt}",
                          check=False).returncode == 0, attempt
 

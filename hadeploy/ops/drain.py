@@ -40,12 +40,15 @@ class Balancers:
 
 
 def _cli(socket: str) -> str:
-    """Shell: refuse without socat or the socket, then `hap CMD` sends CMD to haproxy."""
-    missing = q(f"haproxy's stats socket {socket} is missing: is haproxy running? "
-                "(deploy-lb starts it)")
+    """Shell: refuse without socat, then `hap CMD` sends CMD to haproxy. A balancer whose
+    haproxy does not answer on its stats socket (stopped, killed, socket missing) carries no
+    traffic: there is nothing to drain or make ready there, so the script says so and ends."""
+    down = q(f"haproxy is not running on this balancer (its stats socket {socket} does not "
+             "answer): it sends no traffic, nothing to drain or make ready here")
     return (f"command -v socat >/dev/null || {{ echo {q(NO_SOCAT)} >&2; exit 1; }}; "
-            f"[ -S {q(socket)} ] || {{ echo {missing} >&2; exit 1; }}; "
-            f"hap() {{ printf '%s\\n' \"$1\" | socat -t 5 - {q('UNIX-CONNECT:' + socket)}; }}; ")
+            f"hap() {{ printf '%s\\n' \"$1\" | socat -t 5 - {q('UNIX-CONNECT:' + socket)}; }}; "
+            f"{{ [ -S {q(socket)} ] && hap 'show info' >/dev/null 2>&1; }} || "
+            f"{{ echo {down} >&2; exit 0; }}; ")
 
 
 def _set_state(lbs: Balancers, server: str, state: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -85,7 +85,7 @@ def test_drain_sets_drain_then_waits_until_the_sessions_of_that_server_end(
     done = in_env(cli, drain_script(balancers(cli), "ctl1"))
     assert done.returncode == 0, done.stderr
     log = Path(cli["LOG"]).read_text().splitlines()
-    assert log == ["show servers state", "set server glance-api/ctl1 state drain",
+    assert log == ["show info", "show servers state", "set server glance-api/ctl1 state drain",
                    *["show stat"] * 3]
     assert done.stderr == ""
 
@@ -124,14 +124,29 @@ def test_a_server_haproxy_does_not_know_fails_with_haproxy_s_answer(
                                    "No such server.")
 
 
-def test_without_socat_or_the_socket_the_script_says_what_to_do(cli: dict[str, str]) -> None:
+def test_without_socat_the_script_says_what_to_do(cli: dict[str, str]) -> None:
     bare = {**cli, "PATH": "/usr/bin:/bin"}
     assert in_env(bare, "command -v socat").returncode != 0
     done = in_env(bare, drain_script(balancers(cli), "ctl1"))
     assert (done.returncode, done.stderr.strip()) == (1, NO_SOCAT)
-    gone = Balancers(LBS.hosts, cli["SOCK"] + ".gone", LBS.backends, 1, 1)
-    done = in_env(cli, drain_script(gone, "ctl1"))
-    assert done.returncode == 1 and "stats socket" in done.stderr and "missing" in done.stderr
+
+
+@pytest.mark.parametrize("script", [drain_script, ready_script])
+@pytest.mark.parametrize("haproxy", ["socket missing", "socket refuses"])
+def test_a_balancer_whose_haproxy_is_down_is_skipped_saying_so(
+        cli: dict[str, str], script: Callable[[Balancers, str], str], haproxy: str) -> None:
+    """A killed haproxy (as in a failover) sends no traffic: a rollback or restart goes on."""
+    if haproxy == "socket missing":
+        lbs = Balancers(LBS.hosts, cli["SOCK"] + ".gone", LBS.backends, 1, 1)
+    else:
+        lbs = balancers(cli)
+        refusing = Path(cli["LOG"]).parent / "bin" / "socat"
+        refusing.write_text("#!/bin/sh\necho 'E connect(): Connection refused' >&2\nexit 1\n")
+    done = in_env(cli, script(lbs, "ctl1"))
+    assert done.returncode == 0, done.stderr
+    assert "haproxy is not running on this balancer" in done.stderr
+    assert "nothing to drain or make ready here" in done.stderr
+    assert Path(cli["LOG"]).read_text() == ""  # no set/show command reached anything
 
 
 def test_ready_waits_until_running_in_every_backend_then_sets_ready(
@@ -141,7 +156,7 @@ def test_ready_waits_until_running_in_every_backend_then_sets_ready(
     done = in_env(cli, ready_script(balancers(cli), "ctl1"))
     assert done.returncode == 0, done.stderr
     assert Path(cli["LOG"]).read_text().splitlines() == [
-        "show servers state", "set server glance-api/ctl1 state ready"]
+        "show info", "show servers state", "set server glance-api/ctl1 state ready"]
 
 
 def test_ready_past_its_bound_still_sets_ready_and_fails_saying_so(cli: dict[str, str]) -> None:

@@ -50,7 +50,7 @@ from tests.lab.helpers import (
 
 pytestmark = pytest.mark.lab
 
-PACKAGES = ("haproxy", "keepalived")
+PACKAGES = ("haproxy", "keepalived", "socat")  # socat: drained restarts (lb.packages)
 HAPROXY_CFG = FILES[0]
 SYSCTL_DROPIN = FILES[3]
 

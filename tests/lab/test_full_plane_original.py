@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,10 +142,30 @@ def test_catalog_names_the_original_with_the_real_paths(
         assert endpoint["Region"] == "RegionOne", endpoint
 
 
+def _service_states(lab: Lab, command: str, binaries: set[str],
+                    seconds: float = 150) -> dict[str, str]:
+    """The State of each binary in `openstack COMMAND`, polled until every one is "up" or
+    `seconds` have passed. A cached installation keeps the rows of its first run, so a
+    daemon is "down" until its first heartbeat after the start, later on a busy machine."""
+    deadline = time.monotonic() + seconds
+    while True:
+        states = {s["Binary"]: s["State"] for s in _json(lab, command)}
+        if set(states) == binaries and set(states.values()) == {"up"}:
+            return states
+        if time.monotonic() > deadline:
+            return states
+        time.sleep(5)
+
+
+def _log_tail(lab: Lab, paths: str) -> str:
+    return lab.hosts[ORIGINAL].exec(f"tail -n 20 {paths} 2>&1", check=False).stdout
+
+
 def test_nova_answers_and_its_services_are_up(lab: Lab, original: OriginalController) -> None:
     assert _json(lab, "server list") == []
-    services = {s["Binary"]: s["State"] for s in _json(lab, "compute service list")}
-    assert services == {"nova-conductor": "up", "nova-scheduler": "up"}
+    services = _service_states(lab, "compute service list", {"nova-conductor", "nova-scheduler"})
+    assert services == {"nova-conductor": "up", "nova-scheduler": "up"}, _log_tail(
+        lab, "/var/log/nova/nova-conductor.log /var/log/nova/nova-scheduler.log")
 
 
 def test_placement_answers(lab: Lab, original: OriginalController) -> None:
@@ -158,8 +179,9 @@ def test_neutron_creates_and_lists_a_network(lab: Lab, original: OriginalControl
 
 
 def test_cinder_answers(lab: Lab, original: OriginalController) -> None:
-    services = {s["Binary"]: s["State"] for s in _json(lab, "volume service list")}
-    assert services == {"cinder-scheduler": "up"}
+    services = _service_states(lab, "volume service list", {"cinder-scheduler"})
+    assert services == {"cinder-scheduler": "up"}, _log_tail(
+        lab, "/var/log/cinder/cinder-scheduler.log")
     assert _json(lab, "volume list") == []
 
 

@@ -89,6 +89,11 @@ def _defaults(inv: Inventory, hitless: bool) -> list[str]:
         f"timeout client {h.timeout_client}",
         f"timeout server {h.timeout_server}",
     ]
+    # A connection a server refuses (an API not started yet on a controller just added, or
+    # one that died between two checks) is tried again on another server, not failed:
+    # haproxy considers a new server UP until its first check fails. Debian's haproxy 2.6
+    # redispatches on every retry; haproxy 1.5 (EL6/EL7) knows only the last-retry form.
+    lines += ["retries 3", "option redispatch 1" if hitless else "option redispatch"]
     if hitless and h.mode == "http":
         # After a reload the old process answers a kept-alive client's next request (with
         # `Connection: close`) instead of closing its idle connection under it.

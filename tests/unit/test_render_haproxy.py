@@ -32,6 +32,9 @@ from tests.unit.strategies import encodable_text
 GUIDE1 = "load-balance-openstack-api.md"
 GUIDE2 = "haproxy-on-controllers.md"
 PASSWORD_ENV = "HADEPLOY_STATS_PASSWORD"
+# Added to every rendering's defaults (the examples are EL: haproxy 1.5's form): a refused
+# connection is tried again on another server instead of failing the client's request.
+REDISPATCH = ["retries 3", "option redispatch"]
 HAPROXY = shutil.which("haproxy")
 needs_haproxy = pytest.mark.skipif(
     HAPROXY is None, reason="haproxy is not installed (apt-get install haproxy; .ci/run does)"
@@ -112,6 +115,9 @@ def test_guide1_same_frontends_backends_servers_checks(example: Inventory) -> No
         if section.kind in ("frontend", "backend") and section.lines != mine[key].lines:
             differing.add(key)
         fixed = corrected(section, GLANCE_FIX_GUIDE1)
+        if section.kind == "defaults":
+            assert mine[key].lines == section.lines + REDISPATCH, key
+            continue
         if section.kind == "global":
             assert set(section.lines) <= set(mine[key].lines)
             continue
@@ -239,6 +245,8 @@ def corrected_guide2(password: str) -> list[Section]:
         if key == ("listen", "monitor"):  # the guide's typo and literal password
             s.lines = [f"stats auth root:{password}" if line == "stats authroot:redhat" else line
                        for line in s.lines]
+        if key == ("defaults", ""):  # refused connections tried on another server
+            s.lines = [*s.lines, *REDISPATCH]
         if key == ("global", ""):  # the admin socket is restricted to root
             s.lines = [line + " mode 600 level admin" if line.startswith("stats socket ")
                        else line for line in s.lines]
@@ -293,7 +301,7 @@ def test_guide2_differences_are_exactly_the_named_ones(colocated: Inventory) -> 
                                                ours[key].servers)
     }
     assert differing == {
-        ("global", ""), ("listen", "monitor"),
+        ("global", ""), ("defaults", ""), ("listen", "monitor"),
         ("frontend", "vip-glance"), ("backend", "glance-vms"),
         ("frontend", "vip-horizon"), ("backend", "horizon-vms"), ("backend", "galera-vms"),
         *(("backend", name) for name in HTTP_CHECKS2),
@@ -324,7 +332,7 @@ def test_guide2_check_options(colocated: Inventory) -> None:
     assert ours["frontend", "vip-horizon"].value("mode") == "http"
     defaults = ours["defaults", ""]
     assert defaults.lines == ["mode tcp", "maxconn 10000", "timeout connect 5s",
-                              "timeout client 30s", "timeout server 30s"]
+                              "timeout client 30s", "timeout server 30s", *REDISPATCH]
 
 
 def test_http_checks_are_rendered_untuned_and_in_tcp_mode(colocated: Inventory) -> None:
@@ -425,11 +433,12 @@ def test_golden_debian_hitless_reload(variant: Callable[..., Inventory]) -> None
     assert global_.lines == [
         "daemon", "stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
         "hard-stop-after 10s"]
-    # only the global section and the defaults' keep-alive closing differ from EL's rendering
+    # only the global section, redispatching on every retry and the defaults' keep-alive
+    # closing differ from EL's rendering
     el = render_haproxy_cfg(inv, platform="el6").splitlines()
     assert [line for line in text.splitlines() if line not in el] == [
         "    stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
-        "    hard-stop-after 10s", "    option idle-close-on-response"]
+        "    hard-stop-after 10s", "    option redispatch 1", "    option idle-close-on-response"]
 
 
 @pytest.mark.parametrize(("platform", "hitless"), [

@@ -83,7 +83,8 @@ def phase_hosts(inv: Inventory, phase: str) -> tuple[str, ...]:
     if phase == "lb":
         return tuple(n.name for n in inv.balancers)
     if phase == "controllers":
-        names = [c.name for c in inv.controllers] + [rc.host for rc in inv.openstack.rc_files]
+        names = [c.name for c in (*inv.controllers, *inv.retired)]
+        names += [rc.host for rc in inv.openstack.rc_files]
         return tuple(dict.fromkeys(names))
     if phase == "restart":
         return tuple(c.name for c in inv.controllers)

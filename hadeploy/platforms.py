@@ -76,7 +76,10 @@ class Profile:
             return sh("systemctl", "enable", service)
         if self.family == "el":
             return sh("chkconfig", service, "on")
-        return sh("update-rc.d", service, "defaults") + " >/dev/null"
+        # `defaults` creates missing links; `enable` turns the stop links `disable` left
+        # (a retired controller's, say) back into start links
+        return (sh("update-rc.d", service, "defaults") + " >/dev/null && "
+                + sh("update-rc.d", service, "enable") + " >/dev/null")
 
     def disable(self, service: str) -> str:
         """Do not start `service` at boot."""

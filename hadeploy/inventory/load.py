@@ -115,6 +115,7 @@ def _nodes(data: dict[str, Any], key: str, role: str, problems: list[str]) -> li
             api_bind=IPv4Address(values["api_bind"]) if values["api_bind"] else None,
             original=values["original"],
             role="lb" if role == "lb" else "controller",
+            retire=values["retire"],
         ))
     return nodes
 
@@ -201,7 +202,8 @@ def build_inventory(data: dict[str, Any], path: str, fingerprint: str,
         keepalived=KeepalivedSettings(**keepalived),
         haproxy=HaproxySettings(**{**haproxy, "monitor": monitor, "overrides": overrides}),
         lbs=tuple(lbs),
-        controllers=tuple(controllers),
+        controllers=tuple(c for c in controllers if not c.retire),
+        retired=tuple(c for c in controllers if c.retire),
         services=tuple(services["balance"]),
         omit_proxies=tuple(services["omit_proxies"]),
         shared_storage=tuple(services["shared_storage"]),

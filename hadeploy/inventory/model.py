@@ -154,6 +154,8 @@ class Node:
     api_bind: IPv4Address | None = None
     original: bool = False
     role: Literal["lb", "controller"] = "controller"
+    # A controller leaving the control plane: out of haproxy, its services stopped.
+    retire: bool = False
 
     @property
     def connect_to(self) -> str:
@@ -195,6 +197,9 @@ class Inventory:
     lbs: tuple[Node, ...]
     controllers: tuple[Node, ...]
     services: tuple[str, ...]
+    # Controllers marked `retire = true`: in no backend, their services stopped by
+    # deploy-controllers (packages and files stay). Not in `controllers`.
+    retired: tuple[Node, ...] = ()
     omit_proxies: tuple[str, ...] = ()
     # Services whose state the catalog marks node-local and the operator confirms is shared.
     shared_storage: tuple[str, ...] = ()
@@ -227,7 +232,7 @@ class Inventory:
     def nodes(self) -> tuple[Node, ...]:
         """Every distinct node, load balancers first."""
         seen: dict[str, Node] = {}
-        for node in (*self.balancers, *self.controllers):
+        for node in (*self.balancers, *self.controllers, *self.retired):
             seen.setdefault(node.name, node)
         return tuple(seen.values())
 

@@ -19,6 +19,7 @@ def check_rules(inv: Inventory) -> list[str]:
     problems += _topology(inv)
     problems += _unique_nodes(inv)
     problems += _original(inv)
+    problems += _retired(inv)
     problems += _priorities(inv)
     problems += _vip(inv)
     problems += public_vip_rules(inv)
@@ -77,7 +78,7 @@ def _topology(inv: Inventory) -> list[str]:
 
 def _unique_nodes(inv: Inventory) -> list[str]:
     problems: list[str] = []
-    nodes = [*inv.lbs, *inv.controllers]
+    nodes = [*inv.lbs, *inv.controllers, *inv.retired]
     for name, count in Counter(n.name for n in nodes).items():
         if count > 1:
             problems.append(
@@ -96,8 +97,28 @@ def _unique_nodes(inv: Inventory) -> list[str]:
     return problems
 
 
+def _retired(inv: Inventory) -> list[str]:
+    """Only a new controller of the dedicated topology can leave through `retire`."""
+    problems = [
+        f"lb {n.name}.retire: only a controller can be retired; to remove a load balancer, "
+        "delete its [[lb]] table and run deploy-lb again (keepalived then leaves it out)"
+        for n in inv.lbs if n.retire]
+    for node in inv.retired:
+        if node.original:
+            problems.append(
+                f"controller {node.name}.retire: the original cannot be retired: the others "
+                "copy its configuration and its Keystone catalog is the one moved to the VIP; "
+                "remove retire = true")
+        elif inv.topology == "colocated":
+            problems.append(
+                f"controller {node.name}.retire: in the colocated topology every controller "
+                "is also a balancer holding the VIP; hadeploy retires controllers of the "
+                "dedicated topology only. Remove retire = true")
+    return problems
+
+
 def _original(inv: Inventory) -> list[str]:
-    originals = [c.name for c in inv.controllers if c.original]
+    originals = [c.name for c in (*inv.controllers, *inv.retired) if c.original]
     if len(originals) == 1:
         return []
     if not originals:

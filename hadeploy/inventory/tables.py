@@ -130,6 +130,7 @@ NODE = {
     "priority": Key(int, None, in_range(1, 254)),
     "api_bind": Key(str, None, ipv4),
     "original": Key(bool, False),
+    "retire": Key(bool, False),  # a controller leaving: out of haproxy, its services stopped
 }
 
 SERVICES = {

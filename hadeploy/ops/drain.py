@@ -38,6 +38,14 @@ class Balancers:
     drain_seconds: int
     up_seconds: int
 
+    @classmethod
+    def from_record(cls, data: dict[str, object]) -> Balancers:
+        """The balancers a journal record kept (`dataclasses.asdict` of one)."""
+        hosts, backends = data["hosts"], data["backends"]
+        assert isinstance(hosts, (list, tuple)) and isinstance(backends, (list, tuple))
+        return cls(tuple(hosts), str(data["socket"]), tuple(backends),
+                   int(str(data["drain_seconds"])), int(str(data["up_seconds"])))
+
 
 def _cli(socket: str) -> str:
     """Shell: refuse without socat, then `hap CMD` sends CMD to haproxy. A balancer whose
@@ -86,21 +94,35 @@ def _others_up(lbs: Balancers, server: str) -> str:
             + f'[ "$o" = {len(lbs.backends)} ] || echo {alone} >&2; ')
 
 
-def drain_script(lbs: Balancers, server: str) -> str:
+def _listed(lbs: Balancers, server: str) -> str:
+    """Shell: end here (exit 0, saying so) unless haproxy has `server` in one of the
+    backends: a retired controller's server is gone once deploy-lb reloaded without it."""
+    rows = q(f"{_rows(lbs, 4, 2)} {{ n++ }} END {{ print n + 0 }}")
+    gone = q(f"{server} is in none of {', '.join(lbs.backends)} on this balancer (deploy-lb "
+             "took it out): nothing to do here")
+    return (f"l=$(hap 'show servers state' | awk -v srv={q(server)} {rows}); "
+            f'[ "$l" != 0 ] || {{ echo {gone} >&2; exit 0; }}; ')
+
+
+def drain_script(lbs: Balancers, server: str, if_listed: bool = False) -> str:
     """Shell on a balancer: once another server can take the traffic (bounded), drain
-    `server`, then wait until its sessions reach 0 (bounded)."""
+    `server`, then wait until its sessions reach 0 (bounded). `if_listed`: a balancer whose
+    haproxy no longer has the server has nothing to drain."""
+    listed = _listed(lbs, server) if if_listed else ""
     sessions = q(f"BEGIN {{ FS = \",\" }} {_rows(lbs, 2, 1)} {{ n += $5 }} END {{ print n + 0 }}")
     count = f"n=$(hap 'show stat' | awk -v srv={q(server)} {sessions})"
-    left = q(f"{server} still has sessions after {lbs.drain_seconds} s; restarting anyway: ")
-    return (_cli(lbs.socket) + _others_up(lbs, server) + _set_state(lbs, server, "drain")
+    left = q(f"{server} still has sessions after {lbs.drain_seconds} s; going on anyway: ")
+    return (_cli(lbs.socket) + listed + _others_up(lbs, server)
+            + _set_state(lbs, server, "drain")
             + _poll(f'{{ {count}; [ "$n" = 0 ]; }}', lbs.drain_seconds)
             + f'[ "$n" = 0 ] || echo {left}"$n" >&2')
 
 
-def ready_script(lbs: Balancers, server: str) -> str:
+def ready_script(lbs: Balancers, server: str, if_listed: bool = False) -> str:
     """Shell on a balancer: wait until haproxy sees `server` running in every backend
     (bounded), then set it ready; past the bound, set it ready anyway (haproxy sends no
-    traffic to a server its checks find down) and fail, saying so."""
+    traffic to a server its checks find down) and fail, saying so. `if_listed`: nothing to
+    do where haproxy does not have the server."""
     seen = q(f"{_rows(lbs, 4, 2)} {{ seen++; if ($6 == 2) up++ }} "
              "END { print up + 0 \" \" seen + 0 }")
     want = f"{len(lbs.backends)} {len(lbs.backends)}"
@@ -108,8 +130,8 @@ def ready_script(lbs: Balancers, server: str) -> str:
     up = f'{{ {found}; [ "$r" = {q(want)} ]; }}'
     late = q(f"haproxy does not see {server} UP in {', '.join(lbs.backends)} after "
              f"{lbs.up_seconds} s (running/found: ")
-    return (_cli(lbs.socket) + _poll(up, lbs.up_seconds)
-            + _set_state(lbs, server, "ready")
+    return (_cli(lbs.socket) + (_listed(lbs, server) if if_listed else "")
+            + _poll(up, lbs.up_seconds) + _set_state(lbs, server, "ready")
             + f'[ "$r" = {q(want)} ] || {{ echo {late}"$r); it is set ready: haproxy sends it '
             'traffic once its checks pass" >&2; exit 1; }')
 
@@ -186,9 +208,7 @@ class DrainedRestart(Operation[ServiceState]):
 
 def undo_drained(ctx: HostContext, record: Record) -> list[Command]:
     """As `undo_service`, with its restart (after the files are restored) drained too."""
-    data = record["balancers"]
-    lbs = Balancers(tuple(data["hosts"]), data["socket"], tuple(data["backends"]),
-                    int(data["drain_seconds"]), int(data["up_seconds"]))
+    lbs = Balancers.from_record(record["balancers"])
     commands = undo_service(ctx, record)
     deferred = [c for c in commands if c.deferred]
     if not deferred:

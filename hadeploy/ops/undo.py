@@ -14,6 +14,7 @@ from hadeploy.ops.drain import undo_drained
 from hadeploy.ops.endpoints import undo_endpoints
 from hadeploy.ops.files import undo_file
 from hadeploy.ops.packages import undo_packages
+from hadeploy.ops.retire import undo_retired
 from hadeploy.ops.services import undo_service
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import undo_tree
@@ -25,6 +26,7 @@ UNDO: Mapping[str, Undo] = {
     "endpoints": undo_endpoints,
     "file": undo_file,
     "packages": undo_packages,
+    "retired-service": undo_retired,
     "service": undo_service,
     "sysctl": undo_sysctl,
     "tree": undo_tree,

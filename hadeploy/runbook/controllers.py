@@ -17,6 +17,8 @@ Per service, in the guide's order:
 then once:
   ctl.endpoints      the Keystone catalog's endpoints move to the VIP (public identity last)
   ctl.rc-files       OS_AUTH_URL in the operators' rc files names the VIP
+  ctl.retire         (controllers marked `retire = true`) each service drained, stopped and
+                     disabled at boot; packages and files stay
 
 The runbook is built from the inventory and each host's platform family (detected
 read-only before, or declared), without touching a network.
@@ -42,7 +44,7 @@ from hadeploy.ops import (
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
 from hadeploy.runbook.api_answers import apis_answer
 from hadeploy.runbook.binds import bind_edits
-from hadeploy.runbook.drains import drained_daemons
+from hadeploy.runbook.drains import drained_daemons, retire_steps
 from hadeploy.steps import Runbook, Step
 
 
@@ -284,4 +286,6 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
     if rc_ops:
         steps.append(Step("ctl.rc-files", f"Client rc files: OS_AUTH_URL on the VIP {vip}",
                           {h: tuple(ops) for h, ops in rc_ops.items()}))
+    # Last: the controllers that stay serve every API (and answer through the VIP) first.
+    steps += retire_steps(inv, families)
     return Runbook("controllers", tuple(steps))

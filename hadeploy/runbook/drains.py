@@ -15,6 +15,7 @@ from hadeploy.catalog import Family, Service, load_catalog
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.inventory.schema import haproxy_millis
 from hadeploy.ops import AnyOp, Balancers, DrainedRestart, ServiceRunning
+from hadeploy.ops.retire import ServiceRetired
 from hadeploy.render.haproxy import backend_address, hard_stop_after
 from hadeploy.runbook.api_answers import ALL_ANSWER, api_probe_script, api_target
 from hadeploy.steps import Runbook, Step
@@ -64,6 +65,31 @@ def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family
         return daemons
     answers = answers_script(inv, node, service)
     return tuple(DrainedRestart(d.op_id, d, lbs, answers, always) for d in daemons)
+
+
+def retire_steps(inv: Inventory, families: Mapping[str, Family]) -> list[Step]:
+    """Step `ctl.retire`: on each retired controller, the daemons of every scaled-out service
+    stopped and disabled, each drained first (`ops.retire`); packages and files stay."""
+    if not inv.retired:
+        return []
+    catalog = load_catalog()
+    services = [catalog[s] for s in inv.services if not catalog[s].lb_only]
+    sources = tuple(str(n.address) for n in inv.balancers)
+    bound = max(5, _seconds(hard_stop_after(inv)))
+    ops: dict[str, tuple[AnyOp, ...]] = {}
+    for node in inv.retired:
+        retired: dict[str, AnyOp] = {}
+        for service in services:
+            ports = tuple(sorted({p.port for p in service.proxies_for(inv.release)
+                                  if p.name not in inv.omit_proxies}))
+            for daemon in service.variant(families[node.name], inv.release).daemons:
+                retired.setdefault(daemon, ServiceRetired(
+                    f"retire:{daemon}", daemon, (), service_balancers(inv, service), ports,
+                    sources, bound))
+        ops[node.name] = tuple(retired.values())
+    names = ", ".join(n.name for n in inv.retired)
+    return [Step("ctl.retire", f"Retire {names}: drain, then stop and disable its services "
+                 "(packages and files stay)", ops)]
 
 
 def build_restart_runbook(inv: Inventory, families: Mapping[str, Family],

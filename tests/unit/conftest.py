@@ -3,7 +3,7 @@ and the derived inventories of phase `controllers`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from hadeploy.inventory import Inventory, load_inventory
 from tests.unit.controller_inventories import Inventories, derived_inventory
 from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE, edit
+from tests.unit.haproxy_cli import stand_in_cli
 
 
 @pytest.fixture
@@ -47,3 +48,9 @@ def inventories(tmp_path_factory: pytest.TempPathFactory) -> Inventories:
         return derived_inventory(release, platform, topology, directory)
 
     return get
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment whose PATH has a stand-in socat for haproxy's CLI (haproxy_cli)."""
+    yield from stand_in_cli(tmp_path)

@@ -487,7 +487,8 @@ def _enable(profile_name: str, daemon: str) -> str:
     if profile_name == "el6":
         return f"chkconfig {daemon} on"
     if profile_name == "debian-sysv":
-        return f"update-rc.d {daemon} defaults >/dev/null"
+        return (f"update-rc.d {daemon} defaults >/dev/null && "
+                f"update-rc.d {daemon} enable >/dev/null")
     return f"systemctl enable {daemon}"
 
 

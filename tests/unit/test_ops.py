@@ -47,6 +47,7 @@ from hadeploy.ops import (
 from hadeploy.ops.base import BACKUP_ROOT
 from hadeploy.ops.files import atomic_write, undo_file, unified_diff
 from hadeploy.ops.packages import NEW_MARK, undo_packages
+from hadeploy.ops.retire import ServiceRetired
 from hadeploy.ops.services import undo_service
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
@@ -811,6 +812,8 @@ JOURNALED: list[tuple[AnyOp, object]] = [
     (KEEPALIVED, ServiceState(enabled=False, running=False)),
     (TreeCopied("tree", "ctl1", "/etc/keystone"), TreesSeen(Manifest("absent"), None)),
     (EndpointsOnVip("endpoints", "/root/rc", "queens", "198.18.0.100", ("ctl1",)), []),
+    (ServiceRetired("retire:glance-api", "glance-api", (), None, (9292,), ("198.18.0.11",), 5),
+     ServiceState(enabled=True, running=True)),
 ]
 
 
@@ -827,5 +830,5 @@ def test_the_undo_registry_does_not_depend_on_what_was_imported_before() -> None
     result = subprocess.run([sys.executable, "-c", "from hadeploy.ops import UNDO; "
                              "print(' '.join(sorted(UNDO)))"],
                             capture_output=True, text=True, check=True, timeout=60)
-    assert result.stdout.split() == ["drained-service", "endpoints", "file", "packages", "service",
-                                     "sysctl", "tree"]
+    assert result.stdout.split() == ["drained-service", "endpoints", "file", "packages",
+                                     "retired-service", "service", "sysctl", "tree"]

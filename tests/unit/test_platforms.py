@@ -96,7 +96,8 @@ def test_debian_systemd_commands() -> None:
 
 def test_debian_sysv_commands() -> None:
     p = profile_for("debian", "sysv")
-    assert p.enable("keepalived") == "update-rc.d keepalived defaults >/dev/null"
+    assert p.enable("keepalived") == ("update-rc.d keepalived defaults >/dev/null && "
+                                      "update-rc.d keepalived enable >/dev/null")
     assert p.disable("keepalived") == "update-rc.d keepalived disable >/dev/null"
     assert p.action("keepalived", "start") == "service keepalived start"
     assert "/etc/rc2.d/S??keepalived" in p.enabled_probe("keepalived")

@@ -28,6 +28,7 @@ def lab_inventory_text(
     vip: str = LAB_VIP,
     user: str = "hadeploy",
     name: str = "lab",
+    retired: Sequence[str] = (),
 ) -> str:
     """TOML text of an inventory whose nodes are lab hosts, reached as `user` with sudo.
 
@@ -35,6 +36,7 @@ def lab_inventory_text(
     catalog marks node-local (Glance's images on the original's own disk): its tests and demo
     never need an image on a controller other than the one that stored it, and without the
     confirmation deploy-controllers would refuse to start. Pass () to see the refusal.
+    `retired`: controllers written with `retire = true` (leaving the control plane).
     """
     if shared_storage is None:
         catalog = load_catalog()
@@ -89,6 +91,8 @@ def lab_inventory_text(
         lines += ["[[controller]]", f"name = {_q(host)}", f"address = {_q(address)}"]
         if index == 0:
             lines.append("original = true")
+        if host in retired:
+            lines.append("retire = true")
         if topology == "colocated":
             lines += [f"api_bind = {_q(address)}", f"priority = {priority}"]
             priority -= 1

@@ -181,13 +181,24 @@ class DrainedRestart(Operation[ServiceState]):
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         record = self.service.intent(ctx, state)
-        if self._restarts(ctx, state):
+        # A start is recorded with the balancers too: its undo (a stop) is drained.
+        if self._restarts(ctx, state) or not state.running:
             record.update(kind="drained-service", server=ctx.node.name, answers=self.answers,
                           balancers=asdict(self.balancers))
         return record
 
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         commands = self.service.apply(ctx, state)
+        if not state.running:
+            # A server a rollback drained before stopping it would stay drained (and get no
+            # traffic) until haproxy reloads: where haproxy has it, it is made ready again;
+            # haproxy sends it traffic once its checks pass.
+            node = ctx.node.name
+            return [*commands, *(Command(
+                _cli(self.balancers.socket) + _listed(self.balancers, node)
+                + _set_state(self.balancers, node, "ready"), on=lb,
+                summary=f"{lb}: set {node} ready in {', '.join(self.balancers.backends)} "
+                        "where haproxy has it") for lb in self.balancers.hosts)]
         if not self._restarts(ctx, state):
             return commands
         return drained(self.balancers, ctx.node.name, commands, self.answers)
@@ -207,12 +218,23 @@ class DrainedRestart(Operation[ServiceState]):
 
 
 def undo_drained(ctx: HostContext, record: Record) -> list[Command]:
-    """As `undo_service`, with its restart (after the files are restored) drained too."""
+    """As `undo_service`, drained: a restart (after the files are restored) as in a run, and
+    the stop of a daemon the run started only once its server is drained on every balancer
+    that still has it."""
     lbs = Balancers.from_record(record["balancers"])
+    server = str(record["server"])
     commands = undo_service(ctx, record)
+    if not record.get("was_running"):
+        drains = [Command(drain_script(lbs, server, if_listed=True), on=lb,
+                          summary=f"{lb}: set {server} to drain in {', '.join(lbs.backends)} "
+                                  "where haproxy has it, wait until its sessions reach 0",
+                          notice=f"{lb}: draining {server} before its stop: waits at most "
+                                 f"{lbs.drain_seconds} s for its sessions to end")
+                  for lb in lbs.hosts]
+        return [*drains, *commands]
     deferred = [c for c in commands if c.deferred]
     if not deferred:
         return commands
-    steps = drained(lbs, str(record["server"]), deferred, str(record["answers"]))
+    steps = drained(lbs, server, deferred, str(record["answers"]))
     return [*(c for c in commands if not c.deferred),
             *(replace(c, deferred=True) for c in steps)]

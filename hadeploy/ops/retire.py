@@ -118,22 +118,26 @@ class ServiceRetired(Operation[ServiceState]):
 
 
 def undo_retired(ctx: HostContext, record: Record) -> list[Command]:
-    """Enable and start again what the retirement disabled and stopped; where haproxy still
-    has the server, make it ready once haproxy sees it UP."""
+    """Enable and start again what the retirement disabled and stopped (unless the service
+    is gone: a later run's rollback removed its packages, or the host was rebuilt); where
+    haproxy still has the server, make it ready once haproxy sees it UP."""
     profile = ctx.profile
     service = str(record["service"])
+    exists = (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
+              else f"[ -x /etc/init.d/{q(service)} ]")
     commands: list[Command] = []
     if record.get("was_enabled"):
-        commands.append(Command(profile.enable(service) + " >&2",
-                                summary=profile.enable(service)))
+        commands.append(Command(f"if {exists}; then {profile.enable(service)} >&2; fi",
+                                summary=f"{profile.enable(service)} (if it is still installed)"))
     if record.get("was_running"):
         check = running_probe(service, tuple(record.get("pidfiles", ())), profile.init)
         failed = q(f"{service} is not running 30 s after its start")
         commands.append(Command(
-            f"{profile.action(service, 'start')} >&2 || true; i=0; "
+            f"{exists} || exit 0; {profile.action(service, 'start')} >&2 || true; i=0; "
             f'until [ "$({check})" = running ] || [ $i -ge 120 ]; do i=$((i+1)); sleep 0.25; '
             f'done; [ "$({check})" = running ] || {{ echo {failed} >&2; exit 1; }}',
-            summary=f"{profile.action(service, 'start')} (then wait until it runs)"))
+            summary=f"{profile.action(service, 'start')} (if it is still installed; then wait "
+                    "until it runs)"))
         data = record.get("balancers")
         if data:
             lbs = Balancers.from_record(data)

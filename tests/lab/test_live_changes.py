@@ -2,10 +2,12 @@
 
 A real Keystone + Glance original scaled out to three controllers behind three balancers;
 clients send GETs through the VIP (a new TCP connection each, and one kept-alive client)
-while hadeploy (1) changes haproxy.cfg on every balancer, (2) changes keepalived.conf, and
+while hadeploy (1) changes haproxy.cfg on every balancer, (2) changes keepalived.conf,
 (3) puts back a key on the original whose change restarts Glance there, drained on every
-balancer first. Each change prints its figure; new connections must see 0
-failures, with thousands of requests per change; the kept-alive client's figure is reported.
+balancer first, (5) removes ctl3 (retire = true), (4) adds it back as a bare host, and (6)
+rolls the controllers phase back. Each change prints its figure; new connections must see 0
+failures for (1)-(5), with thousands of requests per change; the kept-alive client's figure
+and (6) are reported.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from lab import Lab
 from lab.inventory import write_lab_inventory
 from lab.openstack import provision_original
 from lab.vipload import VipLoad
-from tests.lab.helpers import CTLS, LBS, OPENSTACK_UNAVAILABLE, events, hadeploy, one_holder
+from tests.lab.helpers import (
+    CTLS,
+    LBS,
+    OPENSTACK_UNAVAILABLE,
+    events,
+    hadeploy,
+    one_holder,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
@@ -67,9 +77,10 @@ def servers_ready(lab: Lab) -> dict[str, list[str]]:
     return out
 
 
-def under_load(name: str, change: Callable[[], object]) -> VipLoad:
-    """Run `change` while the clients send requests; keep and print the figure."""
-    load = VipLoad()
+def under_load(name: str, change: Callable[[], object], max_seconds: float = 240) -> VipLoad:
+    """Run `change` while the clients send requests (for at most `max_seconds`); keep and
+    print the figure."""
+    load = VipLoad(max_seconds=max_seconds)
     with load.running():
         change()
     FIGURES[name] = load
@@ -152,6 +163,77 @@ def test_3_a_key_that_restarts_glance_on_the_original_fails_no_request(
     assert_no_failed_request(load)
 
 
+def _api_sockets(lab: Lab, host: str) -> list[str]:
+    """Keystone's and Glance's listening sockets on `host`."""
+    return [line.split()[3] for line in lab.hosts[host].exec(["ss", "-Hltn"]).stdout.splitlines()
+            if line.split()[3].endswith((":5000", ":9292"))]
+
+
+def _start_links(lab: Lab, host: str) -> list[str]:
+    return lab.hosts[host].exec(
+        "ls /etc/rc2.d | grep -E '^S[0-9]+(keystone|glance-api)$' || true").stdout.split()
+
+
+def test_5_removing_a_controller_fails_no_request(deployed: Deployed) -> None:
+    """ctl3 leaves (retire = true): deploy-lb reloads haproxy without it, deploy-controllers
+    waits until no balancer has a connection to it and stops its services."""
+    lab, inventory = deployed
+    inventory.write_text(inventory.read_text().replace('name = "ctl3"\n',
+                                                       'name = "ctl3"\nretire = true\n'))
+    outputs: list[str] = []
+
+    def remove() -> None:
+        outputs.append(run_ok("deploy-lb", "--hosts", str(inventory)))
+        outputs.append(run_ok("deploy-controllers", "--hosts", str(inventory)))
+
+    load = under_load("(5) ctl3 removed: retire = true, deploy-lb then deploy-controllers",
+                      remove, max_seconds=600)
+    for lb in LBS:
+        assert "ctl3" not in lab.hosts[lb].exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+    retired = [(e["host"], e["step"]) for e in events(outputs[1])
+               if e["event"] == "host-changed" and e["host"] == "ctl3"]
+    assert retired == [("ctl3", "ctl.retire")], retired
+    assert (_api_sockets(lab, "ctl3"), _start_links(lab, "ctl3")) == ([], [])
+    assert_no_failed_request(load)
+
+
+def test_4_adding_a_fresh_controller_fails_no_request(deployed: Deployed) -> None:
+    """ctl3 comes back as a bare host (its disk wiped): deploy-lb adds it to every haproxy
+    by a reload before anything listens there (haproxy counts a new server UP until its
+    first check: a refused connection is redispatched), deploy-controllers installs, copies
+    and starts it."""
+    lab, inventory = deployed
+    lab.hosts["ctl3"].reset()
+    inventory.write_text(inventory.read_text().replace("retire = true\n", ""))
+    outputs: list[str] = []
+
+    def add() -> None:
+        outputs.append(run_ok("deploy-lb", "--hosts", str(inventory)))
+        outputs.append(run_ok("deploy-controllers", "--hosts", str(inventory)))
+
+    load = under_load("(4) ctl3 added as a bare host: deploy-lb then deploy-controllers", add,
+                      max_seconds=900)
+    for lb in LBS:
+        assert "server ctl3 " in lab.hosts[lb].exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+    assert {e["step"] for e in events(outputs[1]) if e["event"] == "host-changed"
+            and e["host"] == "ctl3"} >= {"ctl.keystone.packages", "ctl.keystone.copy",
+                                         "ctl.keystone.services", "ctl.glance.services"}
+    assert len(_api_sockets(lab, "ctl3")) == 2 and len(_start_links(lab, "ctl3")) == 2
+    assert wait_for(lambda: servers_ready(lab) == {lb: [] for lb in LBS},
+                    "every haproxy to see every server UP and ready", seconds=60)
+    assert_no_failed_request(load)
+
+
+def test_6_rolling_the_controllers_phase_back_is_reported(deployed: Deployed) -> None:
+    """Every run of the phase undone, newest first, under the same load: reported (the
+    original restarts drained; the new controllers' stops are drained too)."""
+    _, inventory = deployed
+    load = under_load("(6) the controllers phase rolled back",
+                      lambda: run_ok("rollback", "--phase", "controllers", "--hosts",
+                                     str(inventory)), max_seconds=900)
+    assert load.fresh.sent >= MIN_REQUESTS, str(load.fresh)
+
+
 def test_figures_of_every_change(deployed: Deployed) -> None:
     """One table of every change's figure (the README quotes it)."""
     table = {name: {"new connections": [load.fresh.sent, load.fresh.failed],
@@ -159,4 +241,4 @@ def test_figures_of_every_change(deployed: Deployed) -> None:
                     "keep-alive failures": load.kept.samples}
              for name, load in FIGURES.items()}
     print("\n" + json.dumps(table, indent=1))
-    assert len(table) == 3, table
+    assert len(table) == 6, table

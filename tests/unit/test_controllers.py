@@ -526,7 +526,7 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
         ctx = ctx_for(inv, new[0], profile, step.id, frozenset({f"{prefix}.copy"}))
         fresh = Probe("disabled\nstopped\n")
         assert not op.done(ctx, op.read(ctx, fresh))
-        enable, start = op.apply(ctx, op.read(ctx, fresh))
+        enable, start = _local(op.apply(ctx, op.read(ctx, fresh)))
         assert enable.script == _enable(profile_name, daemon)
         start_command = _action(profile_name, daemon, "start")
         assert start.summary == f"{start_command} (then wait until it runs)"
@@ -961,7 +961,9 @@ def test_engine_plan_of_the_guides_deployment() -> None:
     fresh = plan[("ctl.keystone.services", "mesa-virt-02")]
     assert [c.shown() for _, cs, _ in fresh.pending for c in cs] == [
         "chkconfig openstack-keystone on",
-        "service openstack-keystone start (then wait until it runs)"]
+        "service openstack-keystone start (then wait until it runs)",
+        *(f"{lb}: set mesa-virt-02 ready in keystone-admin-api, keystone-public-api where "
+          "haproxy has it" for lb in lbs)]
     assert [c.shown() for _, cs, _ in plan[("ctl.quantum.packages", "mesa-virt-03")].pending
             for c in cs] == ["yum install -y -q openstack-quantum openstack-quantum-openvswitch"]
     copy = plan[("ctl.glance.copy", "mesa-virt-02")]

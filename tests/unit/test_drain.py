@@ -15,7 +15,7 @@ from hadeploy.errors import InventoryError
 from hadeploy.facts import Probe
 from hadeploy.inventory.model import Node
 from hadeploy.ops import Balancers, DrainedRestart, HostContext, ServiceRunning
-from hadeploy.ops.drain import NO_SOCAT, drain_script, ready_script, undo_drained
+from hadeploy.ops.drain import NO_SOCAT, _set_state, drain_script, ready_script, undo_drained
 from hadeploy.platforms import profile_for
 from hadeploy.runbook.drains import build_restart_runbook
 from tests.unit.controller_inventories import Inventories, families
@@ -133,10 +133,18 @@ def test_only_a_restart_of_a_running_daemon_is_drained() -> None:
     assert commands[0].notice.startswith("lb1: draining ctl1 in glance-api")
     record = op.intent(ctx, op.read(ctx, RUNNING))
     assert record["kind"] == "drained-service" and record["server"] == "ctl1"
-    # a start (nothing served yet) is not drained; nothing changed: nothing to do
+    # a start (nothing served yet) is not drained, only made ready where haproxy has the
+    # server (a rollback's drain may have left it drained); nothing changed: nothing to do
     stopped = Probe("disabled\nstopped\n")
-    assert all(c.on is None for c in op.apply(ctx, op.read(ctx, stopped)))
-    assert op.intent(ctx, op.read(ctx, stopped))["kind"] == "service"
+    start = op.apply(ctx, op.read(ctx, stopped))
+    assert [c.on for c in start] == [None, None, "lb1", "lb2"]
+    assert start[2].script.endswith(_set_state(LBS, "ctl1", "ready"))
+    # ...but recorded with the balancers, so that the rollback's stop is drained
+    record = op.intent(ctx, op.read(ctx, stopped))
+    assert record["kind"] == "drained-service" and not record["was_running"]
+    undo = undo_drained(ctx, record)
+    assert [c.on for c in undo] == ["lb1", "lb2", None, None]
+    assert "is in none of" in undo[0].script and "glance-api stop" in undo[2].script
     assert op.done(_ctx(), op.read(_ctx(), RUNNING))
 
 

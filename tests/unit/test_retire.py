@@ -124,8 +124,11 @@ def test_the_undo_enables_starts_and_makes_ready_where_haproxy_still_has_it(
     assert UNDO["retired-service"] is undo_retired
     undo = undo_retired(ctx, record)
     assert [c.on for c in undo] == [None, None, "rhos6-lb1", "rhos6-lb2", "rhos6-lb3"]
-    assert undo[0].script.startswith("update-rc.d keystone defaults")
-    assert undo[1].script.startswith("service keystone start")
+    assert undo[0].script == ("if [ -x /etc/init.d/keystone ]; then update-rc.d keystone "
+                              "defaults >/dev/null && update-rc.d keystone enable >/dev/null "
+                              ">&2; fi")
+    assert undo[1].script.startswith("[ -x /etc/init.d/keystone ] || exit 0; "
+                                     "service keystone start")
     assert "is in none of" in undo[2].script  # where deploy-lb took it out, nothing to do
     was_stopped = op.intent(ctx, op.read(ctx, Probe("disabled\nstopped\n")))
     assert undo_retired(ctx, was_stopped) == []

@@ -63,10 +63,20 @@ class Planner:
         ops = step.ops[host]
         ctx = replace(self.contexts.context(step.id, host, None, detail=True),
                       changed_steps=changed)
+        # A probe that polls until the earlier steps' work shows (APIs answering once
+        # started) cannot be judged before those steps ran: probing it would only wait out
+        # its bound. It is shown as checked at run time.
+        later = {id(op) for op in ops if changed and op.probe_waits()}
         try:
-            probes = ([Probe("") for _ in ops] if offline
-                      else self.prober.probe(host, ops, ctx))
-            for op, probe in zip(ops, probes, strict=True):
+            probed = [op for op in ops if id(op) not in later]
+            probes = iter([Probe("") for _ in probed] if offline or not probed
+                          else self.prober.probe(host, probed, ctx))
+            for op in ops:
+                if id(op) in later:
+                    item.pending.append((op, [], f"  checked when the run gets here, after "
+                                                 f"the changes above: {op.title()}\n"))
+                    continue
+                probe = next(probes)
                 try:
                     seen = op.read(ctx, probe)
                     if not offline and op.done(ctx, seen):

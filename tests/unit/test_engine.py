@@ -35,7 +35,7 @@ from hadeploy.errors import (
 from hadeploy.events import Event
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
-from hadeploy.ops import UNDO, AnyOp
+from hadeploy.ops import UNDO, AnyOp, Requirement
 from hadeploy.ops.base import Command, Fact, HostContext, Operation, Probe, Record
 from hadeploy.platforms import profile_for
 from hadeploy.redact import Redactor
@@ -851,6 +851,28 @@ def test_plan_changes_nothing_and_reports_done_and_pending(world: World) -> None
     assert summary[("svc", "b")] == (["svc"], [])
     (_, commands, _), = next(i for i in items if (i.step.id, i.host) == ("s1", "a")).pending
     assert [c.script for c in commands] == ["echo 1 > /s1/x"]
+
+
+def test_a_waiting_check_after_a_pending_change_is_not_probed_in_a_plan(world: World) -> None:
+    """A check that polls until the earlier steps' work shows (APIs answering once started)
+    would only wait out its bound in a plan where those steps are still to run."""
+    world.hosts["b"].files["/s1/x"] = "1\n"
+    check = Requirement("answers", Fact.raw("cat /s1/x"),
+                        lambda ctx, seen: None if seen.stdout.strip() == "1" else "no x",
+                        "x answers", waits=True)
+    book = runbook(TWO_STEPS.steps[0], Step("verify", "check", each(HOSTS, check),
+                                            read_only=True))
+    items = world.engine().plan(book)
+    summary = plan_summary(items)
+    assert summary[("verify", "a")] == ([], ["answers"])
+    assert summary[("verify", "b")] == (["answers"], [])  # nothing before it changes: probed
+    (_, commands, preview), = next(i for i in items
+                                   if (i.step.id, i.host) == ("verify", "a")).pending
+    assert commands == [] and preview == ("  checked when the run gets here, after the "
+                                          "changes above: x answers\n")
+    probed_on_a = [probes for host, script in world.transport.calls if host == "a"
+                   for _, probes in [batch_probes(script) or ("", [])]]
+    assert sum(len(p) for p in probed_on_a) == 1  # s1's probe only, not the check's
 
 
 def test_plan_reports_an_unreachable_host_as_an_error(world: World) -> None:

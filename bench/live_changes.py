@@ -1,0 +1,71 @@
+"""`python bench/live.py`: run the live-changes lab test, then write its figures (requests
+sent and failed per change) with the machine and the command to bench/LIVE-CHANGES.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine
+from bench.paths import BENCH, ROOT
+
+TEST = "tests/lab/test_live_changes.py"
+FIGURES_VARIABLE = "HADEPLOY_LIVE_FIGURES"
+
+
+def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: float) -> str:
+    """The markdown page of one run's figures."""
+    m = machine()
+    lines = [
+        "# Benchmark: requests failed while a live control plane changes",
+        "",
+        f"Measured {measured} in one run of `python bench/live.py` ({minutes:.1f} min), which "
+        f"runs `{TEST}` and renders the figures that test asserts. Three clients open a new "
+        "TCP connection per request through the VIP (Keystone `GET /v3`, Glance "
+        "`GET /healthcheck`), one client keeps its connections alive.",
+        "",
+        f"**Machine:** {m.cpus} CPUs ({m.cpu}), {m.memory} memory, kernel {m.kernel}, {m.os}. "
+        "The lab hosts are network namespaces on this machine.",
+        "",
+        "| change | new connections: failed of sent | kept-alive client: failed of sent |",
+        "|---|---:|---:|",
+    ]
+    for name, row in figures.items():
+        sent, failed = row["new connections"]
+        kept_sent, kept_failed = row["keep-alive"]
+        lines.append(f"| {name} | {failed:,} of {sent:,} | {kept_failed:,} of {kept_sent:,} |")
+    lines += ["", "Changes (1)-(5) must fail 0 requests on new connections (the test asserts "
+              "it); the kept-alive client and (6) are reported.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the test with a figures file, then write bench/LIVE-CHANGES.md from it."""
+    del argv  # no options: the scenario is the test's
+    if os.geteuid() != 0:
+        print("bench/live.py needs root (it builds the lab)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as work:
+        figures = Path(work) / "figures.json"
+        started = time.monotonic()
+        measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+             TEST], cwd=ROOT, env={**os.environ, FIGURES_VARIABLE: str(figures)},
+            stdin=subprocess.DEVNULL, check=False)
+        minutes = (time.monotonic() - started) / 60
+        if done.returncode != 0 or not figures.exists():
+            print(f"{TEST} failed (exit {done.returncode}); nothing written", file=sys.stderr)
+            return 1
+        table = json.loads(figures.read_text())
+    out = BENCH / "LIVE-CHANGES.md"
+    out.write_text(render(table, measured, minutes))
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0

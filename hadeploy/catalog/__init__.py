@@ -127,7 +127,9 @@ class Variant:
 
 @dataclass(frozen=True)
 class VipKey:
-    """An ini key on the original controller that must name the VIP."""
+    """A key on the original controller that must name the VIP: an ini key, or with
+    `syntax = "python"` a top-level string constant of a settings file (Horizon's
+    OPENSTACK_HOST; `section` is then empty)."""
 
     file: str
     section: str
@@ -136,6 +138,7 @@ class VipKey:
     value: str = ""
     rehost: bool = False
     if_present: bool = False
+    syntax: str = "ini"
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,11 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
         for key_def in vip_keys:
             if bool(key_def.value) == key_def.rehost:
                 raise CatalogError(f"catalog {where}: {key_def.key} needs value or rehost")
+            if key_def.syntax not in ("ini", "python") or (
+                    key_def.syntax == "python" and (key_def.section or key_def.rehost)):
+                raise CatalogError(
+                    f"catalog {where}: {key_def.key}: syntax is \"ini\" or \"python\" (a "
+                    "string constant: no section, a value rather than rehost)")
         if not service.lb_only:
             for family in FAMILIES:
                 for release in service.releases:

@@ -42,6 +42,7 @@ from hadeploy.ops import (
     shared_state_check,
 )
 from hadeploy.render import get_ini_value, get_shell_var, rehost, set_ini_value, set_shell_var
+from hadeploy.render.pysettings import get_py_string, set_py_string
 from hadeploy.runbook.api_answers import apis_answer
 from hadeploy.runbook.binds import bind_edits
 from hadeploy.runbook.drains import drained_daemons, retire_steps
@@ -60,6 +61,13 @@ def vip_edit(keys: tuple[VipKey, ...], vip: str) -> FileEdit:
 
     def edit(ctx: HostContext, text: str) -> str:
         for key in keys:
+            if key.syntax == "python":
+                # only a string constant is rewritten: one computed in code stays as it is
+                current = get_py_string(text, key.key)
+                value = _vip_value(key, current, vip)
+                if current is not None and value is not None and value != current:
+                    text = set_py_string(text, key.key, value)
+                continue
             current = get_ini_value(text, key.section, key.key)
             if current is None and (key.if_present or key.rehost):
                 continue
@@ -68,7 +76,7 @@ def vip_edit(keys: tuple[VipKey, ...], vip: str) -> FileEdit:
                 text = set_ini_value(text, key.section, key.key, value)
         return text
 
-    names = ", ".join(f"[{k.section}] {k.key}" for k in keys)
+    names = ", ".join(f"[{k.section}] {k.key}" if k.section else k.key for k in keys)
     return FileEdit(f"vip-keys:{path}", path, edit, f"point {path} at the VIP ({names})",
                     missing_ok=all(k.if_present for k in keys))
 

@@ -224,6 +224,10 @@ def test_proxy_options_from_guide2(catalog: Catalog) -> None:
      "unknown keys"),
     (lambda d: d["services"]["cinder"]["proxies"][0].update(http_check="GET /"),
      "http_check must be a table"),
+    (lambda d: d["services"]["horizon"]["vip_keys"][0].update(section="DEFAULT"),
+     "OPENSTACK_HOST: syntax is"),
+    (lambda d: d["services"]["cinder"]["vip_keys"][0].update(syntax="yaml"),
+     "glance_host: syntax is"),
 ])
 def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> None:
     data = copy.deepcopy(raw_catalog())

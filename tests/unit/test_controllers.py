@@ -193,6 +193,9 @@ VIP_FILES: dict[tuple[str, str], tuple[str, ...]] = {
     ("placement", "modern"): ("/etc/placement/placement.conf",),
     ("swift", "modern"): ("/etc/swift/proxy-server.conf",),
     ("heat", "modern"): ("/etc/heat/heat.conf",),
+    # OPENSTACK_HOST: Debian's and RDO's names of Horizon's settings file
+    ("horizon", "modern"): ("/etc/openstack-dashboard/local_settings.py",
+                            "/etc/openstack-dashboard/local_settings"),
 }
 # Files with host-specific keys (bind addresses, my_ip, ...).
 HOST_FILES: dict[tuple[str, str], tuple[str, ...]] = {

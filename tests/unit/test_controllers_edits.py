@@ -252,5 +252,5 @@ def test_every_service_with_config_has_fixtures() -> None:
     assert trees["grizzly"] == {"keystone", "quantum", "glance", "nova", "cinder", "swift",
                                 "ceilometer"}
     assert trees["modern"] == {"keystone", "neutron", "glance", "nova", "placement", "cinder",
-                               "swift", "heat"}
+                               "swift", "heat", "openstack-dashboard"}
     assert set(RELEASE_SERVICES["modern"]) - trees["modern"] == {"novnc", "horizon"}

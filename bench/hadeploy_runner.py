@@ -24,6 +24,7 @@ class HadeployRun:
     round_trips_max: int | None
     connections_max: int | None
     changed: int  # host-steps changed
+    first_connection: float | None = None  # s from starting the process to its first dial
 
 
 def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
@@ -37,9 +38,11 @@ def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
         if line.startswith("{") and '"run-finished"' in line]
     trips: dict[str, int] = finished[-1].get("round_trips", {}) if finished else {}
     connections: dict[str, int] = finished[-1].get("connections", {}) if finished else {}
+    first: float | None = finished[-1].get("first_connection") if finished else None
     return HadeployRun(
         seconds=result.seconds, rss_mb=result.max_rss_kb / 1024,
         round_trips=statistics.mean(trips.values()) if trips else None,
         round_trips_max=max(trips.values()) if trips else None,
         connections_max=max(connections.values()) if connections else None,
-        changed=result.stdout.count('"event": "host-changed"'))
+        changed=result.stdout.count('"event": "host-changed"'),
+        first_connection=None if first is None else first - result.started)

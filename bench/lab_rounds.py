@@ -80,6 +80,7 @@ def _round_hadeploy(setup: Setup, samples: Samples) -> None:
         samples.add(f"hadeploy_{kind}_rt", result.round_trips)
         samples.add(f"hadeploy_{kind}_rt_max", result.round_trips_max)
         samples.add(f"hadeploy_{kind}_conn", result.connections_max)
+        samples.add(f"hadeploy_{kind}_first_conn", result.first_connection)
 
 
 def _round_ansible(setup: Setup, samples: Samples, playbook: Path | None) -> None:

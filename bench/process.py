@@ -28,6 +28,7 @@ class Timed:
     stderr: str
     max_rss_kb: int
     started: float = 0.0  # Unix time just before the child was started
+    cpu_seconds: float = 0.0  # the child's user + system CPU time
 
 
 def timed(argv: Sequence[str], env: dict[str, str] | None = None,
@@ -45,7 +46,8 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None,
         out.seek(0)
         err.seek(0)
         return Timed(seconds, proc.returncode, out.read().decode(errors="replace"),
-                     err.read().decode(errors="replace"), usage.ru_maxrss, started_at)
+                     err.read().decode(errors="replace"), usage.ru_maxrss, started_at,
+                     usage.ru_utime + usage.ru_stime)
 
 
 def must(result: Timed, what: str) -> Timed:

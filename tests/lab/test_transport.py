@@ -237,6 +237,18 @@ def open_transport(inv: Inventory, ahead: bool, host: str) -> Transport:
 AHEAD = pytest.mark.parametrize("ahead", [False, True], ids=["when-used", "dialled-ahead"])
 
 
+def refusal(inv: Inventory, ahead: bool, host: str, error: type[Exception]) -> str:
+    """The message of the `error` that stops the first command on `host` (it touches
+    /root/should-not-exist, which must stay absent)."""
+    ssh = open_transport(inv, ahead, host)
+    try:
+        with pytest.raises(error) as refused:
+            ssh.run(host, "touch /root/should-not-exist")
+    finally:
+        ssh.close()
+    return str(refused.value)
+
+
 @AHEAD
 def test_unknown_host_key_is_refused_by_default(lab: Lab, tmp_path: Path, ahead: bool) -> None:
     fresh(lab, "lb1")
@@ -244,13 +256,7 @@ def test_unknown_host_key_is_refused_by_default(lab: Lab, tmp_path: Path, ahead:
     known.write_text("")
     inv = load(inventory_variant(lab, tmp_path, known_hosts=known))
     assert inv.ssh.host_key_policy == "strict"
-    ssh = open_transport(inv, ahead, "lb1")
-    try:
-        with pytest.raises(HostKeyError) as refused:
-            ssh.run("lb1", "touch /root/should-not-exist")
-    finally:
-        ssh.close()
-    message = str(refused.value)
+    message = refusal(inv, ahead, "lb1", HostKeyError)
     assert message.startswith("lb1: ") and "accept-new" in message and str(known) in message
     assert known.read_text() == ""
     assert lab.hosts["lb1"].exec("test -e /root/should-not-exist", check=False).returncode == 1
@@ -286,13 +292,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(lab: Lab, tmp_path: Pa
     inv = load(inventory_variant(lab, tmp_path, known_hosts=known, policy="accept-new"))
     lab.hosts["lb1"].regenerate_host_keys()
     try:
-        ssh = open_transport(inv, ahead, "lb1")
-        try:
-            with pytest.raises(HostKeyError) as refused:
-                ssh.run("lb1", "touch /root/should-not-exist")
-        finally:
-            ssh.close()
-        message = str(refused.value)
+        message = refusal(inv, ahead, "lb1", HostKeyError)
         assert message.startswith("lb1: ") and "man-in-the-middle" in message
         assert "CHANGED" in message and "ssh-keygen -R" in message
         assert known.read_text() == lab.known_hosts.read_text()  # nothing recorded
@@ -370,15 +370,9 @@ def test_a_host_refusing_connections_is_named_with_the_reason(lab: Lab, inv: Inv
     fresh(lab, "lb3")
     lab.hosts["lb3"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
     try:
-        ssh = open_transport(inv, ahead, "lb3")
-        try:
-            with pytest.raises(TransportError) as refused:
-                ssh.run("lb3", "touch /root/should-not-exist")
-        finally:
-            ssh.close()
+        message = refusal(inv, ahead, "lb3", TransportError)
     finally:
         lab.hosts["lb3"].start_sshd()
-    message = str(refused.value)
     assert message.startswith(f"lb3: cannot connect to {lab.hosts['lb3'].address} port 22: "
                               "Connection refused. Nothing was run there.")
     assert lab.hosts["lb3"].exec("test -e /root/should-not-exist", check=False).returncode == 1

@@ -7,6 +7,7 @@ import json
 import statistics
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.lab_setup import Setup
@@ -24,6 +25,15 @@ class HadeployRun:
     round_trips_max: int | None
     connections_max: int | None
     changed: int  # host-steps changed
+    first_connection: float | None = None  # s from starting the process to its first dial
+    cpu_seconds: float = 0.0  # the process's user + system CPU time
+
+
+def compile_bytecode(src: Path) -> None:
+    """Compile hadeploy's modules in `src` as pip does when it installs the wheel: a run then
+    loads bytecode even where PYTHONDONTWRITEBYTECODE keeps Python from caching its own."""
+    must(timed([sys.executable, "-m", "compileall", "-q", str(src / "hadeploy")]),
+         "compiling hadeploy's bytecode")
 
 
 def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
@@ -37,9 +47,12 @@ def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
         if line.startswith("{") and '"run-finished"' in line]
     trips: dict[str, int] = finished[-1].get("round_trips", {}) if finished else {}
     connections: dict[str, int] = finished[-1].get("connections", {}) if finished else {}
+    first: float | None = finished[-1].get("first_connection") if finished else None
     return HadeployRun(
         seconds=result.seconds, rss_mb=result.max_rss_kb / 1024,
         round_trips=statistics.mean(trips.values()) if trips else None,
         round_trips_max=max(trips.values()) if trips else None,
         connections_max=max(connections.values()) if connections else None,
-        changed=result.stdout.count('"event": "host-changed"'))
+        changed=result.stdout.count('"event": "host-changed"'),
+        first_connection=None if first is None else first - result.started,
+        cpu_seconds=result.cpu_seconds)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.ansible_runner import run_ansible
 from bench.floors import run_apt_alone, run_floor
-from bench.hadeploy_runner import run_hadeploy
+from bench.hadeploy_runner import compile_bytecode, run_hadeploy
 from bench.lab_setup import BACKENDS, Setup, reset_hosts, write_setup
 from bench.paths import ROOT
 from bench.process import log
@@ -42,6 +42,7 @@ def _measure_in_lab(count: int, runs: int, playbook: Path | None, state_dir: Pat
         log(f"{count} LB hosts: lab up ({count} + {len(BACKENDS)} hosts)")
         lab = Lab.up(lbs + BACKENDS, state_dir / "lab")
         job = setup = write_setup(lab, lbs, state_dir / f"work-{count}", src)
+        compile_bytecode(src)
         for round_no in range(1, runs + 1):
             tools: list[Callable[[], None]] = [
                 lambda: _round_hadeploy(job, samples),
@@ -80,6 +81,8 @@ def _round_hadeploy(setup: Setup, samples: Samples) -> None:
         samples.add(f"hadeploy_{kind}_rt", result.round_trips)
         samples.add(f"hadeploy_{kind}_rt_max", result.round_trips_max)
         samples.add(f"hadeploy_{kind}_conn", result.connections_max)
+        samples.add(f"hadeploy_{kind}_first_conn", result.first_connection)
+        samples.add(f"hadeploy_{kind}_cpu", result.cpu_seconds)
 
 
 def _round_ansible(setup: Setup, samples: Samples, playbook: Path | None) -> None:

@@ -27,12 +27,15 @@ class Timed:
     stdout: str
     stderr: str
     max_rss_kb: int
+    started: float = 0.0  # Unix time just before the child was started
+    cpu_seconds: float = 0.0  # the child's user + system CPU time
 
 
 def timed(argv: Sequence[str], env: dict[str, str] | None = None,
           cwd: Path | None = None) -> Timed:
     """Run argv, returning its wall time, exit code, output and peak memory (ru_maxrss)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started_at = time.time()
         started = time.monotonic()
         proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 env=env, cwd=cwd)
@@ -43,7 +46,8 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None,
         out.seek(0)
         err.seek(0)
         return Timed(seconds, proc.returncode, out.read().decode(errors="replace"),
-                     err.read().decode(errors="replace"), usage.ru_maxrss)
+                     err.read().decode(errors="replace"), usage.ru_maxrss, started_at,
+                     usage.ru_utime + usage.ru_stime)
 
 
 def must(result: Timed, what: str) -> Timed:

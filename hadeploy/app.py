@@ -8,41 +8,38 @@ names (SSH key, known_hosts, ssh_config), and only then connect.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from hadeploy.catalog import Family, load_catalog
-from hadeploy.engine import Engine, PlanItem
-from hadeploy.engine.hoststate import HostState, merge_slices, this_workstation
 from hadeploy.errors import HadeployError, InventoryError, JournalError
 from hadeploy.events import Event, Listener
 from hadeploy.inventory import Inventory, check_local_files, load_inventory
 from hadeploy.inventory.tls import BUNDLE_SECRET, check_tls_files, private_key_lines
 from hadeploy.journal import Journal, RunStore, now, state_dir_for, write_atomic
-from hadeploy.platforms import Profile
 from hadeploy.redact import Redactor
-from hadeploy.render import (
-    render_haproxy_cfg,
-    render_haproxy_check_script,
-    render_keepalived_conf,
-    render_sysctl_conf,
-)
-from hadeploy.runbook import build_lb_runbook
-from hadeploy.runbook.controllers import build_controllers_runbook
-from hadeploy.runbook.drains import build_restart_runbook
-from hadeploy.steps import Runbook
 from hadeploy.transport.base import Result, Transport
 
+# What a run needs only once it has connected (engine, runbooks, catalog, renderers) or only
+# for one task (verify) is imported where it is used: a run starts connecting first, and its
+# hosts' handshakes go on while the rest of the code loads (see make_transport).
 if TYPE_CHECKING:
+    from hadeploy.catalog import Family
+    from hadeploy.engine import Engine, PlanItem
+    from hadeploy.engine.hoststate import HostState
+    from hadeploy.platforms import Profile
+    from hadeploy.steps import Runbook
     from hadeploy.verify import Report
 
 PHASES = ("lb", "controllers", "restart")
+RUNBOOK_MODULES = {"lb": "hadeploy.runbook.lb", "controllers": "hadeploy.runbook.controllers",
+                   "restart": "hadeploy.runbook.drains"}
 RESUMABLE = ("failed", "interrupted", "running")
 RENDERABLE = ("haproxy", "keepalived", "check-script", "sysctl")
 # A run id as RunStore.new_run_id makes it: anything else a host's record names is refused.
@@ -93,6 +90,8 @@ def phase_hosts(inv: Inventory, phase: str) -> tuple[str, ...]:
 
 def check_services(inv: Inventory, only: tuple[str, ...]) -> None:
     """`--service` names must be services this inventory balances and scales out."""
+    from hadeploy.catalog import load_catalog
+
     catalog = load_catalog()
     known = [s for s in inv.services if not catalog[s].lb_only]
     wrong = [s for s in only if s not in known]
@@ -107,19 +106,38 @@ def build_runbook(inv: Inventory, phase: str, first_deploy: bool,
     """The runbook of `phase`, for hosts whose platform profiles are known."""
     families: dict[str, Family] = {h: p.family for h, p in profiles.items()}
     if phase == "lb":
+        from hadeploy.runbook.lb import build_lb_runbook
+
         return build_lb_runbook(inv, first_deploy=first_deploy, families=families)
     if phase == "controllers":
+        from hadeploy.runbook.controllers import build_controllers_runbook
+
         check_services(inv, only)
         return build_controllers_runbook(inv, families, only)
     if phase == "restart":
+        from hadeploy.runbook.drains import build_restart_runbook
+
         check_services(inv, only)
         return build_restart_runbook(inv, families, only)
     raise HadeployError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
 
 
+def load_runbook_code(phase: str) -> None:
+    """Import the code that builds `phase`'s runbook (runbooks, operations, renderers), so
+    that it loads while the hosts connect rather than after their facts are in."""
+    importlib.import_module(RUNBOOK_MODULES[phase])
+
+
 def render_file(hosts: str, what: str, node: str | None = None) -> str:
     """The text of file `what` (one of RENDERABLE) for the inventory at `hosts`, secrets
     masked; keepalived.conf of every balancer, or of `node` only."""
+    from hadeploy.render import (
+        render_haproxy_cfg,
+        render_haproxy_check_script,
+        render_keepalived_conf,
+        render_sysctl_conf,
+    )
+
     inv = load_inventory(hosts)
     if what == "haproxy":
         return render_haproxy_cfg(inv)
@@ -139,11 +157,27 @@ def render_file(hosts: str, what: str, node: str | None = None) -> str:
     return render_keepalived_conf(inv, inv.node(node))
 
 
-def make_transport(inv: Inventory) -> Transport:
-    """The SSH transport for `inv` (imported here so plans offline never load paramiko)."""
+def make_transport(inv: Inventory, ahead: Sequence[str] = ()) -> Transport:
+    """The SSH transport for `inv` (imported here so plans offline never load paramiko).
+
+    With hosts `ahead`, their TCP connections are dialled first, then their SSH handshakes
+    run in the background while the caller goes on (paramiko loads meanwhile): callers pass
+    them only once every refusal before connecting has passed. Direct connections only: a
+    gateway or an ssh_config leaves the connecting to fabric, when each host is first used.
+    """
+    from hadeploy.transport.dial import Dialer
+
+    ssh = inv.ssh
+    dialer = None
+    if ahead and not ssh.gateway and not ssh.config:
+        nodes = {n.name: n for n in inv.nodes}
+        dialer = Dialer({h: nodes[h].connect_to for h in ahead}, ssh.port, ssh.connect_timeout)
     from hadeploy.transport.ssh import SshTransport
 
-    return SshTransport(inv.ssh, list(inv.nodes))
+    transport = SshTransport(ssh, list(inv.nodes))
+    if dialer is not None:
+        transport.connect_ahead(dialer)
+    return transport
 
 
 @contextmanager
@@ -182,17 +216,22 @@ class Deployment:
         for listener in self.listeners:
             listener(event)
 
-    def new_transport(self) -> Transport:
+    def new_transport(self, ahead: Sequence[str] = ()) -> Transport:
         """A transport to the inventory's hosts, once the local files the inventory names
         (SSH key, known_hosts, ssh_config) are known to be usable: the last check before
-        anything connects."""
+        anything connects. The SSH transport starts connecting to the hosts `ahead` at
+        once (`make_transport`)."""
         check_local_files(self.inv)
+        if self.transport_factory is make_transport:
+            return make_transport(self.inv, ahead)
         return self.transport_factory(self.inv)
 
     def engine(self, transport: Transport, secrets: dict[str, str]) -> Engine:
         """An engine for this deployment."""
         self.redactor.add(*secrets.values())
         self.redactor.add(*private_key_lines(secrets.get(BUNDLE_SECRET, "")))
+        from hadeploy.engine import Engine
+
         return Engine(transport, {n.name: n for n in self.inv.nodes}, self.inv.platform,
                       self.listen, self.redactor, secrets, self.stop)
 
@@ -212,7 +251,7 @@ class Deployment:
                                     only)
             return runbook, engine.plan(runbook, offline=True)
         secrets = read_secrets(self.inv, required=True)
-        transport = self.new_transport()
+        transport = self.new_transport(hosts)
         try:
             engine = self.engine(transport, secrets)
             engine.gather_facts(hosts)
@@ -258,6 +297,8 @@ class Deployment:
         """Save in the state directory the runs of `phase` that the hosts keep records of and
         it does not know (a workstation that lost its own, or another one's): each put
         together from every host's slice. Returns their ids."""
+        from hadeploy.engine.hoststate import merge_slices
+
         known = {j.run_id for j in self.store.all()}
         adopted = []
         slices = [piece for pieces in state.records.values() for piece in pieces]
@@ -280,8 +321,9 @@ class Deployment:
         return adopted
 
     @contextmanager
-    def _session(self) -> Iterator[Callable[[dict[str, str]], Engine]]:
-        """Hold the inventory's lock and stop on signals; yields `connect(secrets) -> Engine`.
+    def _session(self) -> Iterator[Callable[[dict[str, str], Sequence[str]], Engine]]:
+        """Hold the inventory's lock and stop on signals; yields `connect(secrets, hosts) ->
+        Engine` (it starts connecting to `hosts` at once).
 
         Nothing connects until `connect` is called, so refusals inside the session (a
         journal that does not fit) touch no host; every host lock an engine took is given
@@ -291,8 +333,8 @@ class Deployment:
         transports: list[Transport] = []
         engines: list[Engine] = []
 
-        def connect(secrets: dict[str, str]) -> Engine:
-            transports.append(self.new_transport())
+        def connect(secrets: dict[str, str], hosts: Sequence[str]) -> Engine:
+            transports.append(self.new_transport(hosts))
             engines.append(self.engine(transports[-1], secrets))
             return engines[-1]
 
@@ -308,16 +350,30 @@ class Deployment:
             self.store.unlock()
 
     def deploy(self, phase: str, resume: bool = False, only: tuple[str, ...] = (),
-               break_lock: bool = False) -> Journal:
+               break_lock: bool = False,
+               connecting: Callable[[], None] | None = None) -> Journal:
         """Run `phase` for real (the caller has confirmed); return the finished journal.
 
         Resuming with no run to resume in the state directory (the workstation that ran it
-        is lost), the run is put together from the hosts' own records."""
+        is lost), the run is put together from the hosts' own records. `connecting` is
+        called once the hosts are being connected to, before any event: what the caller
+        loads then (its display) loads during their handshakes."""
         secrets = read_secrets(self.inv, required=True)
+        if phase != "lb":
+            # Refusals of the runbook itself (an unknown --service, an API hadeploy cannot
+            # bind co-located) before anything connects, from the inventory's platforms.
+            # deploy-lb's runbook refuses nothing its inventory's checks did not: it is built
+            # once the facts are in, its code loading while the hosts connect.
+            self.plan(phase, offline=True, only=only)
         with self._session() as connect:
             from_hosts = resume and not self._resumable(phase)
             journal = None if from_hosts else self.journal_for(phase, resume)
-            engine = connect(secrets)
+            engine = connect(secrets, phase_hosts(self.inv, phase))
+            if connecting is not None:
+                connecting()
+            load_runbook_code(phase)
+            from hadeploy.engine.hoststate import this_workstation
+
             state = engine.hold(this_workstation(phase, "deploy"), break_lock)
             if journal is not None:
                 engine.run_id = journal.run_id
@@ -337,7 +393,9 @@ class Deployment:
         """Undo every not-yet-undone run of `phase`, newest first; from the hosts' own records
         when the state directory has none (the workstation that ran them is lost)."""
         with self._session() as connect:
-            engine = connect(read_secrets(self.inv, required=False))
+            engine = connect(read_secrets(self.inv, required=False), phase_hosts(self.inv, phase))
+            from hadeploy.engine.hoststate import this_workstation
+
             state = engine.hold(this_workstation(phase, "rollback"), break_lock)
             local = self._undoable(phase)
             engine.claim(phase_hosts(self.inv, phase), records_of=None if local else phase)

@@ -91,6 +91,8 @@ class ProgressPrinter:
 
     def _show(self, event: Event) -> None:
         c, d = self.console, event.data
+        if event.kind == "run-started" and d.get("steps"):
+            self.total = d["steps"]  # a deploy's runbook is built once its hosts are known
         if event.kind in ("step-started", "step-skipped"):
             self.index += 1
             note = "  [dim](done earlier in this run)[/dim]" if event.kind == "step-skipped" else ""

@@ -190,6 +190,7 @@ class LivePrinter:
         if kind == "run-started":
             self._run_started = event.time
             self._hosts_start_with_step = data.get("kind") == "rollback"
+            self.total = data.get("steps") or self.total  # a deploy's runbook, once built
             return []
         if kind == "facts":
             return [Text(f"{HOST_INDENT}{self.redact(event.host or ''):<16} "

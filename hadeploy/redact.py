@@ -12,7 +12,8 @@ import json
 import re
 from collections.abc import Iterable
 
-from hadeploy.render.secrets import MASK
+# What a secret is replaced with everywhere (render.secrets hands it to the renderers too).
+MASK = "********"
 
 SECRET_KEY = re.compile(
     r"^(?P<lead>\s*(?:export\s+)?[A-Za-z0-9_.-]*(?:pass(?:word)?|passwd|secret|token|"

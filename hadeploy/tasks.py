@@ -17,18 +17,25 @@ import json as json_lib
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
-from rich.markup import escape
 
 from hadeploy.app import RENDERABLE, Deployment, render_file
-from hadeploy.console import EventLog, make_console, print_plan
 from hadeploy.errors import HadeployError, Interrupted, InventoryError, JournalError, StepFailed
 from hadeploy.journal import RunStore, state_dir_for
-from hadeploy.live import progress_printer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hadeploy.live import Printer
+
+# The presentation (rich: console, live progress, status and verify reports) is imported by
+# the tasks that print, once they print: a run starts connecting before it loads.
 
 PHASE_TASK = {"lb": "deploy-lb", "controllers": "deploy-controllers", "restart": "restart"}
 HOSTS_HELP = "inventory file (default: $HADEPLOY_HOSTS or ./hosts.toml)"
@@ -81,18 +88,64 @@ def _next_steps(phase: str, hosts: str) -> str:
             f"    invoke rollback --phase {phase} --hosts {hosts}")
 
 
+class RunDisplay:
+    """A run's console, progress display and event log. They are made once the run starts
+    connecting (`start`, called by the deployment): their code (rich) loads while the hosts'
+    handshakes go on. `shown` closes them, the live display first, when the run ends."""
+
+    def __init__(self, deployment: Deployment, json_events: bool) -> None:
+        self.deployment = deployment
+        self.json_events = json_events
+        self.shown = ExitStack()
+        self._console: Console | None = None
+        self._printer: Printer | None = None
+
+    @property
+    def console(self) -> Console:
+        """The console (stderr when JSON events go to stdout), made on first use."""
+        if self._console is None:
+            from hadeploy.console import make_console
+
+            self._console = make_console(sys.stderr if self.json_events else sys.stdout)
+        return self._console
+
+    def start(self) -> None:
+        """Show the run's progress (live on a terminal, plain lines otherwise; the number of
+        steps comes with the run-started event) and log its events."""
+        from hadeploy.console import EventLog
+        from hadeploy.live import progress_printer
+
+        deployment = self.deployment
+        log = EventLog(deployment.store.dir / "events.log", deployment.redactor,
+                       echo=sys.stdout if self.json_events else None)
+        self.shown.callback(log.close)
+        printer = progress_printer(self.console, 0, deployment.redactor, self.json_events)
+        self._printer = self.shown.enter_context(printer)
+        deployment.listeners += [printer, log]
+
+    def summary(self) -> str:
+        """The run's counts of changed, ok and failed host-steps."""
+        assert self._printer is not None, "the run never started"
+        return self._printer.summary()
+
+
 def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resume: bool,
               yes: bool, json_events: bool, only: tuple[str, ...] = (),
               break_lock: bool = False) -> int:
     """Plan or deploy `phase`; return the exit code."""
     hosts = hosts or default_hosts()
-    console = make_console(sys.stderr if json_events else sys.stdout)
     deployment = Deployment(hosts)
     if offline or dry_run:
         _, items = deployment.plan(phase, offline=offline, only=only)
-        print_plan(console, items, offline)
+        from hadeploy.console import make_console, print_plan
+
+        print_plan(make_console(sys.stderr if json_events else sys.stdout), items, offline)
         return 0
+    display = RunDisplay(deployment, json_events)
     if not yes:
+        from hadeploy.console import print_plan
+
+        console = display.console
         if not sys.stdin.isatty():
             console.print("Refusing to change hosts without confirmation: no terminal to ask on. "
                           "Pass --yes to run, or --dry-run to see the plan first.")
@@ -103,19 +156,13 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
         if answer.strip().lower() not in ("y", "yes"):
             console.print("Nothing was changed.")
             return 0
-    runbook_steps = len(deployment.plan(phase, offline=True, only=only)[0].steps)
-    # Live progress on a terminal, plain lines otherwise; the display stops before the
-    # closing lines below are printed.
-    printer = progress_printer(console, runbook_steps, deployment.redactor, json_events)
-    log = EventLog(deployment.store.dir / "events.log", deployment.redactor,
-                   echo=sys.stdout if json_events else None)
-    deployment.listeners += [printer, log]
     try:
-        with printer:
-            journal = deployment.deploy(phase, resume=resume, only=only, break_lock=break_lock)
+        with display.shown:
+            journal = deployment.deploy(phase, resume=resume, only=only, break_lock=break_lock,
+                                        connecting=display.start)
     except Interrupted:
-        console.print(f"\nStopped at your request after the current command.\n"
-                      f"{_next_steps(phase, hosts)}")
+        display.console.print(f"\nStopped at your request after the current command.\n"
+                              f"{_next_steps(phase, hosts)}")
         return 130
     except StepFailed as exc:
         failed = deployment.store.latest(phase)
@@ -127,13 +174,13 @@ def run_phase(phase: str, hosts: str | None, dry_run: bool, offline: bool, resum
                  else _next_steps(phase, hosts) if changed
                  else "This run changed nothing on any host. Fix the cause and run the same "
                       "command again.")
+        from rich.markup import escape
+
         # escaped: errors quote config and shell text such as [DEFAULT] or [Errno 111]
-        console.print(f"\n[bold red]FAILED[/bold red] {escape(describe_failure(exc))}\n\n"
-                      f"{escape(after)}")
+        display.console.print(f"\n[bold red]FAILED[/bold red] {escape(describe_failure(exc))}"
+                              f"\n\n{escape(after)}")
         return 1
-    finally:
-        log.close()
-    console.print(f"\nDone ({printer.summary()}). Journal: {journal.path}")
+    display.console.print(f"\nDone ({display.summary()}). Journal: {journal.path}")
     return 0
 
 
@@ -185,6 +232,9 @@ def rollback(c: Context, phase: str = "lb", hosts: str | None = None, yes: bool 
     """Undo what deploy runs of a phase changed, newest first, from the journal."""
 
     def action() -> int:
+        from hadeploy.console import EventLog, make_console
+        from hadeploy.live import progress_printer
+
         path = hosts or default_hosts()
         console = make_console()
         if phase not in ("lb", "controllers"):
@@ -237,6 +287,7 @@ def status(c: Context, hosts: str | None = None) -> None:
     """Show the runs in the journal and, for the latest, every step and host."""
 
     def action() -> int:
+        from hadeploy.console import make_console
         from hadeploy.status import print_status
 
         path = hosts or default_hosts()
@@ -255,6 +306,7 @@ def verify(c: Context, hosts: str | None = None, json: bool = False) -> None:
         if json:
             sys.stdout.write(json_lib.dumps(report.to_json(), sort_keys=True) + "\n")
         else:
+            from hadeploy.console import make_console
             from hadeploy.verify_console import print_report
 
             print_report(make_console(), report)

@@ -172,7 +172,8 @@ class Engine:
             journal.ensure_step(step.id, step.title, list(step.hosts))
         journal.status = "running"
         self.writer.save(journal)
-        self.emit("run-started", phase=runbook.phase, kind=journal.kind)
+        self.emit("run-started", phase=runbook.phase, kind=journal.kind,
+                  steps=len(runbook.steps))
         with self._closing(journal, stats=True):
             for step in runbook.steps:
                 self._run_step(step, journal)

@@ -15,14 +15,16 @@ import stat
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from typing import TYPE_CHECKING
 
 from hadeploy.errors import InventoryError
 from hadeploy.inventory.model import Inventory, Tls
+
+# cryptography is imported by the checks that use it: an inventory without [tls] (and every
+# run's start-up) never loads it.
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 # Where the balancers keep the certificate, its chain and key, in the one file haproxy's
 # `crt` reads; root-only (haproxy loads it before it drops its privileges).
@@ -115,6 +117,8 @@ def _read(path: Path, key: str) -> tuple[bytes | None, str | None]:
 
 
 def _names(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -145,6 +149,8 @@ def _covers(names: tuple[str, ...], wanted: str) -> bool:
 
 def _certificate(inv: Inventory, tls: Tls, path: Path,
                  problems: list[str]) -> tuple[bytes, x509.Certificate] | None:
+    from cryptography import x509
+
     data, why = _read(path, "certificate")
     if data is None:
         problems.append(str(why))
@@ -181,6 +187,9 @@ def _certificate(inv: Inventory, tls: Tls, path: Path,
 
 
 def _private_key(path: Path, problems: list[str]) -> tuple[bytes, PrivateKeyTypes] | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError:
@@ -224,6 +233,8 @@ def private_key_lines(pem: str) -> tuple[str, ...]:
 
 
 def _spki(public: object) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(  # type: ignore[attr-defined, no-any-return]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -240,6 +251,8 @@ def check_tls_files(inv: Inventory) -> tuple[TlsBundle | None, list[str]]:
     key = _private_key(key_path, problems)
     if cert is None or key is None:
         return None, problems
+    from cryptography.hazmat.primitives import hashes
+
     (cert_pem, certificate), (key_pem, private) = cert, key
     if _spki(private.public_key()) != _spki(certificate.public_key()):
         problems.append(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-MASK = "********"
+from hadeploy.redact import MASK
+
+__all__ = ["MASK", "secret"]
 
 
 def secret(secrets: Mapping[str, str] | None, env_name: str) -> str:

@@ -19,7 +19,9 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Config, Connection
@@ -28,6 +30,7 @@ from hadeploy.errors import CommandFailed, HostKeyError, TransportError
 from hadeploy.inventory.model import Node, SshSettings
 from hadeploy.quoting import q
 from hadeploy.transport.base import Result
+from hadeploy.transport.dial import Dialer, Unreachable
 from hadeploy.transport.hostkeys import RecordUnknown, RefuseUnknown
 
 SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in the sudoers",
@@ -132,6 +135,9 @@ class SshTransport:
         self._password_needed: dict[str, bool] = {}
         self.round_trips_by_host: dict[str, int] = {}
         self.connections_opened: dict[str, int] = {}
+        self.first_connection: float | None = None  # Unix time of the first attempt
+        self._opening: dict[str, Future[Connection]] = {}
+        self._dialer: Dialer | None = None
 
     # -- connections -----------------------------------------------------------------------
 
@@ -142,6 +148,25 @@ class SshTransport:
                           overrides=overrides)
         return Config(overrides=overrides)
 
+    def connect_ahead(self, dialer: Dialer) -> None:
+        """Open the connections to the hosts `dialer` dials, in background threads, while the
+        caller builds the run: each host's first command waits for its own, and gets its
+        error (the same as connecting then) if it failed."""
+        self.first_connection = dialer.started
+        self._dialer = dialer
+        for name in self.addresses:
+            if name in dialer:
+                opening: Future[Connection] = Future()
+                self._opening[name] = opening
+                threading.Thread(target=self._open_into, args=(name, opening),
+                                 name=f"ssh-{name}", daemon=True).start()
+
+    def _open_into(self, name: str, opening: Future[Connection]) -> None:
+        try:
+            opening.set_result(self._open(name))
+        except BaseException as exc:  # raised where the host's command runs
+            opening.set_exception(exc)
+
     def _connect(self, name: str) -> Connection:
         conn = self._connections.pop(name, None)
         if conn is not None:
@@ -149,6 +174,15 @@ class SshTransport:
                 self._connections[name] = conn
                 return conn
             conn.close()  # dropped: let paramiko's thread go before connecting again
+        opening = self._opening.pop(name, None)
+        conn = opening.result() if opening is not None else self._open(name)
+        self._connections[name] = conn
+        return conn
+
+    def _open(self, name: str) -> Connection:
+        """A new, hardened connection to `name` (on the socket dialled ahead, if any)."""
+        if self.first_connection is None:
+            self.first_connection = time.time()
         address = self.addresses[name]
         settings = self.settings
         known_hosts = Path(os.path.expanduser(settings.known_hosts))
@@ -172,6 +206,10 @@ class SshTransport:
                           connect_kwargs=connect_kwargs, connect_timeout=settings.connect_timeout)
         self._harden(conn, known_hosts, name)
         try:
+            dialer = self._dialer
+            if dialer is not None and name in dialer:
+                # the TCP socket dialled ahead; the SSH handshake and host-key check run on it
+                connect_kwargs["sock"] = dialer.take(name)
             conn.open()
         except BaseException as exc:
             conn.close()  # no half-open transport thread left behind
@@ -181,7 +219,6 @@ class SshTransport:
             raise error from exc
         _no_delay(conn)
         _detect_dead_peer(conn, settings.connect_timeout)
-        self._connections[name] = conn
         self.connections_opened[name] = self.connections_opened.get(name, 0) + 1
         return conn
 
@@ -212,7 +249,7 @@ class SshTransport:
             )
         if isinstance(exc, OSError | paramiko.SSHException | EOFError):
             why = str(exc) or type(exc).__name__
-            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | Unreachable):
                 # paramiko's wrapper ("[Errno None] Unable to connect") hides the real reason
                 why = "; ".join(sorted({getattr(e, "strerror", None) or str(e)
                                         for e in exc.errors.values()}))
@@ -372,10 +409,13 @@ class SshTransport:
                                      f"starting the run's heartbeat ({exc})") from exc
             self._kept.append(channel)
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Per host: remote commands run (round trips) and SSH connections opened."""
+    def stats(self) -> dict[str, Any]:
+        """Per host: remote commands run (round trips) and SSH connections opened; and when
+        the first connection attempt began (Unix time, for start-up measurements)."""
+        first = self.first_connection
         return {"round_trips": dict(self.round_trips_by_host),
-                "connections": dict(self.connections_opened)}
+                "connections": dict(self.connections_opened),
+                "first_connection": None if first is None else round(first, 3)}
 
     def _drop(self, host: str) -> None:
         """Forget a broken connection (the next command connects again)."""
@@ -384,7 +424,13 @@ class SshTransport:
             conn.close()
 
     def close(self) -> None:
-        """Close every connection (and the channels kept on them)."""
+        """Close every connection (and the channels kept on them), those still opening too."""
+        for name, opening in list(self._opening.items()):
+            with contextlib.suppress(Exception):
+                self._connections.setdefault(name, opening.result())
+        self._opening.clear()
+        if self._dialer is not None:
+            self._dialer.close()
         for channel in self._kept:
             channel.close()
         self._kept.clear()

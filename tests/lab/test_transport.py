@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy.app import make_transport
 from hadeploy.engine import Engine
 from hadeploy.errors import HostKeyError, StepFailed, TransportError
 from hadeploy.events import Event
@@ -29,6 +30,7 @@ from hadeploy.journal import Journal, now
 from hadeploy.ops import AnyOp, FileContent, TreeCopied
 from hadeploy.ops.trees import differences
 from hadeploy.steps import Runbook, Step
+from hadeploy.transport.base import Transport
 from hadeploy.transport.ssh import SshTransport
 from lab import Lab
 from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy, inventory_variant
@@ -226,19 +228,35 @@ def test_tree_copy_keeps_owners_by_name_modes_links_and_mtimes(
 # -- host keys ----------------------------------------------------------------------------------
 
 
-def test_unknown_host_key_is_refused_by_default(lab: Lab, tmp_path: Path) -> None:
+def open_transport(inv: Inventory, ahead: bool, host: str) -> Transport:
+    """The SSH transport; `ahead`: as a run makes it, `host` dialled and its handshake begun
+    at once (app.make_transport), else connecting when first used."""
+    return make_transport(inv, (host,)) if ahead else SshTransport(inv.ssh, list(inv.nodes))
+
+
+AHEAD = pytest.mark.parametrize("ahead", [False, True], ids=["when-used", "dialled-ahead"])
+
+
+def refusal(inv: Inventory, ahead: bool, host: str, error: type[Exception]) -> str:
+    """The message of the `error` that stops the first command on `host` (it touches
+    /root/should-not-exist, which must stay absent)."""
+    ssh = open_transport(inv, ahead, host)
+    try:
+        with pytest.raises(error) as refused:
+            ssh.run(host, "touch /root/should-not-exist")
+    finally:
+        ssh.close()
+    return str(refused.value)
+
+
+@AHEAD
+def test_unknown_host_key_is_refused_by_default(lab: Lab, tmp_path: Path, ahead: bool) -> None:
     fresh(lab, "lb1")
     known = tmp_path / "known_hosts"
     known.write_text("")
     inv = load(inventory_variant(lab, tmp_path, known_hosts=known))
     assert inv.ssh.host_key_policy == "strict"
-    ssh = SshTransport(inv.ssh, list(inv.nodes))
-    try:
-        with pytest.raises(HostKeyError) as refused:
-            ssh.run("lb1", "touch /root/should-not-exist")
-    finally:
-        ssh.close()
-    message = str(refused.value)
+    message = refusal(inv, ahead, "lb1", HostKeyError)
     assert message.startswith("lb1: ") and "accept-new" in message and str(known) in message
     assert known.read_text() == ""
     assert lab.hosts["lb1"].exec("test -e /root/should-not-exist", check=False).returncode == 1
@@ -265,20 +283,16 @@ def test_accept_new_records_the_key_then_strict_trusts_it(lab: Lab, tmp_path: Pa
         strict.close()
 
 
-def test_changed_host_key_is_refused_even_with_accept_new(lab: Lab, tmp_path: Path) -> None:
+@AHEAD
+def test_changed_host_key_is_refused_even_with_accept_new(lab: Lab, tmp_path: Path,
+                                                          ahead: bool) -> None:
     fresh(lab, "lb1")
     known = tmp_path / "known_hosts"
     shutil.copy(lab.known_hosts, known)
     inv = load(inventory_variant(lab, tmp_path, known_hosts=known, policy="accept-new"))
     lab.hosts["lb1"].regenerate_host_keys()
     try:
-        ssh = SshTransport(inv.ssh, list(inv.nodes))
-        try:
-            with pytest.raises(HostKeyError) as refused:
-                ssh.run("lb1", "touch /root/should-not-exist")
-        finally:
-            ssh.close()
-        message = str(refused.value)
+        message = refusal(inv, ahead, "lb1", HostKeyError)
         assert message.startswith("lb1: ") and "man-in-the-middle" in message
         assert "CHANGED" in message and "ssh-keygen -R" in message
         assert known.read_text() == lab.known_hosts.read_text()  # nothing recorded
@@ -348,6 +362,20 @@ def test_dropped_connection_mid_run_is_reported_and_resumable(lab: Lab, tmp_path
     for step in journal.steps:
         assert {h.state for h in step.hosts.values()} <= {"changed", "ok"}, step
     assert lab.hosts["lb2"].exec("cat /run/haproxy.pid", check=False).returncode == 0
+
+
+@AHEAD
+def test_a_host_refusing_connections_is_named_with_the_reason(lab: Lab, inv: Inventory,
+                                                              ahead: bool) -> None:
+    fresh(lab, "lb3")
+    lab.hosts["lb3"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
+    try:
+        message = refusal(inv, ahead, "lb3", TransportError)
+    finally:
+        lab.hosts["lb3"].start_sshd()
+    assert message.startswith(f"lb3: cannot connect to {lab.hosts['lb3'].address} port 22: "
+                              "Connection refused. Nothing was run there.")
+    assert lab.hosts["lb3"].exec("test -e /root/should-not-exist", check=False).returncode == 1
 
 
 def test_transport_error_names_the_host_when_sshd_is_gone(lab: Lab, inv: Inventory,

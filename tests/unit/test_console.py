@@ -373,7 +373,7 @@ def test_engine_failure_reaches_the_screen_with_command_and_exit_code(tmp_path: 
     with pytest.raises(StepFailed):
         engine.run(runbook, journal)
     final = run.printed()
-    assert final[0].startswith("✘ [1/7] lb.write")
+    assert final[0].startswith("✘ [1/1] lb.write")
     assert final[1].split()[:3] == ["✘", "lb1", "failed"]
     assert final[2].strip() == f"$ echo no space left for {MASK} >&2; exit 28"
     assert final[3].strip() == "exited 28; last lines of its stderr:"

@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.ansible_runner import ensure_ansible
 from bench.lab_report import report, write_raw
 from bench.lab_rounds import measure
+from bench.live_changes import main as live_changes
 from bench.offline_plan import OfflinePlanFigures, measure_offline_plan
 from bench.offline_report import offline_section, write_offline_section
 from bench.paths import BENCH, ROOT
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(e.g. a `git archive` of an older commit), as a second row")
     parser.add_argument("--baseline-label", default="baseline",
                         help="what --baseline-src is, for the table (e.g. a commit)")
+    parser.add_argument("--live-changes", action="store_true",
+                        help="only the requests failed while a live control plane changes "
+                        "(runs tests/lab/test_live_changes.py; writes bench/LIVE-CHANGES.md)")
     return parser
 
 
@@ -55,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     command = "python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.live_changes:
+        return live_changes()
     out: Path = args.out
     src: Path = args.hadeploy_src.resolve()
     if args.offline_plan is not None:

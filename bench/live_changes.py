@@ -1,5 +1,10 @@
-"""`python bench/live.py`: run the live-changes lab test, then write its figures (requests
-sent and failed per change) with the machine and the command to bench/LIVE-CHANGES.md."""
+"""`python bench/run.py --live-changes`, the bench mode of issue 13: run the lab test that
+asserts the requests failed through the VIP while a live control plane changes
+(tests/lab/test_live_changes.py: (1) haproxy.cfg, (2) keepalived.conf, (3) a key that
+restarts Glance on the original, (5) a controller removed, (4) one added back bare, (6) the
+controllers phase rolled back), so that the benchmark and the test never measure two
+different things; then write the figures it hands over (HADEPLOY_LIVE_FIGURES) with the
+machine to bench/LIVE-CHANGES.md. Needs root; HADEPLOY_LAB_SLOT=N for another lab slot."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,8 @@ def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: flo
     lines = [
         "# Benchmark: requests failed while a live control plane changes",
         "",
-        f"Measured {measured} in one run of `python bench/live.py` ({minutes:.1f} min), which "
+        f"Measured {measured} in one run of `python bench/run.py --live-changes` "
+        f"({minutes:.1f} min), which "
         f"runs `{TEST}` and renders the figures that test asserts. Three clients open a new "
         "TCP connection per request through the VIP (Keystone `GET /v3`, Glance "
         "`GET /healthcheck`), one client keeps its connections alive.",
@@ -46,11 +52,10 @@ def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: flo
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main() -> int:
     """Run the test with a figures file, then write bench/LIVE-CHANGES.md from it."""
-    del argv  # no options: the scenario is the test's
     if os.geteuid() != 0:
-        print("bench/live.py needs root (it builds the lab)", file=sys.stderr)
+        print("bench/run.py --live-changes needs root (it builds the lab)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as work:
         figures = Path(work) / "figures.json"

@@ -242,7 +242,7 @@ def test_figures_of_every_change(deployed: Deployed) -> None:
                     "keep-alive failures": load.kept.samples}
              for name, load in FIGURES.items()}
     print("\n" + json.dumps(table, indent=1))
-    # `python bench/live.py` runs this module and renders the figures it is handed here
+    # `python bench/run.py --live-changes` runs this module and renders what it gets here
     out = os.environ.get(FIGURES_VARIABLE)
     if out:
         Path(out).write_text(json.dumps(table, indent=1) + "\n")

@@ -12,4 +12,5 @@ def test_each_change_is_a_row_with_failed_of_sent() -> None:
     }, "2026-12-02 17:00 UTC", 31.4)
     assert "| (1) haproxy.cfg changed | 0 of 2,339 | 0 of 871 |" in page
     assert "| (6) rolled back | 3 of 12,034 | 1 of 5,001 |" in page
-    assert "Measured 2026-12-02 17:00 UTC in one run of `python bench/live.py` (31.4 min)" in page
+    assert ("Measured 2026-12-02 17:00 UTC in one run of `python bench/run.py --live-changes` "
+            "(31.4 min)") in page

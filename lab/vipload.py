@@ -5,13 +5,16 @@ OpenStack clients do between calls), and one more thread sends them on one kept-
 connection (reconnecting after a failure). A request fails when the connection is refused,
 reset or times out, or the status is not the one the API answers when healthy. The loops
 stop when told, after `max_requests` per thread or after `max_seconds`: never unbounded.
-Only lab addresses are used (the VIP of `lab.inventory`).
+Only lab addresses are used (the VIP of `lab.inventory`, or another lab address given as
+`vip`). With `tls` (an SSL context trusting the lab's CA) every connection is HTTPS, so a
+new connection is a new TLS handshake: what a certificate swap must not break.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -66,24 +69,30 @@ class VipLoad:
     max_seconds: float = 240.0
     max_requests: int = 200_000
     vip: str = LAB_VIP
+    tls: ssl.SSLContext | None = None
     fresh: Tally = field(default_factory=Tally)
     kept: Tally = field(default_factory=Tally)
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def _connect(self, port: int) -> http.client.HTTPConnection:
+        """A new (not yet connected) client connection to `port` of the VIP."""
+        if self.tls is not None:
+            return http.client.HTTPSConnection(self.vip, port, timeout=10, context=self.tls)
+        return http.client.HTTPConnection(self.vip, port, timeout=10)
 
     def _fresh_loop(self, deadline: float) -> None:
         for i in range(self.max_requests):
             if self.stop.is_set() or time.monotonic() > deadline:
                 return
             port, path, expected = self.targets[i % len(self.targets)]
-            conn = http.client.HTTPConnection(self.vip, port, timeout=10)
+            conn = self._connect(port)
             try:
                 self.fresh.count(_get(conn, path, expected))
             finally:
                 conn.close()
 
     def _kept_loop(self, deadline: float) -> None:
-        conns = {port: http.client.HTTPConnection(self.vip, port, timeout=10)
-                 for port, _, _ in self.targets}
+        conns = {port: self._connect(port) for port, _, _ in self.targets}
         try:
             for i in range(self.max_requests):
                 if self.stop.is_set() or time.monotonic() > deadline:

@@ -250,10 +250,14 @@ def corrected_guide2(password: str) -> list[Section]:
         if key == ("global", ""):  # the admin socket is restricted to root
             s.lines = [line + " mode 600 level admin" if line.startswith("stats socket ")
                        else line for line in s.lines]
-        if key == ("frontend", "vip-glance"):  # glance-api is 9292
-            s.lines = [line.replace(":9191", ":9292") for line in s.lines]
+        # glance-api is 9292; an upload is answered after Keystone round trips, long
+        # transfers stall: the catalog's 6h timeouts (a 10 s one answered uploads with 504)
+        if key == ("frontend", "vip-glance"):
+            s.lines = [*(line.replace(":9191", ":9292") for line in s.lines),
+                       "timeout client 6h"]
         if key == ("backend", "glance-vms"):
-            s.lines = [line.replace(":9191 ", ":9292 ") for line in s.lines]
+            s.lines = [*(line.replace(":9191 ", ":9292 ") for line in s.lines),
+                       "timeout server 6h"]
         if key == ("frontend", "vip-horizon"):  # a cookie needs http mode, in the backend
             s.lines = [line for line in s.lines if line != COOKIE_LINE] + ["mode http"]
         if s.kind == "backend" and s.name in HTTP_CHECKS2:

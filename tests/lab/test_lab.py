@@ -207,17 +207,15 @@ def test_changed_host_key_is_refused_until_reset(lab: Lab) -> None:
     assert ssh(lab, "ctl3", "true").returncode == 0
 
 
-def test_reset_is_fast_and_gives_a_fresh_host(lab: Lab) -> None:
+def test_reset_gives_a_fresh_host(lab: Lab) -> None:
+    """(How long a reset takes is the benchmark's business, never a test's.)"""
     ctl2 = lab.hosts["ctl2"]
     ctl2.exec("echo dirty >/etc/dirty; useradd someone; mkdir -p /srv/data")
-    started = time.monotonic()
     ctl2.reset()
-    took = time.monotonic() - started
     assert ctl2.exec("test -e /etc/dirty || test -e /srv/data", check=False).returncode == 1
     assert ctl2.exec("id someone", check=False).returncode == 1
     assert ctl2.exec("hostname").stdout.strip() == "ctl2"
     assert ssh(lab, "ctl2", "sudo -n true").returncode == 0
-    assert took < 3, f"reset took {took:.2f} s"
 
 
 def test_reboot_keeps_the_disk(lab: Lab) -> None:

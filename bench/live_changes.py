@@ -25,17 +25,22 @@ TEST = "tests/lab/test_live_changes.py"
 FIGURES_VARIABLE = "HADEPLOY_LIVE_FIGURES"
 
 
-def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: float) -> str:
-    """The markdown page of one run's figures."""
+BENCH_SOURCE = "one run of `python bench/run.py --live-changes`"
+
+
+def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: float,
+           source: str = BENCH_SOURCE) -> str:
+    """The markdown page of one run's figures; `source`: the run they come from (this
+    bench mode, or a test session that set HADEPLOY_LIVE_FIGURES)."""
     m = machine()
     lines = [
         "# Benchmark: requests failed while a live control plane changes",
         "",
-        f"Measured {measured} in one run of `python bench/run.py --live-changes` "
-        f"({minutes:.1f} min), which "
-        f"runs `{TEST}` and renders the figures that test asserts. Three clients open a new "
+        f"Measured {measured} in {source} ({minutes:.1f} min), from `{TEST}`: these are the "
+        "figures that test asserts. Three clients open a new "
         "TCP connection per request through the VIP (Keystone `GET /v3`, Glance "
-        "`GET /healthcheck`), one client keeps its connections alive.",
+        "`GET /healthcheck`), one client keeps its connections alive. "
+        "`python bench/run.py --live-changes` measures them again.",
         "",
         f"**Machine:** {m.cpus} CPUs ({m.cpu}), {m.memory} memory, kernel {m.kernel}, {m.os}. "
         "The lab hosts are network namespaces on this machine.",

@@ -14,3 +14,5 @@ def test_each_change_is_a_row_with_failed_of_sent() -> None:
     assert "| (6) rolled back | 3 of 12,034 | 1 of 5,001 |" in page
     assert ("Measured 2026-12-02 17:00 UTC in one run of `python bench/run.py --live-changes` "
             "(31.4 min)") in page
+    elsewhere = render({}, "2026-12-02 18:00 UTC", 20.0, "the CI run `bash .ci/run`")
+    assert "Measured 2026-12-02 18:00 UTC in the CI run `bash .ci/run` (20.0 min)" in elsewhere

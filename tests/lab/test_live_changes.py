@@ -4,7 +4,7 @@ A real Keystone + Glance original scaled out to three controllers behind three b
 clients send GETs through the VIP (a new TCP connection each, and one kept-alive client)
 while hadeploy (1) changes haproxy.cfg on every balancer, (2) changes keepalived.conf,
 (3) puts back a key on the original whose change restarts Glance there, drained on every
-balancer first, (5) removes ctl3 (retire = true), (4) adds it back as a bare host, and (6)
+balancer first, (4) adds ctl3, a bare host, (5) removes it again (retire = true), and (6)
 rolls the controllers phase back. Each change prints its figure; new connections must see 0
 failures for (1)-(5), with thousands of requests per change; the kept-alive client's figure
 and (6) are reported.
@@ -42,18 +42,21 @@ MIN_REQUESTS = 1000  # per change, on new connections
 FIGURES: dict[str, VipLoad] = {}
 FIGURES_VARIABLE = "HADEPLOY_LIVE_FIGURES"  # a file the figures are written to, as JSON
 Deployed = tuple[Lab, Path]
+# ctl3 is not in the first deployment: (4) adds it as a bare host, (5) removes it again.
+FIRST = ("ctl1", "ctl2")
 
 
 @pytest.fixture(scope="module")
 def deployed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
-    """ctl1 provisioned as the original, then deploy-lb and deploy-controllers."""
+    """ctl1 provisioned as the original, then deploy-lb and deploy-controllers onto ctl2."""
     if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0" or OPENSTACK_UNAVAILABLE:
         pytest.skip("; ".join(OPENSTACK_UNAVAILABLE) or "HADEPLOY_LAB_OPENSTACK=0")
     for host in LBS + CTLS:
         lab.hosts[host].reset()
     state = tmp_path_factory.mktemp("live")
     provision_original(lab, "ctl1", state)
-    inventory = write_lab_inventory(lab, state / "hosts.toml", rc_files=[("ctl1", RC)])
+    inventory = write_lab_inventory(lab, state / "hosts.toml", controllers=FIRST,
+                                    rc_files=[("ctl1", RC)])
     for phase in ("lb", "controllers"):
         run = hadeploy(f"deploy-{phase}", "--hosts", str(inventory), "--yes", timeout=1500)
         assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
@@ -113,7 +116,7 @@ def test_dry_run_shows_the_drains_before_they_happen(deployed: Deployed) -> None
     lab, inventory = deployed
     plan = hadeploy("restart", "--service", "glance", "--hosts", str(inventory), "--dry-run")
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    for ctl in CTLS:
+    for ctl in FIRST:
         assert f"restart.glance.{ctl}" in plan.stdout, plan.stdout
         for lb in LBS:
             assert f"{lb}: set {ctl} to drain in glance-api" in plan.stdout, plan.stdout
@@ -177,6 +180,33 @@ def _start_links(lab: Lab, host: str) -> list[str]:
         "ls /etc/rc2.d | grep -E '^S[0-9]+(keystone|glance-api)$' || true").stdout.split()
 
 
+def test_4_adding_a_fresh_controller_fails_no_request(deployed: Deployed) -> None:
+    """ctl3, a bare host, joins: deploy-lb adds it to every haproxy by a reload before
+    anything listens there (haproxy counts a new server UP until its first check: a refused
+    connection is redispatched), deploy-controllers installs, copies and starts it."""
+    lab, inventory = deployed
+    address = lab.hosts["ctl3"].address
+    inventory.write_text(inventory.read_text() + f'\n[[controller]]\nname = "ctl3"\n'
+                         f'address = "{address}"\n')
+    outputs: list[str] = []
+
+    def add() -> None:
+        outputs.append(run_ok("deploy-lb", "--hosts", str(inventory)))
+        outputs.append(run_ok("deploy-controllers", "--hosts", str(inventory)))
+
+    load = under_load("(4) ctl3 added, a bare host: deploy-lb then deploy-controllers", add,
+                      max_seconds=900)
+    for lb in LBS:
+        assert "server ctl3 " in lab.hosts[lb].exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+    assert {e["step"] for e in events(outputs[1]) if e["event"] == "host-changed"
+            and e["host"] == "ctl3"} >= {"ctl.keystone.packages", "ctl.keystone.copy",
+                                         "ctl.keystone.services", "ctl.glance.services"}
+    assert len(_api_sockets(lab, "ctl3")) == 2 and len(_start_links(lab, "ctl3")) == 2
+    assert wait_for(lambda: servers_ready(lab) == {lb: [] for lb in LBS},
+                    "every haproxy to see every server UP and ready", seconds=60)
+    assert_no_failed_request(load)
+
+
 def test_5_removing_a_controller_fails_no_request(deployed: Deployed) -> None:
     """ctl3 leaves (retire = true): deploy-lb reloads haproxy without it, deploy-controllers
     waits until no balancer has a connection to it and stops its services."""
@@ -200,36 +230,10 @@ def test_5_removing_a_controller_fails_no_request(deployed: Deployed) -> None:
     assert_no_failed_request(load)
 
 
-def test_4_adding_a_fresh_controller_fails_no_request(deployed: Deployed) -> None:
-    """ctl3 comes back as a bare host (its disk wiped): deploy-lb adds it to every haproxy
-    by a reload before anything listens there (haproxy counts a new server UP until its
-    first check: a refused connection is redispatched), deploy-controllers installs, copies
-    and starts it."""
-    lab, inventory = deployed
-    lab.hosts["ctl3"].reset()
-    inventory.write_text(inventory.read_text().replace("retire = true\n", ""))
-    outputs: list[str] = []
-
-    def add() -> None:
-        outputs.append(run_ok("deploy-lb", "--hosts", str(inventory)))
-        outputs.append(run_ok("deploy-controllers", "--hosts", str(inventory)))
-
-    load = under_load("(4) ctl3 added as a bare host: deploy-lb then deploy-controllers", add,
-                      max_seconds=900)
-    for lb in LBS:
-        assert "server ctl3 " in lab.hosts[lb].exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
-    assert {e["step"] for e in events(outputs[1]) if e["event"] == "host-changed"
-            and e["host"] == "ctl3"} >= {"ctl.keystone.packages", "ctl.keystone.copy",
-                                         "ctl.keystone.services", "ctl.glance.services"}
-    assert len(_api_sockets(lab, "ctl3")) == 2 and len(_start_links(lab, "ctl3")) == 2
-    assert wait_for(lambda: servers_ready(lab) == {lb: [] for lb in LBS},
-                    "every haproxy to see every server UP and ready", seconds=60)
-    assert_no_failed_request(load)
-
-
 def test_6_rolling_the_controllers_phase_back_is_reported(deployed: Deployed) -> None:
-    """Every run of the phase undone, newest first, under the same load: reported (the
-    original restarts drained; the new controllers' stops are drained too)."""
+    """Every run of the phase undone, newest first (ctl3 started again, then stopped and
+    stripped, then ctl2, then the original's keys and restarts), under the same load:
+    reported (the original's restarts are drained; the new controllers' stops too)."""
     _, inventory = deployed
     load = under_load("(6) the controllers phase rolled back",
                       lambda: run_ok("rollback", "--phase", "controllers", "--hosts",

@@ -94,15 +94,17 @@ def register(host: LabHost, site: Site, admin_password: str,
                       "url": e.url.format(address=site.address)}
                      for r in recipes for e in r.endpoints],
     }
-    for attempt in range(5):
+    # Keystone just started answers, then may reset connections for a while on a busy
+    # machine (a CI run saw five tries 3 s apart fail): up to ten tries, 10 s apart.
+    for attempt in range(10):
         try:
             run_python(host, _REGISTER, json.dumps(params) + "\n",
                        "register the services in Keystone")
             return
         except LabError:
-            if attempt == 4:
+            if attempt == 9:
                 raise
-            time.sleep(3)
+            time.sleep(10)
 
 
 def admin_rc_text(admin_password: str, region: str, keystone_url: str) -> str:

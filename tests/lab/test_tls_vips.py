@@ -34,7 +34,15 @@ from lab.openstack import OriginalController, provision_original
 from lab.openstack.shared_store import share_directory, unshare_directory
 from lab.vipload import VipLoad
 from tests.certs import CertAuthority, new_key, write_pair
-from tests.lab.helpers import CTLS, LBS, OPENSTACK_UNAVAILABLE, events, hadeploy, one_holder
+from tests.lab.helpers import (
+    CTLS,
+    LBS,
+    OPENSTACK_UNAVAILABLE,
+    events,
+    hadeploy,
+    one_holder,
+    run_only_with,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
@@ -169,10 +177,9 @@ def plane(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Plane:
     TLS on the public one, the exporter and an override."""
     if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0" or OPENSTACK_UNAVAILABLE:
         pytest.skip("; ".join(OPENSTACK_UNAVAILABLE) or "HADEPLOY_LAB_OPENSTACK=0")
-    if os.environ.get("HADEPLOY_LAB_TLS") != "1":
-        pytest.skip("the TLS lab proof runs with HADEPLOY_LAB_TLS=1 only: about 18 min (its "
-                    "two rollbacks purge packages for 10 of them), past CI's budget while the "
-                    "suite runs in one process (issue #16); it passed 8 of 8 in CI on 2026-12-02")
+    run_only_with("HADEPLOY_LAB_TLS", "the TLS lab proof takes about 18 min (its two "
+                  "rollbacks purge packages for 10 of them), past CI's budget while the suite "
+                  "runs in one process (issue #16); it passed 8 of 8 in CI on 2026-12-02")
     for host in LBS + CTLS:
         lab.hosts[host].reset()
     state = tmp_path_factory.mktemp("tls")

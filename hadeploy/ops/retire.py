@@ -18,7 +18,7 @@ from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState, service_state
 from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.ops.drain import Balancers, drain_script, ready_script
-from hadeploy.platforms import running_probe
+from hadeploy.ops.services import installed_test, start_and_wait, stop_and_wait
 from hadeploy.quoting import q
 
 
@@ -67,14 +67,9 @@ class ServiceRetired(Operation[ServiceState]):
                 "balancers": asdict(self.balancers) if self.balancers else None}
 
     def _stop(self, ctx: HostContext) -> Command:
-        profile = ctx.profile
-        check = running_probe(self.service, self.pidfiles, profile.init)
-        stopped = q(f"{self.service} still runs 10 s after its stop")
-        return Command(
-            f"{profile.action(self.service, 'stop')} >&2 || true; i=0; "
-            f'while [ "$({check})" = running ] && [ $i -lt 40 ]; do i=$((i+1)); sleep 0.25; '
-            f'done; [ "$({check})" != running ] || {{ echo {stopped} >&2; exit 1; }}',
-            summary=f"{profile.action(self.service, 'stop')} (then wait until it is gone)")
+        return Command(stop_and_wait(ctx.profile, self.service, self.pidfiles, must_stop=True),
+                       summary=f"{ctx.profile.action(self.service, 'stop')} (then wait until "
+                               "it is gone)")
 
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
         commands: list[Command] = []
@@ -123,19 +118,15 @@ def undo_retired(ctx: HostContext, record: Record) -> list[Command]:
     haproxy still has the server, make it ready once haproxy sees it UP."""
     profile = ctx.profile
     service = str(record["service"])
-    exists = (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
-              else f"[ -x /etc/init.d/{q(service)} ]")
+    exists = installed_test(profile, service)
     commands: list[Command] = []
     if record.get("was_enabled"):
         commands.append(Command(f"if {exists}; then {profile.enable(service)} >&2; fi",
                                 summary=f"{profile.enable(service)} (if it is still installed)"))
     if record.get("was_running"):
-        check = running_probe(service, tuple(record.get("pidfiles", ())), profile.init)
-        failed = q(f"{service} is not running 30 s after its start")
         commands.append(Command(
-            f"{exists} || exit 0; {profile.action(service, 'start')} >&2 || true; i=0; "
-            f'until [ "$({check})" = running ] || [ $i -ge 120 ]; do i=$((i+1)); sleep 0.25; '
-            f'done; [ "$({check})" = running ] || {{ echo {failed} >&2; exit 1; }}',
+            f"{exists} || exit 0; "
+            + start_and_wait(profile, service, tuple(record.get("pidfiles", ()))),
             summary=f"{profile.action(service, 'start')} (if it is still installed; then wait "
                     "until it runs)"))
         data = record.get("balancers")

@@ -15,7 +15,7 @@ from hadeploy.catalog import Family
 from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState, service_state
 from hadeploy.ops.base import Command, HostContext, Operation, Record
-from hadeploy.platforms import running_probe
+from hadeploy.platforms import Profile, running_probe
 from hadeploy.quoting import q
 
 Verb = Literal["start", "restart", "reload", ""]
@@ -160,26 +160,50 @@ class ServiceRunning(Operation[ServiceState]):
         return f"service {self.service}"
 
 
+def installed_test(profile: Profile, service: str) -> str:
+    """Shell test: `service` is still installed (a later rollback may have purged it)."""
+    return (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
+            else f"[ -x /etc/init.d/{q(service)} ]")
+
+
+def stop_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
+                  must_stop: bool = False) -> str:
+    """Shell: stop `service` and wait (10 s at most) until it is gone; `must_stop`: fail,
+    saying so, if it still runs then."""
+    check = running_probe(service, pidfiles, profile.init)
+    script = (f"{profile.action(service, 'stop')} >&2 || true; i=0; "
+              f'while [ "$({check})" = running ] && [ $i -lt 40 ]; do i=$((i+1)); sleep 0.25; '
+              "done")
+    if must_stop:
+        script += (f'; [ "$({check})" != running ] || '
+                   f"{{ echo {q(service + ' still runs 10 s after its stop')} >&2; exit 1; }}")
+    return script
+
+
+def start_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...]) -> str:
+    """Shell: start `service` and wait (30 s at most) until it runs, else fail saying so."""
+    check = running_probe(service, pidfiles, profile.init)
+    failed = q(f"{service} is not running 30 s after its start")
+    return (f"{profile.action(service, 'start')} >&2 || true; i=0; "
+            f'until [ "$({check})" = running ] || [ $i -ge 120 ]; do i=$((i+1)); sleep 0.25; '
+            f'done; [ "$({check})" = running ] || {{ echo {failed} >&2; exit 1; }}')
+
+
 def undo_service(ctx: HostContext, record: Record) -> list[Command]:
     """Stop a service this run started and disable one this run enabled."""
     profile = ctx.profile
-    service = record["service"]
+    service = str(record["service"])
     commands: list[Command] = []
     if not record.get("was_running"):
-        check = running_probe(service, tuple(record.get("pidfiles", ())), profile.init)
         commands.append(Command(
-            f"{profile.action(service, 'stop')} >&2 || true; i=0; "
-            f"while [ \"$({check})\" = running ] && [ $i -lt 40 ]; do "
-            "i=$((i+1)); sleep 0.25; done",
+            stop_and_wait(profile, service, tuple(record.get("pidfiles", ()))),
             summary=profile.action(service, "stop")))
     if record.get("was_running"):
         # The run restarted (or reloaded) it for a new configuration; once that is restored,
         # do so again so it runs the old one (skipped if the service no longer exists).
         verb = "reload" if record.get("verb") == "reload" else "restart"
-        exists = (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
-                  else f"[ -x /etc/init.d/{q(service)} ]")
         commands.append(Command(
-            f"if {exists}; then {profile.action(service, verb)} >&2; fi",
+            f"if {installed_test(profile, service)}; then {profile.action(service, verb)} >&2; fi",
             summary=f"{profile.action(service, verb)} (after the files are restored)",
             deferred=True))
     if not record.get("was_enabled"):

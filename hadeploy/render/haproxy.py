@@ -121,7 +121,17 @@ def _monitor(inv: Inventory, secrets: Mapping[str, str] | None) -> list[str]:
     ])
 
 
-def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
+def _l7_retries(effective_mode: str, hitless: bool) -> list[str]:
+    """A GET or HEAD whose server closed the connection without answering (a daemon that
+    died or restarted under it) is sent again to another server rather than failed with a
+    502; any other method only when its connection failed, as it may have been carried out."""
+    if not hitless or effective_mode != "http":
+        return []
+    return ["retry-on conn-failure empty-response junk-response",
+            "http-request disable-l7-retry if !METH_GET"]
+
+
+def _proxy(inv: Inventory, proxy: Proxy, hitless: bool) -> list[str]:
     h = inv.haproxy
     tuned = h.catalog_options
     frontend = h.frontend_name.replace("{proxy}", proxy.name)
@@ -146,6 +156,7 @@ def _proxy(inv: Inventory, proxy: Proxy) -> list[str]:
     check = proxy.http_check_for(inv.release)
     if check is not None:
         back += [f"option httpchk GET {check.path}", f"http-check expect status {check.status}"]
+    back += _l7_retries(proxy.mode or h.mode, hitless)
     back += list(proxy.backend) if tuned else []
     back += extra.backend
     for index, node in enumerate(inv.controllers):
@@ -177,5 +188,5 @@ def render_haproxy_cfg(inv: Inventory, secrets: Mapping[str, str] | None = None,
     hitless = reloads_hitless(platform or inv.platform)
     lines += _global(inv, hitless) + _defaults(inv, hitless) + _monitor(inv, secrets)
     for proxy in balanced_proxies(inv):
-        lines += _proxy(inv, proxy)
+        lines += _proxy(inv, proxy, hitless)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -6,6 +6,11 @@ every request with 503 and its "Glance" never answers at all: the ports are open
 are broken. A TCP check (what hadeploy still renders for grizzly, and rendered for every
 release before) calls ctl3 up and clients get its errors through the VIP; the modern rendering
 asks each API, and haproxy's stats socket reports ctl3 down with the layer-7 reason.
+
+A daemon can also die under a request that a check let through. ctl3's APIs then answer
+haproxy's checks but close every client's connection without an answer: a GET through the
+VIP is retried on a healthy server (Debian's rendering: `retry-on ... empty-response`),
+while a POST, which the dying daemon may have carried out, is not replayed.
 """
 
 from __future__ import annotations
@@ -59,9 +64,41 @@ http.server.ThreadingHTTPServer((address, 5000), Failing).serve_forever()
 """
 
 
-def _start_broken_apis(lab: Lab) -> None:
+# Runs on ctl3: both ports answer haproxy's checks (HTTP/1.0 requests) with 200 and close a
+# client's connection (haproxy forwards those as HTTP/1.1) without answering, as a daemon
+# that dies under a request does.
+DYING_APIS = """\
+import http.server, sys, threading
+
+address = sys.argv[1]
+
+
+class Dying(http.server.BaseHTTPRequestHandler):
+    def answer_or_drop(self):
+        if self.request_version == "HTTP/1.0":
+            self.send_response(200)
+            self.end_headers()
+        else:
+            self.close_connection = True
+
+    do_GET = do_POST = answer_or_drop
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(port):
+    http.server.ThreadingHTTPServer((address, port), Dying).serve_forever()
+
+
+threading.Thread(target=serve, args=(9292,), daemon=True).start()
+serve(5000)
+"""
+
+
+def _start_broken_apis(lab: Lab, program: str = BROKEN_APIS) -> None:
     host = lab.hosts[BROKEN]
-    host.exec(["sh", "-c", "cat > /srv/broken_apis.py"], input=BROKEN_APIS)
+    host.exec(["sh", "-c", "cat > /srv/broken_apis.py"], input=program)
     host.exec(f"setsid python3 /srv/broken_apis.py {host.address} </dev/null >/dev/null 2>&1 &")
 
     def ports_open() -> bool:
@@ -75,10 +112,11 @@ def _start_broken_apis(lab: Lab) -> None:
     wait_for(ports_open, f"{BROKEN}'s broken APIs to accept connections")
 
 
-def _status(url: str) -> int | None:
-    """The HTTP status a client gets, or None when nothing answers in time."""
+def _status(url: str, data: bytes | None = None) -> int | None:
+    """The HTTP status a client gets (a POST when `data` is given), or None when nothing
+    answers in time."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, data, timeout=5) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -154,3 +192,22 @@ def test_http_checks_take_a_wedged_api_out_where_a_tcp_check_kept_it(lab: Lab,
             assert checks[port, server] == ("UP", "L7OK Layer7 check passed"), checks
     assert [_status(f"http://{LAB_VIP}:{KEYSTONE}/v3") for _ in range(6)] == [200] * 6
     assert {_status(f"http://{LAB_VIP}:{GLANCE}/healthcheck") for _ in range(6)} == {200}
+
+
+def test_a_get_that_met_a_dying_daemon_is_retried_a_post_is_not(lab: Lab,
+                                                                  tmp_path: Path) -> None:
+    fresh(lab, LBS + CTLS)
+    start_backends(lab, HEALTHY, STAND_IN_PORTS)
+    _start_broken_apis(lab, DYING_APIS)
+    inventory = _deploy(lab, tmp_path, "modern")
+    checks = _settled(inventory, broken_up=True)  # ctl3 passes its checks: in the pool
+    assert checks[KEYSTONE, BROKEN] == ("UP", "L7OK Layer7 check passed"), checks
+
+    # Every third GET goes to ctl3, which closes it unanswered: haproxy sends it again to
+    # ctl1 or ctl2, and no client sees the 502 it would have got.
+    statuses = [_status(f"http://{LAB_VIP}:{KEYSTONE}/v3") for _ in range(30)]
+    assert statuses == [200] * 30, statuses
+    # A POST that met ctl3 is not replayed: its client gets the 502 (ctl1 and ctl2's
+    # stand-ins answer a POST with 501, not implemented).
+    posts = [_status(f"http://{LAB_VIP}:{KEYSTONE}/v3", b"{}") for _ in range(6)]
+    assert 502 in posts and set(posts) <= {501, 502}, posts

@@ -35,6 +35,10 @@ PASSWORD_ENV = "HADEPLOY_STATS_PASSWORD"
 # Added to every rendering's defaults (the examples are EL: haproxy 1.5's form): a refused
 # connection is tried again on another server instead of failing the client's request.
 REDISPATCH = ["retries 3", "option redispatch"]
+# Debian's http backends: a GET or HEAD whose server closed without answering is retried.
+L7_RETRIES = ["retry-on conn-failure empty-response junk-response",
+              "http-request disable-l7-retry if !METH_GET"]
+INDENT = "    "
 HAPROXY = shutil.which("haproxy")
 needs_haproxy = pytest.mark.skipif(
     HAPROXY is None, reason="haproxy is not installed (apt-get install haproxy; .ci/run does)"
@@ -437,12 +441,33 @@ def test_golden_debian_hitless_reload(variant: Callable[..., Inventory]) -> None
     assert global_.lines == [
         "daemon", "stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
         "hard-stop-after 10s"]
-    # only the global section, redispatching on every retry and the defaults' keep-alive
-    # closing differ from EL's rendering
+    # only the global section, redispatching on every retry, the defaults' keep-alive
+    # closing and each http backend's retries of a GET that met a closed connection differ
+    # from EL's rendering
     el = render_haproxy_cfg(inv, platform="el6").splitlines()
-    assert [line for line in text.splitlines() if line not in el] == [
+    assert list(dict.fromkeys(line for line in text.splitlines() if line not in el)) == [
         "    stats socket /var/lib/haproxy/stats mode 600 level admin expose-fd listeners",
-        "    hard-stop-after 10s", "    option redispatch 1", "    option idle-close-on-response"]
+        "    hard-stop-after 10s", "    option redispatch 1", "    option idle-close-on-response",
+        *(INDENT + line for line in L7_RETRIES)]
+    for backend in (s for s in parse_haproxy(text) if s.kind == "backend"):
+        assert backend.lines[1:3] == L7_RETRIES, backend.name
+
+
+def test_only_http_backends_retry_a_request_that_met_a_closed_connection(
+        colocated: Inventory) -> None:
+    """retry-on is http-only (haproxy ignores it in tcp mode, and a SQL or AMQP session
+    cannot be replayed): galera and rabbitmq get none; EL's haproxy 1.5 knows no retry-on."""
+    debian = dataclasses.replace(colocated, platform="debian")
+    sections = parse_haproxy(render_haproxy_cfg(debian))
+    (defaults,) = [s for s in sections if s.kind == "defaults"]
+    backends = {s.name: s for s in sections if s.kind == "backend"}
+    modes = {name: b.value("mode") or defaults.value("mode") for name, b in backends.items()}
+    assert modes["galera-vms"] == modes["rabbitmq-vms"] == "tcp"
+    assert "http" in modes.values()
+    for name, backend in backends.items():
+        retries = [line for line in backend.lines if line in L7_RETRIES]
+        assert retries == (L7_RETRIES if modes[name] == "http" else []), name
+    assert "retry-on" not in render_haproxy_cfg(colocated, platform="el7")
 
 
 @pytest.mark.parametrize(("platform", "hitless"), [

@@ -3,6 +3,12 @@
 Undo works from the journal and the `UNDO` registry, not from the runbook, so it still works
 after the inventory or hadeploy changed. Undo commands marked `deferred` (a restart once the
 configuration it was made for is restored) wait until every other undo of the run is done.
+
+Hosts that served before the run (it restarted a service there: the original controller) are
+restored first, deferred restarts included, while the hosts the run brought in still serve;
+only then are those torn down. Undoing every step on every host at once would stop the new
+controllers' APIs before the original's drained restart, leaving haproxy no server for a
+while.
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ from hadeploy.ops.base import Command, HostContext
 from hadeploy.outcome import HostOutcome
 
 Deferred = dict[str, list[Command]]  # host -> commands to run after every other undo
+
+
+def serving_first(journal: Journal) -> list[frozenset[str]]:
+    """The hosts of `journal` in the order they are restored: those where a service ran before
+    the run (recorded `was_running`), then the others; rolled-back changes count too, so
+    that a resumed rollback keeps the order."""
+    hosts = {h for step in journal.steps for h in step.hosts}
+    serving = frozenset(h for step in journal.steps for h, entry in step.hosts.items()
+                        for change in entry.changes
+                        if (change.get("record") or {}).get("was_running"))
+    return [group for group in (serving, frozenset(hosts) - serving) if group]
 
 
 class Undoer:
@@ -70,19 +87,20 @@ class Undoer:
         for journal in sorted(journals, key=lambda j: j.run_id, reverse=True):
             self.contexts.apply_facts({h: f for h, f in journal.facts.items()
                                        if h in self.contexts.nodes})
-            deferred: Deferred = {}
-            for step in reversed(journal.steps):
-                self._rollback_step(journal, step.id, log, deferred)
-            self._run_deferred(journal.run_id, deferred)
+            for hosts in serving_first(journal):
+                deferred: Deferred = {}
+                for step in reversed(journal.steps):
+                    self._rollback_step(journal, step.id, log, deferred, hosts)
+                self._run_deferred(journal.run_id, deferred)
             # A second rollback finds nothing to undo; the first one keeps the credit.
             if journal.rolled_back_by is None:
                 journal.rolled_back_by = log.run_id
             self.writer.save(journal)
 
     def _rollback_step(self, journal: Journal, step_id: str, log: Journal,
-                       deferred: Deferred) -> None:
+                       deferred: Deferred, only: frozenset[str]) -> None:
         step = journal.step(step_id)
-        hosts = [h for h, e in step.hosts.items() if live_changes(e)]
+        hosts = [h for h, e in step.hosts.items() if live_changes(e) and h in only]
         if not hosts:
             return
         entry = log.ensure_step(f"{journal.run_id}/{step_id}", f"undo {step.title}", hosts)

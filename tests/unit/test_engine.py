@@ -711,6 +711,34 @@ def test_rollback_runs_deferred_undo_commands_after_every_other_undo(world: Worl
         assert world.applied(host) == [f"echo was-{host} > /s1/x", "echo restarted >> /svc"]
 
 
+@dataclass(frozen=True)
+class RestartsWhatRan(RestartsForNewConfig):
+    """A service that ran before the run, restarted for its new configuration."""
+
+    def intent(self, ctx: HostContext, seen: Probe) -> Record:
+        return {**super().intent(ctx, seen), "was_running": True}
+
+
+def test_rollback_restores_the_hosts_that_served_before_first(world: World) -> None:
+    """The original controller (a service restarted there) is restored, its deferred restart
+    included, before anything is undone on the hosts the run brought in: they serve while
+    it restarts."""
+    book = runbook(
+        Step("s1", "config", each(HOSTS, SetFile("x", "/s1/x", "1"))),
+        Step("s2", "service", {"a": (RestartsWhatRan("svc", "/svc", "up"),),
+                               **each(("b", "c"), SetFile("y", "/s2/y", "2"))}),
+    )
+    world.engine().run(book, world.journal())
+    world.restart()
+    world.engine().rollback([world.on_disk()], world.journal("rb", kind="rollback"))
+    hosts = [host for host, script in world.transport.calls if "rm -f" in script
+             or "restarted" in script]
+    assert hosts[:2] == ["a", "a"] and set(hosts[2:]) == {"b", "c"}, hosts
+    assert world.applied("a") == ["rm -f /s1/x", "echo restarted >> /svc"]
+    for host in ("b", "c"):
+        assert world.applied(host) == ["rm -f /s2/y", "rm -f /s1/x"]
+
+
 def test_rollback_emits_host_rolled_back_once_per_host_and_step(world: World) -> None:
     world.hosts["c"].files["/s2/y"] = "2\n"  # nothing to undo for s2 on c
     world.engine().run(TWO_STEPS, world.journal())

@@ -1,10 +1,11 @@
 """`python bench/run.py --live-changes`, the bench mode of issue 13: run the lab test that
 asserts the requests failed through the VIP while a live control plane changes
 (tests/lab/test_live_changes.py: (1) haproxy.cfg, (2) keepalived.conf, (3) a key that
-restarts Glance on the original, (5) a controller removed, (4) one added back bare, (6) the
-controllers phase rolled back), so that the benchmark and the test never measure two
-different things; then write the figures it hands over (HADEPLOY_LIVE_FIGURES) with the
-machine to bench/LIVE-CHANGES.md. Needs root; HADEPLOY_LAB_SLOT=N for another lab slot."""
+restarts Glance on the original, (3b) an operator's restart of Keystone, (4) a controller
+added bare, (5) removed again, (6) the controllers phase rolled back), so that the
+benchmark and the test never measure two different things; then write the figures it
+hands over (HADEPLOY_LIVE_FIGURES) with the machine to bench/LIVE-CHANGES.md. Needs root;
+HADEPLOY_LAB_SLOT=N for another lab slot."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def render(figures: Mapping[str, Mapping[str, Any]], measured: str, minutes: flo
         sent, failed = row["new connections"]
         kept_sent, kept_failed = row["keep-alive"]
         lines.append(f"| {name} | {failed:,} of {sent:,} | {kept_failed:,} of {kept_sent:,} |")
-    lines += ["", "Changes (1)-(5) must fail 0 requests on new connections (the test asserts "
-              "it); the kept-alive client and (6) are reported.", ""]
+    lines += ["", "Every change must fail 0 requests on new connections (the test asserts "
+              "it); the kept-alive client's figure is reported.", ""]
     return "\n".join(lines)
 
 

@@ -119,10 +119,18 @@ class Variant:
     # runs, e.g. Debian's default-ssl without mod_ssl, on which apache2 refuses to start).
     copies: tuple[str, ...] = ()
     shell_vars: tuple[ShellVar, ...] = ()
+    # Where the sysv init scripts write each daemon's pid file (`DIR/DAEMON.pid`). Debian's
+    # openstack-pkg-tools scripts answer `status` by `pidof` of the interpreter when no pid
+    # file is named, so any other uwsgi on the host makes every such daemon look running.
+    sysv_pid_dir: str = ""
 
     def binds_for(self, release: Release) -> tuple[Bind, ...]:
         """The bind files of this variant on `release`."""
         return tuple(b for b in self.binds if b.release in ("any", release))
+
+    def sysv_pidfiles(self, daemon: str) -> tuple[str, ...]:
+        """The pid file of `daemon` under a sysv init (none known: empty)."""
+        return (f"{self.sysv_pid_dir}/{daemon}.pid",) if self.sysv_pid_dir else ()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState, service_state
 from hadeploy.ops.base import Command, HostContext, Operation, Record
 from hadeploy.ops.drain import Balancers, drain_script, ready_script
-from hadeploy.ops.services import installed_test, start_and_wait, stop_and_wait
+from hadeploy.ops.services import installed_test, pid_files, start_and_wait, stop_and_wait
 from hadeploy.quoting import q
 
 
@@ -53,21 +53,25 @@ class ServiceRetired(Operation[ServiceState]):
     ports: tuple[int, ...]
     sources: tuple[str, ...]
     drain_seconds: int
+    sysv_pidfiles: tuple[str, ...] = ()
 
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
-        return service_state(ctx.profile, self.service, self.pidfiles)
+        return service_state(ctx.profile, self.service,
+                             pid_files(ctx, self.pidfiles, self.sysv_pidfiles))
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
         return not state.running and not state.enabled
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         return {"kind": "retired-service", "service": self.service,
-                "pidfiles": list(self.pidfiles), "was_enabled": state.enabled,
+                "pidfiles": list(pid_files(ctx, self.pidfiles, self.sysv_pidfiles)),
+                "was_enabled": state.enabled,
                 "was_running": state.running, "server": ctx.node.name,
                 "balancers": asdict(self.balancers) if self.balancers else None}
 
     def _stop(self, ctx: HostContext) -> Command:
-        return Command(stop_and_wait(ctx.profile, self.service, self.pidfiles, must_stop=True),
+        files = pid_files(ctx, self.pidfiles, self.sysv_pidfiles)
+        return Command(stop_and_wait(ctx.profile, self.service, files, must_stop=True),
                        summary=f"{ctx.profile.action(self.service, 'stop')} (then wait until "
                                "it is gone)")
 

@@ -40,9 +40,16 @@ class ServiceRunning(Operation[ServiceState]):
     reload_on: frozenset[Family] = frozenset()
     reload_in_place: bool = False
     restart_only: bool = False
+    # Pid files that only a sysv init writes (catalog `sysv_pid_dir`); `pidfiles` hold
+    # under every init.
+    sysv_pidfiles: tuple[str, ...] = ()
+
+    def pid_files(self, ctx: HostContext) -> tuple[str, ...]:
+        """The pid files that tell whether the daemon runs on this host's init."""
+        return pid_files(ctx, self.pidfiles, self.sysv_pidfiles)
 
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
-        return service_state(ctx.profile, self.service, self.pidfiles)
+        return service_state(ctx.profile, self.service, self.pid_files(ctx))
 
     def verb(self, ctx: HostContext, state: ServiceState) -> Verb:
         """What the service needs: started, restarted, reloaded, or nothing (``)."""
@@ -62,25 +69,25 @@ class ServiceRunning(Operation[ServiceState]):
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         # restart_only never enables: there is no boot setting for the undo to put back
         record: Record = {"kind": "service", "service": self.service,
-                          "pidfiles": list(self.pidfiles),
+                          "pidfiles": list(self.pid_files(ctx)),
                           "was_enabled": state.enabled or self.restart_only,
                           "was_running": state.running}
         if self.verb(ctx, state) == "reload":  # so that a rollback reloads too
             record["verb"] = "reload"
         return record
 
-    def _pids(self) -> str:
+    def _pids(self, ctx: HostContext) -> str:
         """Shell: the pids in the service's pid files on one line (a restart changes them)."""
-        files = " ".join(q(p) for p in self.pidfiles)
+        files = " ".join(q(p) for p in self.pid_files(ctx))
         return f"$(cat {files} 2>/dev/null | tr -s ' \\n' '  ')"
 
     def _wait_running(self, ctx: HostContext, replaced: bool = False) -> str:
         """Shell: wait until the service runs; `replaced`: by another daemon than the one
         whose pids are in `$old` (a restart is done only when the new daemon is up)."""
-        check = running_probe(self.service, self.pidfiles, ctx.profile.init)
+        check = running_probe(self.service, self.pid_files(ctx), ctx.profile.init)
         up = f'[ "$({check})" = running ]'
         if replaced:
-            up += f' && [ "{self._pids()}" != "$old" ]'
+            up += f' && [ "{self._pids(ctx)}" != "$old" ]'
         return self._poll(up)
 
     def _poll(self, condition: str) -> str:
@@ -93,8 +100,8 @@ class ServiceRunning(Operation[ServiceState]):
         """Shell: the pids of the processes that serve, on one line. Under systemd the pid
         file names the master, which stays across a reload: its workers are what change."""
         if ctx.profile.init != "systemd":
-            return self._pids()
-        return (f"$(for m in {self._pids()}; do for s in /proc/[0-9]*/stat; do "
+            return self._pids(ctx)
+        return (f"$(for m in {self._pids(ctx)}; do for s in /proc/[0-9]*/stat; do "
                 'read -r p _ _ pp _ < "$s" 2>/dev/null || continue; '
                 '[ "$pp" = "$m" ] && echo "$p"; done; done | tr -s \' \\n\' \'  \')')
 
@@ -103,9 +110,9 @@ class ServiceRunning(Operation[ServiceState]):
         runs); else fail, with the service's own message, while the old process goes on
         serving the old configuration."""
         profile = ctx.profile
-        check = running_probe(self.service, self.pidfiles, profile.init)
+        check = running_probe(self.service, self.pid_files(ctx), profile.init)
         if self.reload_in_place:
-            serving = self._pids()
+            serving = self._pids(ctx)
             up = f'[ "$({check})" = running ] && [ "{serving}" = "$old" ]'
             then = "check that it still runs"
         else:
@@ -135,9 +142,9 @@ class ServiceRunning(Operation[ServiceState]):
             return [*commands, self._reload(ctx)]
         # A restart returns while the old daemon may still be stopping (keepalived's init
         # script does): its pids tell the old daemon from the new one.
-        replaced = state.running and bool(self.pidfiles)
+        replaced = state.running and bool(self.pid_files(ctx))
         wait = self._wait_running(ctx, replaced)
-        remember = f'old="{self._pids()}"; ' if replaced else ""
+        remember = f'old="{self._pids(ctx)}"; ' if replaced else ""
         # One retry: such a restart can start too early and be skipped, leaving nothing
         # running once the old daemon is gone; by the end of the wait it is.
         script = (f"{remember}{profile.action(self.service, verb)} >&2 || true; "
@@ -158,6 +165,12 @@ class ServiceRunning(Operation[ServiceState]):
 
     def title(self) -> str:
         return f"service {self.service}"
+
+
+def pid_files(ctx: HostContext, pidfiles: tuple[str, ...],
+              sysv_pidfiles: tuple[str, ...]) -> tuple[str, ...]:
+    """`pidfiles`, else on a sysv host `sysv_pidfiles` (under systemd the unit is asked)."""
+    return pidfiles or (sysv_pidfiles if ctx.profile.init == "sysv" else ())
 
 
 def installed_test(profile: Profile, service: str) -> str:

@@ -95,6 +95,7 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
     ports: set[int] = set()
     # a daemon serving several services (httpd: keystone and horizon on EL) restarts once
     restart_after: dict[str, set[str]] = {}
+    pidfiles: dict[str, tuple[str, ...]] = {}
     for service in _bound_services(inv, family):
         edits = original_bind_ops(inv, service, family)
         if not edits:
@@ -104,12 +105,14 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
                   if p.name not in inv.omit_proxies}
         steps.append(Step(step_id, f"{service.title}: bind the original's API to "
                           f"{node.api_bind}", {node.name: edits}))
-        for daemon in service.variant(family, inv.release).daemons:
+        variant = service.variant(family, inv.release)
+        for daemon in variant.daemons:
             restart_after.setdefault(daemon, set()).add(step_id)
+            pidfiles[daemon] = variant.sysv_pidfiles(daemon)
     if not steps:
         return OriginalBinds()
     restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30,
-                                    restart_only=True)
+                                    restart_only=True, sysv_pidfiles=pidfiles[d])
                      for d, ids in restart_after.items())
     steps.append(Step(RESTART_STEP, "Restart the original's APIs on their own address",
                       {node.name: restarts}))

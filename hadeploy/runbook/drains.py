@@ -57,9 +57,10 @@ def answers_script(inv: Inventory, node: Node, service: Service) -> str:
 def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family,
                     restart_after: frozenset[str], always: bool = False) -> tuple[AnyOp, ...]:
     """`service`'s daemons running on `node`, each restart drained on the balancers."""
+    variant = service.variant(family, inv.release)
     daemons = tuple(ServiceRunning(f"service:{d}", d, (), restart_after, wait_seconds=30,
-                                   restart_only=always)
-                    for d in service.variant(family, inv.release).daemons)
+                                   restart_only=always, sysv_pidfiles=variant.sysv_pidfiles(d))
+                    for d in variant.daemons)
     lbs = service_balancers(inv, service)
     if lbs is None:
         return daemons
@@ -82,10 +83,11 @@ def retire_steps(inv: Inventory, families: Mapping[str, Family]) -> list[Step]:
         for service in services:
             ports = tuple(sorted({p.port for p in service.proxies_for(inv.release)
                                   if p.name not in inv.omit_proxies}))
-            for daemon in service.variant(families[node.name], inv.release).daemons:
+            variant = service.variant(families[node.name], inv.release)
+            for daemon in variant.daemons:
                 retired.setdefault(daemon, ServiceRetired(
                     f"retire:{daemon}", daemon, (), service_balancers(inv, service), ports,
-                    sources, bound))
+                    sources, bound, variant.sysv_pidfiles(daemon)))
         ops[node.name] = tuple(retired.values())
     names = ", ".join(n.name for n in inv.retired)
     return [Step("ctl.retire", f"Retire {names}: drain, then stop and disable its services "

@@ -101,9 +101,14 @@ def register(host: LabHost, site: Site, admin_password: str,
             run_python(host, _REGISTER, json.dumps(params) + "\n",
                        "register the services in Keystone")
             return
-        except LabError:
+        except LabError as exc:
             if attempt == 9:
-                raise
+                # What Keystone itself said and whether its uwsgi still runs: the client
+                # only sees its connections reset.
+                seen = host.exec(["sh", "-c", "tail -n 40 /var/log/keystone/keystone.log; "
+                                  "ps -eo pid,stat,rss,etime,args | grep -E '[u]wsgi'"],
+                                 check=False).stdout
+                raise LabError(f"{exc}\nKeystone's log and uwsgi processes:\n{seen}") from exc
             time.sleep(10)
 
 

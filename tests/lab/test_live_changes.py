@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from hadeploy.quoting import q
 from lab import Lab
 from lab.inventory import write_lab_inventory
 from lab.openstack import provision_original
@@ -41,6 +43,7 @@ GLANCE_CONF = "/etc/glance/glance-api.conf"
 STATS = "/var/lib/haproxy/stats"
 MIN_REQUESTS = 1000  # per change, on new connections
 FIGURES: dict[str, VipLoad] = {}
+STARTED = [""]  # when the last change under load began, as the APIs' logs write times
 FIGURES_VARIABLE = "HADEPLOY_LIVE_FIGURES"  # a file the figures are written to, as JSON
 Deployed = tuple[Lab, Path]
 # ctl3 is not in the first deployment: (4) adds it as a bare host, (5) removes it again.
@@ -86,6 +89,7 @@ def under_load(name: str, change: Callable[[], object], max_seconds: float = 240
     """Run `change` while the clients send requests (for at most `max_seconds`); keep and
     print the figure."""
     load = VipLoad(max_seconds=max_seconds)
+    STARTED[:] = [time.strftime("%Y-%m-%d %H:%M:%S")]
     with load.running():
         change()
     FIGURES[name] = load
@@ -114,10 +118,11 @@ def server_errors(lab: Lab) -> dict[str, list[str]]:
     return out
 
 
-def api_errors(lab: Lab) -> dict[str, str]:
-    """Per controller, the last error lines of its APIs' logs."""
-    script = (f"grep -hE 'ERROR|CRITICAL|Traceback|greenlet' {' '.join(API_LOGS)} "
-              "2>/dev/null | tail -n 8")
+def api_errors(lab: Lab, since: str) -> dict[str, str]:
+    """Per controller, the last error lines its APIs logged since `since` (the logs' own
+    `YYYY-MM-DD HH:MM:SS` prefix, which every line of an oslo.log record carries)."""
+    script = (f"cat {' '.join(API_LOGS)} 2>/dev/null | awk -v t={q(since)} "
+              "'$1 \" \" $2 >= t' | grep -E 'ERROR|CRITICAL|greenlet' | tail -n 8")
     return {ctl: lab.hosts[ctl].exec(["sh", "-c", script], check=False).stdout
             for ctl in CTLS}
 
@@ -126,7 +131,7 @@ def assert_no_failed_request(load: VipLoad, lab: Lab) -> None:
     assert load.fresh.sent >= MIN_REQUESTS, f"only {load.fresh}: too few to prove anything"
     # Printed either way: retries and redispatches are worth reading in a passing run too.
     diagnosis = (f"haproxy's error counters per server: {server_errors(lab)}\n"
-                 f"API errors: {api_errors(lab)}")
+                 f"API errors since the change began: {api_errors(lab, STARTED[0])}")
     print(diagnosis)
     assert load.fresh.failed == 0, f"{load.fresh}: {load.fresh.samples}\n{diagnosis}"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from hadeploy import ops
+from hadeploy.catalog import load_catalog
 from hadeploy.facts.files import FileState, file_probe, parse_file_probe
 from hadeploy.facts.system import PackagesSeen, ServiceState
 from hadeploy.facts.trees import Manifest
@@ -507,7 +508,7 @@ def test_a_restart_waits_for_a_new_daemon_not_the_one_it_replaced(
     pidfile = tmp_path / "svc.pid"
     service = ServiceRunning("svc", "svc", (str(pidfile),), wait_seconds=0)
     pidfile.write_text(f"{sleeper.pid}\n")
-    remember = f'old="{service._pids()}"; '
+    remember = f'old="{service._pids(ctx())}"; '
     wait = service._wait_running(ctx(), replaced=True)
     # the old daemon still runs (it is stopping): the restart is not done yet
     assert sh(remember + wait).returncode == 1
@@ -522,6 +523,25 @@ def test_a_restart_waits_for_a_new_daemon_not_the_one_it_replaced(
     assert restart.script.startswith('old="$(cat /run/keepalived.pid ')
     (start,) = KEEPALIVED.apply(sysv, KEEPALIVED.read(sysv, Probe("enabled\nstopped\n")))
     assert "old=" not in start.script  # nothing to replace
+
+
+def test_debian_openstack_daemons_are_probed_by_their_pid_file_under_sysv_only() -> None:
+    """openstack-pkg-tools' init scripts answer `status` by `pidof uwsgi_python3` when no pid
+    file is named: any other uwsgi API on the host made nova-api-metadata look running
+    (and its start a restart). Under sysv the catalog's pid file decides; under systemd,
+    whose units write none, systemctl does."""
+    variant = load_catalog()["nova"].variant("debian", "modern")
+    assert variant.sysv_pidfiles("nova-api-metadata") == ("/var/run/nova/nova-api-metadata.pid",)
+    service = ServiceRunning("service:nova-api-metadata", "nova-api-metadata",
+                             sysv_pidfiles=variant.sysv_pidfiles("nova-api-metadata"))
+    sysv = ctx(profile_for("debian", "sysv"))
+    probe = service.fact(sysv).command or ""
+    assert "/var/run/nova/nova-api-metadata.pid" in probe and " status" not in probe
+    systemd = ctx(profile_for("debian", "systemd"))
+    probe = service.fact(systemd).command or ""
+    assert "nova-api-metadata.pid" not in probe and "systemctl is-active" in probe
+    state = service.read(sysv, Probe("enabled\nrunning\n"))
+    assert service.intent(sysv, state)["pidfiles"] == ["/var/run/nova/nova-api-metadata.pid"]
 
 
 # -- reloads (haproxy on Debian) ---------------------------------------------------------------

@@ -52,7 +52,6 @@ CA_ON_HOST = "/root/hadeploy-lab-ca.pem"
 GLANCE_CONF = "/etc/glance/glance-api.conf"
 OVERRIDE_HEADER = "X-Hadeploy-Override"
 OVERRIDE = f"http-response set-header {OVERRIDE_HEADER} keystone-public"
-KEYSTONE_UWSGI = "/etc/keystone/keystone-uwsgi.ini"
 MIN_REQUESTS = 200  # new TLS connections during the renewal's re-run
 
 # What the lab's inventory gets on top of its usual keys: the public VIP on the same
@@ -145,20 +144,6 @@ def api_logs(lab: Lab) -> dict[str, str]:
         check=False).stdout for host in CTLS}
 
 
-def one_thread_per_keystone_worker(lab: Lab) -> None:
-    """Debian's keystone-uwsgi.ini runs 32 threads in each of Keystone's 2 processes, and
-    something Keystone loads uses an eventlet semaphore across them: a first lab run saw a
-    new controller's Keystone log `greenlet.error: cannot switch to a different thread`
-    (eventlet's hub, fire_timers, semaphore._do_acquire) as its workers took the requests
-    queued while the app loaded, and one request thread never answered again: a client
-    through the VIP waits for haproxy's `timeout server` (600 s for Keystone). Upstream's
-    uwsgi example runs processes, not threads; the original gets one thread per process
-    before its /etc/keystone is copied, and restarts with it when deploy-controllers
-    changes keystone.conf."""
-    lab.hosts["ctl1"].exec(["sed", "-i", "s/^threads = .*/threads = 1/", KEYSTONE_UWSGI])
-    assert "threads = 1" in lab.hosts["ctl1"].exec(["cat", KEYSTONE_UWSGI]).stdout
-
-
 def conf_digest(lab: Lab) -> str:
     return lab.hosts["ctl1"].exec(f"sha256sum {GLANCE_CONF}").stdout.split()[0]
 
@@ -188,7 +173,6 @@ def plane(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Plane:
     ca = CertAuthority.create("hadeploy lab CA")
     serial = _issue(ca, pki)
     original = provision_original(lab, "ctl1", state)
-    one_thread_per_keystone_worker(lab)
     lab.hosts["ctl1"].exec(f"cat > {CA_ON_HOST}", input=ca.pem().decode())
     inventory = write_lab_inventory(lab, state / "hosts.toml", rc_files=[("ctl1", RC)])
     text = inventory.read_text().replace(

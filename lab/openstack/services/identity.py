@@ -9,6 +9,13 @@ from lab.openstack.recipe import KEYSTONE_PORT, Daemon, Edit, FileWrite, IniEdit
 
 #: uwsgi processes; Debian's 8 cost ~0.7 GiB more.
 KEYSTONE_WORKERS = 2
+#: uwsgi threads per process. Debian's keystone-uwsgi.ini has 32, and something Keystone
+#: loads shares an eventlet semaphore across them: under load a thread it had not used yet
+#: failed with `greenlet.error: cannot switch to a different thread`, resetting a
+#: connection (the full plane's service registration, ten tries 10 s apart, with another
+#: lab beside it) or never answering one (a new controller's Keystone). Keystone's own
+#: uwsgi example runs processes, not threads; the lab's operator does the same.
+KEYSTONE_THREADS = 1
 
 
 def _configure(site: Site) -> Sequence[Edit]:
@@ -19,6 +26,7 @@ def _configure(site: Site) -> Sequence[Edit]:
         ]),
         IniEdit("/etc/keystone/keystone-uwsgi.ini", [
             ("uwsgi", "processes", str(KEYSTONE_WORKERS)),
+            ("uwsgi", "threads", str(KEYSTONE_THREADS)),
         ]),
         FileWrite("/etc/default/keystone", (
             "# hadeploy lab (packstack-style original controller): Keystone's uwsgi listens on\n"

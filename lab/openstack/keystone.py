@@ -33,6 +33,7 @@ runuser -u keystone -- keystone-manage bootstrap --bootstrap-username admin \
 # workers still starting) is safe.
 _REGISTER = r"""
 import json, sys
+import requests
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
 from keystoneclient.v3 import client
@@ -41,9 +42,14 @@ p = json.loads(sys.stdin.readline())
 auth = v3.Password(auth_url=p["auth_url"], username="admin", password=p["admin_password"],
                    project_name="admin", user_domain_name="Default",
                    project_domain_name="Default")
-# One connection per request: Keystone's uwsgi (http-socket, no Content-Length) closes each
-# one, and a reused connection then fails with "Connection reset by peer".
-ks = client.Client(session=session.Session(auth=auth, additional_headers={"Connection": "close"}),
+# One connection per request. Keystone's uwsgi (http-socket) closes each connection after its
+# answer without saying so; after a 204 (no body, so nothing to read up to the close) the
+# client reuses the connection, and when the close had not arrived yet the next request is
+# reset ("Connection aborted"). A request header `Connection: close` does not stop that
+# reuse; dropping the pool's connections after each response does.
+http = requests.Session()
+http.hooks["response"].append(lambda response, *args, **kwargs: response.connection.close())
+ks = client.Client(session=session.Session(auth=auth, session=http),
                    interface="public", region_name=p["region"])
 project = (ks.projects.list(name=p["project"]) or
            [ks.projects.create(p["project"], domain="default",
@@ -94,8 +100,7 @@ def register(host: LabHost, site: Site, admin_password: str,
                       "url": e.url.format(address=site.address)}
                      for r in recipes for e in r.endpoints],
     }
-    # Keystone just started answers, then may reset connections for a while on a busy
-    # machine (a CI run saw five tries 3 s apart fail): up to ten tries, 10 s apart.
+    # Up to ten tries, 10 s apart: a Keystone just started may still drop a connection.
     for attempt in range(10):
         try:
             run_python(host, _REGISTER, json.dumps(params) + "\n",

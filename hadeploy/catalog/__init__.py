@@ -123,6 +123,9 @@ class Variant:
     # openstack-pkg-tools scripts answer `status` by `pidof` of the interpreter when no pid
     # file is named, so any other uwsgi on the host makes every such daemon look running.
     sysv_pid_dir: str = ""
+    # (daemon, NAME) where the init script's NAME, which names the pid file, is not the
+    # daemon's: neutron-api's script is NAME=neutron-server.
+    sysv_pid_names: tuple[tuple[str, str], ...] = ()
 
     def binds_for(self, release: Release) -> tuple[Bind, ...]:
         """The bind files of this variant on `release`."""
@@ -130,7 +133,8 @@ class Variant:
 
     def sysv_pidfiles(self, daemon: str) -> tuple[str, ...]:
         """The pid file of `daemon` under a sysv init (none known: empty)."""
-        return (f"{self.sysv_pid_dir}/{daemon}.pid",) if self.sysv_pid_dir else ()
+        name = dict(self.sysv_pid_names).get(daemon, daemon)
+        return (f"{self.sysv_pid_dir}/{name}.pid",) if self.sysv_pid_dir else ()
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,11 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     binds = tuple(_build(Bind, b, f"{where}.binds") for b in raw.pop("binds", []))
     shell_vars = tuple(_build(ShellVar, v, f"{where}.shell_vars")
                        for v in raw.pop("shell_vars", []))
+    pid_names = tuple(sorted(raw.pop("sysv_pid_names", {}).items()))
+    strays = sorted({d for d, _ in pid_names} - set(raw.get("daemons", ())))
+    if strays:
+        raise CatalogError(f"catalog {where}.sysv_pid_names: {', '.join(strays)} not among "
+                           "the variant's daemons")
     for bind in binds:
         if bind.kind not in BIND_KINDS:
             raise CatalogError(f"catalog {where}.binds: kind {bind.kind!r} is not one of "
@@ -275,7 +284,7 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     variant: Variant = _build(Variant, raw, where)
     if binds and variant.binds_all:
         raise CatalogError(f"catalog {where}: binds and binds_all contradict each other")
-    return replace(variant, binds=binds, shell_vars=shell_vars)
+    return replace(variant, binds=binds, shell_vars=shell_vars, sysv_pid_names=pid_names)
 
 
 def _proxy(raw: dict[str, Any], where: str) -> Proxy:

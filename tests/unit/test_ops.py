@@ -532,6 +532,10 @@ def test_debian_openstack_daemons_are_probed_by_their_pid_file_under_sysv_only()
     whose units write none, systemctl does."""
     variant = load_catalog()["nova"].variant("debian", "modern")
     assert variant.sysv_pidfiles("nova-api-metadata") == ("/var/run/nova/nova-api-metadata.pid",)
+    neutron = load_catalog()["neutron"].variant("debian", "modern")
+    assert neutron.sysv_pidfiles("neutron-api") == ("/var/run/neutron/neutron-server.pid",)
+    assert neutron.sysv_pidfiles("neutron-rpc-server") == (
+        "/var/run/neutron/neutron-rpc-server.pid",)
     service = ServiceRunning("service:nova-api-metadata", "nova-api-metadata",
                              sysv_pidfiles=variant.sysv_pidfiles("nova-api-metadata"))
     sysv = ctx(profile_for("debian", "sysv"))

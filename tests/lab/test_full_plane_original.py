@@ -316,8 +316,9 @@ def scaled(lab: Lab, original: OriginalController,
     """deploy-lb then deploy-controllers of SERVICES, with Glance's image store on a
     directory the three controllers share (the lab's stand-in for an NFS mount)."""
     run_only_with("HADEPLOY_LAB_SCALE_OUT", "the full plane's scale-out installs the whole "
-                  "plane on two more controllers, longer than CI's budget for it, and has not "
-                  "yet been run to its end (issue #11)")
+                  "plane on two more controllers, longer than CI's budget for it; its one run "
+                  "(2026-12-02) passed all but its rollback, where swift-proxy's restart "
+                  "failed (issue #11)")
     for host in LBS + NEW:
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)

@@ -55,23 +55,25 @@ class ServiceRetired(Operation[ServiceState]):
     drain_seconds: int
     sysv_pidfiles: tuple[str, ...] = ()
 
+    def _pid_files(self, ctx: HostContext) -> tuple[str, ...]:
+        return pid_files(ctx, self.pidfiles, self.sysv_pidfiles)
+
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
-        return service_state(ctx.profile, self.service,
-                             pid_files(ctx, self.pidfiles, self.sysv_pidfiles))
+        return service_state(ctx.profile, self.service, self._pid_files(ctx))
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
         return not state.running and not state.enabled
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
         return {"kind": "retired-service", "service": self.service,
-                "pidfiles": list(pid_files(ctx, self.pidfiles, self.sysv_pidfiles)),
+                "pidfiles": list(self._pid_files(ctx)),
                 "was_enabled": state.enabled,
                 "was_running": state.running, "server": ctx.node.name,
                 "balancers": asdict(self.balancers) if self.balancers else None}
 
     def _stop(self, ctx: HostContext) -> Command:
-        files = pid_files(ctx, self.pidfiles, self.sysv_pidfiles)
-        return Command(stop_and_wait(ctx.profile, self.service, files, must_stop=True),
+        return Command(stop_and_wait(ctx.profile, self.service, self._pid_files(ctx),
+                                     must_stop=True),
                        summary=f"{ctx.profile.action(self.service, 'stop')} (then wait until "
                                "it is gone)")
 

@@ -97,7 +97,6 @@ def under_load(name: str, change: Callable[[], object], max_seconds: float = 240
     return load
 
 
-
 # haproxy's per-server counters that say which server a failed request met and how.
 ERROR_COUNTERS = ("eresp", "econ", "wretr", "wredis", "srv_abrt", "hrsp_5xx")
 API_LOGS = ("/var/log/keystone/keystone.log", "/var/log/glance/glance-api.log")
@@ -105,16 +104,19 @@ API_LOGS = ("/var/log/keystone/keystone.log", "/var/log/glance/glance-api.log")
 
 def server_errors(lab: Lab) -> dict[str, list[str]]:
     """Per balancer, each server's non-zero error counters since haproxy's last reload."""
-    out = {}
+    out: dict[str, list[str]] = {}
     for lb in LBS:
         rows = haproxy_cli(lab, lb, "show stat").lstrip("# ").splitlines()
         if not rows:
             continue
         header = rows[0].split(",")
-        out[lb] = [f"{r['pxname']}/{r['svname']} " + " ".join(
-            f"{c}={r[c]}" for c in ERROR_COUNTERS if r.get(c) not in ("", "0", None))
-            for r in (dict(zip(header, row.split(","), strict=False)) for row in rows[1:])
-            if any(r.get(c) not in ("", "0", None) for c in ERROR_COUNTERS)]
+        out[lb] = []
+        for row in rows[1:]:
+            stats = dict(zip(header, row.split(","), strict=False))
+            errors = [f"{c}={stats[c]}" for c in ERROR_COUNTERS
+                      if stats.get(c, "") not in ("", "0")]
+            if errors:
+                out[lb].append(f"{stats['pxname']}/{stats['svname']} {' '.join(errors)}")
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState
 from hadeploy.ops.base import Command, HostContext, Operation, Record
-from hadeploy.ops.services import ServiceRunning, undo_service
+from hadeploy.ops.services import ServiceRunning, poll, undo_service
 from hadeploy.quoting import q
 
 NO_SOCAT = ("socat is not installed on this balancer; hadeploy talks to haproxy's stats "
@@ -75,12 +75,6 @@ def _rows(lbs: Balancers, name_field: int, backend_field: int) -> str:
     return f"(${name_field} == srv) && ({backends})"
 
 
-def _poll(condition: str, seconds: int) -> str:
-    """Shell: test `condition` every 0.25 s for at most `seconds`."""
-    return (f"i=0; until {condition} || [ $i -ge {seconds * 4} ]; do "
-            "sleep 0.25; i=$((i+1)); done; ")
-
-
 def _others_up(lbs: Balancers, server: str) -> str:
     """Shell: wait (bounded) until every backend has another server running and ready to
     take the traffic; past the bound, say so and go on (a lone server cannot be spared)."""
@@ -90,7 +84,7 @@ def _others_up(lbs: Balancers, server: str) -> str:
     found = f"o=$(hap 'show servers state' | awk -v srv={q(server)} {others})"
     alone = q(f"no other server is UP in every one of {', '.join(lbs.backends)} after "
               f"{lbs.up_seconds} s; draining {server} anyway")
-    return (_poll(f'{{ {found}; [ "$o" = {len(lbs.backends)} ]; }}', lbs.up_seconds)
+    return (poll(f'{{ {found}; [ "$o" = {len(lbs.backends)} ]; }}', lbs.up_seconds)
             + f'[ "$o" = {len(lbs.backends)} ] || echo {alone} >&2; ')
 
 
@@ -114,7 +108,7 @@ def drain_script(lbs: Balancers, server: str, if_listed: bool = False) -> str:
     left = q(f"{server} still has sessions after {lbs.drain_seconds} s; going on anyway: ")
     return (_cli(lbs.socket) + listed + _others_up(lbs, server)
             + _set_state(lbs, server, "drain")
-            + _poll(f'{{ {count}; [ "$n" = 0 ]; }}', lbs.drain_seconds)
+            + poll(f'{{ {count}; [ "$n" = 0 ]; }}', lbs.drain_seconds)
             + f'[ "$n" = 0 ] || echo {left}"$n" >&2')
 
 
@@ -131,7 +125,7 @@ def ready_script(lbs: Balancers, server: str, if_listed: bool = False) -> str:
     late = q(f"haproxy does not see {server} UP in {', '.join(lbs.backends)} after "
              f"{lbs.up_seconds} s (running/found: ")
     return (_cli(lbs.socket) + (_listed(lbs, server) if if_listed else "")
-            + _poll(up, lbs.up_seconds) + _set_state(lbs, server, "ready")
+            + poll(up, lbs.up_seconds) + _set_state(lbs, server, "ready")
             + f'[ "$r" = {q(want)} ] || {{ echo {late}"$r); it is set ready: haproxy sends it '
             'traffic once its checks pass" >&2; exit 1; }')
 

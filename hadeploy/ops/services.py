@@ -78,23 +78,11 @@ class ServiceRunning(Operation[ServiceState]):
 
     def _pids(self, ctx: HostContext) -> str:
         """Shell: the pids in the service's pid files on one line (a restart changes them)."""
-        files = " ".join(q(p) for p in self.pid_files(ctx))
-        return f"$(cat {files} 2>/dev/null | tr -s ' \\n' '  ')"
-
-    def _wait_running(self, ctx: HostContext, replaced: bool = False) -> str:
-        """Shell: wait until the service runs; `replaced`: by another daemon than the one
-        whose pids are in `$old` (a restart is done only when the new daemon is up)."""
-        check = running_probe(self.service, self.pid_files(ctx), ctx.profile.init)
-        up = f'[ "$({check})" = running ]'
-        if replaced:
-            up += f' && [ "{self._pids(ctx)}" != "$old" ]'
-        return self._poll(up)
+        return pids_in(self.pid_files(ctx))
 
     def _poll(self, condition: str) -> str:
         """Shell: test `condition` every 0.25 s for `wait_seconds`; exit status: its last test."""
-        tries = self.wait_seconds * 4
-        return (f"i=0; while [ $i -lt {tries} ]; do "
-                f"{condition} && break; i=$((i+1)); sleep 0.25; done; {condition}")
+        return poll(condition, self.wait_seconds) + condition
 
     def _serving(self, ctx: HostContext) -> str:
         """Shell: the pids of the processes that serve, on one line. Under systemd the pid
@@ -140,19 +128,8 @@ class ServiceRunning(Operation[ServiceState]):
         verb = self.verb(ctx, state) or "restart"
         if verb == "reload":
             return [*commands, self._reload(ctx)]
-        # A restart returns while the old daemon may still be stopping (keepalived's init
-        # script does): its pids tell the old daemon from the new one.
-        replaced = state.running and bool(self.pid_files(ctx))
-        wait = self._wait_running(ctx, replaced)
-        remember = f'old="{self._pids(ctx)}"; ' if replaced else ""
-        # One retry: such a restart can start too early and be skipped, leaving nothing
-        # running once the old daemon is gone; by the end of the wait it is.
-        script = (f"{remember}{profile.action(self.service, verb)} >&2 || true; "
-                  f"if ! ( {wait} ); then {profile.action(self.service, 'start')} >&2 || true; "
-                  f"( {wait} ) || {{ echo {q(self.service + ' is not running after ' + verb)} "
-                  ">&2; exit 1; }; fi")
-        commands.append(Command(script, summary=f"{profile.action(self.service, verb)} "
-                                "(then wait until it runs)"))
+        commands.append(restart_and_wait(profile, self.service, self.pid_files(ctx), verb,
+                                         self.wait_seconds, state.running))
         return commands
 
     def verify(self, ctx: HostContext, state: ServiceState) -> bool:
@@ -171,6 +148,47 @@ def pid_files(ctx: HostContext, pidfiles: tuple[str, ...],
               sysv_pidfiles: tuple[str, ...]) -> tuple[str, ...]:
     """`pidfiles`, else on a sysv host `sysv_pidfiles` (under systemd the unit is asked)."""
     return pidfiles or (sysv_pidfiles if ctx.profile.init == "sysv" else ())
+
+
+def poll(condition: str, seconds: int) -> str:
+    """Shell: test `condition` every 0.25 s until it holds, for at most `seconds`."""
+    return (f"i=0; until {condition} || [ $i -ge {seconds * 4} ]; do "
+            "sleep 0.25; i=$((i+1)); done; ")
+
+
+def pids_in(pidfiles: tuple[str, ...]) -> str:
+    """Shell: the pids in `pidfiles` on one line (a restart changes them)."""
+    files = " ".join(q(p) for p in pidfiles)
+    return f"$(cat {files} 2>/dev/null | tr -s ' \\n' '  ')"
+
+
+def wait_running(profile: Profile, service: str, pidfiles: tuple[str, ...], seconds: int,
+                 replaced: bool = False) -> str:
+    """Shell: wait (`seconds` at most) until the service runs; `replaced`: by another daemon
+    than the one whose pids are in `$old`. Exit status: whether it does."""
+    up = f'[ "$({running_probe(service, pidfiles, profile.init)})" = running ]'
+    if replaced:
+        up += f' && [ "{pids_in(pidfiles)}" != "$old" ]'
+    return poll(up, seconds) + up
+
+
+def restart_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
+                     verb: Literal["start", "restart"], seconds: int, running: bool) -> Command:
+    """`verb` the service, then wait until it runs: a restart is done only when a new daemon
+    runs (its pids tell it from the old one, which may still be stopping: keepalived's init
+    script returns early). A restart that fails (swift's init script does on a stale pid
+    file) is followed by a start at once; one that succeeds but starts too early can be
+    skipped, leaving nothing running once the old daemon is gone: by the end of the wait it
+    is, and one start is retried. Else fail, saying so."""
+    replaced = running and bool(pidfiles)
+    wait = wait_running(profile, service, pidfiles, seconds, replaced)
+    remember = f'old="{pids_in(pidfiles)}"; ' if replaced else ""
+    start = profile.action(service, "start")
+    script = (f"{remember}{profile.action(service, verb)} >&2 || {start} >&2 || true; "
+              f"if ! ( {wait} ); then {start} >&2 || true; "
+              f"( {wait} ) || {{ echo {q(service + ' is not running after ' + verb)} "
+              ">&2; exit 1; }; fi")
+    return Command(script, summary=f"{profile.action(service, verb)} (then wait until it runs)")
 
 
 def installed_test(profile: Profile, service: str) -> str:
@@ -214,10 +232,17 @@ def undo_service(ctx: HostContext, record: Record) -> list[Command]:
     if record.get("was_running"):
         # The run restarted (or reloaded) it for a new configuration; once that is restored,
         # do so again so it runs the old one (skipped if the service no longer exists).
-        verb = "reload" if record.get("verb") == "reload" else "restart"
+        # A restart is followed like the run's own: started if it did not, then waited for.
+        pidfiles = tuple(str(p) for p in record.get("pidfiles", ()))
+        if record.get("verb") == "reload":
+            script, action = f"{profile.action(service, 'reload')} >&2", "reload"
+        else:
+            restart = restart_and_wait(profile, service, pidfiles, "restart", 30, True)
+            script = f"( {restart.script} )"
+            action = "restart"
         commands.append(Command(
-            f"if {installed_test(profile, service)}; then {profile.action(service, verb)} >&2; fi",
-            summary=f"{profile.action(service, verb)} (after the files are restored)",
+            f"if {installed_test(profile, service)}; then {script}; fi",
+            summary=f"{profile.action(service, action)} (after the files are restored)",
             deferred=True))
     if not record.get("was_enabled"):
         commands.append(Command(profile.disable(service) + " >&2 || true",

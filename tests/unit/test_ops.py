@@ -49,10 +49,11 @@ from hadeploy.ops.base import BACKUP_ROOT
 from hadeploy.ops.files import atomic_write, undo_file, unified_diff
 from hadeploy.ops.packages import NEW_MARK, undo_packages
 from hadeploy.ops.retire import ServiceRetired
-from hadeploy.ops.services import undo_service
+from hadeploy.ops.services import pids_in, undo_service, wait_running
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
 from hadeploy.platforms import Init, Profile, profile_for, running_probe
+from hadeploy.quoting import q
 from hadeploy.runbook.lb import build_lb_runbook
 
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -442,13 +443,47 @@ def test_undo_service_reverses_only_what_the_run_did() -> None:
     # restored, it is restarted again (deferred until every other undo of the run is done).
     (restart,) = undo_service(ctx(), {**record, "was_enabled": True, "was_running": True})
     assert restart.deferred
-    assert restart.script == ("if systemctl cat haproxy >/dev/null 2>&1; then "
-                              "systemctl restart haproxy >&2; fi")
+    assert restart.script.startswith("if systemctl cat haproxy >/dev/null 2>&1; then ( ")
+    assert restart.shown() == "systemctl restart haproxy (after the files are restored)"
     el6 = undo_service(ctx(profile_for("el6")), {**record, "was_enabled": False,
                                                  "was_running": True})
     assert [c.shown() for c in el6] == [
         "service haproxy restart (after the files are restored)", "chkconfig haproxy off"]
     assert "[ -x /etc/init.d/haproxy ]" in el6[0].script
+
+
+def test_the_rollbacks_restart_starts_a_daemon_its_init_script_failed_to_restart(
+        tmp_path: Path) -> None:
+    """Swift's init script failed its restart on a stale pid ("failed to kill PID: No such
+    process") and left nothing running: the rollback's deferred restart starts it, waits
+    until it runs, and fails saying so only when it never does."""
+    pidfile, log = tmp_path / "svc.pid", tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"""#!/bin/sh
+echo "$1" >> {log}
+case "$1" in
+  cat) exit 0 ;;
+  restart) echo "failed to kill PID: No such process" >&2; exit 1 ;;
+  start) [ -e {tmp_path}/never ] && exit 1; sleep 30 >/dev/null 2>&1 & echo $! > {pidfile} ;;
+esac
+""")
+    fake.chmod(0o755)
+    record = {"kind": "service", "service": "svc", "pidfiles": [str(pidfile)],
+              "was_enabled": True, "was_running": True}
+    (restart,) = undo_service(ctx(), record)
+    path = f"PATH={q(str(tmp_path))}:$PATH; "
+    done = sh(path + restart.script)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert log.read_text().split() == ["cat", "restart", "start"]
+        assert sh(running_probe("svc", (str(pidfile),), "systemd")).stdout == "running\n"
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    (tmp_path / "never").touch()
+    pidfile.unlink()
+    failed = sh(path + restart.script.replace("-ge 120", "-ge 2"))  # a 0.5 s wait
+    assert failed.returncode == 1
+    assert "svc is not running after restart" in failed.stderr
 
 
 @pytest.fixture
@@ -496,8 +531,7 @@ def test_running_probe_does_not_count_a_zombie(tmp_path: Path) -> None:
 def test_wait_running_succeeds_at_once_for_a_running_daemon(
         tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     pidfile = tmp_path / "svc.pid"
-    service = ServiceRunning("svc", "svc", (str(pidfile),), wait_seconds=0)
-    wait = service._wait_running(ctx())
+    wait = wait_running(profile_for("debian"), "svc", (str(pidfile),), 0)
     assert sh(wait).returncode == 1  # no pid file: not running, no wait allowed
     pidfile.write_text(f"{sleeper.pid}\n")
     assert sh(wait).returncode == 0
@@ -506,10 +540,9 @@ def test_wait_running_succeeds_at_once_for_a_running_daemon(
 def test_a_restart_waits_for_a_new_daemon_not_the_one_it_replaced(
         tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     pidfile = tmp_path / "svc.pid"
-    service = ServiceRunning("svc", "svc", (str(pidfile),), wait_seconds=0)
     pidfile.write_text(f"{sleeper.pid}\n")
-    remember = f'old="{service._pids(ctx())}"; '
-    wait = service._wait_running(ctx(), replaced=True)
+    remember = f'old="{pids_in((str(pidfile),))}"; '
+    wait = wait_running(profile_for("debian"), "svc", (str(pidfile),), 0, replaced=True)
     # the old daemon still runs (it is stopping): the restart is not done yet
     assert sh(remember + wait).returncode == 1
     successor = subprocess.Popen(["sleep", "30"])

@@ -95,6 +95,10 @@ def split_sections(name: str, stdout: str) -> dict[str, str]:
 
 # -- tagged lines: marked lines among other output -----------------------------------------
 
+#: The tag of a line a command prints for the operator to read (the runner shows it).
+NOTICE = "notice"
+
+
 def tagged_words(name: str, stdout: str) -> list[list[str]]:
     """The words after `@@name` of every line that starts with it, in order."""
     marker = tag(name)

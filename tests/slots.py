@@ -16,3 +16,9 @@ def worker_slot(environ: Mapping[str, str]) -> int | None:
         return None
     base = environ.get("HADEPLOY_LAB_SLOT", "0")
     return (int(base) if base.isdigit() else 0) + int(match.group(1))
+
+
+def work_unit(nodeid: str, openstack: bool) -> str:
+    """The xdist group of a test: `openstack` for every module that provisions an OpenStack
+    original (one worker runs them one after another), else its own file."""
+    return "openstack" if openstack else nodeid.split("::")[0]

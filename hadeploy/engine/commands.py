@@ -24,7 +24,8 @@ def stopped() -> Interrupted:
 class CommandRunner:
     """Runs commands: honours the stop request, feeds stdin read from another host, tells
     the look-ahead that probes taken earlier may be stale, and emits a `notice` event before
-    a command that has one and a `command` event after each."""
+    a command that has one, a `command` event after each, and a `notice` event for each line
+    the host tagged `@@notice` (what the operator must know of what the host did)."""
 
     def __init__(self, transport: Transport, lookahead: LookAhead, emit: Emitter,
                  stop: threading.Event) -> None:
@@ -58,4 +59,6 @@ class CommandRunner:
         result = self.transport.run(command.on or host, command.script, stdin=stdin)
         self.emit("command", step_id, host, command=command.shown(), exited=result.exited,
                   duration=round(time.monotonic() - started, 3))
+        for words in framing.tagged_words(framing.NOTICE, result.stdout):
+            self.emit("notice", step_id, host, text=" ".join(words))
         return result.check(command.shown())

@@ -166,22 +166,89 @@ def _busy_notice(holders: tuple[str, ...]) -> str:
             f"already under way to finish: pid {'; pid '.join(holders)}")
 
 
+#: Shell function: the packages of "$1" (about to be purged) whose purge would delete a
+#: directory holding a mount point of the table "$2" (/proc/self/mounts), one "package mount"
+#: pair per line. A package's own
+#: directories (dpkg's record, every owner in "$1") count, and so do /var/lib/NAME,
+#: /var/log/NAME, /var/cache/NAME, /var/lock/NAME, /var/spool/NAME, /etc/NAME and /srv/NAME
+#: for the packages NAME, NAME-* and python3-NAME, which maintainer scripts delete with
+#: `rm -rf` on purge (openstack-pkg-tools' pkgos_postrm: /var/lib/glance, where a shared
+#: image store is mounted).
+DATA_KEEPERS = r"""hadeploy_data_keepers() {
+  awk '$2 != "/" && $2 !~ /^\/(proc|sys|dev|run|tmp)(\/|$)/ {print $2}' "$2" |
+  sort -u | while read -r m; do
+    d=$m; dirs=""
+    while [ "$d" != / ] && [ -n "$d" ]; do dirs="$dirs $d"; d=$(dirname "$d"); done
+    dpkg-query -S $dirs 2>/dev/null | grep -v '^diversion ' | awk -v m="$m" -v present=" $1 " '
+      function base(n) { sub(/:.*/, "", n); return n }
+      function have(n) { return index(present, " " base(n) " ") > 0 }
+      BEGIN {
+        k = split(m, part, "/"); n = split(present, p, " "); name = ""
+        if (k >= 4 && part[2] == "var" && part[3] ~ /^(lib|log|cache|lock|spool)$/) name = part[4]
+        else if (k >= 3 && part[2] ~ /^(etc|srv)$/) name = part[3]
+        if (name != "") for (i = 1; i <= n; i++) {
+          b = base(p[i])
+          if (b == name || index(b, name "-") == 1 || b == "python3-" name) print b, m
+        }
+      }
+      { i = index($0, ": "); c = split(substr($0, 1, i - 1), o, ", "); all = 1
+        for (j = 1; j <= c; j++) if (!have(o[j])) all = 0
+        if (all) for (j = 1; j <= c; j++) print base(o[j]), m }'
+  done | sort -u
+}
+"""
+
+
+def purge_keeping_mounted_data(probe: str, purge: str, mounts: str = "/proc/self/mounts") -> str:
+    """Shell (apt): purge what is in `$present`, except packages whose purge would delete a
+    directory holding a mount point (a shared image store under /var/lib/glance, say): those
+    are removed, not purged, so the mounted data stays, and the operator is told which ones
+    and how to purge them once it is unmounted."""
+    remove = "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=60"
+    left = ("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' $asked 2>/dev/null | "
+            "awk '$2 ~ /^rc/ {print $1}' | tr '\\n' ' '")
+    notice = framing.tag(framing.NOTICE)
+    return (DATA_KEEPERS
+            + f'asked=$present; kept=$(hadeploy_data_keepers "$present" {q(mounts)})\n'
+            + 'if [ -n "$kept" ]; then\n'
+            + "  keep=$(echo \"$kept\" | awk '{print $1}' | sort -u | tr '\\n' ' ')\n"
+            + "  held=$(echo \"$kept\" | awk '{print $2}' | sort -u | tr '\\n' ' ')\n"
+            + f"  {remove} $keep >&2\n"
+            + f"  present=$({{ {probe}; }} | tr '\\n' ' ')\n"
+            + "fi\n"
+            + f'if [ -n "$present" ]; then {purge} $present >&2; fi\n'
+            + 'if [ -n "$kept" ]; then\n'
+            + f"  left=$({left})\n"
+            + f'  echo "{notice} removed, not purged: ${{left% }}: their purge deletes the '
+            + "directory holding the mount point ${held% } (its data stays); once that is "
+            + 'unmounted: apt-get purge ${left% }"\n'
+            + "fi\n")
+
+
 def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     """Remove what the run installed: those requested and every new dependency seen.
 
     Requested packages were missing when the run began, so removing them is always right,
     even when the install was cut off before it could report what it added. Only packages
-    still installed are named, so a repeated rollback is a no-op. Then the directories the
-    record lists as created by the install (absent before it) are deleted.
+    still installed are named, so a repeated rollback is a no-op. Data on a mount point is
+    never deleted: a purge that would is a removal (Debian, `purge_keeping_mounted_data`), and the
+    directories the record lists as created by the install (absent before it) are deleted
+    without crossing into another file system.
     """
     installed = tuple(dict.fromkeys([*record.get("requested", ()), *record.get("installed", ())]))
     commands = []
     if installed:
         probe = ctx.profile.installed_probe(installed)
-        # Debian: also take away a guard that a deploy killed mid-install left behind.
-        wait = UNGUARD + "restore\n" + wait_for_pm() if ctx.profile.family == "debian" else ""
-        script = (f"{wait}present=$({probe} | tr '\\n' ' '); "
-                  f"if [ -n \"$present\" ]; then {ctx.profile.remove_prefix()} $present >&2; fi")
+        if ctx.profile.family == "debian":
+            # Also take away a guard that a deploy killed mid-install left behind.
+            script = (UNGUARD + "restore\n" + wait_for_pm()
+                      + f"present=$({{ {probe}; }} | tr '\\n' ' ')\n"
+                      + 'if [ -n "$present" ]; then\n'
+                      + purge_keeping_mounted_data(probe, ctx.profile.remove_prefix())
+                      + "fi")
+        else:
+            script = (f"present=$({{ {probe}; }} | tr '\\n' ' '); if [ -n \"$present\" ]; then "
+                      f"{ctx.profile.remove_prefix()} $present >&2; fi")
         commands.append(Command(script, summary=ctx.profile.remove(installed)))
     created = [str(p) for p in record.get("created", ())]
     for path in created:
@@ -189,5 +256,6 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
         check_tree_path(f"refusing to delete {path!r}, which the journal names as created by "
                         "the install", path, below_top=True)
     if created:
-        commands.append(Command(f"rm -rf -- {' '.join(q(p) for p in created)}"))
+        commands.append(Command("rm -rf --one-file-system -- "
+                                + " ".join(q(p) for p in created)))
     return commands

@@ -19,7 +19,7 @@ from lab.inventory import LAB_VIP, write_lab_inventory
 from lab.openstack import OriginalController, provision_original
 from tests.lab.helpers import CTLS, LBS, hadeploy, vip_holders, wait_for
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
 RC = "/root/keystonerc_admin"
 PORTS = (5000, 9292)  # keystone-public and glance: the balanced ports (admin, registry omitted)

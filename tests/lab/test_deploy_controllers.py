@@ -34,7 +34,7 @@ from tests.lab.helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
 NEW = ("ctl2", "ctl3")
 RC = "/root/keystonerc_admin"

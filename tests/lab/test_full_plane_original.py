@@ -1,9 +1,9 @@
 """The lab's original controller with the whole control plane (lab.openstack.FULL_PLANE):
 every API answers a real authenticated call on the original, as packstack would leave it;
-then (with HADEPLOY_LAB_SCALE_OUT=1), on that same original, deploy-lb and deploy-controllers
-scale every service out to ctl2 and ctl3 behind lb1-lb3, every API answers on each controller
-and through the VIP, a re-run changes nothing, and the rollback leaves the original serving
-alone.
+then, on that same original, deploy-lb and deploy-controllers scale every service out to ctl2
+and ctl3 behind lb1-lb3, every API answers on each controller and through the VIP, a re-run
+changes nothing, and the rollback leaves the original serving alone, with the images of the
+store the controllers share (mounted under /var/lib/glance) intact.
 
 Needs root and the full plane's packages in the lab's offline repository (downloaded once
 into the persistent cache here; skipped, with the reason, when they cannot be had). The
@@ -48,7 +48,6 @@ from tests.lab.helpers import (
     events,
     hadeploy,
     installed,
-    run_only_with,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
@@ -315,10 +314,6 @@ def scaled(lab: Lab, original: OriginalController,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaledOut]:
     """deploy-lb then deploy-controllers of SERVICES, with Glance's image store on a
     directory the three controllers share (the lab's stand-in for an NFS mount)."""
-    run_only_with("HADEPLOY_LAB_SCALE_OUT", "the full plane's scale-out installs the whole "
-                  "plane on two more controllers, longer than CI's budget for it; its one run "
-                  "(2026-12-02) passed all but its rollback, where swift-proxy's restart "
-                  "failed (issue #11)")
     for host in LBS + NEW:
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)
@@ -434,6 +429,12 @@ def test_rollback_leaves_the_original_serving_alone(
     back = hadeploy("rollback", "--phase", "controllers", "--hosts", str(scaled.inventory),
                     "--yes", timeout=1800)
     assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    # glance-common's purge deletes /var/lib/glance, where the shared store is mounted on
+    # the new controllers: it is removed, not purged, and the operator is told so.
+    for host in NEW:
+        assert re.search(rf"{host} +removed, not purged: [^\n]*glance-common[^\n]*: their "
+                         r"purge deletes the directory holding the mount point "
+                         r"/var/lib/glance/images", back.stdout), back.stdout[-3000:]
     assert _files(lab) == scaled.files_before
     for endpoint in _json(lab, "endpoint list"):
         port, path = CATALOG[endpoint["Service Type"]]
@@ -442,7 +443,12 @@ def test_rollback_leaves_the_original_serving_alone(
         assert _pids(lab, host) == "", host
         assert not any(installed(lab, host, p) for p in ("keystone", "nova-api",
                                                          "openstack-dashboard-apache"))
-    # Every API of the original answers again, with the rc file back on its address.
+    # Every API of the original answers again, with the rc file back on its address, and
+    # the images of the shared store are all there.
     Session.login(original.address, original.admin_password).every_api("after-rollback")
+    for name in ("lab-image", "vip-image"):
+        _openstack(lab, f"image save --file /root/{name}.after {name}")
+        assert lab.hosts[ORIGINAL].exec(f"cmp /root/{name}.raw /root/{name}.after",
+                                        check=False).returncode == 0, name
     assert _json(lab, "server list") == []
     assert _json(lab, "stack list") == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
 
 from lab.errors import LabError
 from lab.network import SLOT_VARIABLE, lab_slot
-from tests.slots import worker_slot
+from tests.slots import work_unit, worker_slot
 
 
 @pytest.mark.parametrize(("raw", "slot"), [(None, 0), ("0", 0), ("3", 3), ("9", 9)])
@@ -38,3 +41,17 @@ def test_anything_else_is_refused_naming_the_variable(monkeypatch: pytest.Monkey
 def test_each_xdist_worker_takes_its_own_slot(environ: dict[str, str],
                                               slot: int | None) -> None:
     assert worker_slot(environ) == slot
+
+
+def test_openstack_modules_share_one_work_unit_every_other_module_has_its_own() -> None:
+    assert work_unit("tests/lab/test_colocated.py::test_a[x]", openstack=True) == "openstack"
+    assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == \
+        "tests/lab/test_deploy_lb.py"
+    # Every module that provisions an original is marked, so that two never run at once.
+    lab_tests = Path(__file__).parent.parent / "lab"
+    provisioning = sorted(p.stem for p in lab_tests.glob("test_*.py")
+                          if "provision_original(" in p.read_text())
+    assert len(provisioning) >= 6, provisioning
+    for module in provisioning:
+        marks = importlib.import_module(f"tests.lab.{module}").pytestmark
+        assert "openstack" in {m.name for m in marks}, module

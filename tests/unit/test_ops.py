@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hadeploy import ops
+from hadeploy import framing, ops
 from hadeploy.catalog import load_catalog
 from hadeploy.facts.files import FileState, file_probe, parse_file_probe
 from hadeploy.facts.system import PackagesSeen, ServiceState
@@ -47,7 +47,7 @@ from hadeploy.ops import (
 )
 from hadeploy.ops.base import BACKUP_ROOT
 from hadeploy.ops.files import atomic_write, undo_file, unified_diff
-from hadeploy.ops.packages import NEW_MARK, undo_packages
+from hadeploy.ops.packages import NEW_MARK, purge_keeping_mounted_data, undo_packages
 from hadeploy.ops.retire import ServiceRetired
 from hadeploy.ops.services import pids_in, undo_service, wait_running
 from hadeploy.ops.sysctl import undo_sysctl
@@ -364,7 +364,7 @@ def test_install_records_the_trees_it_will_create_and_rollback_deletes_them(
     assert not fresh.exists() and existing.exists()
     # packages already gone (a repeated rollback that was cut off): the tree still goes
     assert [c.shown() for c in undo_packages(ctx(), {"requested": [], "created": ["/etc/x"]})
-            ] == ["rm -rf -- /etc/x"]
+            ] == ["rm -rf --one-file-system -- /etc/x"]
 
 
 @pytest.mark.parametrize("path", ["/", "/etc", "etc/glance", "/etc/../root", "/etc/glance/"])
@@ -889,3 +889,59 @@ def test_the_undo_registry_does_not_depend_on_what_was_imported_before() -> None
                             capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.split() == ["drained-service", "endpoints", "file", "packages",
                                      "retired-service", "service", "sysctl", "tree"]
+
+
+def _fake_dpkg(tmp_path: Path, state: dict[str, str]) -> str:
+    """A PATH with dpkg-query and apt-get stand-ins over a package state file; the prefix."""
+    status = tmp_path / "status"
+    status.write_text("".join(f"{p} {s}\n" for p, s in state.items()))
+    (tmp_path / "dpkg-query").write_text(f"""#!/bin/sh
+if [ "$1" = -S ]; then shift; for d in "$@"; do case "$d" in
+  /var/lib/glance|/var/lib/glance/images) echo "glance-common: $d" ;;
+  /var|/var/lib|/srv) echo "base-files, glance-common: $d" ;;
+  *) echo "dpkg-query: no path found matching pattern $d" >&2 ;; esac; done; exit 0; fi
+shift 2; for p in "$@"; do grep "^$p " {status}; done; exit 0
+""")
+    (tmp_path / "apt-get").write_text(f"""#!/bin/sh
+verb=$1; shift; echo "$verb $*" >> {tmp_path}/calls
+for p in "$@"; do case "$p" in -*) continue ;; esac
+  if [ "$verb" = purge ]; then sed -i "/^$p /d" {status}; else sed -i "s/^$p ii/$p rc/" {status}; fi
+done
+""")
+    for name in ("dpkg-query", "apt-get"):
+        (tmp_path / name).chmod(0o755)
+    return f"PATH={q(str(tmp_path))}:$PATH; "
+
+
+def test_a_purge_that_would_delete_a_mounted_store_is_a_removal_and_says_so(
+        tmp_path: Path) -> None:
+    """glance-common's purge runs `rm -rf /var/lib/glance`: on a controller where the shared
+    image store is mounted at /var/lib/glance/images, the rollback would delete every image
+    of the cloud. glance-common (dpkg owns the directory) and glance-api (by name) are only
+    removed; the rest is purged; the operator reads what was kept, why, and how to finish."""
+    state = {"glance-api": "ii", "glance-common": "ii", "python3-glance": "ii", "qemu-utils": "ii"}
+    path = _fake_dpkg(tmp_path, state)
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n"
+                      "nfs:/images /var/lib/glance/images nfs4 rw 0 0\n")
+    probe = profile_for("debian").installed_probe(tuple(state))
+    script = purge_keeping_mounted_data(probe, "apt-get purge -y", str(mounts))
+    done = sh(f"{path}present='{' '.join(state)}'\n{script}")
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == ["remove -y -q -o DPkg::Lock::Timeout=60 glance-api glance-common "
+                     "python3-glance",
+                     "purge -y qemu-utils"]
+    (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
+    assert " ".join(notice) == (
+        "removed, not purged: glance-api glance-common python3-glance: their purge deletes "
+        "the directory holding the mount point /var/lib/glance/images (its data stays); once "
+        "that is unmounted: apt-get purge glance-api glance-common python3-glance")
+    # Without such a mount, everything is purged and nothing is said.
+    (tmp_path / "calls").unlink()
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n/dev/sdb1 /srv/node xfs rw 0 0\n")
+    path = _fake_dpkg(tmp_path, state)
+    done = sh(f"{path}present='{' '.join(state)}'\n{script}")
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "purge -y glance-api glance-common python3-glance qemu-utils"]
+    assert framing.tagged_words(framing.NOTICE, done.stdout) == []

@@ -11,21 +11,32 @@ which reads the slot once at import.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
-from tests.slots import work_unit, worker_slot
+from tests.slots import openstack_module, work_unit, worker_slot
 
 _slot = worker_slot(os.environ)
 if _slot is not None:
     os.environ["HADEPLOY_LAB_SLOT"] = str(_slot)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Work units for `--dist loadgroup`: the modules marked `openstack` form one unit, run one
-    after another by one worker (two OpenStack labs provisioning at once on 2 cores failed a
-    setup), while the other worker takes every other module, each a unit of its own so that
-    its module fixtures stay in one process."""
-    for item in items:
-        openstack = item.get_closest_marker("openstack") is not None
-        item.add_marker(pytest.mark.xdist_group(work_unit(item.nodeid, openstack)))
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which would answer first
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadfile`, the work units: the modules marked `openstack` form one, run
+    one after another by one worker (two OpenStack labs provisioning at once on 2 cores
+    failed a setup), while the other worker takes every other module, each a unit of its
+    own so that its module fixtures stay in one process."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    root = config.rootpath
+
+    class OpenStackInOneWorker(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return work_unit(nodeid, openstack_module(str(root / path)))
+
+    return OpenStackInOneWorker(config, log)

@@ -22,3 +22,12 @@ def work_unit(nodeid: str, openstack: bool) -> str:
     """The xdist group of a test: `openstack` for every module that provisions an OpenStack
     original (one worker runs them one after another), else its own file."""
     return "openstack" if openstack else nodeid.split("::")[0]
+
+
+def openstack_module(path: str) -> bool:
+    """Whether the test file at `path` (from the repository's root) is marked `openstack`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return "pytest.mark.openstack" in handle.read()
+    except OSError:
+        return False

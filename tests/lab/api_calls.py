@@ -1,10 +1,12 @@
-"""Authenticated calls to each OpenStack API at one address (a controller's own, or the VIP),
-straight over HTTP from the workstation: a Keystone token, then one real request per API."""
+"""Authenticated calls to each OpenStack API at one address (a controller's own, or a VIP),
+straight over HTTP (or HTTPS, through a TLS-terminating VIP) from the workstation: a Keystone
+token, then one real request per API."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +24,11 @@ class Reply:
 
 
 def request(address: str, port: int, method: str, path: str, *, token: str | None = None,
-            body: object | None = None, headers: dict[str, str] | None = None) -> Reply:
-    """One HTTP request; `body` is sent as JSON."""
-    connection = http.client.HTTPConnection(address, port, timeout=60)
+            body: object | None = None, headers: dict[str, str] | None = None,
+            tls: ssl.SSLContext | None = None) -> Reply:
+    """One HTTP request (HTTPS with `tls`, the client's context); `body` is sent as JSON."""
+    connection = (http.client.HTTPSConnection(address, port, timeout=60, context=tls)
+                  if tls is not None else http.client.HTTPConnection(address, port, timeout=60))
     sent = dict(headers or {})
     if token:
         sent["X-Auth-Token"] = token
@@ -43,27 +47,29 @@ def request(address: str, port: int, method: str, path: str, *, token: str | Non
 
 @dataclass(frozen=True)
 class Session:
-    """A token of the admin user in project admin, issued by the Keystone at `address`."""
+    """A token of the admin user in project admin, issued by the Keystone at `address` (over
+    HTTPS with `tls`, which every later call then uses too)."""
 
     address: str
     token: str
     project_id: str
+    tls: ssl.SSLContext | None = None
 
     @classmethod
-    def login(cls, address: str, password: str) -> Session:
+    def login(cls, address: str, password: str, tls: ssl.SSLContext | None = None) -> Session:
         auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": "admin", "domain": {"name": "Default"}, "password": password}}},
             "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}
-        reply = request(address, 5000, "POST", "/v3/auth/tokens", body=auth)
+        reply = request(address, 5000, "POST", "/v3/auth/tokens", body=auth, tls=tls)
         assert reply.status == 201, (address, reply.status, reply.body[:300])
         return cls(address, reply.headers["x-subject-token"],
-                   reply.json()["token"]["project"]["id"])
+                   reply.json()["token"]["project"]["id"], tls)
 
     def call(self, port: int, method: str, path: str, body: object | None = None,
              headers: dict[str, str] | None = None) -> Reply:
         """`method path` on this session's address, authenticated."""
         return request(self.address, port, method, path.format(project=self.project_id),
-                       token=self.token, body=body, headers=headers)
+                       token=self.token, body=body, headers=headers, tls=self.tls)
 
     def every_api(self, tag: str) -> dict[str, int]:
         """One real call per API at this address (creating a network and a container named
@@ -92,7 +98,8 @@ class Session:
         listed = check("container list", self.call(8080, "GET",
                                                    "/v1/AUTH_{project}?format=json")).json()
         assert f"c-{tag}" in {c["name"] for c in listed}, (self.address, listed)
-        check("novnc", request(self.address, 6080, "GET", "/vnc_lite.html"))
-        page = check("dashboard", request(self.address, 80, "GET", "/horizon/auth/login/"))
+        check("novnc", request(self.address, 6080, "GET", "/vnc_lite.html", tls=self.tls))
+        page = check("dashboard", request(self.address, 80, "GET", "/horizon/auth/login/",
+                                          tls=self.tls))
         assert b'name="username"' in page.body, (self.address, page.body[:300])
         return status

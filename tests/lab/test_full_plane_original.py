@@ -19,6 +19,8 @@ import http.client
 import json
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 import urllib.parse
@@ -27,11 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from hadeploy.inventory.tls import TLS_BUNDLE
 from hadeploy.render.ini import get_ini_value
 from lab import Lab, ensure_repo
 from lab.errors import LabError
 from lab.inventory import LAB_VIP, write_lab_inventory
+from lab.network import SUBNET
 from lab.openstack import (
     ADMIN_RC,
     FULL_PLANE,
@@ -42,12 +47,15 @@ from lab.openstack import (
     provision_original,
 )
 from lab.openstack.shared_store import share_directory, unshare_directory
+from lab.vipload import VipLoad
+from tests.certs import CertAuthority, new_key, write_pair
 from tests.lab.api_calls import Session, request
 from tests.lab.helpers import (
     OPENSTACK_UNAVAILABLE,
     events,
     hadeploy,
     installed,
+    one_holder,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
@@ -102,9 +110,12 @@ def original(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ori
 
 
 def _openstack(lab: Lab, args: str, input: str | None = None) -> str:
-    """Run the openstack CLI on the original with the admin rc file sourced; return stdout."""
-    result = lab.hosts[ORIGINAL].exec(f". {ADMIN_RC} && openstack {args}", check=False,
-                                      timeout=180, input=input)
+    """Run the openstack CLI on the original with the admin rc file sourced; return stdout.
+    Once scaled out, the public endpoints are https on the public VIP: the CLI trusts the
+    test's CA."""
+    result = lab.hosts[ORIGINAL].exec(
+        f"if [ -e {CA_ON_HOST} ]; then export OS_CACERT={CA_ON_HOST}; fi; "
+        f". {ADMIN_RC} && openstack {args}", check=False, timeout=180, input=input)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -288,13 +299,44 @@ ORIGINAL_FILES = ("/etc/keystone /etc/glance /etc/placement /etc/nova /etc/neutr
 DAEMONS = "uwsgi|glance-api|nova-|neutron-|cinder-|heat-|swift-|apache2"
 
 
-@dataclass(frozen=True)
+#: The public VIP: another lab address beside LAB_VIP, whose API ports terminate TLS with a
+#: certificate from a CA the test makes; the internal VIP keeps plain HTTP.
+PUBLIC = f"{SUBNET}.101"
+CA_ON_HOST = "/root/hadeploy-lab-ca.pem"
+#: Every API port the public VIP serves (tcp-mode proxies stay on the internal VIP).
+PUBLIC_PORTS = (5000, 9292, 8778, 8774, 8775, 9696, 8776, 8004, 8000, 8080, 6080, 80)
+#: The APIs whose links follow X-Forwarded-Proto (the catalog's `proxy_headers`), with the
+#: path of their version document.
+HTTPS_LINKS = {5000: "/v3", 9292: "/", 8774: "/", 9696: "/", 8776: "/", 8004: "/"}
+OVERRIDE_HEADER = "X-Hadeploy-Override"
+OVERRIDE = f"http-response set-header {OVERRIDE_HEADER} keystone-public"
+MIN_REQUESTS = 200  # new TLS connections during the renewal's re-run
+# What the lab's inventory gets on top of its usual keys: the public VIP on the same
+# interface, [tls], the exporter on the monitor listener, an operator's override line.
+EXTRA = """
+[tls]
+certificate = "{cert}"
+key = "{key}"
+
+[haproxy.monitor]
+metrics = true
+
+[haproxy.overrides.keystone-public]
+frontend = ["{override}"]
+"""
+
+
+@dataclass
 class ScaledOut:
-    """The deployed lab: its inventory, the original's files before, the deploy's output."""
+    """The deployed lab: its inventory, the original's files before, the deploy's output, the
+    test's CA and the serial number of the certificate the public VIP should serve."""
 
     inventory: Path
     files_before: str
     output: str
+    ca: CertAuthority
+    pki: Path
+    serial: int
 
 
 def _files(lab: Lab) -> str:
@@ -309,39 +351,75 @@ def _pids(lab: Lab, host: str) -> str:
                                 check=False).stdout
 
 
+def _client(ca: CertAuthority) -> ssl.SSLContext:
+    """A client context trusting only the test's CA, checking the name (the VIP's IP)."""
+    return ssl.create_default_context(cadata=ca.pem().decode())
+
+
+def _issue(ca: CertAuthority, pki: Path) -> int:
+    """A new key and certificate for the public VIP, written where the inventory names
+    them; returns its serial number."""
+    key = new_key()
+    cert = ca.issue([PUBLIC], key)
+    write_pair(pki, "public", cert, key)
+    return cert.serial_number
+
+
+def _served_serial(ca: CertAuthority, port: int) -> int:
+    """The serial number of the certificate the public VIP serves on `port` (verified)."""
+    with socket.create_connection((PUBLIC, port), timeout=10) as raw, \
+            _client(ca).wrap_socket(raw, server_hostname=PUBLIC) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
 @pytest.fixture(scope="module")
 def scaled(lab: Lab, original: OriginalController,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaledOut]:
-    """deploy-lb then deploy-controllers of SERVICES, with Glance's image store on a
-    directory the three controllers share (the lab's stand-in for an NFS mount)."""
+    """deploy-lb then deploy-controllers of SERVICES behind two VIPs, TLS on the public one,
+    with Glance's image store on a directory the three controllers share (the lab's
+    stand-in for an NFS mount)."""
     for host in LBS + NEW:
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)
     try:
         files_before = _files(lab)
-        inventory = write_lab_inventory(
-            lab, tmp_path_factory.mktemp("full-scale-out") / "hosts.toml", services=SERVICES,
-            rc_files=[(ORIGINAL, ADMIN_RC)])
+        state = tmp_path_factory.mktemp("full-scale-out")
+        pki = state / "pki"
+        pki.mkdir(mode=0o700)
+        ca = CertAuthority.create("hadeploy lab CA")
+        serial = _issue(ca, pki)
+        inventory = write_lab_inventory(lab, state / "hosts.toml", services=SERVICES,
+                                        rc_files=[(ORIGINAL, ADMIN_RC)])
+        text = inventory.read_text().replace(
+            'interface = "eth0"\n', f'interface = "eth0"\npublic_address = "{PUBLIC}"\n', 1)
+        inventory.write_text(text + EXTRA.format(cert=pki / "public.crt",
+                                                 key=pki / "public.key", override=OVERRIDE))
         output = ""
         for phase in ("lb", "controllers"):
             run = hadeploy(f"deploy-{phase}", "--hosts", str(inventory), "--yes",
                            timeout=1800)
             output += run.stdout + run.stderr
             assert run.returncode == 0, output[-6000:]
-        yield ScaledOut(inventory, files_before, output)
+        lab.hosts[ORIGINAL].exec(f"cat > {CA_ON_HOST}", input=ca.pem().decode())
+        yield ScaledOut(inventory, files_before, output, ca, pki, serial)
     finally:
+        lab.hosts[ORIGINAL].exec(["rm", "-f", CA_ON_HOST], check=False)
         unshare_directory(lab, CTLS, shared)
         for host in LBS + NEW:
             lab.hosts[host].reset()
 
 
-def test_every_endpoint_is_on_the_vip_with_its_path(
+def test_every_endpoint_is_on_a_vip_with_its_path(
         lab: Lab, original: OriginalController, scaled: ScaledOut) -> None:
+    """Public endpoints on https://PUBLIC, internal and admin ones on http://VIP."""
     endpoints = _json(lab, "endpoint list")
     assert len(endpoints) == 3 * len(CATALOG)
     for endpoint in endpoints:
         port, path = CATALOG[endpoint["Service Type"]]
-        assert endpoint["URL"] == f"http://{LAB_VIP}:{port}{path}", endpoint
+        base = f"https://{PUBLIC}" if endpoint["Interface"] == "public" else f"http://{LAB_VIP}"
+        assert endpoint["URL"] == f"{base}:{port}{path}", endpoint
     assert original.admin_password not in scaled.output
 
 
@@ -355,7 +433,8 @@ def test_every_api_answers_on_every_controller(
 def test_every_api_answers_through_the_vip(
         lab: Lab, original: OriginalController, scaled: ScaledOut) -> None:
     Session.login(LAB_VIP, original.admin_password).every_api("vip")
-    # The operator's CLI, whose rc file and catalog now name the VIP.
+    # The operator's CLI: its rc file names the internal VIP, the catalog's public
+    # endpoints the public one, over https.
     assert f"OS_AUTH_URL=http://{LAB_VIP}:5000/v3" in lab.hosts[ORIGINAL].exec(
         ["cat", ADMIN_RC]).stdout
     assert _json(lab, "server list") == []
@@ -412,6 +491,100 @@ def test_nova_cells_name_the_originals_address(
     assert f"@{original.address}" in cells
 
 
+# -- TLS on the public VIP, metrics, an operator's override, certificate renewal -----------
+
+def test_every_api_answers_through_the_public_vip_over_https(
+        original: OriginalController, scaled: ScaledOut) -> None:
+    Session.login(PUBLIC, original.admin_password, tls=_client(scaled.ca)).every_api("public")
+
+
+def test_the_public_vip_serves_the_certificate_and_the_internal_one_plain_http(
+        lab: Lab, scaled: ScaledOut) -> None:
+    assert one_holder(lab) == ["lb1"]
+    holder = lab.hosts["lb1"].exec("ip -4 -o addr show dev eth0").stdout
+    assert f" {LAB_VIP}/" in holder and f" {PUBLIC}/" in holder, holder
+    assert {p: _served_serial(scaled.ca, p) for p in PUBLIC_PORTS} == \
+        dict.fromkeys(PUBLIC_PORTS, scaled.serial)
+    for lb in LBS:  # the bundle: root-only on every balancer
+        assert lab.hosts[lb].exec(["stat", "-c", "%a %U", TLS_BUNDLE]).stdout.split() == \
+            ["600", "root"], lb
+    reply = request(LAB_VIP, 5000, "GET", "/v3")
+    assert reply.status == 200
+    assert reply.json()["version"]["links"][0]["href"] == f"http://{LAB_VIP}:5000/v3/"
+
+
+def _self_links(document: object) -> list[str]:
+    """Every `href` of a link whose rel is "self" in a version document."""
+    if isinstance(document, list):
+        return [h for item in document for h in _self_links(item)]
+    if not isinstance(document, dict):
+        return []
+    own = [str(document["href"])] if document.get("rel") == "self" and "href" in document else []
+    return own + [h for value in document.values() for h in _self_links(value)]
+
+
+def test_the_apis_build_https_links_through_the_public_vip(scaled: ScaledOut) -> None:
+    """Keystone, Glance, Nova, Neutron, Cinder and Heat parse haproxy's X-Forwarded-Proto
+    (deploy-controllers turned their proxy-header parsing on): the links of their version
+    documents through https://PUBLIC say https://PUBLIC."""
+    tls = _client(scaled.ca)
+    for port, path in HTTPS_LINKS.items():
+        reply = request(PUBLIC, port, "GET", path, tls=tls)
+        assert reply.status in (200, 300), (port, reply.status, reply.body[:300])
+        links = _self_links(reply.json())
+        assert links and all(h.startswith(f"https://{PUBLIC}:{port}/") for h in links), \
+            (port, links)
+
+
+def test_metrics_on_the_monitor_listener(scaled: ScaledOut) -> None:
+    connection = http.client.HTTPConnection(LAB_VIP, 9300, timeout=30)
+    connection.request("GET", "/metrics")
+    reply = connection.getresponse()
+    body = reply.read().decode()
+    connection.close()
+    assert reply.status == 200, body[:500]
+    assert reply.getheader("Content-Type", "").startswith("text/plain"), reply.getheaders()
+    assert "# TYPE haproxy_frontend_http_requests_total counter" in body, body[:2000]
+    counted = [line for line in body.splitlines()
+               if line.startswith("haproxy_frontend_http_requests_total{")]
+    for frontend in ("keystone-public-vip", "nova-compute-vip", "horizon-vip"):
+        assert any(f'proxy="{frontend}"' in line for line in counted), (frontend, counted)
+
+
+def test_an_override_line_is_deployed_and_acts(lab: Lab, scaled: ScaledOut) -> None:
+    for lb in LBS:
+        cfg = lab.hosts[lb].exec("cat /etc/haproxy/haproxy.cfg").stdout
+        frontend = cfg.split("frontend keystone-public-vip\n")[1].split("\n\n")[0]
+        assert f"    {OVERRIDE}\n" in frontend + "\n", frontend
+    tls = _client(scaled.ca)
+    assert request(PUBLIC, 5000, "GET", "/v3", tls=tls).headers.get(
+        OVERRIDE_HEADER.lower()) == "keystone-public"
+    assert OVERRIDE_HEADER.lower() not in request(PUBLIC, 9292, "GET", "/healthcheck",
+                                                  tls=tls).headers
+
+
+def test_a_renewed_certificate_is_served_and_no_request_fails(scaled: ScaledOut) -> None:
+    """A new key and certificate, `deploy-lb` again: haproxy reloads with the new bundle
+    while clients open new TLS connections through the public VIP."""
+    old = scaled.serial
+    scaled.serial = _issue(scaled.ca, scaled.pki)
+    assert scaled.serial != old
+    load = VipLoad(vip=PUBLIC, tls=_client(scaled.ca), clients=2, max_seconds=600)
+    with load.running():
+        run = hadeploy("deploy-lb", "--hosts", str(scaled.inventory), "--yes", "--json",
+                       timeout=900)
+    print(f"\ncertificate renewal through https://{PUBLIC}: {load.report()}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    changed = [e for e in events(run.stdout) if e["event"] == "host-changed"]
+    assert sorted(str(e["host"]) for e in changed if e["step"] == "lb.tls") == list(LBS)
+    assert not [e for e in changed if e["step"] == "lb.haproxy-cfg"], changed
+    assert {p: _served_serial(scaled.ca, p) for p in PUBLIC_PORTS} == \
+        dict.fromkeys(PUBLIC_PORTS, scaled.serial)
+    assert load.fresh.sent >= MIN_REQUESTS, f"only {load.fresh}: too few to prove anything"
+    assert load.fresh.failed == 0, (str(load.fresh), load.fresh.samples)
+    assert load.kept.failed == 0, (str(load.kept), load.kept.samples)
+
+
 def test_rerun_changes_and_restarts_nothing(lab: Lab, scaled: ScaledOut) -> None:
     pids = {h: _pids(lab, h) for h in CTLS}
     assert all(pids.values()), pids
@@ -451,4 +624,17 @@ def test_rollback_leaves_the_original_serving_alone(
         assert lab.hosts[ORIGINAL].exec(f"cmp /root/{name}.raw /root/{name}.after",
                                         check=False).returncode == 0, name
     assert _json(lab, "server list") == []
+    assert _json(lab, "stack list") == []
+
+
+def test_rollback_of_the_lb_phase_takes_the_certificate_away(
+        lab: Lab, original: OriginalController, scaled: ScaledOut) -> None:
+    back = hadeploy("rollback", "--phase", "lb", "--hosts", str(scaled.inventory), "--yes",
+                    timeout=900)
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    for lb in LBS:
+        assert lab.hosts[lb].exec(["test", "-e", TLS_BUNDLE], check=False).returncode == 1
+        assert not installed(lab, lb, "haproxy"), lb
+    assert f"OS_AUTH_URL={original.keystone_url}" in lab.hosts[ORIGINAL].exec(
+        ["cat", ADMIN_RC]).stdout
     assert _json(lab, "stack list") == []

@@ -9,7 +9,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.network import SLOT_VARIABLE, lab_slot
-from tests.slots import work_unit, worker_slot
+from tests.slots import openstack_module, work_unit, worker_slot
 
 
 @pytest.mark.parametrize(("raw", "slot"), [(None, 0), ("0", 0), ("3", 3), ("9", 9)])
@@ -47,11 +47,14 @@ def test_openstack_modules_share_one_work_unit_every_other_module_has_its_own() 
     assert work_unit("tests/lab/test_colocated.py::test_a[x]", openstack=True) == "openstack"
     assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == \
         "tests/lab/test_deploy_lb.py"
-    # Every module that provisions an original is marked, so that two never run at once.
+    # Every module that uses an original is marked, so that two never run at once.
     lab_tests = Path(__file__).parent.parent / "lab"
     provisioning = sorted(p.stem for p in lab_tests.glob("test_*.py")
-                          if "provision_original(" in p.read_text())
-    assert len(provisioning) >= 6, provisioning
+                          if "OriginalController" in p.read_text())
+    assert {"test_deploy_controllers", "test_full_plane_original"} <= set(provisioning)
     for module in provisioning:
         marks = importlib.import_module(f"tests.lab.{module}").pytestmark
         assert "openstack" in {m.name for m in marks}, module
+        assert openstack_module(str(lab_tests / f"{module}.py")), module
+    assert not openstack_module(str(lab_tests / "test_deploy_lb.py"))
+    assert not openstack_module(str(lab_tests / "no_such_file.py"))

@@ -1,7 +1,8 @@
 """Test-session wiring shared by unit and lab tests.
 
 `./dev test` runs pytest in two xdist workers: one runs the OpenStack modules one after
-another, the other every other module, a whole file at a time. Every worker brings up its
+another, the other the other lab modules (and one OpenStack module, to even them out),
+while both take the unit test files. Every worker brings up its
 own lab (tests/lab/conftest.py), so each needs its own lab slot (HADEPLOY_LAB_SLOT: its
 own 198.18.N.0/24, interface and lock). Worker gwK takes slot BASE+K, BASE being the slot the
 session was started with (0 by default). This runs before any test module imports `lab`,
@@ -24,10 +25,9 @@ if _slot is not None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which would answer first
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under `--dist loadfile`, the work units: the modules marked `openstack` form one, run
-    one after another by one worker (two OpenStack labs provisioning at once on 2 cores
-    failed a setup), while the other worker takes every other module, each a unit of its
-    own so that its module fixtures stay in one process."""
+    """Under `--dist loadfile`, the work units of `tests.slots.work_unit`: the OpenStack
+    modules in one (one full-plane original at a time, its module fixtures in one process),
+    the other lab modules in another, each unit test file in its own."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]

@@ -603,17 +603,26 @@ def test_rollback_leaves_the_original_serving_alone(
                     "--yes", timeout=1800)
     assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
     # glance-common's purge deletes /var/lib/glance, where the shared store is mounted on
-    # the new controllers: it is removed, not purged, and the operator is told so.
-    for host in NEW:
-        assert re.search(rf"{host} +removed, not purged: [^\n]*glance-common[^\n]*: their "
-                         r"purge deletes the directory holding the mount point "
-                         r"/var/lib/glance/images", back.stdout), back.stdout[-3000:]
+    # the new controllers: it is removed, not purged, and the operator is told so (the
+    # notice, in the events log as on the screen).
+    log = (scaled.inventory.parent / ".hadeploy" / "events.log").read_text()
+    notices = {str(e["host"]): str(e["text"]) for e in events(log)
+               if e["event"] == "notice" and "controllers-rollback" in str(e["run_id"])
+               and "not purged" in str(e["text"])}
+    assert set(notices) == set(NEW), notices
+    for text in notices.values():
+        assert re.fullmatch(r"removed, not purged: .*glance-common.*: their purge deletes the "
+                            r"directory holding the mount point /var/lib/glance/images .*",
+                            text), text
+    assert "removed, not purged: " in back.stdout
     assert _files(lab) == scaled.files_before
     for endpoint in _json(lab, "endpoint list"):
         port, path = CATALOG[endpoint["Service Type"]]
         assert endpoint["URL"] == f"http://{original.address}:{port}{path}", endpoint
     for host in NEW:
-        assert _pids(lab, host) == "", host
+        left = ",".join(_pids(lab, host).split())
+        assert left == "", (host, lab.hosts[host].exec(f"ps -o pid,args -p {left}",
+                                                       check=False).stdout)
         assert not any(installed(lab, host, p) for p in ("keystone", "nova-api",
                                                          "openstack-dashboard-apache"))
     # Every API of the original answers again, with the rc file back on its address, and

@@ -45,8 +45,10 @@ def test_each_xdist_worker_takes_its_own_slot(environ: dict[str, str],
 
 def test_openstack_modules_share_one_work_unit_every_other_module_has_its_own() -> None:
     assert work_unit("tests/lab/test_colocated.py::test_a[x]", openstack=True) == "openstack"
-    assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == \
-        "tests/lab/test_deploy_lb.py"
+    assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == "lab"
+    assert work_unit("tests/lab/test_live_changes.py::test_1", openstack=True) == "lab"
+    assert work_unit("tests/unit/test_ops.py::test_c", openstack=False) == \
+        "tests/unit/test_ops.py"
     # Every module that uses an original is marked, so that two never run at once.
     lab_tests = Path(__file__).parent.parent / "lab"
     provisioning = sorted(p.stem for p in lab_tests.glob("test_*.py")

@@ -47,7 +47,12 @@ from hadeploy.ops import (
 )
 from hadeploy.ops.base import BACKUP_ROOT
 from hadeploy.ops.files import atomic_write, undo_file, unified_diff
-from hadeploy.ops.packages import NEW_MARK, purge_keeping_mounted_data, undo_packages
+from hadeploy.ops.packages import (
+    NEW_MARK,
+    configure_again,
+    purge_keeping_mounted_data,
+    undo_packages,
+)
 from hadeploy.ops.retire import ServiceRetired
 from hadeploy.ops.services import pids_in, undo_service, wait_running
 from hadeploy.ops.sysctl import undo_sysctl
@@ -945,3 +950,46 @@ def test_a_purge_that_would_delete_a_mounted_store_is_a_removal_and_says_so(
     assert (tmp_path / "calls").read_text().splitlines() == [
         "purge -y glance-api glance-common python3-glance qemu-utils"]
     assert framing.tagged_words(framing.NOTICE, done.stdout) == []
+
+
+def test_an_install_stopped_by_a_failed_maintainer_script_is_configured_once_more(
+        tmp_path: Path) -> None:
+    """openstack-dashboard's postinst failed once in six lab installs (pyScss) and left it
+    half-configured: the install configures it once more, says so, installs again. A
+    failure that leaves nothing half-configured, or fails again, fails with its status."""
+    status, calls = tmp_path / "status", tmp_path / "calls"
+    (tmp_path / "apt-get").write_text(f"""#!/bin/sh
+echo "apt-get $*" >> {calls}
+if [ ! -e {tmp_path}/tried ]; then touch {tmp_path}/tried
+  [ -e {tmp_path}/half ] && echo "iF openstack-dashboard" > {status}; exit 100; fi
+""")
+    (tmp_path / "dpkg").write_text(f"""#!/bin/sh
+echo "dpkg $*" >> {calls}; [ -e {tmp_path}/broken ] && exit 1; : > {status}
+""")
+    (tmp_path / "dpkg-query").write_text(f"#!/bin/sh\ncat {status}\necho 'ii  bash'\n")
+    for name in ("apt-get", "dpkg", "dpkg-query"):
+        (tmp_path / name).chmod(0o755)
+    status.write_text("")
+    script = f"PATH={q(str(tmp_path))}:$PATH; set -e\n" + \
+        configure_again("apt-get install -y openstack-dashboard-apache") + "echo installed\n"
+    (tmp_path / "half").touch()
+    done = sh(script)
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "apt-get install -y openstack-dashboard-apache", "dpkg --configure -a --force-confold",
+        "apt-get install -y openstack-dashboard-apache"]
+    (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
+    assert " ".join(notice).startswith("the install stopped in the configuration of "
+                                       "openstack-dashboard: configuring once more")
+    assert done.stdout.endswith("installed\n")
+    # Nothing half-configured: apt's own failure, with its status, no second try.
+    for leftover in ("tried", "half", "calls"):
+        (tmp_path / leftover).unlink()
+    failed = sh(script)
+    assert failed.returncode == 100 and calls.read_text().count("apt-get") == 1
+    # Configured once more and failing again: the step fails.
+    for leftover in ("tried", "calls"):
+        (tmp_path / leftover).unlink()
+    (tmp_path / "half").touch()
+    (tmp_path / "broken").touch()
+    assert sh(script).returncode == 1

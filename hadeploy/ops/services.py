@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from hadeploy import framing
 from hadeploy.catalog import Family
 from hadeploy.facts import Fact
 from hadeploy.facts.system import ServiceState, service_state
@@ -199,15 +200,26 @@ def installed_test(profile: Profile, service: str) -> str:
 
 def stop_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
                   must_stop: bool = False) -> str:
-    """Shell: stop `service` and wait (10 s at most) until it is gone; `must_stop`: fail,
-    saying so, if it still runs then."""
+    """Shell: stop `service` and wait (10 s at most) until it is gone. An init script that
+    did not stop it (Debian 12's swift-proxy gives up at a stale pid file of its own) is
+    helped, where its pid files are known: TERM to their processes, 10 s, then KILL, and
+    the operator is told. `must_stop`: fail, saying so, if it still runs then."""
     check = running_probe(service, pidfiles, profile.init)
-    script = (f"{profile.action(service, 'stop')} >&2 || true; i=0; "
-              f'while [ "$({check})" = running ] && [ $i -lt 40 ]; do i=$((i+1)); sleep 0.25; '
-              "done")
+    running = f'[ "$({check})" = running ]'
+    script = (f"{profile.action(service, 'stop')} >&2 || true; "
+              + poll(f"! {running}", 10))
+    if pidfiles:
+        told = q(f"{framing.tag(framing.NOTICE)} {service} still ran 10 s after its init "
+                 "script's stop: ending the process of its pid file")
+        script += (f"if {running}; then echo {told}; kill -TERM {pids_in(pidfiles)} "
+                   f"2>/dev/null || true; {poll(f'! {running}', 10)}"
+                   f"if {running}; then kill -KILL {pids_in(pidfiles)} 2>/dev/null || true; "
+                   "sleep 0.5; fi; fi; ")
     if must_stop:
-        script += (f'; [ "$({check})" != running ] || '
+        script += (f"! {running} || "
                    f"{{ echo {q(service + ' still runs 10 s after its stop')} >&2; exit 1; }}")
+    else:
+        script += "true"
     return script
 
 

@@ -54,7 +54,7 @@ from hadeploy.ops.packages import (
     undo_packages,
 )
 from hadeploy.ops.retire import ServiceRetired
-from hadeploy.ops.services import pids_in, undo_service, wait_running
+from hadeploy.ops.services import pids_in, stop_and_wait, undo_service, wait_running
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
 from hadeploy.platforms import Init, Profile, profile_for, running_probe
@@ -572,6 +572,9 @@ def test_debian_openstack_daemons_are_probed_by_their_pid_file_under_sysv_only()
     assert variant.sysv_pidfiles("nova-api-metadata") == ("/var/run/nova/nova-api-metadata.pid",)
     neutron = load_catalog()["neutron"].variant("debian", "modern")
     assert neutron.sysv_pidfiles("neutron-api") == ("/var/run/neutron/neutron-server.pid",)
+    swift = load_catalog()["swift"].variant("debian", "modern")
+    assert swift.sysv_pidfiles("swift-proxy") == (
+        "/var/run/swift/swift-proxy-server-proxy-server.pid",)
     assert neutron.sysv_pidfiles("neutron-rpc-server") == (
         "/var/run/neutron/neutron-rpc-server.pid",)
     service = ServiceRunning("service:nova-api-metadata", "nova-api-metadata",
@@ -993,3 +996,21 @@ echo "dpkg $*" >> {calls}; [ -e {tmp_path}/broken ] && exit 1; : > {status}
     (tmp_path / "half").touch()
     (tmp_path / "broken").touch()
     assert sh(script).returncode == 1
+
+
+def test_a_stop_its_init_script_failed_ends_the_process_of_the_pid_file(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """Debian 12's swift-proxy stop gives up at a stale pid file of its own and leaves the
+    proxy running: the process of the catalog's pid file is ended, and the operator told."""
+    pidfile = tmp_path / "swift-proxy-server-proxy-server.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    (tmp_path / "systemctl").write_text("#!/bin/sh\nexit 1\n")  # a stop that stops nothing
+    (tmp_path / "systemctl").chmod(0o755)
+    script = stop_and_wait(profile_for("debian"), "swift-proxy", (str(pidfile),),
+                           must_stop=True).replace("-ge 40", "-ge 2")
+    done = sh(f"PATH={q(str(tmp_path))}:$PATH; {script}")
+    assert done.returncode == 0, done.stderr
+    assert sleeper.wait(timeout=5) == -signal.SIGTERM
+    (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
+    assert " ".join(notice) == ("swift-proxy still ran 10 s after its init script's stop: "
+                                "ending the process of its pid file")

@@ -185,10 +185,22 @@ def restart_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
     wait = wait_running(profile, service, pidfiles, seconds, replaced)
     remember = f'old="{pids_in(pidfiles)}"; ' if replaced else ""
     start = profile.action(service, "start")
+    # The old daemon still serving after all that: the init script's restart never reached
+    # it (Debian 12's swift-proxy stops at a stale pid file of another instance first). End
+    # it through its pid file, say so, and start it.
+    ended = ""
+    if replaced:
+        told = q(f"{framing.tag(framing.NOTICE)} {service}'s init script did not restart it: "
+                 "ending the process of its pid file, then starting it")
+        gone = f'[ "$({running_probe(service, pidfiles, profile.init)})" != running ]'
+        ended = (f'if [ -n "$old" ] && [ "{pids_in(pidfiles)}" = "$old" ]; then echo {told}; '
+                 f"kill -TERM $old 2>/dev/null || true; {poll(gone, 10)}"
+                 f"kill -KILL $old 2>/dev/null || true; {start} >&2 || true; fi; ")
     script = (f"{remember}{profile.action(service, verb)} >&2 || {start} >&2 || true; "
               f"if ! ( {wait} ); then {start} >&2 || true; "
+              f"if ! ( {wait} ); then {ended}"
               f"( {wait} ) || {{ echo {q(service + ' is not running after ' + verb)} "
-              ">&2; exit 1; }; fi")
+              ">&2; exit 1; }; fi; fi")
     return Command(script, summary=f"{profile.action(service, verb)} (then wait until it runs)")
 
 

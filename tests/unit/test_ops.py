@@ -54,7 +54,13 @@ from hadeploy.ops.packages import (
     undo_packages,
 )
 from hadeploy.ops.retire import ServiceRetired
-from hadeploy.ops.services import pids_in, stop_and_wait, undo_service, wait_running
+from hadeploy.ops.services import (
+    pids_in,
+    restart_and_wait,
+    stop_and_wait,
+    undo_service,
+    wait_running,
+)
 from hadeploy.ops.sysctl import undo_sysctl
 from hadeploy.ops.trees import TreesSeen
 from hadeploy.platforms import Init, Profile, profile_for, running_probe
@@ -1014,3 +1020,32 @@ def test_a_stop_its_init_script_failed_ends_the_process_of_the_pid_file(
     (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
     assert " ".join(notice) == ("swift-proxy still ran 10 s after its init script's stop: "
                                 "ending the process of its pid file")
+
+
+def test_a_restart_its_init_script_never_made_ends_the_old_daemon_and_starts_it(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """Debian 12's swift-proxy restart stops at a stale pid file of another instance and
+    leaves the proxy as it was: the old daemon of the pid file is ended, then started."""
+    pidfile = tmp_path / "swift-proxy-server-proxy-server.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    # restart fails, start does nothing while the old daemon lives, else starts a new one
+    (tmp_path / "systemctl").write_text(f"""#!/bin/sh
+case "$1" in
+  restart) exit 1 ;;
+  start) s=$(cut -d' ' -f3 /proc/$(cat {pidfile})/stat 2>/dev/null)
+         [ -n "$s" ] && [ "$s" != Z ] && exit 0
+         sleep 30 >/dev/null 2>&1 & echo $! > {pidfile} ;;
+esac
+""")
+    (tmp_path / "systemctl").chmod(0o755)
+    command = restart_and_wait(profile_for("debian"), "swift-proxy", (str(pidfile),),
+                               "restart", 0, True)
+    done = sh(f"PATH={q(str(tmp_path))}:$PATH; {command.script}")
+    new = int(pidfile.read_text())
+    try:
+        assert done.returncode == 0, done.stderr
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM and new != sleeper.pid
+        (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
+        assert " ".join(notice).startswith("swift-proxy's init script did not restart it")
+    finally:
+        os.kill(new, signal.SIGKILL)

@@ -187,12 +187,11 @@ def _busy_notice(holders: tuple[str, ...]) -> str:
 
 #: Shell function: the packages of "$1" (about to be purged) whose purge would delete a
 #: directory holding a mount point of the table "$2" (/proc/self/mounts), one "package mount"
-#: pair per line. A package's own
-#: directories (dpkg's record, every owner in "$1") count, and so do /var/lib/NAME,
-#: /var/log/NAME, /var/cache/NAME, /var/lock/NAME, /var/spool/NAME, /etc/NAME and /srv/NAME
-#: for the packages NAME, NAME-* and python3-NAME, which maintainer scripts delete with
-#: `rm -rf` on purge (openstack-pkg-tools' pkgos_postrm: /var/lib/glance, where a shared
-#: image store is mounted).
+#: pair per line. A package's own directories (dpkg's record, every owner in "$1") count,
+#: and so do /var/lib/NAME, /var/log/NAME, /var/cache/NAME, /var/lock/NAME, /var/spool/NAME,
+#: /etc/NAME and /srv/NAME for the packages NAME, NAME-* and python3-NAME, which maintainer
+#: scripts delete with `rm -rf` on purge (openstack-pkg-tools' pkgos_postrm: /var/lib/glance,
+#: where a shared image store is mounted).
 DATA_KEEPERS = r"""hadeploy_data_keepers() {
   awk '$2 != "/" && $2 !~ /^\/(proc|sys|dev|run|tmp)(\/|$)/ {print $2}' "$2" |
   sort -u | while read -r m; do

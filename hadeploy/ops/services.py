@@ -195,7 +195,7 @@ def restart_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
         gone = f'[ "$({running_probe(service, pidfiles, profile.init)})" != running ]'
         ended = (f'if [ -n "$old" ] && [ "{pids_in(pidfiles)}" = "$old" ]; then echo {told}; '
                  f"kill -TERM $old 2>/dev/null || true; {poll(gone, 10)}"
-                 f"kill -KILL $old 2>/dev/null || true; {start} >&2 || true; fi; ")
+                 f"{gone} || kill -KILL $old 2>/dev/null || true; {start} >&2 || true; fi; ")
     script = (f"{remember}{profile.action(service, verb)} >&2 || {start} >&2 || true; "
               f"if ! ( {wait} ); then {start} >&2 || true; "
               f"if ! ( {wait} ); then {ended}"

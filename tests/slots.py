@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -34,6 +35,7 @@ def work_unit(nodeid: str, openstack: bool) -> str:
     return "lab" if path.startswith("tests/lab/") else path
 
 
+@functools.cache  # the scheduler asks once per test, for each of a file's tests
 def openstack_module(path: str) -> bool:
     """Whether the test file at `path` (from the repository's root) is marked `openstack`."""
     try:

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
 from hadeploy.platforms import running_probe
 from hadeploy.runbook.lb import HAPROXY_PIDFILES, KEEPALIVED_PIDFILES
 from lab import Lab
@@ -62,13 +60,6 @@ def inventory_variant(lab: Lab, tmp_path: Path, *, known_hosts: Path | None = No
     path.write_text(text)
     path.chmod(0o600)
     return path
-
-
-def run_only_with(variable: str, why: str) -> None:
-    """Skip the calling test or fixture unless `variable`=1: for lab proofs too long for CI;
-    `why` says what the run takes and where it stands."""
-    if os.environ.get(variable) != "1":
-        pytest.skip(f"runs with {variable}=1 only: {why}")
 
 
 def wait_for(check: Callable[[], T | None], what: str, seconds: float = 30.0) -> T:

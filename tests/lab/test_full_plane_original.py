@@ -56,7 +56,6 @@ from tests.lab.helpers import (
     hadeploy,
     installed,
     one_holder,
-    run_only_with,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
@@ -381,11 +380,6 @@ def scaled(lab: Lab, original: OriginalController,
     """deploy-lb then deploy-controllers of SERVICES behind two VIPs, TLS on the public one,
     with Glance's image store on a directory the three controllers share (the lab's
     stand-in for an NFS mount)."""
-    run_only_with("HADEPLOY_LAB_SCALE_OUT", "the last CI run of this scale-out (2026-12-03) "
-                  "failed the original's drained swift-proxy restart: Debian 12's init script "
-                  "never restarted the proxy (it stops at a stale pid file of another "
-                  "instance); the fix that ends the old proxy through its pid file has unit "
-                  "tests only, not yet a lab run (issue #11)")
     for host in LBS + NEW:
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)

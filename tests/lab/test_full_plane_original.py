@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import socket
 import ssl
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -33,25 +31,31 @@ from cryptography import x509
 
 from hadeploy.inventory.tls import TLS_BUNDLE
 from hadeploy.render.ini import get_ini_value
-from lab import Lab, ensure_repo
-from lab.errors import LabError
+from lab import Lab
 from lab.inventory import LAB_VIP, write_lab_inventory
 from lab.network import SUBNET
-from lab.openstack import (
-    ADMIN_RC,
-    FULL_PLANE,
-    FULL_PLANE_REPO_PACKAGES,
-    OriginalController,
-    host_pss_bytes,
-    prepare_new_controller,
-    provision_original,
-)
+from lab.openstack import ADMIN_RC, OriginalController
 from lab.openstack.shared_store import share_directory, unshare_directory
 from lab.vipload import VipLoad
 from tests.certs import CertAuthority, new_key, write_pair
 from tests.lab.api_calls import Session, request
+from tests.lab.full_plane import (
+    API_PORTS,
+    CA_ON_HOST,
+    CATALOG,
+    CTLS,
+    NEW,
+    ORIGINAL,
+    SERVICES,
+    daemon_pids,
+    full_plane_original,
+    openstack,
+    openstack_json,
+    original_files,
+    upload_random_image,
+)
 from tests.lab.helpers import (
-    OPENSTACK_UNAVAILABLE,
+    LBS,
     events,
     hadeploy,
     installed,
@@ -60,70 +64,14 @@ from tests.lab.helpers import (
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
-ORIGINAL = "ctl1"
-#: Service type -> the path of its endpoints on the original (packstack's URLs).
-CATALOG = {
-    "identity": (5000, ""),
-    "image": (9292, ""),
-    "placement": (8778, ""),
-    "compute": (8774, "/v2.1"),
-    "network": (9696, ""),
-    "volumev3": (8776, "/v3/%(project_id)s"),
-    "orchestration": (8004, "/v1/%(tenant_id)s"),
-    "cloudformation": (8000, "/v1"),
-    "object-store": (8080, "/v1/AUTH_%(project_id)s"),
-}
-
-
 #: The progress lines of the module's provisioning.
 PROGRESS: list[str] = []
-
-
-def _progress(line: str) -> None:
-    PROGRESS.append(line)
-    print(line, file=sys.stderr, flush=True)
 
 
 @pytest.fixture(scope="module")
 def original(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginalController]:
     """ctl1 provisioned with the full plane; reset to a bare host afterwards."""
-    if os.environ.get("HADEPLOY_LAB_OPENSTACK", "1") == "0" or OPENSTACK_UNAVAILABLE:
-        pytest.skip("; ".join(OPENSTACK_UNAVAILABLE) or "HADEPLOY_LAB_OPENSTACK=0")
-    try:
-        # The session's repository holds Keystone and Glance; the rest is added here (the
-        # hosts see the repository live and the install runs apt-get update).
-        ensure_repo(FULL_PLANE_REPO_PACKAGES, lab.cache_dir)
-        lab.hosts[ORIGINAL].exec("apt-get -q update >/dev/null")  # the repository as it is now
-        prepare_new_controller(lab, ORIGINAL, FULL_PLANE)
-    except LabError as err:
-        pytest.skip(f"the full plane's packages are unavailable: {err}")
-    try:
-        made = provision_original(lab, ORIGINAL, tmp_path_factory.mktemp("full-plane"),
-                                  plane=FULL_PLANE, progress=_progress)
-        pss = host_pss_bytes(lab.hosts[ORIGINAL]) / 2**20
-        print(f"\nfull-plane original provisioned: {made.timings} (migrations side by side: "
-              f"{made.sync_seconds}), total {sum(made.timings.values()):.0f} s, "
-              f"PSS {pss:.0f} MiB")
-        yield made
-    finally:
-        lab.hosts[ORIGINAL].reset()
-
-
-def _openstack(lab: Lab, args: str, input: str | None = None) -> str:
-    """Run the openstack CLI on the original with the admin rc file sourced; return stdout.
-    Once scaled out, the public endpoints are https on the public VIP: the CLI trusts the
-    test's CA."""
-    result = lab.hosts[ORIGINAL].exec(
-        f"if [ -e {CA_ON_HOST} ]; then export OS_CACERT={CA_ON_HOST}; fi; "
-        f". {ADMIN_RC} && openstack {args}", check=False, timeout=180, input=input)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _json(lab: Lab, args: str) -> list[dict[str, str]]:
-    value = json.loads(_openstack(lab, f"{args} -f json"))
-    assert isinstance(value, list)
-    return value
+    yield from full_plane_original(lab, tmp_path_factory.mktemp("full-plane"), PROGRESS)
 
 
 def test_secrets_stay_out_of_repr(original: OriginalController) -> None:
@@ -149,7 +97,7 @@ def test_each_phase_says_what_it_does(original: OriginalController) -> None:
 
 def test_catalog_names_the_original_with_the_real_paths(
         lab: Lab, original: OriginalController) -> None:
-    endpoints = _json(lab, "endpoint list")
+    endpoints = openstack_json(lab, "endpoint list")
     seen = {(e["Service Type"], e["Interface"]) for e in endpoints}
     assert seen == {(t, i) for t in CATALOG for i in ("public", "internal", "admin")}
     for endpoint in endpoints:
@@ -165,7 +113,7 @@ def _service_states(lab: Lab, command: str, binaries: set[str],
     daemon is "down" until its first heartbeat after the start, later on a busy machine."""
     deadline = time.monotonic() + seconds
     while True:
-        states = {s["Binary"]: s["State"] for s in _json(lab, command)}
+        states = {s["Binary"]: s["State"] for s in openstack_json(lab, command)}
         if set(states) == binaries and set(states.values()) == {"up"}:
             return states
         if time.monotonic() > deadline:
@@ -178,56 +126,47 @@ def _log_tail(lab: Lab, paths: str) -> str:
 
 
 def test_nova_answers_and_its_services_are_up(lab: Lab, original: OriginalController) -> None:
-    assert _json(lab, "server list") == []
+    assert openstack_json(lab, "server list") == []
     services = _service_states(lab, "compute service list", {"nova-conductor", "nova-scheduler"})
     assert services == {"nova-conductor": "up", "nova-scheduler": "up"}, _log_tail(
         lab, "/var/log/nova/nova-conductor.log /var/log/nova/nova-scheduler.log")
 
 
 def test_placement_answers(lab: Lab, original: OriginalController) -> None:
-    assert _json(lab, "resource provider list") == []
+    assert openstack_json(lab, "resource provider list") == []
 
 
 def test_neutron_creates_and_lists_a_network(lab: Lab, original: OriginalController) -> None:
-    created = json.loads(_openstack(lab, "network create lab-net -f json"))
+    created = json.loads(openstack(lab, "network create lab-net -f json"))
     assert created["name"] == "lab-net" and created["provider:network_type"] == "vlan"
-    assert "lab-net" in {n["Name"] for n in _json(lab, "network list")}
+    assert "lab-net" in {n["Name"] for n in openstack_json(lab, "network list")}
 
 
 def test_cinder_answers(lab: Lab, original: OriginalController) -> None:
     services = _service_states(lab, "volume service list", {"cinder-scheduler"})
     assert services == {"cinder-scheduler": "up"}, _log_tail(
         lab, "/var/log/cinder/cinder-scheduler.log")
-    assert _json(lab, "volume list") == []
+    assert openstack_json(lab, "volume list") == []
 
 
 def test_heat_answers(lab: Lab, original: OriginalController) -> None:
-    assert _json(lab, "stack list") == []
+    assert openstack_json(lab, "stack list") == []
 
 
 def test_swift_through_keystone(lab: Lab, original: OriginalController) -> None:
-    _openstack(lab, "container create lab-container")
-    assert [c["Name"] for c in _json(lab, "container list")] == ["lab-container"]
+    openstack(lab, "container create lab-container")
+    assert [c["Name"] for c in openstack_json(lab, "container list")] == ["lab-container"]
     # The object went through the ring to the one object server, on the host's disk.
-    _openstack(lab, "object create lab-container /etc/hostname")
+    openstack(lab, "object create lab-container /etc/hostname")
     found = lab.hosts[ORIGINAL].exec("find /srv/node/d1/objects -name '*.data' | wc -l")
     assert int(found.stdout) == 1
-
-
-def _upload_random_image(lab: Lab, name: str, size: int) -> str:
-    """Upload `size` random bytes from the original's /root/NAME.raw as image NAME; its id."""
-    lab.hosts[ORIGINAL].exec(f"head -c {size} /dev/urandom >/root/{name}.raw")
-    image = json.loads(_openstack(lab, f"image create {name} --disk-format raw "
-                                       f"--container-format bare --file /root/{name}.raw "
-                                       "-f json"))
-    return str(image["id"])
 
 
 def test_image_upload_then_download_gives_the_same_bytes(
         lab: Lab, original: OriginalController) -> None:
     host = lab.hosts[ORIGINAL]
-    image = _upload_random_image(lab, "lab-image", 3000000)
-    _openstack(lab, f"image save --file /root/lab-image.back {image}")
+    image = upload_random_image(lab, "lab-image", 3000000)
+    openstack(lab, f"image save --file /root/lab-image.back {image}")
     assert host.exec("cmp /root/lab-image.raw /root/lab-image.back", check=False).returncode == 0
 
 
@@ -284,27 +223,13 @@ def test_configs_name_the_original(lab: Lab, original: OriginalController) -> No
 
 # -- scaled out: deploy-lb and deploy-controllers of every service on this same original --
 
-LBS = ("lb1", "lb2", "lb3")
-NEW = ("ctl2", "ctl3")
-CTLS = (ORIGINAL, *NEW)
-#: What the inventory balances: every API of the full plane.
-SERVICES = ("keystone", "glance", "placement", "nova", "novnc", "neutron", "cinder", "heat",
-            "swift", "horizon")
-#: The original's files whose bytes the rollback must give back: every service's tree, the
-#: /etc/default files of its daemons, apache's sites and the admin rc file.
-ORIGINAL_FILES = ("/etc/keystone /etc/glance /etc/placement /etc/nova /etc/neutron /etc/cinder "
-                  "/etc/heat /etc/swift /etc/openstack-dashboard /etc/apache2 /etc/default "
-                  f"{ADMIN_RC}")
-#: The daemons' main processes (children of the host's init).
-DAEMONS = "uwsgi|glance-api|nova-|neutron-|cinder-|heat-|swift-|apache2"
 
 
 #: The public VIP: another lab address beside LAB_VIP, whose API ports terminate TLS with a
 #: certificate from a CA the test makes; the internal VIP keeps plain HTTP.
 PUBLIC = f"{SUBNET}.101"
-CA_ON_HOST = "/root/hadeploy-lab-ca.pem"
 #: Every API port the public VIP serves (tcp-mode proxies stay on the internal VIP).
-PUBLIC_PORTS = (5000, 9292, 8778, 8774, 8775, 9696, 8776, 8004, 8000, 8080, 6080, 80)
+PUBLIC_PORTS = API_PORTS
 #: The APIs whose links follow X-Forwarded-Proto (the catalog's `proxy_headers`), with the
 #: path of their version document.
 HTTPS_LINKS = {5000: "/v3", 9292: "/", 8774: "/", 9696: "/", 8776: "/", 8004: "/"}
@@ -337,18 +262,6 @@ class ScaledOut:
     ca: CertAuthority
     pki: Path
     serial: int
-
-
-def _files(lab: Lab) -> str:
-    """Path, type, owner, group, mode and sha256 of every file of ORIGINAL_FILES on ctl1."""
-    return lab.hosts[ORIGINAL].exec(
-        f"find {ORIGINAL_FILES} -printf '%p %y %u %g %m %l\\n' | sort && "
-        f"find {ORIGINAL_FILES} -type f -print0 | sort -z | xargs -0 sha256sum").stdout
-
-
-def _pids(lab: Lab, host: str) -> str:
-    return lab.hosts[host].exec(f"pgrep -P 1 -f '{DAEMONS}' | sort | tr '\\n' ' '",
-                                check=False).stdout
 
 
 def _client(ca: CertAuthority) -> ssl.SSLContext:
@@ -384,7 +297,7 @@ def scaled(lab: Lab, original: OriginalController,
         lab.hosts[host].reset()
     shared = share_directory(lab, CTLS)
     try:
-        files_before = _files(lab)
+        files_before = original_files(lab)
         state = tmp_path_factory.mktemp("full-scale-out")
         pki = state / "pki"
         pki.mkdir(mode=0o700)
@@ -414,7 +327,7 @@ def scaled(lab: Lab, original: OriginalController,
 def test_every_endpoint_is_on_a_vip_with_its_path(
         lab: Lab, original: OriginalController, scaled: ScaledOut) -> None:
     """Public endpoints on https://PUBLIC, internal and admin ones on http://VIP."""
-    endpoints = _json(lab, "endpoint list")
+    endpoints = openstack_json(lab, "endpoint list")
     assert len(endpoints) == 3 * len(CATALOG)
     for endpoint in endpoints:
         port, path = CATALOG[endpoint["Service Type"]]
@@ -437,24 +350,25 @@ def test_every_api_answers_through_the_vip(
     # endpoints the public one, over https.
     assert f"OS_AUTH_URL=http://{LAB_VIP}:5000/v3" in lab.hosts[ORIGINAL].exec(
         ["cat", ADMIN_RC]).stdout
-    assert _json(lab, "server list") == []
-    assert _json(lab, "resource provider list") == []
-    created = json.loads(_openstack(lab, "network create vip-net -f json"))
+    assert openstack_json(lab, "server list") == []
+    assert openstack_json(lab, "resource provider list") == []
+    created = json.loads(openstack(lab, "network create vip-net -f json"))
     assert created["name"] == "vip-net"
-    assert {"lab-net", "vip-net"} <= {n["Name"] for n in _json(lab, "network list")}
-    assert _json(lab, "volume list") == []
-    assert _json(lab, "stack list") == []
-    _openstack(lab, "container create vip-container")
-    assert {"lab-container", "vip-container"} <= {c["Name"] for c in _json(lab, "container list")}
+    assert {"lab-net", "vip-net"} <= {n["Name"] for n in openstack_json(lab, "network list")}
+    assert openstack_json(lab, "volume list") == []
+    assert openstack_json(lab, "stack list") == []
+    openstack(lab, "container create vip-container")
+    containers = {c["Name"] for c in openstack_json(lab, "container list")}
+    assert {"lab-container", "vip-container"} <= containers
 
 
 def test_an_image_uploaded_through_the_vip_downloads_through_the_vip(
         lab: Lab, scaled: ScaledOut) -> None:
     host = lab.hosts[ORIGINAL]
-    image = _upload_random_image(lab, "vip-image", 2000000)
+    image = upload_random_image(lab, "vip-image", 2000000)
     # Three downloads: haproxy's round robin hands one to each controller.
     for attempt in range(3):
-        _openstack(lab, f"image save --file /root/vip-image.{attempt} {image}")
+        openstack(lab, f"image save --file /root/vip-image.{attempt} {image}")
         assert host.exec(f"cmp /root/vip-image.raw /root/vip-image.{attempt}",
                          check=False).returncode == 0, attempt
 
@@ -586,7 +500,7 @@ def test_a_renewed_certificate_is_served_and_no_request_fails(scaled: ScaledOut)
 
 
 def test_rerun_changes_and_restarts_nothing(lab: Lab, scaled: ScaledOut) -> None:
-    pids = {h: _pids(lab, h) for h in CTLS}
+    pids = {h: daemon_pids(lab, h) for h in CTLS}
     assert all(pids.values()), pids
     again = hadeploy("deploy-controllers", "--hosts", str(scaled.inventory), "--yes", "--json",
                      timeout=900)
@@ -594,7 +508,7 @@ def test_rerun_changes_and_restarts_nothing(lab: Lab, scaled: ScaledOut) -> None
     changed = [(e["step"], e["host"]) for e in events(again.stdout)
                if e["event"] == "host-changed"]
     assert changed == []
-    assert {h: _pids(lab, h) for h in CTLS} == pids
+    assert {h: daemon_pids(lab, h) for h in CTLS} == pids
 
 
 def test_rollback_leaves_the_original_serving_alone(
@@ -615,12 +529,12 @@ def test_rollback_leaves_the_original_serving_alone(
                             r"directory holding the mount point /var/lib/glance/images .*",
                             text), text
     assert "removed, not purged: " in back.stdout
-    assert _files(lab) == scaled.files_before
-    for endpoint in _json(lab, "endpoint list"):
+    assert original_files(lab) == scaled.files_before
+    for endpoint in openstack_json(lab, "endpoint list"):
         port, path = CATALOG[endpoint["Service Type"]]
         assert endpoint["URL"] == f"http://{original.address}:{port}{path}", endpoint
     for host in NEW:
-        left = ",".join(_pids(lab, host).split())
+        left = ",".join(daemon_pids(lab, host).split())
         assert left == "", (host, lab.hosts[host].exec(f"ps -o pid,args -p {left}",
                                                        check=False).stdout)
         assert not any(installed(lab, host, p) for p in ("keystone", "nova-api",
@@ -629,11 +543,11 @@ def test_rollback_leaves_the_original_serving_alone(
     # the images of the shared store are all there.
     Session.login(original.address, original.admin_password).every_api("after-rollback")
     for name in ("lab-image", "vip-image"):
-        _openstack(lab, f"image save --file /root/{name}.after {name}")
+        openstack(lab, f"image save --file /root/{name}.after {name}")
         assert lab.hosts[ORIGINAL].exec(f"cmp /root/{name}.raw /root/{name}.after",
                                         check=False).returncode == 0, name
-    assert _json(lab, "server list") == []
-    assert _json(lab, "stack list") == []
+    assert openstack_json(lab, "server list") == []
+    assert openstack_json(lab, "stack list") == []
 
 
 def test_rollback_of_the_lb_phase_takes_the_certificate_away(
@@ -646,4 +560,4 @@ def test_rollback_of_the_lb_phase_takes_the_certificate_away(
         assert not installed(lab, lb, "haproxy"), lb
     assert f"OS_AUTH_URL={original.keystone_url}" in lab.hosts[ORIGINAL].exec(
         ["cat", ADMIN_RC]).stdout
-    assert _json(lab, "stack list") == []
+    assert openstack_json(lab, "stack list") == []

@@ -22,7 +22,7 @@ def example() -> Inventory:
 
 @pytest.fixture
 def colocated() -> Inventory:
-    """examples/colocated.toml (guide 2: haproxy on the controllers)."""
+    """Guide 2's inventory as written (tests/data/guide2-rhos6.toml: haproxy on the controllers)."""
     return load_inventory(COLOCATED)
 
 

@@ -52,7 +52,8 @@ def _to_colocated(text: str) -> str:
 
 
 def _to_dedicated(text: str) -> str:
-    """examples/colocated.toml with three dedicated load balancers and no api_bind."""
+    """Guide 2's inventory (tests/data/guide2-rhos6.toml) with three dedicated load
+    balancers and no api_bind."""
     text = edit(text, ('topology = "colocated"', 'topology = "dedicated"'))
     text = re.sub(r"^(api_bind|priority) = .*\n", "", text, flags=re.MULTILINE)
     lbs = "".join(f'[[lb]]\nname = "rhos6-lb{i}"\naddress = "192.168.1.21{i}"\n'

@@ -22,8 +22,7 @@ from hadeploy.journal import Journal, RunStore, now, state_dir_for
 from hadeploy.outcome import HostOutcome
 from hadeploy.redact import Redactor
 from hadeploy.transport.base import Transport
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.examples import COLOCATED, ROOT
 
 
 def no_connection(inv: Inventory) -> Transport:
@@ -69,7 +68,7 @@ def test_resume_without_a_failed_run_says_so(hosts: Path) -> None:
 def test_a_missing_secret_is_refused_before_connecting(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "colocated.toml"
-    shutil.copy(ROOT / "examples" / "colocated.toml", path)
+    shutil.copy(COLOCATED, path)
     monkeypatch.delenv("HADEPLOY_STATS_PASSWORD", raising=False)
     deployment = Deployment(str(path), transport_factory=no_connection)
     with pytest.raises(InventoryError, match=r"\$HADEPLOY_STATS_PASSWORD is not set"):
@@ -81,7 +80,7 @@ def test_a_missing_secret_is_refused_before_connecting(tmp_path: Path,
 def test_a_secret_with_a_newline_is_refused(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "colocated.toml"
-    shutil.copy(ROOT / "examples" / "colocated.toml", path)
+    shutil.copy(COLOCATED, path)
     monkeypatch.setenv("HADEPLOY_STATS_PASSWORD", "x\n    stats admin if TRUE")
     deployment = Deployment(str(path), transport_factory=no_connection)
     with pytest.raises(InventoryError, match="control characters"):

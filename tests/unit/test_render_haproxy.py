@@ -160,7 +160,7 @@ def test_guide1_every_server_is_checked_every_10s(example: Inventory) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Guide 2: examples/colocated.toml
+# Guide 2: tests/data/guide2-rhos6.toml
 # ---------------------------------------------------------------------------------------------
 
 # Guide 2's section names -> ours (template vip-{proxy} / {proxy}-vms and catalog proxy names).

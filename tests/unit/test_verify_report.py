@@ -29,8 +29,8 @@ from hadeploy.verify import (
     parse_show_stat,
 )
 from hadeploy.verify_console import print_report
+from tests.unit.examples import COLOCATED
 
-ROOT = Path(__file__).resolve().parents[2]
 VIP = "10.15.85.31"
 SHOW_STAT = (
     "# pxname,svname,qcur,status,check_status,check_desc\n"
@@ -201,7 +201,7 @@ class Unreachable:
 
 def colocated(tmp_path: Path, known_hosts: Path) -> str:
     path = tmp_path / "colocated.toml"
-    text = (ROOT / "examples" / "colocated.toml").read_text()
+    text = (COLOCATED).read_text()
     path.write_text(text.replace("[ssh]\n", f"[ssh]\nknown_hosts = \"{known_hosts}\"\n", 1))
     assert str(known_hosts) in path.read_text()
     return str(path)

@@ -19,12 +19,13 @@ Then it is rolled back, and the original must be as before the first deploy (a f
 if not: that rollback is the next point's start).
 
 A point takes minutes (a resumed deploy plus a rollback of real daemons), so `.ci/run` runs a
-fixed, seeded sample of the spread below. The spread, a deterministic choice of commands that
-covers every step installing packages, copying a tree, restarting services or moving the
-endpoints (both kill points of each):
+fixed, seeded sample of the spread below. The spread, a deterministic choice of 16 commands
+that covers every step installing packages, copying a tree, starting services or moving the
+endpoints, and those editing the original's files (both kill points of each, 32 in all):
 
     HADEPLOY_CTL_KILL_POINTS=spread python -m pytest -s tests/lab/test_controller_kill_points.py
 
+`HADEPLOY_CTL_KILL_POINTS=spread:A-B`: the spread's points of commands A to B;
 `HADEPLOY_CTL_KILL_POINTS=all`: every kill point; `=A-B`: those of commands A to B. Each run
 prints one line per point as it ends, then "deploy-controllers: k of M kill points survived".
 """
@@ -70,7 +71,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 KILL_POINTS_ENV = "HADEPLOY_CTL_KILL_POINTS"
 SAMPLE = 1  # kill points in a default run, drawn with a fixed seed from the spread
 SEED = 15
-SPREAD = 16  # commands in the spread, two kill points each
 ORIGINAL = "ctl1"
 NEW = ("ctl2", "ctl3")
 PACKAGES = ("keystone", "glance-api")
@@ -156,21 +156,24 @@ def command_steps(commands: Sequence[dict[str, object]], stdout: str) -> list[st
     return steps
 
 
-FOCUS = re.compile(r"ctl\.\w+\.(packages|copy|services)|ctl\.endpoints")
+# Steps whose commands the spread kills at: twice in each that installs packages, copies a
+# tree, starts or restarts services, or moves the endpoints; once in each that edits the
+# original's files in place (its config keys, the rc file).
+TWICE = re.compile(r"ctl\.\w+\.(packages|copy|services)|ctl\.endpoints")
+ONCE = re.compile(r"ctl\.\w+\.vip-keys|ctl\.rc-files")
 
 
-def spread(steps: Sequence[str], size: int = SPREAD) -> list[int]:
-    """Command numbers to kill at, chosen from the clean run alone: the first, middle and
-    last command of every step that installs packages, copies a tree, restarts services or
-    moves endpoints, then commands evenly spaced over the whole run, up to `size`."""
+def spread(steps: Sequence[str]) -> list[int]:
+    """Command numbers to kill at, from the clean run's commands alone (the step of each):
+    at a third and two thirds of each TWICE step's commands, in the middle of each ONCE
+    step's (2 x 7 + 2 = 16 commands, 32 kill points, on Keystone + Glance)."""
     chosen: set[int] = set()
-    for step in dict.fromkeys(s for s in steps if FOCUS.fullmatch(s)):
+    for step in dict.fromkeys(steps):
         numbers = [n for n, s in enumerate(steps, 1) if s == step]
-        chosen |= {numbers[0], numbers[len(numbers) // 2], numbers[-1]}
-    parts = 2
-    while len(chosen) < min(size, len(steps)):
-        chosen |= {1 + round(i * (len(steps) - 1) / parts) for i in range(parts + 1)}
-        parts *= 2
+        if TWICE.fullmatch(step):
+            chosen |= {numbers[len(numbers) // 3], numbers[2 * len(numbers) // 3]}
+        elif ONCE.fullmatch(step):
+            chosen.add(numbers[len(numbers) // 2])
     return sorted(chosen)
 
 
@@ -237,13 +240,17 @@ def clean(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Clean:
 
 def kill_points(clean: Clean) -> list[KillPoint]:
     """Every point when asked for all, those of commands A to B when asked for `A-B`, the
-    spread when asked for it, else the seeded sample of the spread."""
+    spread when asked for it (`spread:A-B`: its points of commands A to B), else the seeded
+    sample of the spread."""
     asked = os.environ.get(KILL_POINTS_ENV, "")
-    points = asked_kill_points(asked, len(clean.commands))
-    if points is not None:
-        return points
     chosen = both_kill_points(spread(clean.steps))
-    return chosen if asked == "spread" else seeded_sample(chosen, SAMPLE, SEED)
+    if asked.startswith("spread:"):
+        first, last = (int(n) for n in asked.removeprefix("spread:").split("-", 1))
+        return [(k, when) for k, when in chosen if first <= k <= last]
+    if asked == "spread":
+        return chosen
+    points = asked_kill_points(asked, len(clean.commands))
+    return points if points is not None else seeded_sample(chosen, SAMPLE, SEED)
 
 
 def survive(lab: Lab, directory: Path, k: int, when: str, clean: Clean) -> str:

@@ -108,7 +108,7 @@ def plane_state(lab: Lab, runs: Sequence[str]) -> State:
     state: State = {}
     for host in CTLS:
         lines = lab.hosts[host].exec(["sh", "-c", CONTROLLER_STATE]).stdout.splitlines()
-        state[host] = sorted(_without_run(line, runs) for line in lines
+        state[host] = sorted(_without_run(line) for line in lines
                              if (m := BACKUP.fullmatch(line)) is None or m.group(2) in runs)
     for host in LBS:
         state[host] = lab.hosts[host].exec(["sh", "-c", SERVERS]).stdout.splitlines()
@@ -119,15 +119,16 @@ def plane_state(lab: Lab, runs: Sequence[str]) -> State:
     return state
 
 
-def _without_run(line: str, runs: Sequence[str]) -> str:
+def _without_run(line: str) -> str:
+    """A backup's line with its run id taken out (runs compare); any other line as it is."""
     match = BACKUP.fullmatch(line)
     return f"backup {match.group(1)}  RUN/{match.group(3)}" if match else line
 
 
 def before_deploy(state: State) -> State:
     """What a rollback must give back: the original's state but its backups (they stay),
-    and on the new controllers the trees, rc and service packages (with their dependencies
-    left installed, as rollback leaves them), daemons and leftovers; the catalog."""
+    and on the new controllers all but the backups and the package database's other lines
+    (dpkg may keep a record of a package purged); the catalog."""
     kept: State = {"endpoints": state["endpoints"]}
     for host in CTLS:
         kept[host] = [line for line in state[host] if not line.startswith("backup ") and (

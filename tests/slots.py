@@ -21,8 +21,10 @@ def worker_slot(environ: Mapping[str, str]) -> int | None:
 
 #: OpenStack modules that run with the other lab modules rather than with the OpenStack
 #: ones, so that the two workers take about as long (measured: the other lab modules ~17 min,
-#: this one ~14, the OpenStack ones ~36).
-BESIDE_THE_LB_MODULES = frozenset({"tests/lab/test_live_changes.py"})
+#: test_live_changes ~14, test_controller_kill_points ~8.5 with its default sample, the
+#: OpenStack ones ~36).
+BESIDE_THE_LB_MODULES = frozenset({"tests/lab/test_live_changes.py",
+                                   "tests/lab/test_controller_kill_points.py"})
 
 
 def work_unit(nodeid: str, openstack: bool) -> str:

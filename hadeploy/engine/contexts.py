@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hadeploy.inventory.model import Node
-from hadeploy.journal import Journal
+from hadeploy.journal import Journal, live_changes
 from hadeploy.ops.base import HostContext
 from hadeploy.platforms import Profile, profile_for
 
@@ -41,6 +41,10 @@ class HostContexts:
                 detail: bool = False) -> HostContext:
         """The context of `host` in step `step_id` (of `journal`'s run, or of a plan)."""
         changed = journal.changed_steps(host) if journal else frozenset()
+        entry = next((s.hosts.get(host) for s in journal.steps if s.id == step_id),
+                     None) if journal else None
+        earlier = {c["op"]: c["record"] for c in live_changes(entry)} if entry else {}
         return HostContext(node=self.nodes[host], profile=self.profiles[host],
                            run_id=journal.run_id if journal else "plan", step_id=step_id,
-                           secrets=self.secrets, changed_steps=changed, detail=detail)
+                           secrets=self.secrets, changed_steps=changed, detail=detail,
+                           earlier=earlier)

@@ -85,6 +85,9 @@ class HostContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     changed_steps: frozenset[str] = frozenset()
     detail: bool = False
+    # What an earlier, interrupted attempt at this step on this host journaled, by operation
+    # id (a resumed run): e.g. that it started a daemon the resume finds running.
+    earlier: Mapping[str, Record] = field(default_factory=dict)
 
     def backup_path(self, path: str) -> str:
         """Where this run keeps the previous version of `path` on the host."""

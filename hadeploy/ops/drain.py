@@ -171,6 +171,8 @@ class DrainedRestart(Operation[ServiceState]):
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
         if self.always and state.running:
             return False
+        if self.service.started_earlier(ctx, state):
+            return False  # the attempt that started it may not have made it ready
         return self.service.done(ctx, state)
 
     def intent(self, ctx: HostContext, state: ServiceState) -> Record:
@@ -181,18 +183,27 @@ class DrainedRestart(Operation[ServiceState]):
                           balancers=asdict(self.balancers))
         return record
 
+    def _made_ready(self, ctx: HostContext) -> list[Command]:
+        """A server a rollback drained before stopping it would stay drained (and get no
+        traffic) until haproxy reloads: where haproxy has it, it is made ready again; haproxy
+        sends it traffic once its checks pass."""
+        node = ctx.node.name
+        return [Command(_cli(self.balancers.socket) + _listed(self.balancers, node)
+                        + _set_state(self.balancers, node, "ready"), on=lb,
+                        summary=f"{lb}: set {node} ready in "
+                                f"{', '.join(self.balancers.backends)} where haproxy has it")
+                for lb in self.balancers.hosts]
+
     def apply(self, ctx: HostContext, state: ServiceState) -> list[Command]:
+        if self.service.started_earlier(ctx, state):
+            # Started by the interrupted attempt, after everything that would restart it: a
+            # restart would only interrupt a daemon that may still be starting. What that
+            # attempt may not have done is what follows the start.
+            enable = [] if state.enabled else [Command(ctx.profile.enable(self.service.service))]
+            return [*enable, *self._made_ready(ctx)]
         commands = self.service.apply(ctx, state)
         if not state.running:
-            # A server a rollback drained before stopping it would stay drained (and get no
-            # traffic) until haproxy reloads: where haproxy has it, it is made ready again;
-            # haproxy sends it traffic once its checks pass.
-            node = ctx.node.name
-            return [*commands, *(Command(
-                _cli(self.balancers.socket) + _listed(self.balancers, node)
-                + _set_state(self.balancers, node, "ready"), on=lb,
-                summary=f"{lb}: set {node} ready in {', '.join(self.balancers.backends)} "
-                        "where haproxy has it") for lb in self.balancers.hosts)]
+            return [*commands, *self._made_ready(ctx)]
         if not self._restarts(ctx, state):
             return commands
         return drained(self.balancers, ctx.node.name, commands, self.answers)

@@ -52,10 +52,18 @@ class ServiceRunning(Operation[ServiceState]):
     def fact(self, ctx: HostContext) -> Fact[ServiceState]:
         return service_state(ctx.profile, self.service, self.pid_files(ctx))
 
+    def started_earlier(self, ctx: HostContext, state: ServiceState) -> bool:
+        """Whether it runs because an interrupted attempt of this run started it: the steps
+        that would restart it came before, so it already runs what they changed."""
+        earlier = ctx.earlier.get(self.op_id)
+        return state.running and earlier is not None and earlier.get("was_running") is False
+
     def verb(self, ctx: HostContext, state: ServiceState) -> Verb:
         """What the service needs: started, restarted, reloaded, or nothing (``)."""
         if not state.running:
             return "start"
+        if self.started_earlier(ctx, state):
+            return ""
         if self.restart_after & ctx.changed_steps:
             return "restart"
         if self.reload_after & ctx.changed_steps:
@@ -125,6 +133,8 @@ class ServiceRunning(Operation[ServiceState]):
         commands: list[Command] = []
         if not state.enabled and not self.restart_only:
             commands.append(Command(profile.enable(self.service)))
+        if self.started_earlier(ctx, state):
+            return commands  # it runs what the steps before changed: only enabled
         # Not enabled but running as wanted: restarted, as always, so it runs as enabled.
         verb = self.verb(ctx, state) or "restart"
         if verb == "reload":

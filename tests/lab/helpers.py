@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +91,28 @@ def snapshot(lab: Lab, host: str, paths: Sequence[str]) -> dict[str, str]:
     return result
 
 
+# -- an OpenStack original (lab.openstack): its admin rc file, its config trees --------------
+
+RC = "/root/keystonerc_admin"  # the original's admin credentials (lab.openstack.keystone)
+# A tree's manifest, one line per entry (path, type, owner, group, mode, link target), then
+# each file's sha256; "absent" when there is no such tree.
+MANIFEST = ("if ! cd {path} 2>/dev/null; then echo absent; exit 0; fi; "
+            "find . -printf '%p %y %u %g %m %l\\n' | sort && "
+            "find . -type f -print0 | sort -z | xargs -0 sha256sum")
+
+
+def openstack_cli(lab: Lab, host: str, args: str, auth_url: str | None = None) -> str:
+    """stdout of `openstack ARGS` on `host` with the admin rc file's credentials (and
+    OS_AUTH_URL `auth_url` instead of the file's, if given)."""
+    override = f"OS_AUTH_URL={auth_url} " if auth_url else ""
+    return lab.hosts[host].exec(f". {RC} && {override}openstack {args}", timeout=120).stdout
+
+
+def tree_manifest(lab: Lab, host: str, path: str) -> list[str]:
+    """MANIFEST of the tree at `path` on `host`, line by line."""
+    return lab.hosts[host].exec(MANIFEST.format(path=path)).stdout.splitlines()
+
+
 def installed(lab: Lab, host: str, package: str) -> bool:
     """Whether dpkg says `package` is installed on `host`."""
     out = lab.hosts[host].exec(["sh", "-c", f"dpkg-query -W -f='${{db:Status-Abbrev}}' {package}"
@@ -124,13 +147,15 @@ END_STATE = "\n".join([
 # saved policy-rc.d and the guard's; only there: a host's /var and /root show the
 # workstation's below its own), the backups by step and path with their checksums (the run
 # id taken out), and whatever is left in /tmp (nothing of hadeploy's belongs there).
+TEMP_FILES = ("echo \"hadeploy temp files: $(find /etc /usr/sbin /var/lib/hadeploy /tmp \\( "
+              "-name '.hadeploy*' -o -name '*.hadeploy-*' -o -name '*.nosec' \\) -print "
+              "2>/dev/null | sort | tr '\\n' ' ')\"")
+IN_TMP = "echo \"in /tmp: $(ls -A /tmp | tr '\\n' ' ')\""
 LEFTOVERS = "\n".join([
-    "echo \"hadeploy temp files: $(find /etc /usr/sbin /var/lib/hadeploy /tmp \\( "
-    "-name '.hadeploy*' -o -name '*.hadeploy-*' -o -name '*.nosec' \\) -print "
-    "2>/dev/null | sort | tr '\\n' ' ')\"",
+    TEMP_FILES,
     "echo \"backups: $(cd /var/lib/hadeploy/backup 2>/dev/null && find . -type f -exec "
     "sha256sum {} + | sed -E 's|  \\./[^/]+/|  RUN/|' | sort | tr '\\n' ' ')\"",
-    "echo \"in /tmp: $(ls -A /tmp | tr '\\n' ' ')\"",
+    IN_TMP,
 ])
 FULL_STATE = END_STATE + "\n" + LEFTOVERS
 NO_TEMP = "hadeploy temp files: "
@@ -266,3 +291,42 @@ def backup_audit(lab: Lab, inventory: Path, hosts: Sequence[str]) -> dict[str, l
         found[host] = [line for line in out.splitlines()
                        if line.startswith("readable") or not line.endswith(" 700 root root")]
     return found
+
+
+# -- kill points: a run killed outright at a command boundary (tests/lab/killable.py) ----------
+
+# Appended to an end-state probe: what `dpkg --audit` says (nothing when all is well).
+AUDIT = "echo \"dpkg audit: $(dpkg --audit 2>&1 | tr '\\n' ' ')\""
+KillPoint = tuple[int, str]  # (command number k, "sent" or "read")
+
+
+def killable(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """hadeploy run through tests/lab/killable.py (see there), as an operator would."""
+    env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD}
+    env.pop("NO_COLOR", None)
+    return subprocess.run([sys.executable, "-m", "tests.lab.killable", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def both_kill_points(commands: Iterable[int]) -> list[KillPoint]:
+    """(k, sent) and (k, read) for each command number k, in order."""
+    return [(k, when) for k in commands for when in ("sent", "read")]
+
+
+def asked_kill_points(asked: str, total: int) -> list[KillPoint] | None:
+    """The kill points an environment variable asks for: `all` of a run of `total` commands,
+    `A-B` those of commands A to B; None for anything else (the test's default applies)."""
+    every = both_kill_points(range(1, total + 1))
+    if asked == "all":
+        return every
+    if "-" in asked:
+        first, last = (int(n) for n in asked.split("-", 1))
+        return [(k, when) for k, when in every if first <= k <= last]
+    return None
+
+
+def seeded_sample(points: Sequence[KillPoint], size: int, seed: int) -> list[KillPoint]:
+    """A fixed sample of `size` of `points` (the same for the same seed and points), sorted:
+    what CI runs when every point would take too long."""
+    return sorted(random.Random(seed).sample(list(points), min(size, len(points))))

@@ -3,12 +3,13 @@ hadeploy as an operator runs it, with its remote commands counted where they mee
 
 Every command hadeploy sends (probes, batches and changes, on every host) is one
 `exec_command` on an SSH channel and one exit status read back. `--record` appends one JSON
-line per command sent: its number, the host's address and the command's first line. `--kill K
---at sent` kills the process with SIGKILL right after the K-th command was sent (before its
-result is read); `--at read` right after the K-th exit status was read (before hadeploy acts
-on it). SIGKILL runs no handler, no `finally` and no atexit: the process dies as a laptop
-whose battery runs out, which is what the kill-point test needs. Test-only: hadeploy itself
-has no such hook.
+line per command sent: its number, the host's address, the command's first line and the Unix
+time it was sent (the step that sent it is the one whose `step-started` event came last
+before). `--kill K --at sent` kills the process with SIGKILL right after the K-th command was
+sent (before its result is read); `--at read` right after the K-th exit status was read
+(before hadeploy acts on it). SIGKILL runs no handler, no `finally` and no atexit: the
+process dies as a laptop whose battery runs out, which is what the kill-point test needs.
+Test-only: hadeploy itself has no such hook.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def instrument(record: Path | None, kill: int | None, at: str) -> None:
                 peer = channel.get_transport().getpeername()[0]
                 line = text.strip().splitlines()[0] if text.strip() else ""
                 with record.open("a") as out:
-                    out.write(json.dumps({"n": number, "host": peer, "command": line}) + "\n")
+                    out.write(json.dumps({"n": number, "host": peer, "command": line,
+                                          "time": time.time()}) + "\n")
             if at == "sent" and number == kill:
                 _die()
 

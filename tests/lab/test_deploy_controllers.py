@@ -23,6 +23,7 @@ from lab.openstack import OriginalController
 from tests.lab.helpers import (
     CTLS,
     LBS,
+    RC,
     ROOT,
     STATS_PASSWORD,
     backup_audit,
@@ -30,6 +31,8 @@ from tests.lab.helpers import (
     events,
     hadeploy,
     installed,
+    openstack_cli,
+    tree_manifest,
     vip_holders,
     wait_for,
 )
@@ -37,21 +40,6 @@ from tests.lab.helpers import (
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
 NEW = ("ctl2", "ctl3")
-RC = "/root/keystonerc_admin"
-MANIFEST = ("if ! cd {path} 2>/dev/null; then echo absent; exit 0; fi; "
-            "find . -printf '%p %y %u %g %m %l\\n' | sort && "
-            "find . -type f -print0 | sort -z | xargs -0 sha256sum")
-
-
-def _openstack(lab: Lab, host: str, args: str, auth_url: str | None = None) -> str:
-    override = f"OS_AUTH_URL={auth_url} " if auth_url else ""
-    return lab.hosts[host].exec(f". {RC} && {override}openstack {args}", timeout=120).stdout
-
-
-def _manifest(lab: Lab, host: str, path: str) -> list[str]:
-    return lab.hosts[host].exec(MANIFEST.format(path=path)).stdout.splitlines()
-
-
 def _present(lab: Lab, host: str) -> list[str]:
     """Which of the service trees exist on a host."""
     return [p for p in ("/etc/keystone", "/etc/glance")
@@ -63,8 +51,8 @@ CLEAN_END_STATE: dict[str, list[str]] = {}
 
 def _end_state(lab: Lab) -> dict[str, list[str]]:
     """Manifests (type, owner, group, mode, link, sha256) of the service trees and rc file."""
-    state = {f"{h}:{p}": _manifest(lab, h, p) for h in CTLS for p in ("/etc/keystone",
-                                                                        "/etc/glance")}
+    state = {f"{h}:{p}": tree_manifest(lab, h, p) for h in CTLS
+             for p in ("/etc/keystone", "/etc/glance")}
     state["rc"] = lab.hosts["ctl1"].exec(f"sha256sum {RC}").stdout.split()[:1]
     return state
 
@@ -145,8 +133,8 @@ def test_backups_are_owner_only_at_every_level(deployed: Deployed) -> None:
 
 def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
-    token = _openstack(lab, "ctl1", "token issue -f value -c id",
-                       auth_url=f"http://{LAB_VIP}:5000/v3").strip()
+    token = openstack_cli(lab, "ctl1", "token issue -f value -c id",
+                          auth_url=f"http://{LAB_VIP}:5000/v3").strip()
     assert token
     for host in CTLS:
         address = lab.hosts[host].address
@@ -155,8 +143,8 @@ def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:
             headers={"X-Auth-Token": token, "X-Subject-Token": token})
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert reply.status == 200, host
-        assert _openstack(lab, "ctl1", "token issue -f value -c id",
-                          auth_url=f"http://{address}:5000/v3").strip()
+        assert openstack_cli(lab, "ctl1", "token issue -f value -c id",
+                             auth_url=f"http://{address}:5000/v3").strip()
 
 
 def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> None:
@@ -167,10 +155,10 @@ def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> No
     except urllib.error.HTTPError as answer:  # Glance lists its API versions with a 300
         status = answer.code
     assert status in (200, 300)
-    endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json"))
+    endpoints = json.loads(openstack_cli(lab, "ctl1", "endpoint list -f json"))
     assert endpoints
     assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints
-    assert _openstack(lab, "ctl1", "image list -f value") is not None
+    assert openstack_cli(lab, "ctl1", "image list -f value") is not None
     # The whole catalog moved in one command, one python3 process, and the journal says
     # which endpoints it moved: all it listed, in order, identity's public endpoint last.
     (move,) = _endpoint_commands(inventory, "deploy")
@@ -185,9 +173,9 @@ def test_glance_through_the_vip_and_catalog_on_the_vip(deployed: Deployed) -> No
 def test_trees_copied_with_owners_modes_and_host_keys(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
     for path in ("/etc/keystone", "/etc/glance"):
-        source = _manifest(lab, "ctl1", path)
+        source = tree_manifest(lab, "ctl1", path)
         for host in NEW:
-            copy = _manifest(lab, host, path)
+            copy = tree_manifest(lab, host, path)
             differing = sorted(set(source) ^ set(copy))
             # Only checksums of the files whose host-specific keys were rewritten differ.
             assert all(line.endswith("glance-api.conf") for line in differing), differing
@@ -223,8 +211,8 @@ def test_rollback_restores_the_original_and_the_catalog(deployed: Deployed) -> N
     back = hadeploy("rollback", "--phase", "controllers", "--hosts", str(inventory), "--yes",
                     timeout=900)
     assert back.returncode == 0, back.stdout + back.stderr
-    endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json",
-                                      auth_url=original.keystone_url))
+    endpoints = json.loads(openstack_cli(lab, "ctl1", "endpoint list -f json",
+                                         auth_url=original.keystone_url))
     assert all(f"//{original.address}:" in e["URL"] for e in endpoints), endpoints
     (restore,) = _endpoint_commands(inventory, "rollback")  # the whole catalog, one process
     assert restore["command"] == (f"restore {len(endpoints)} endpoint URL(s) from the journal "
@@ -236,7 +224,7 @@ def test_rollback_restores_the_original_and_the_catalog(deployed: Deployed) -> N
     for host in NEW:
         assert not installed(lab, host, "keystone") and not installed(lab, host, "glance-api")
     NEW_AFTER_ROLLBACK.update({h: _present(lab, h) for h in NEW})
-    wait_for(lambda: _openstack(lab, "ctl1", "token issue -f value -c id").strip(),
+    wait_for(lambda: openstack_cli(lab, "ctl1", "token issue -f value -c id").strip(),
              "a token from the original after rollback", seconds=60)
 
 
@@ -251,14 +239,14 @@ def test_rollback_leaves_no_service_tree_on_new_controllers(deployed: Deployed) 
 def test_dry_run_changes_nothing(deployed: Deployed) -> None:
     """After the rollback there is everything to do again: the plan shows it, touches nothing."""
     lab, inventory, original, _ = deployed
-    untouched = (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+    untouched = (_end_state(lab), openstack_cli(lab, "ctl1", "endpoint list -f value -c URL"),
                  [installed(lab, h, "keystone") for h in NEW])
     plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run", timeout=600)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "Plan:" in plan.stdout and "ctl.endpoints" in plan.stdout, plan.stdout
     assert "already done" in plan.stdout or "to change" in plan.stdout
     assert original.admin_password not in plan.stdout + plan.stderr
-    assert (_end_state(lab), _openstack(lab, "ctl1", "endpoint list -f value -c URL"),
+    assert (_end_state(lab), openstack_cli(lab, "ctl1", "endpoint list -f value -c URL"),
             [installed(lab, h, "keystone") for h in NEW]) == untouched
 
 
@@ -294,5 +282,5 @@ def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed: Dep
                        timeout=1200)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _end_state(lab) == CLEAN_END_STATE
-    endpoints = json.loads(_openstack(lab, "ctl1", "endpoint list -f json"))
+    endpoints = json.loads(openstack_cli(lab, "ctl1", "endpoint list -f json"))
     assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints

@@ -38,10 +38,10 @@ from tests.lab.helpers import (
     end_state,
     fresh,
     fresh_inventory,
+    killable,
     start_backends,
     wait_for,
 )
-from tests.lab.test_kill_points import killable
 
 pytestmark = pytest.mark.lab
 

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,17 +31,21 @@ from lab import Lab
 from lab.inventory import write_lab_inventory
 from lab.standins import STAND_IN_PORTS
 from tests.lab.helpers import (
+    AUDIT,
     CTLS,
     FULL_STATE,
     LBS,
     NO_TEMP,
-    ROOT,
-    STATS_PASSWORD,
+    KillPoint,
+    asked_kill_points,
+    both_kill_points,
     end_state,
     fresh,
     fresh_inventory,
     hadeploy,
     journal,
+    killable,
+    seeded_sample,
     start_backends,
 )
 
@@ -53,16 +54,6 @@ pytestmark = pytest.mark.lab
 KILL_POINTS_ENV = "HADEPLOY_KILL_POINTS"
 SAMPLE = 6  # kill points in a default run, drawn with a fixed seed
 SEED = 15
-AUDIT = "echo \"dpkg audit: $(dpkg --audit 2>&1 | tr '\\n' ' ')\""
-
-
-def killable(*args: str) -> subprocess.CompletedProcess[str]:
-    """hadeploy run through tests/lab/killable.py (see there), as an operator would."""
-    env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD}
-    env.pop("NO_COLOR", None)
-    return subprocess.run([sys.executable, "-m", "tests.lab.killable", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +74,12 @@ def clean(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str,
     return state, [json.loads(line) for line in record.read_text().splitlines()]
 
 
-def kill_points(total: int) -> list[tuple[int, str]]:
+def kill_points(total: int) -> list[KillPoint]:
     """Every (k, when) when asked for all, those of commands A to B when asked for `A-B`,
     else the seeded sample."""
-    every = [(k, when) for k in range(1, total + 1) for when in ("sent", "read")]
-    asked = os.environ.get(KILL_POINTS_ENV, "")
-    if asked == "all":
-        return every
-    if "-" in asked:
-        first, last = (int(n) for n in asked.split("-", 1))
-        return [(k, when) for k, when in every if first <= k <= last]
-    return sorted(random.Random(SEED).sample(every, min(SAMPLE, len(every))))
+    asked = asked_kill_points(os.environ.get(KILL_POINTS_ENV, ""), total)
+    return asked if asked is not None else seeded_sample(
+        both_kill_points(range(1, total + 1)), SAMPLE, SEED)
 
 
 def survive(lab: Lab, directory: Path, k: int, when: str,

@@ -11,9 +11,11 @@ import pytest
 
 from hadeploy.app import build_runbook
 from hadeploy.catalog import load_catalog
+from hadeploy.engine.contexts import HostContexts
 from hadeploy.errors import InventoryError
 from hadeploy.facts import Probe
 from hadeploy.inventory.model import Node
+from hadeploy.journal import Journal
 from hadeploy.ops import Balancers, DrainedRestart, HostContext, ServiceRunning
 from hadeploy.ops.drain import NO_SOCAT, _set_state, drain_script, ready_script, undo_drained
 from hadeploy.platforms import profile_for
@@ -146,6 +148,51 @@ def test_only_a_restart_of_a_running_daemon_is_drained() -> None:
     assert [c.on for c in undo] == ["lb1", "lb2", None, None]
     assert "is in none of" in undo[0].script and "glance-api stop" in undo[2].script
     assert op.done(_ctx(), op.read(_ctx(), RUNNING))
+
+
+def test_a_daemon_an_interrupted_attempt_started_is_not_restarted_only_made_ready(
+        tmp_path: Path) -> None:
+    """A run killed right after it started a daemon (its intent says it was stopped) resumes
+    with the daemon running: it already runs what the earlier steps changed, so no restart
+    (one interrupts a daemon that may still be starting), only what follows the start."""
+    op = DrainedRestart("service:glance-api", SERVICE, LBS, "true")
+    changed = frozenset({"ctl.glance.vip-keys"})
+    stopped = Probe("enabled\nstopped\n")
+    record = op.intent(_ctx(changed), op.read(_ctx(changed), stopped))
+    journal = Journal(tmp_path / "run.json", "r", "controllers", "deploy", "hosts.toml", "fp",
+                      0.0)
+    for step in ("ctl.glance.vip-keys", "ctl.glance.services"):
+        journal.ensure_step(step, step, ["ctl1"])
+    journal.step("ctl.glance.vip-keys").hosts["ctl1"].state = "changed"
+    interrupted = journal.step("ctl.glance.services").hosts["ctl1"]
+    interrupted.state = "running"
+    interrupted.changes.append({"op": op.op_id, "title": op.title(), "record": record})
+    contexts = HostContexts({"ctl1": _ctx().node}, "debian", {})
+    contexts.apply_facts({"ctl1": {"platform": "debian", "init": "sysv"}})
+    ctx = contexts.context("ctl.glance.services", "ctl1", journal)
+    assert ctx.earlier == {op.op_id: record} and "ctl.glance.vip-keys" in ctx.changed_steps
+    state = op.read(ctx, RUNNING)
+    assert not op.done(ctx, state)  # the attempt may not have made the server ready
+    commands = op.apply(ctx, state)
+    assert [c.on for c in commands] == ["lb1", "lb2"]
+    assert all(c.script.endswith(_set_state(LBS, "ctl1", "ready")) for c in commands)
+    assert "restart" not in " ".join(c.script for c in commands)
+    assert op.verify(ctx, state)
+    # not enabled yet (killed between the enable and the start): enabled, not restarted
+    disabled = op.apply(ctx, op.read(ctx, Probe("disabled\nrunning\n")))
+    assert [c.on for c in disabled] == [None, "lb1", "lb2"]
+    assert "restart" not in disabled[0].script
+    # without the balancers, the service alone is done: nothing to restart
+    assert SERVICE.done(ctx, state) and SERVICE.verb(ctx, state) == ""
+    # found stopped (the start died, or never ran): started again, as in a first attempt
+    assert SERVICE.verb(ctx, op.read(ctx, stopped)) == "start"
+    # an attempt that found it running (a restart for new keys) is repeated: it is not
+    # known whether that restart ran before the run was interrupted
+    restarted = op.intent(_ctx(changed), op.read(_ctx(changed), RUNNING))
+    interrupted.changes[0]["record"] = restarted
+    again = contexts.context("ctl.glance.services", "ctl1", journal)
+    assert [c.on for c in op.apply(again, op.read(again, RUNNING))] == \
+        ["lb1", "lb2", None, None, "lb1", "lb2"]
 
 
 def test_always_restarts_a_running_daemon_and_leaves_a_stopped_one() -> None:

@@ -330,3 +330,15 @@ def seeded_sample(points: Sequence[KillPoint], size: int, seed: int) -> list[Kil
     """A fixed sample of `size` of `points` (the same for the same seed and points), sorted:
     what CI runs when every point would take too long."""
     return sorted(random.Random(seed).sample(list(points), min(size, len(points))))
+
+
+def kill_haproxy_on_the_vip_holder(lab: Lab, hosts: Sequence[str]) -> tuple[str, str]:
+    """Kill haproxy on the one host of `hosts` holding the VIP and wait until the VIP moves
+    to another (keepalived's check script sees haproxy gone); returns (old, new) holder."""
+    (holder,) = wait_for(lambda: (h if len(h := vip_holders(lab, hosts, LAB_VIP)) == 1
+                                  else None), "one VIP holder")
+    pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
+    lab.hosts[holder].exec(["kill", pid])
+    (new,) = wait_for(lambda: (h if (h := vip_holders(lab, hosts, LAB_VIP)) and
+                               h != [holder] else None), "the VIP to move", seconds=30)
+    return holder, new

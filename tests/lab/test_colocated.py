@@ -17,7 +17,13 @@ import pytest
 from lab import Lab
 from lab.inventory import LAB_VIP, write_lab_inventory
 from lab.openstack import OriginalController, provision_original
-from tests.lab.helpers import CTLS, LBS, hadeploy, vip_holders, wait_for
+from tests.lab.helpers import (
+    CTLS,
+    LBS,
+    hadeploy,
+    kill_haproxy_on_the_vip_holder,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.openstack]
 
@@ -109,12 +115,7 @@ def test_image_list_through_the_vip(deployed: Deployed) -> None:
 
 def test_killing_haproxy_on_the_vip_holder_moves_the_vip(deployed: Deployed) -> None:
     lab = deployed[0]
-    (holder,) = wait_for(lambda: (h if len(h := vip_holders(lab, CTLS, LAB_VIP)) == 1
-                                  else None), "one VIP holder")
-    pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
-    lab.hosts[holder].exec(["kill", pid])
-    (new,) = wait_for(lambda: (h if (h := vip_holders(lab, CTLS, LAB_VIP)) and
-                               h != [holder] else None), "the VIP to move", seconds=30)
+    holder, new = kill_haproxy_on_the_vip_holder(lab, CTLS)
     assert new != holder
     token = _openstack(lab, "token issue -f value -c id", f"http://{LAB_VIP}:5000/v3")
     assert token.strip()

@@ -40,7 +40,14 @@ from tests.lab.full_plane import (
     openstack_json,
     original_files,
 )
-from tests.lab.helpers import LBS, events, hadeploy, installed, vip_holders, wait_for
+from tests.lab.helpers import (
+    LBS,
+    events,
+    hadeploy,
+    installed,
+    kill_haproxy_on_the_vip_holder,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.lab, pytest.mark.openstack,
@@ -181,12 +188,7 @@ def test_an_api_stopped_on_one_node_is_taken_out_and_requests_keep_succeeding(
 
 def test_killing_haproxy_on_the_vip_holder_moves_the_vip(
         lab: Lab, original: OriginalController, colocated: Colocated) -> None:
-    (holder,) = wait_for(lambda: (h if len(h := vip_holders(lab, CTLS, LAB_VIP)) == 1
-                                  else None), "one VIP holder")
-    pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
-    lab.hosts[holder].exec(["kill", pid])
-    (new,) = wait_for(lambda: (h if (h := vip_holders(lab, CTLS, LAB_VIP)) and
-                               h != [holder] else None), "the VIP to move", seconds=30)
+    holder, new = kill_haproxy_on_the_vip_holder(lab, CTLS)
     assert new != holder
     Session.login(LAB_VIP, original.admin_password).every_api("vip-moved")
     # the operator's remedy: a second deploy-lb starts haproxy there again

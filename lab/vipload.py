@@ -5,6 +5,8 @@ OpenStack clients do between calls), and one more thread sends them on one kept-
 connection (reconnecting after a failure). A request fails when the connection is refused,
 reset or times out, or the status is not the one the API answers when healthy. The loops
 stop when told, after `max_requests` per thread or after `max_seconds`: never unbounded.
+With `pause`, each thread waits that long between its requests: a change that lasts minutes
+still meets thousands of requests, without the clients taking the CPU the change needs.
 Only lab addresses are used (the VIP of `lab.inventory`, or another lab address given as
 `vip`). With `tls` (an SSL context trusting the lab's CA) every connection is HTTPS, so a
 new connection is a new TLS handshake: what a certificate swap must not break.
@@ -68,6 +70,7 @@ class VipLoad:
     clients: int = 3
     max_seconds: float = 240.0
     max_requests: int = 200_000
+    pause: float = 0.0
     vip: str = LAB_VIP
     tls: ssl.SSLContext | None = None
     fresh: Tally = field(default_factory=Tally)
@@ -84,6 +87,8 @@ class VipLoad:
         for i in range(self.max_requests):
             if self.stop.is_set() or time.monotonic() > deadline:
                 return
+            if i and self.pause and self.stop.wait(self.pause):
+                return
             port, path, expected = self.targets[i % len(self.targets)]
             conn = self._connect(port)
             try:
@@ -96,6 +101,8 @@ class VipLoad:
         try:
             for i in range(self.max_requests):
                 if self.stop.is_set() or time.monotonic() > deadline:
+                    return
+                if i and self.pause and self.stop.wait(self.pause):
                     return
                 port, path, expected = self.targets[i % len(self.targets)]
                 problem = _get(conns[port], path, expected)

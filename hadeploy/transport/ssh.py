@@ -173,7 +173,14 @@ class SshTransport:
             if conn.is_connected:
                 self._connections[name] = conn
                 return conn
-            conn.close()  # dropped: let paramiko's thread go before connecting again
+            # Dropped since its last command: the host may have rebooted or its sshd
+            # restarted, and what this run read there may no longer hold. Fail the command
+            # (the next one, a --resume, connects again and reads afresh).
+            conn.close()  # let paramiko's thread go
+            raise TransportError(
+                name, f"connection to {self.addresses[name]} dropped since its last command "
+                "(did the host reboot or its sshd restart?); nothing more was run there. The "
+                "journal is resumable once the host is reachable again")
         opening = self._opening.pop(name, None)
         conn = opening.result() if opening is not None else self._open(name)
         self._connections[name] = conn

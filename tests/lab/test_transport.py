@@ -391,3 +391,24 @@ def test_transport_error_names_the_host_when_sshd_is_gone(lab: Lab, inv: Invento
     finally:
         lab.hosts["lb3"].start_sshd()
     assert transport.run("lb3", "hostname").stdout == "lb3\n"  # reconnects
+
+
+def test_a_connection_dropped_between_commands_fails_the_next_one(
+        lab: Lab, inv: Inventory, transport: SshTransport) -> None:
+    """A host that rebooted between two commands of a run is not silently reconnected to:
+    what the run read there before may no longer hold, so the next command fails saying so
+    (the step fails, resumable), and the one after that connects again."""
+    fresh(lab, "lb3")
+    assert transport.run("lb3", "true").ok
+    lab.hosts["lb3"].reboot()
+    conn = transport._connections["lb3"]
+    deadline = time.monotonic() + 10
+    while conn.is_connected and time.monotonic() < deadline:
+        time.sleep(0.05)  # paramiko's reader thread sees the peer's end
+    with pytest.raises(TransportError) as lost:
+        transport.run("lb3", "touch /root/should-not-exist")
+    assert str(lost.value).startswith(
+        f"lb3: connection to {lab.hosts['lb3'].address} dropped since its last command")
+    assert "resumable" in str(lost.value)
+    assert lab.hosts["lb3"].exec("test -e /root/should-not-exist", check=False).returncode == 1
+    assert transport.run("lb3", "hostname").stdout == "lb3\n"  # reconnects

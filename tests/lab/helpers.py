@@ -339,6 +339,8 @@ def kill_haproxy_on_the_vip_holder(lab: Lab, hosts: Sequence[str]) -> tuple[str,
                                   else None), "one VIP holder")
     pid = lab.hosts[holder].exec("cat /run/haproxy.pid").stdout.split()[0]
     lab.hosts[holder].exec(["kill", pid])
-    (new,) = wait_for(lambda: (h if (h := vip_holders(lab, hosts, LAB_VIP)) and
+    # Until the old holder hears the new one's advertisement, both may hold the VIP for a
+    # moment: the move is done when exactly one other host holds it.
+    (new,) = wait_for(lambda: (h if len(h := vip_holders(lab, hosts, LAB_VIP)) == 1 and
                                h != [holder] else None), "the VIP to move", seconds=30)
     return holder, new

@@ -83,11 +83,16 @@ class VipLoad:
             return http.client.HTTPSConnection(self.vip, port, timeout=10, context=self.tls)
         return http.client.HTTPConnection(self.vip, port, timeout=10)
 
+    def _goes_on(self, i: int, deadline: float) -> bool:
+        """Whether a client sends its request `i`: not once told to stop or past the
+        deadline; after the first, only once `pause` has passed without a stop."""
+        if self.stop.is_set() or time.monotonic() > deadline:
+            return False
+        return not (i and self.pause and self.stop.wait(self.pause))
+
     def _fresh_loop(self, deadline: float) -> None:
         for i in range(self.max_requests):
-            if self.stop.is_set() or time.monotonic() > deadline:
-                return
-            if i and self.pause and self.stop.wait(self.pause):
+            if not self._goes_on(i, deadline):
                 return
             port, path, expected = self.targets[i % len(self.targets)]
             conn = self._connect(port)
@@ -100,9 +105,7 @@ class VipLoad:
         conns = {port: self._connect(port) for port, _, _ in self.targets}
         try:
             for i in range(self.max_requests):
-                if self.stop.is_set() or time.monotonic() > deadline:
-                    return
-                if i and self.pause and self.stop.wait(self.pause):
+                if not self._goes_on(i, deadline):
                     return
                 port, path, expected = self.targets[i % len(self.targets)]
                 problem = _get(conns[port], path, expected)

@@ -211,7 +211,7 @@ def test_rerun_changes_and_restarts_nothing(lab: Lab, colocated: Colocated) -> N
 #: What the original shows of its APIs when a rollback fails there: listeners with their
 #: processes, the uwsgi daemons and how long they have run, the APIs' last log lines.
 ORIGINAL_DIAGNOSIS = (
-    "ss -Hltnp | grep -E ':(5000|8774|8775|8776|8778|9292|9696|8004|8000|8080) '; "
+    f"ss -Hltnp | grep -E ':({'|'.join(map(str, API_PORTS))}) '; "
     "ps -eo pid,etimes,stat,args | grep -E '[u]wsgi|[p]lacement|[n]eutron-server'; "
     "for f in /var/log/placement/*.log /var/log/neutron/neutron-server.log; do "
     "[ -f \"$f\" ] && echo \"== $f\" && tail -n 15 \"$f\"; done; true")

@@ -77,7 +77,7 @@ pytestmark = [
         f"runs when {KILL_POINTS_ENV} asks for kill points (sample, spread, spread:A-B, all, "
         "A-B): a point takes minutes and its setup seven more, too long for .ci/run"))]
 
-SAMPLE = 1  # kill points in a default run, drawn with a fixed seed from the spread
+SAMPLE = 1  # points of HADEPLOY_CTL_KILL_POINTS=sample, drawn with a fixed seed from the spread
 SEED = 15
 ORIGINAL = "ctl1"
 NEW = ("ctl2", "ctl3")

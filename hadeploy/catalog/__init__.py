@@ -126,6 +126,10 @@ class Variant:
     # (daemon, NAME) where the init script's NAME, which names the pid file, is not the
     # daemon's: neutron-api's script is NAME=neutron-server.
     sysv_pid_names: tuple[tuple[str, str], ...] = ()
+    # Restart its daemons by a stop and a start under a sysv init: the init script's own
+    # restart never restarts them (Debian 12's swift-proxy), and waiting for it to fail
+    # before the fallback costs a minute per restart.
+    sysv_stop_start: bool = False
 
     def binds_for(self, release: Release) -> tuple[Bind, ...]:
         """The bind files of this variant on `release`."""

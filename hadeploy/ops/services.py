@@ -44,6 +44,9 @@ class ServiceRunning(Operation[ServiceState]):
     # Pid files that only a sysv init writes (catalog `sysv_pid_dir`); `pidfiles` hold
     # under every init.
     sysv_pidfiles: tuple[str, ...] = ()
+    # Restarted by a stop, then a start, under a sysv init (catalog `sysv_stop_start`): its
+    # init script's own restart never restarts it.
+    sysv_stop_start: bool = False
 
     def pid_files(self, ctx: HostContext) -> tuple[str, ...]:
         """The pid files that tell whether the daemon runs on this host's init."""
@@ -83,6 +86,8 @@ class ServiceRunning(Operation[ServiceState]):
                           "was_running": state.running}
         if self.verb(ctx, state) == "reload":  # so that a rollback reloads too
             record["verb"] = "reload"
+        if self.sysv_stop_start and ctx.profile.init == "sysv":  # and restarts as the run
+            record["stop_start"] = True
         return record
 
     def _pids(self, ctx: HostContext) -> str:
@@ -139,8 +144,11 @@ class ServiceRunning(Operation[ServiceState]):
         verb = self.verb(ctx, state) or "restart"
         if verb == "reload":
             return [*commands, self._reload(ctx)]
-        commands.append(restart_and_wait(profile, self.service, self.pid_files(ctx), verb,
-                                         self.wait_seconds, state.running))
+        if verb == "restart" and self.sysv_stop_start and profile.init == "sysv":
+            commands.append(stop_then_start(profile, self.service, self.pid_files(ctx)))
+        else:
+            commands.append(restart_and_wait(profile, self.service, self.pid_files(ctx), verb,
+                                             self.wait_seconds, state.running))
         return commands
 
     def verify(self, ctx: HostContext, state: ServiceState) -> bool:
@@ -214,6 +222,25 @@ def restart_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
     return Command(script, summary=f"{profile.action(service, verb)} (then wait until it runs)")
 
 
+#: Seconds a daemon restarted by a stop and a start (catalog `sysv_stop_start`) is given to
+#: stop through its init script before hadeploy ends the process of its pid file: the
+#: script's stop returns once it has done what it will (Debian 12's swift-proxy: nothing).
+STOP_START_GRACE = 2
+
+
+def stop_then_start(profile: Profile, service: str, pidfiles: tuple[str, ...]) -> Command:
+    """A restart as a stop, waited for (ending the process of its pid file if the init
+    script did not), then a start, waited for: for a daemon whose init script's restart
+    never restarts it, rather than waiting for that restart to fail first (Debian 12's
+    swift-proxy: a minute lost per restart)."""
+    stop = stop_and_wait(profile, service, pidfiles, must_stop=True, grace=STOP_START_GRACE)
+    script = f"{stop}; {start_and_wait(profile, service, pidfiles)}"
+    return Command(f"( {script} )",
+                   summary=f"{profile.action(service, 'stop')}, then "
+                           f"{profile.action(service, 'start')} (its init script's restart "
+                           "does not restart it; then wait until it runs)")
+
+
 def installed_test(profile: Profile, service: str) -> str:
     """Shell test: `service` is still installed (a later rollback may have purged it)."""
     return (f"systemctl cat {q(service)} >/dev/null 2>&1" if profile.init == "systemd"
@@ -221,18 +248,18 @@ def installed_test(profile: Profile, service: str) -> str:
 
 
 def stop_and_wait(profile: Profile, service: str, pidfiles: tuple[str, ...],
-                  must_stop: bool = False) -> str:
-    """Shell: stop `service` and wait (10 s at most) until it is gone. An init script that
-    did not stop it (Debian 12's swift-proxy gives up at a stale pid file of its own) is
-    helped, where its pid files are known: TERM to their processes, 10 s, then KILL, and
+                  must_stop: bool = False, grace: int = 10) -> str:
+    """Shell: stop `service` and wait (`grace` s at most) until it is gone. An init script
+    that did not stop it (Debian 12's swift-proxy gives up at a stale pid file of its own)
+    is helped, where its pid files are known: TERM to their processes, 10 s, then KILL, and
     the operator is told. `must_stop`: fail, saying so, if it still runs then."""
     check = running_probe(service, pidfiles, profile.init)
     running = f'[ "$({check})" = running ]'
     script = (f"{profile.action(service, 'stop')} >&2 || true; "
-              + poll(f"! {running}", 10))
+              + poll(f"! {running}", grace))
     if pidfiles:
-        told = q(f"{framing.tag(framing.NOTICE)} {service} still ran 10 s after its init "
-                 "script's stop: ending the process of its pid file")
+        told = q(f"{framing.tag(framing.NOTICE)} {service} still ran {grace} s after its "
+                 "init script's stop: ending the process of its pid file")
         script += (f"if {running}; then echo {told}; kill -TERM {pids_in(pidfiles)} "
                    f"2>/dev/null || true; {poll(f'! {running}', 10)}"
                    f"if {running}; then kill -KILL {pids_in(pidfiles)} 2>/dev/null || true; "
@@ -260,8 +287,9 @@ def undo_service(ctx: HostContext, record: Record) -> list[Command]:
     service = str(record["service"])
     commands: list[Command] = []
     if not record.get("was_running"):
+        grace = STOP_START_GRACE if record.get("stop_start") else 10
         commands.append(Command(
-            stop_and_wait(profile, service, tuple(record.get("pidfiles", ()))),
+            stop_and_wait(profile, service, tuple(record.get("pidfiles", ())), grace=grace),
             summary=profile.action(service, "stop")))
     if record.get("was_running"):
         # The run restarted (or reloaded) it for a new configuration; once that is restored,
@@ -270,6 +298,8 @@ def undo_service(ctx: HostContext, record: Record) -> list[Command]:
         pidfiles = tuple(str(p) for p in record.get("pidfiles", ()))
         if record.get("verb") == "reload":
             script, action = f"{profile.action(service, 'reload')} >&2", "reload"
+        elif record.get("stop_start"):
+            script, action = stop_then_start(profile, service, pidfiles).script, "restart"
         else:
             restart = restart_and_wait(profile, service, pidfiles, "restart", 30, True)
             script = f"( {restart.script} )"

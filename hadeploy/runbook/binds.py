@@ -96,6 +96,7 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
     # a daemon serving several services (httpd: keystone and horizon on EL) restarts once
     restart_after: dict[str, set[str]] = {}
     pidfiles: dict[str, tuple[str, ...]] = {}
+    stop_start: set[str] = set()
     for service in _bound_services(inv, family):
         edits = original_bind_ops(inv, service, family)
         if not edits:
@@ -109,10 +110,13 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
         for daemon in variant.daemons:
             restart_after.setdefault(daemon, set()).add(step_id)
             pidfiles[daemon] = variant.sysv_pidfiles(daemon)
+            if variant.sysv_stop_start:
+                stop_start.add(daemon)
     if not steps:
         return OriginalBinds()
     restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30,
-                                    restart_only=True, sysv_pidfiles=pidfiles[d])
+                                    restart_only=True, sysv_pidfiles=pidfiles[d],
+                                    sysv_stop_start=d in stop_start)
                      for d, ids in restart_after.items())
     steps.append(Step(RESTART_STEP, "Restart the original's APIs on their own address",
                       {node.name: restarts}))

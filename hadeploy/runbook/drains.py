@@ -59,7 +59,8 @@ def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family
     """`service`'s daemons running on `node`, each restart drained on the balancers."""
     variant = service.variant(family, inv.release)
     daemons = tuple(ServiceRunning(f"service:{d}", d, (), restart_after, wait_seconds=30,
-                                   restart_only=always, sysv_pidfiles=variant.sysv_pidfiles(d))
+                                   restart_only=always, sysv_pidfiles=variant.sysv_pidfiles(d),
+                                   sysv_stop_start=variant.sysv_stop_start)
                     for d in variant.daemons)
     lbs = service_balancers(inv, service)
     if lbs is None:

@@ -1049,3 +1049,52 @@ esac
         assert " ".join(notice).startswith("swift-proxy's init script did not restart it")
     finally:
         os.kill(new, signal.SIGKILL)
+
+
+def test_a_daemon_whose_init_restart_never_restarts_it_is_stopped_then_started(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """Catalog `sysv_stop_start` (Debian 12's swift-proxy): under a sysv init its restart is
+    a stop (the pid file's process ended 2 s after the script's stop did nothing) and a
+    start, not a restart waited for twice before that fallback; the rollback's restart does
+    the same. Under systemd the unit's restart is trusted."""
+    pidfile = tmp_path / "swift-proxy-server-proxy-server.pid"
+    pidfile.write_text(f"{sleeper.pid}\n")
+    # `service swift-proxy stop` stops nothing; start starts a new daemon once the old is gone
+    (tmp_path / "service").write_text(f"""#!/bin/sh
+case "$2" in
+  start) s=$(cut -d' ' -f3 /proc/$(cat {pidfile})/stat 2>/dev/null)
+         [ -n "$s" ] && [ "$s" != Z ] && exit 0
+         sleep 30 >/dev/null 2>&1 & echo $! > {pidfile} ;;
+  restart) echo restart >> {tmp_path / "restarts"} ;;
+esac
+""")
+    (tmp_path / "service").chmod(0o755)
+    swift = load_catalog()["swift"].variant("debian", "modern")
+    assert swift.sysv_stop_start
+    service = ServiceRunning("service:swift-proxy", "swift-proxy", (), frozenset({"ctl.swift"}),
+                             wait_seconds=30, sysv_pidfiles=(str(pidfile),),
+                             sysv_stop_start=swift.sysv_stop_start)
+    sysv = ctx(profile_for("debian", "sysv"), changed=frozenset({"ctl.swift"}))
+    state = service.read(sysv, Probe("enabled\nrunning\n"))
+    (restart,) = service.apply(sysv, state)
+    assert restart.summary.startswith("service swift-proxy stop, then service swift-proxy start")
+    started = time.monotonic()
+    done = sh(f"PATH={q(str(tmp_path))}:$PATH; {restart.script}")
+    new = int(pidfile.read_text())
+    try:
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 10  # not the 2 x 30 s of a restart waited for
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM and new != sleeper.pid
+        assert not (tmp_path / "restarts").exists()
+        (notice,) = framing.tagged_words(framing.NOTICE, done.stdout)
+        assert " ".join(notice).startswith("swift-proxy still ran 2 s after its init script's")
+    finally:
+        os.kill(new, signal.SIGKILL)
+    record = service.intent(sysv, state)
+    assert record["stop_start"] is True
+    (undo,) = undo_service(sysv, record)
+    assert undo.deferred and "swift-proxy stop" in undo.script and " restart" not in undo.script
+    systemd = ctx(profile_for("debian", "systemd"), changed=frozenset({"ctl.swift"}))
+    (restart,) = service.apply(systemd, service.read(systemd, Probe("enabled\nrunning\n")))
+    assert restart.summary.startswith("systemctl restart swift-proxy")
+    assert "stop_start" not in service.intent(systemd, state)

@@ -21,6 +21,9 @@ from bench.offline_report import offline_section, write_offline_section
 from bench.paths import BENCH, ROOT
 from bench.process import log
 from bench.samples import Samples
+from bench.sections import write_section
+from bench.time_to_ha import measure_time_to_ha, write_figures
+from bench.time_to_ha_report import TIME_TO_HA_SECTION, time_to_ha_section
 
 DESCRIPTION = ("Benchmark `deploy-lb` in the lab: hadeploy cold and no-op, the SSH floor, "
                "ansible-core.")
@@ -48,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(e.g. a `git archive` of an older commit), as a second row")
     parser.add_argument("--baseline-label", default="baseline",
                         help="what --baseline-src is, for the table (e.g. a commit)")
+    parser.add_argument("--time-to-ha", action="store_true",
+                        help="also measure deploy-controllers of the whole control plane "
+                        "against its floor, and its no-op (after the LB host counts; "
+                        "`--hosts none` for it alone); writes its section of --out")
     parser.add_argument("--live-changes", action="store_true",
                         help="only the requests failed while a live control plane changes "
                         "(runs tests/lab/test_live_changes.py; writes bench/LIVE-CHANGES.md)")
@@ -72,14 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench/run.py needs root (it builds the lab)", file=sys.stderr)
         return 2
-    counts = [int(n) for n in args.hosts.split(",")]
+    counts = [] if args.hosts == "none" else [int(n) for n in args.hosts.split(",")]
     runs = [int(n) for n in args.runs.split(",")]
     if len(runs) == 1:
         runs *= len(counts)
-    if len(runs) != len(counts):
+    if len(runs) != len(counts) and counts:
         parser.error("--runs needs one number or one per host count")
+    if not counts and not args.time_to_ha:
+        parser.error("--hosts none measures nothing without --time-to-ha")
     return _lab_benchmark(counts, runs, not args.no_ansible, args.state_dir, src, out,
-                          command.strip())
+                          command.strip(), args.time_to_ha)
 
 
 def _offline_plan_only(lbs: int, runs: int, src: Path, profile: bool,
@@ -99,9 +108,10 @@ def _offline_plan_only(lbs: int, runs: int, src: Path, profile: bool,
 
 
 def _lab_benchmark(counts: list[int], runs: list[int], ansible: bool, state_dir: Path,
-                   src: Path, out: Path, command: str) -> int:
+                   src: Path, out: Path, command: str, time_to_ha: bool = False) -> int:
     """Measure each host count in its own lab, write `out` and its raw samples beside it,
-    then the offline plan of 200 hosts into its section of `out`."""
+    then (`time_to_ha`) the whole plane's deploy-controllers into its section, then the
+    offline plan of 200 hosts into its section of `out`."""
     # A CI timeout's SIGTERM must still take the lab down (the finally blocks).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.time()
@@ -115,7 +125,17 @@ def _lab_benchmark(counts: list[int], runs: list[int], ansible: bool, state_dir:
     for count, n in zip(counts, runs, strict=True):
         results.append(measure(count, n, playbook, state_dir, src, save))
         save(results[-1])
-    out.write_text(report(results, command, playbook, started))
+    if results:
+        out.write_text(report(results, command, playbook, started))
+    if time_to_ha:
+        figures = measure_time_to_ha(
+            state_dir, lambda f: write_figures(out.with_name("TIME-TO-HA.json"), f))
+        write_section(out, TIME_TO_HA_SECTION, time_to_ha_section(figures, command,
+                                                                  time.time()))
+        if not results:
+            log(f"updated the time-to-HA section of {out}")
+            print(out.read_text())
+            return 0
     offline = measure_offline_plan(200, 5, src)
     write_offline_section(out, offline_section(
         [("this tree", offline)],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.machine import machine
 from bench.offline_plan import OfflinePlanFigures
+from bench.sections import write_section
 from hadeploy import __version__ as HADEPLOY_VERSION
 
 OFFLINE_SECTION = "## Offline plan of a generated inventory (no lab)"
@@ -64,11 +65,4 @@ def offline_section(rows: list[tuple[str, OfflinePlanFigures]], command: str, wh
 
 def write_offline_section(path: Path, section: str) -> None:
     """Put `section` into `path` in place of its earlier version (or at the end)."""
-    text = path.read_text() if path.exists() else ""
-    start = text.find(OFFLINE_SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section if text else section
-    else:
-        end = text.find("\n## ", start + len(OFFLINE_SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
+    write_section(path, OFFLINE_SECTION, section)

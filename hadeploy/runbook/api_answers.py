@@ -63,7 +63,7 @@ while failing and time.monotonic() < deadline:
     failing = [t for t, p in found if p]
     problems = [p for t, p in found if p]
     if failing:
-        time.sleep(1)
+        time.sleep({pause})
 print("\\n".join(problems) or "all-answer")
 PYEOF"""
 
@@ -76,10 +76,12 @@ def api_target(address: str, proxy: Proxy, release: Release) -> str:
     return f"{address}:{proxy.port}{check.path}={check.status}"
 
 
-def api_probe_script(targets: Sequence[str], seconds: int = VERIFY_SECONDS) -> str:
-    """The python3 program (as a shell command) that checks every target within `seconds`."""
+def api_probe_script(targets: Sequence[str], seconds: int = VERIFY_SECONDS,
+                     pause: float = 1.0) -> str:
+    """The python3 program (as a shell command) that checks every target within `seconds`,
+    `pause` seconds between its rounds."""
     return API_PROBE.replace("{targets}", " ".join(q(t) for t in targets)).replace(
-        "{seconds}", str(seconds))
+        "{seconds}", str(seconds)).replace("{pause}", repr(float(pause)))
 
 
 def _answer(probe: Probe) -> str:

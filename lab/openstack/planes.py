@@ -67,5 +67,9 @@ FULL_PLANE = Plane(
 )
 #: What an original controller (and new controllers) install for FULL_PLANE.
 FULL_PLANE_PACKAGES: tuple[str, ...] = FULL_PLANE.packages
+#: What an inventory balancing the full plane names: every API of FULL_PLANE (hadeploy's
+#: catalog names).
+FULL_PLANE_SERVICES: tuple[str, ...] = ("keystone", "glance", "placement", "nova", "novnc",
+                                        "neutron", "cinder", "heat", "swift", "horizon")
 #: `repo_packages` for a lab whose hosts can become FULL_PLANE controllers.
 FULL_PLANE_REPO_PACKAGES: tuple[str, ...] = FULL_PLANE.repo_packages

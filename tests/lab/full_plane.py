@@ -24,6 +24,7 @@ from lab.openstack import (
     prepare_new_controller,
     provision_original,
 )
+from lab.openstack.planes import FULL_PLANE_SERVICES
 from tests.lab.helpers import OPENSTACK_UNAVAILABLE
 
 ORIGINAL = "ctl1"
@@ -42,8 +43,7 @@ CATALOG = {
     "object-store": (8080, "/v1/AUTH_%(project_id)s"),
 }
 #: What an inventory balances: every API of the full plane.
-SERVICES = ("keystone", "glance", "placement", "nova", "novnc", "neutron", "cinder", "heat",
-            "swift", "horizon")
+SERVICES = FULL_PLANE_SERVICES
 #: Every port haproxy holds for SERVICES (keystone, glance, placement, nova's API and
 #: metadata, neutron, cinder, heat's two, swift, novnc, horizon).
 API_PORTS = (5000, 9292, 8778, 8774, 8775, 9696, 8776, 8004, 8000, 8080, 6080, 80)

@@ -1,0 +1,250 @@
+"""`python bench/run.py --time-to-ha`: what an operator waits for most, `deploy-controllers`
+of the whole control plane (issue 17), next to the floor no tool can beat.
+
+One lab (lb1-lb3, ctl1-ctl3): ctl1 provisioned with the full plane (lab.openstack.FULL_PLANE),
+Glance's store on a directory the controllers share, `deploy-lb` run once. Then, in order:
+
+  apt alone        on bare ctl2 and ctl3 at once, entered directly (no SSH, no tool), `apt-get
+                   install` of every package the catalog names for the balanced services, with
+                   service starts blocked as hadeploy blocks them; the hosts are reset after
+  daemon starts    on the original, each service's daemons stopped, then started, and timed
+                   until every API of the service answers as haproxy's check expects (polled
+                   every 0.1 s): their sum is what one controller's starts cost
+  hadeploy         `deploy-controllers --yes --json` on the bare ctl2 and ctl3: the phase's
+                   wall time, and each step's from its events
+  no-op            the same command again, three times (nothing changes), against `ssh true`
+                   to its five hosts at once on fresh connections, three times
+
+The floor of the phase: apt alone, plus the daemon starts twice (on the new controllers, in
+parallel, and then on the original, which restarts only once they serve: a client must not
+notice). hadeploy's own share is the phase's wall time less that floor. Needs root; the lab
+lock of HADEPLOY_LAB_SLOT is held throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.process import log, must, timed
+from hadeploy.catalog import Service, load_catalog
+from hadeploy.ops.services import stop_and_wait
+from hadeploy.platforms import profile_for
+from hadeploy.runbook.api_answers import ALL_ANSWER, api_probe_script, api_target
+from lab import LAB_LOCK, Lab, ensure_repo, lab_lock
+from lab.inventory import write_lab_inventory
+from lab.openstack import ADMIN_RC, FULL_PLANE, FULL_PLANE_REPO_PACKAGES, provision_original
+from lab.openstack.planes import FULL_PLANE_SERVICES
+from lab.openstack.shared_store import share_directory, unshare_directory
+
+LBS = ("lb1", "lb2", "lb3")
+ORIGINAL = "ctl1"
+NEW = ("ctl2", "ctl3")
+STATS_PASSWORD = "bench-only-password"
+NOOP_RUNS = 3
+TIME_TO_HA_TARGET = 0.25  # issue 17: hadeploy's own share of the phase
+NOOP_TARGET = 1.5  # issue 17: a no-op within 1.5x the parallel fresh-connection SSH floor
+# Blocks service starts from maintainer scripts during the floor's install, as hadeploy does.
+BLOCKED = ("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
+           "chmod 755 /usr/sbin/policy-rc.d && ")
+
+
+@dataclass
+class TimeToHa:
+    """The figures of one measurement (seconds unless named otherwise)."""
+
+    packages: int = 0
+    apt_alone: float = 0.0
+    starts: dict[str, float] = field(default_factory=dict)
+    phase: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+    noop: list[float] = field(default_factory=list)
+    noop_round_trips: float | None = None
+    ssh_floor: list[float] = field(default_factory=list)
+    load: float = 0.0
+    provision: float = 0.0
+    deploy_lb: float = 0.0
+
+    @property
+    def floor(self) -> float:
+        """apt alone, plus the daemons' starts on the new controllers and on the original."""
+        return self.apt_alone + 2 * sum(self.starts.values())
+
+    @property
+    def own(self) -> float:
+        """The phase's wall time less the floor."""
+        return self.phase - self.floor
+
+
+def step_kind(step: str) -> str:
+    """What a controllers step does, for the breakdown: ctl.SVC.KIND -> KIND (the config
+    edits and copies together), ctl.endpoints -> endpoints, the rest -> other."""
+    parts = step.split(".")
+    if len(parts) == 3 and parts[0] == "ctl":
+        kind = parts[2]
+        return "copy and edit" if kind in ("vip-keys", "copy", "host-keys", "shell-vars",
+                                           "bind") else kind
+    return parts[1] if len(parts) == 2 and parts[0] == "ctl" else "other"
+
+
+def step_seconds(stdout: str) -> dict[str, float]:
+    """Seconds per step kind (`step_kind`), from a `--json` run's step-started and
+    step-finished events."""
+    started: dict[str, float] = {}
+    kinds: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if event["event"] == "step-started":
+            started[event["step"]] = float(event["time"])
+        elif event["event"] == "step-finished" and event["step"] in started:
+            kind = step_kind(event["step"])
+            kinds[kind] = kinds.get(kind, 0.0) + float(event["time"]) - started[event["step"]]
+    return kinds
+
+
+def catalog_services() -> list[Service]:
+    """The balanced services that deploy-controllers scales out, in the inventory's order."""
+    catalog = load_catalog()
+    return [catalog[s] for s in FULL_PLANE_SERVICES if not catalog[s].lb_only]
+
+
+def _install_floor(lab: Lab, packages: list[str]) -> float:
+    """apt-get install of `packages` on the bare new controllers at once: the wall time."""
+    install = (BLOCKED + "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+               "-o Dpkg::Options::=--force-confold " + " ".join(packages)
+               + " >/dev/null; status=$?; rm -f /usr/sbin/policy-rc.d; exit $status")
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(NEW)) as pool:
+        for result in pool.map(lambda n: lab.hosts[n].exec(install, check=False,
+                                                          timeout=1800), NEW):
+            if result.returncode != 0:
+                raise SystemExit(f"apt-get install failed in the lab: {result.stderr[-2000:]}")
+    seconds = time.monotonic() - started
+    for name in NEW:
+        lab.hosts[name].reset()
+    return seconds
+
+
+def _start_seconds(lab: Lab, service: Service) -> float:
+    """On the original: the service's daemons stopped, then started (in the catalog's order)
+    and timed until every API of the service answers as haproxy's check expects."""
+    host = lab.hosts[ORIGINAL]
+    profile = profile_for("debian", "sysv")
+    variant = service.variant("debian", "modern")
+    for daemon in reversed(variant.daemons):
+        host.exec(stop_and_wait(profile, daemon, variant.sysv_pidfiles(daemon)),
+                  check=False, timeout=60)
+    targets = [api_target(host.address, p, "modern") for p in service.proxies_for("modern")]
+    starts = "; ".join(f"{profile.action(d, 'start')} >/dev/null 2>&1" for d in variant.daemons)
+    started = time.monotonic()
+    done = host.exec(f"{starts}; {api_probe_script(targets, 120, pause=0.1)}", check=False,
+                     timeout=180)
+    seconds = time.monotonic() - started
+    if done.stdout.strip() != ALL_ANSWER:
+        raise SystemExit(f"{service.name} did not answer on {ORIGINAL} after its start: "
+                         f"{done.stdout}{done.stderr}")
+    return seconds
+
+
+def _ssh_floor(lab: Lab) -> float:
+    """`ssh true` to every host of the phase at once on fresh connections: the wall time."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(LBS) + 3) as pool:
+        results = list(pool.map(lambda n: timed(
+            ["ssh", "-F", str(lab.ssh_config), "-o", "ControlMaster=no", "-o",
+             "ControlPath=none", n, "true"]), (*LBS, ORIGINAL, *NEW)))
+    for result in results:
+        must(result, "ssh true")
+    return time.monotonic() - started
+
+
+def _hadeploy(inventory: Path, env: dict[str, str], what: str, *args: str) -> tuple[float, str]:
+    """`python -m hadeploy ARGS --hosts INV --yes --json`: wall time and stdout."""
+    result = must(timed([sys.executable, "-m", "hadeploy", *args, "--hosts", str(inventory),
+                         "--yes", "--json"], env), f"hadeploy {what}")
+    return result.seconds, result.stdout
+
+
+def _round_trips(stdout: str) -> float | None:
+    """Mean round trips per host, from the run's run-finished event."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{") and '"run-finished"' in line:
+            trips: dict[str, int] = json.loads(line).get("round_trips", {})
+            return statistics.mean(trips.values()) if trips else None
+    return None
+
+
+def measure_time_to_ha(state_dir: Path, progress: Callable[[TimeToHa], None]) -> TimeToHa:
+    """Bring the full-plane lab up, measure (see the module docstring), take it down."""
+    with lab_lock(LAB_LOCK, waiting=lambda: log(f"time to HA: waiting for {LAB_LOCK}")):
+        ensure_repo(FULL_PLANE_REPO_PACKAGES)
+        lab = Lab.up((*LBS, ORIGINAL, *NEW), state_dir / "lab",
+                     repo_packages=FULL_PLANE_REPO_PACKAGES)
+        work = state_dir / "time-to-ha"
+        shared: Path | None = None
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            figures = TimeToHa()
+            started = time.monotonic()
+            log("time to HA: provisioning the full-plane original on ctl1")
+            provision_original(lab, ORIGINAL, work, plane=FULL_PLANE)
+            figures.provision = time.monotonic() - started
+            shared = share_directory(lab, (ORIGINAL, *NEW))
+            _measure(lab, work, figures, progress)
+            return figures
+        finally:
+            if shared is not None:
+                unshare_directory(lab, (ORIGINAL, *NEW), shared)
+            lab.down()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(lab: Lab, work: Path, figures: TimeToHa,
+             progress: Callable[[TimeToHa], None]) -> None:
+    env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD, "NO_COLOR": "1"}
+    inventory = write_lab_inventory(lab, work / "hosts.toml", services=FULL_PLANE_SERVICES,
+                                    rc_files=[(ORIGINAL, ADMIN_RC)])
+    figures.deploy_lb, _ = _hadeploy(inventory, env, "deploy-lb", "deploy-lb")
+    services = catalog_services()
+    packages = list(dict.fromkeys(p for s in services
+                                  for p in s.variant("debian", "modern").packages))
+    figures.packages = len(packages)
+    log(f"time to HA: apt alone, {len(packages)} packages on {', '.join(NEW)}")
+    figures.apt_alone = _install_floor(lab, packages)
+    progress(figures)
+    for service in services:
+        figures.starts[service.name] = _start_seconds(lab, service)
+        log(f"time to HA: {service.name} starts in {figures.starts[service.name]:.1f} s")
+    progress(figures)
+    log("time to HA: hadeploy deploy-controllers")
+    figures.phase, stdout = _hadeploy(inventory, env, "deploy-controllers",
+                                      "deploy-controllers")
+    figures.steps = step_seconds(stdout)
+    figures.load = os.getloadavg()[0]
+    progress(figures)
+    for _ in range(NOOP_RUNS):
+        seconds, stdout = _hadeploy(inventory, env, "no-op", "deploy-controllers")
+        if '"event": "host-changed"' in stdout:
+            raise SystemExit("the re-run of deploy-controllers changed something: not a no-op")
+        figures.noop.append(seconds)
+        figures.noop_round_trips = _round_trips(stdout)
+        figures.ssh_floor.append(_ssh_floor(lab))
+    progress(figures)
+
+
+def write_figures(path: Path, figures: TimeToHa) -> None:
+    """The figures so far as JSON (an interrupted run keeps what it measured)."""
+    data: dict[str, Any] = dict(figures.__dict__)
+    data["floor"], data["own"] = figures.floor, figures.own
+    path.write_text(json.dumps(data, indent=1) + "\n")

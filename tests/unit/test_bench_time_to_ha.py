@@ -1,0 +1,62 @@
+"""The time-to-HA bench mode's pure parts: step kinds and their seconds from a run's events,
+the floor and hadeploy's share, the RESULTS.md section and its in-place replacement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.sections import write_section
+from bench.time_to_ha import TimeToHa, catalog_services, step_kind, step_seconds
+from bench.time_to_ha_report import TIME_TO_HA_SECTION, time_to_ha_section
+from lab.openstack.planes import FULL_PLANE_SERVICES
+
+
+def test_steps_are_grouped_by_what_they_do() -> None:
+    assert step_kind("ctl.nova.packages") == "packages"
+    assert step_kind("ctl.nova.services") == "services"
+    assert {step_kind(f"ctl.swift.{k}") for k in ("vip-keys", "copy", "host-keys",
+                                                  "shell-vars", "bind")} == {"copy and edit"}
+    assert step_kind("ctl.endpoints") == "endpoints"
+    assert step_kind("ctl.rc-files") == "rc-files"
+    assert step_kind("facts") == "other"
+
+
+def test_step_seconds_sum_each_kinds_steps_from_the_events() -> None:
+    lines = [json.dumps(e) for e in (
+        {"event": "run-started", "time": 0.0},
+        {"event": "step-started", "step": "ctl.keystone.packages", "time": 1.0},
+        {"event": "step-finished", "step": "ctl.keystone.packages", "time": 11.0},
+        {"event": "step-started", "step": "ctl.glance.packages", "time": 12.0},
+        {"event": "step-finished", "step": "ctl.glance.packages", "time": 17.5},
+        {"event": "step-started", "step": "ctl.endpoints", "time": 20.0},
+        {"event": "step-finished", "step": "ctl.endpoints", "time": 22.0},
+    )]
+    assert step_seconds("banner\n" + "\n".join(lines)) == {"packages": 15.5, "endpoints": 2.0}
+
+
+def test_the_floor_counts_the_starts_twice_and_the_rest_is_hadeploys() -> None:
+    figures = TimeToHa(packages=40, apt_alone=300.0, starts={"keystone": 5.0, "nova": 20.0},
+                       phase=500.0, steps={"packages": 320.0, "services": 150.0},
+                       noop=[6.0, 5.0, 7.0], noop_round_trips=4.0, ssh_floor=[1.0, 2.0, 2.0])
+    assert figures.floor == 350.0 and figures.own == 150.0
+    text = time_to_ha_section(figures, "python bench/run.py --hosts none --time-to-ha", 0.0)
+    assert text.startswith(TIME_TO_HA_SECTION)
+    assert "**hadeploy's own share** (the rest) | **150.0** | **30 %**" in text
+    assert "30 %, NOT met" in text
+    assert "6.00 s" in text and "**3.00x** the floor (target 1.5x: NO)" in text
+
+
+def test_the_services_measured_are_those_deploy_controllers_scales_out() -> None:
+    names = [s.name for s in catalog_services()]
+    assert names and set(names) <= set(FULL_PLANE_SERVICES)
+    assert all(s.variant("debian", "modern").daemons for s in catalog_services())
+
+
+def test_a_section_replaces_its_earlier_version_and_leaves_the_others(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark\n\n## A\n\nold a\n\n## B\n\nb\n")
+    write_section(out, "## A", "## A\n\nnew a\n")
+    assert out.read_text() == "# Benchmark\n\n## A\n\nnew a\n\n## B\n\nb\n"
+    write_section(out, "## C", "## C\n\nc\n")
+    assert out.read_text().endswith("## B\n\nb\n\n## C\n\nc\n")

@@ -115,7 +115,7 @@ def _lab_benchmark(counts: list[int], runs: list[int], ansible: bool, state_dir:
     # A CI timeout's SIGTERM must still take the lab down (the finally blocks).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.time()
-    playbook = ensure_ansible() if ansible else None
+    playbook = ensure_ansible() if ansible and counts else None
     raw = out.with_name(out.stem + ".json")
     results: list[Samples] = []
 

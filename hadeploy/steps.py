@@ -19,6 +19,8 @@ class Step:
 
     `serial` steps run one host at a time; with `last_probe` set, hosts whose probe prints
     `last` (e.g. the VIP holder) go after the others, so a restart never drops the VIP.
+    With `starts_together`, a serial step's hosts where applying interrupts nothing (daemons
+    only started: new controllers) go first, all at once; the others then one at a time.
     """
 
     id: str
@@ -27,6 +29,7 @@ class Step:
     serial: bool = False
     last_probe: str | None = None
     read_only: bool = False
+    starts_together: bool = False
 
     @property
     def hosts(self) -> tuple[str, ...]:

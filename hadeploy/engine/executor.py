@@ -53,8 +53,14 @@ class StepExecutor:
         # order does not matter, and finding the VIP holder would cost a round trip.
         if not step.serial or all(self._done_ahead(step, h, journal) for h in hosts):
             return on_hosts(hosts, work, self.limit)
-        ordered, one_by_one = self._serial_order(step, hosts)
         outcomes: dict[str, HostOutcome] = {}
+        if step.starts_together:
+            quiet = on_hosts(hosts, lambda h: not self._interrupts(step, h, journal), self.limit)
+            outcomes = on_hosts([h for h in hosts if quiet[h]], work, self.limit)
+            if not all(o.succeeded for o in outcomes.values()):
+                return outcomes
+            hosts = [h for h in hosts if not quiet[h]]
+        ordered, one_by_one = self._serial_order(step, hosts)
         if not one_by_one:  # nobody to keep serving: the first host alone, then the rest
             outcomes[ordered[0]] = work(ordered[0])
             if outcomes[ordered[0]].succeeded:
@@ -85,6 +91,20 @@ class StepExecutor:
         last = on_hosts(hosts, is_last, self.limit)
         return [h for h in hosts if not last[h]] + [h for h in hosts if last[h]], any(
             last.values())
+
+    def _interrupts(self, step: Step, host: str, journal: Journal) -> bool:
+        """Whether bringing `host` to what `step` wants interrupts something it serves, from
+        valid look-ahead probes, else one probe now (an unreadable state: assume it does)."""
+        ctx = self.contexts.context(step.id, host, journal)
+        ops = list(step.ops[host])
+        probes = self.prober.lookahead.take(step, host, keep=True)
+        try:
+            if probes is None:
+                probes = self.prober.probe(host, ops, ctx)
+            return any(not op.done(ctx, seen) and op.interrupts(ctx, seen)
+                       for op, seen in zip(ops, read_all(host, ops, ctx, probes), strict=True))
+        except (HadeployError, *OP_ERRORS):
+            return True  # the host's own step says what is wrong, in its turn
 
     def _done_ahead(self, step: Step, host: str, journal: Journal) -> bool:
         """Whether valid look-ahead probes already show `step` done on `host`."""

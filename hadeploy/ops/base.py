@@ -140,6 +140,11 @@ class Operation(ABC, Generic[T]):
         """Whether the probe polls until something happens (never taken along ahead)."""
         return False
 
+    def interrupts(self, ctx: HostContext, seen: T) -> bool:
+        """Whether applying interrupts something the host serves (default: it may). A start
+        of a stopped daemon does not; its restart does (`Step.starts_together`)."""
+        return True
+
     def verify(self, ctx: HostContext, seen: T) -> bool:
         """Whether the state is as desired after applying (default: `done`)."""
         return self.done(ctx, seen)

@@ -208,6 +208,9 @@ class DrainedRestart(Operation[ServiceState]):
             return commands
         return drained(self.balancers, ctx.node.name, commands, self.answers)
 
+    def interrupts(self, ctx: HostContext, state: ServiceState) -> bool:
+        return self.service.interrupts(ctx, state)
+
     def verify(self, ctx: HostContext, state: ServiceState) -> bool:
         return self.service.verify(ctx, state)
 

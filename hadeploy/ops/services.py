@@ -151,6 +151,9 @@ class ServiceRunning(Operation[ServiceState]):
                                              self.wait_seconds, state.running))
         return commands
 
+    def interrupts(self, ctx: HostContext, state: ServiceState) -> bool:
+        return state.running  # a running daemon is restarted or reloaded; a stopped one started
+
     def verify(self, ctx: HostContext, state: ServiceState) -> bool:
         return (self.restart_only or state.enabled) and state.running
 

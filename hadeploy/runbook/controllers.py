@@ -201,14 +201,16 @@ def _service_steps(inv: Inventory, service: Service,
     changed_original = frozenset({f"{prefix}.vip-keys", f"{prefix}.host-keys",
                                   f"{prefix}.bind"})
     # One controller at a time, each restart drained on the balancers (runbook.drains); the
-    # new ones first, so that they can take the original's traffic while it restarts.
+    # new ones first, so that they can take the original's traffic while it restarts. Where
+    # the daemons are only started (a new controller's first deploy), nothing is served that
+    # a start could interrupt: those controllers start together.
     daemons: dict[str, tuple[AnyOp, ...]] = {
         node.name: drained_daemons(inv, service, node, families[node.name],
                                    changed_original if node.original else changed_new)
         for node in (*new, original)}
     steps.append(Step(f"{prefix}.services",
                       f"{service.title}: start on the new controllers, restart on the original "
-                      "(drained)", daemons, serial=True))
+                      "(drained)", daemons, serial=True, starts_together=True))
 
     proxies = sorted((p for p in service.proxies_for(release) if p.name not in inv.omit_proxies),
                      key=lambda p: p.port)

@@ -122,7 +122,7 @@ class EditsMissingFile(SetFile):
 
 
 def node(name: str) -> Node:
-    return Node(name, IPv4Address(f"198.18.0.{10 + HOSTS.index(name)}"))
+    return Node(name, IPv4Address(f"198.18.0.{10 + ord(name[0]) - ord('a')}"))
 
 
 def each(hosts: tuple[str, ...], *ops: AnyOp) -> dict[str, tuple[AnyOp, ...]]:
@@ -297,6 +297,41 @@ def test_serial_step_runs_one_host_at_a_time_with_last_probe_hosts_last(world: W
     order = [e.host for e in world.events if e.kind == "host-started"]
     assert order == ["b", "c", "a"]
     assert states(world.on_disk(), "svc") == dict.fromkeys(HOSTS, "changed")
+
+
+@dataclass(frozen=True)
+class StartsOrRestarts(SetFile):
+    """Like a service: a host without the file has nothing running (its apply only starts);
+    one with another value serves, and the apply interrupts it."""
+
+    def interrupts(self, ctx: HostContext, seen: Probe) -> bool:
+        return seen.exited == 0
+
+
+def test_a_serial_steps_hosts_that_only_start_go_together_first(tmp_path: Path) -> None:
+    """`starts_together`: new controllers (nothing running) start at once; a host whose
+    daemon serves is restarted after them, alone; a host already done changes nothing."""
+    hosts = (*HOSTS, "d")
+    world = World(tmp_path, hosts)
+    world.hosts["c"].files["/svc/x"] = "0\n"  # c serves: restarted after a and b
+    world.hosts["d"].files["/svc/x"] = "1\n"  # done: nothing to do
+    step = Step("svc", "start", each(hosts, StartsOrRestarts("svc", "/svc/x", "1")),
+                serial=True, starts_together=True)
+    # a and b must be applying at once for the barrier to pass; c alone would break it
+    barrier = threading.Barrier(2, timeout=5)
+    met: list[str] = []
+
+    def hold(host: str, script: str) -> None:
+        if script.startswith("echo 1 >"):
+            if host in ("a", "b"):
+                barrier.wait()
+            met.append(host)
+
+    world.observe(hold)
+    world.engine().run(runbook(step), world.journal())
+    assert sorted(met[:2]) == ["a", "b"] and met[2:] == ["c"]
+    assert states(world.on_disk(), "svc") == {"a": "changed", "b": "changed", "c": "changed",
+                                             "d": "ok"}
 
 
 # -- failure --------------------------------------------------------------------------------

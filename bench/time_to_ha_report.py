@@ -44,7 +44,8 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "| | seconds | share of the phase |",
         "|---|---:|---:|",
         f"| `deploy-controllers`, wall time | {f.phase:.1f} | 100 % |",
-        f"| floor: apt alone, {f.packages} packages on ctl2 and ctl3 at once | "
+        f"| floor: apt alone, {f.packages} packages on ctl2 and ctl3 at once (the faster "
+        f"of {' and '.join(f'{r:.1f}' for r in f.apt_runs)}) | "
         f"{f.apt_alone:.1f} | {100 * f.apt_alone / f.phase:.0f} % |",
         f"| floor: the daemons' own starts, twice (new controllers, then the original) | "
         f"{2 * starts:.1f} | {100 * 2 * starts / f.phase:.0f} % |",

@@ -36,7 +36,8 @@ def test_step_seconds_sum_each_kinds_steps_from_the_events() -> None:
 
 
 def test_the_floor_counts_the_starts_twice_and_the_rest_is_hadeploys() -> None:
-    figures = TimeToHa(packages=40, apt_alone=300.0, apt_runs=[310.0, 300.0], starts={"keystone": 5.0, "nova": 20.0},
+    figures = TimeToHa(packages=40, apt_alone=300.0, apt_runs=[310.0, 300.0],
+                       starts={"keystone": 5.0, "nova": 20.0},
                        phase=500.0, steps={"packages": 320.0, "services": 150.0},
                        noop=[6.0, 5.0, 7.0], noop_round_trips=4.0, ssh_floor=[1.0, 2.0, 2.0])
     assert figures.floor == 350.0 and figures.own == 150.0

@@ -5,7 +5,9 @@ A round trip costs far more than a few more read-only probes, so when the transp
 step uses them instead of its own round trip only if no command has run on any host since
 (a no-op re-run: one probe round trip per host in all); otherwise it probes again. Once a
 command has run, nobody probes ahead any more, so a run executes each probe at most twice.
-Steps whose probes also read other hosts, or wait for something, are left out.
+Steps whose probes also read other hosts are left out, and so are those whose probes wait
+for something, unless the operation has a `look` that does not wait: that look is used only
+if it shows the operation done (a no-op's verify steps), else the step probes in its turn.
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ class LookAhead:
                 continue
             ctx = self.context(later.id, host, journal)
             ops = later.ops[host]
-            if any(op.source_probes(ctx) or op.probe_waits() for op in ops):
+            if any(op.source_probes(ctx) or (op.probe_waits() and op.look(ctx) is None)
+                   for op in ops):
                 continue
-            scripts = [op.probe(ctx) for op in ops]
+            scripts = [op.look(ctx) if op.probe_waits() else op.probe(ctx) for op in ops]
             size += sum(len(script or "") for script in scripts)
             if size > AHEAD_BYTES:
                 break

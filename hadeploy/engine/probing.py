@@ -56,6 +56,17 @@ def split_probe(stdout: str, count: int, token: str) -> list[Probe]:
     return [Probe(body, code) for body, code in framing.split_batch(stdout, count, token)]
 
 
+def _looked_done(op: AnyOp, ctx: HostContext, probe: Probe) -> bool:
+    """Whether a probe taken ahead can stand for `op`'s own: always, unless it was the
+    `look` of a probe that waits, which stands only when it shows `op` done."""
+    if not op.probe_waits():
+        return True
+    try:
+        return bool(op.done(ctx, op.read(ctx, probe)))
+    except OP_ERRORS:
+        return False
+
+
 class Prober:
     """Runs probes over the transport; its random token frames each batch's output."""
 
@@ -88,9 +99,10 @@ class Prober:
         """The probes of `step` on `host`: taken ahead earlier if still valid, else run now
         with the probes of later steps taken along (see `hadeploy.engine.lookahead`)."""
         cached = self.lookahead.take(step, host)
-        if cached is not None:
-            return cached
         ops = step.ops[host]
+        if cached is not None and all(_looked_done(op, ctx, probe)
+                                      for op, probe in zip(ops, cached, strict=True)):
+            return cached
         scripts = [op.probe(ctx) for op in ops]
         # A step known locally makes no round trip, not even one to take later probes along.
         local = all(script is None for script in scripts)

@@ -137,8 +137,15 @@ class Operation(ABC, Generic[T]):
         return {}
 
     def probe_waits(self) -> bool:
-        """Whether the probe polls until something happens (never taken along ahead)."""
+        """Whether the probe polls until something happens (never taken along ahead itself:
+        only its `look`, if it has one)."""
         return False
+
+    def look(self, ctx: HostContext) -> str | None:
+        """For a probe that waits: one look that does not, taken along with an earlier
+        step's probes; used only if it shows the operation done, else the probe runs in its
+        step's turn (None: no such look, the step is never probed ahead)."""
+        return None
 
     def interrupts(self, ctx: HostContext, seen: T) -> bool:
         """Whether applying interrupts something the host serves (default: it may). A start

@@ -28,12 +28,17 @@ class Requirement(Operation[T]):
     judge: Judge[T]
     description: str = ""
     waits: bool = False
+    # With `waits`: the same evidence taken without waiting (see `Operation.look`).
+    glance: Fact[T] | None = None
 
     def fact(self, ctx: HostContext) -> Fact[T]:
         return self.evidence
 
     def probe_waits(self) -> bool:
         return self.waits
+
+    def look(self, ctx: HostContext) -> str | None:
+        return self.glance.command if self.glance is not None else None
 
     def done(self, ctx: HostContext, seen: T) -> bool:
         return self.judge(ctx, seen) is None

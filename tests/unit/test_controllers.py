@@ -696,6 +696,10 @@ def test_the_api_probe_runs_with_real_python() -> None:
                 f"127.0.0.1:{stuck} GET /v3: no answer",
                 f"127.0.0.1:{dead}: no answer",
                 f"127.0.0.1:{dead} GET /v3: no answer"])
+            # No time to wait (a no-op's look ahead): every target is still tried once.
+            assert _probe(f"127.0.0.1:{api}/v3=200", seconds=0) == "all-answer"
+            assert _probe(f"127.0.0.1:{api}/v3=200", f"127.0.0.1:{dead}",
+                          seconds=0) == f"127.0.0.1:{dead}: no answer"
     finally:
         server.shutdown()
         server.server_close()

@@ -994,6 +994,35 @@ def test_probes_taken_ahead_are_not_trusted_once_a_command_ran(world: World) -> 
     assert states(world.on_disk(), "s1") == {"a": "changed", "b": "ok", "c": "ok"}
 
 
+def _answers(ctx: HostContext, seen: Probe) -> str | None:
+    return None if seen.stdout.strip() == "ok" else "no answer"
+
+
+#: A verify step whose probe waits (`cat /w/wait` stands for polling an API) and whose look
+#: does not (`cat /w/look`), after a step that changes nothing in a no-op.
+VERIFY = Runbook("t", (TWO_STEPS.steps[0], Step("verify", "answers", each(HOSTS, Requirement(
+    "answers", Fact.raw("cat /w/wait"), _answers, "answers", waits=True,
+    glance=Fact.raw("cat /w/look"))), read_only=True)))
+
+
+@pytest.mark.parametrize("looked", ["ok", "not yet"])
+def test_a_waiting_probe_is_looked_at_ahead_and_run_only_if_the_look_fails(
+        world: World, looked: str) -> None:
+    """A no-op's verify steps cost no round trip of their own when their look, taken along
+    with the first probe, finds everything answering; else the waiting probe runs."""
+    for host in HOSTS:
+        world.hosts[host].files.update({"/s1/x": "1\n", "/w/wait": "ok\n",
+                                        "/w/look": f"{looked}\n"})
+    world.transport.probe_ahead = True
+    world.engine().run(VERIFY, world.journal())
+    for host in HOSTS:
+        first = batch_probes(world.transport.commands_on(host)[0])
+        assert first is not None and first[1] == ["cat /s1/x", "cat /w/look"]
+        assert batches_with(world, host, "cat /w/wait") == (looked != "ok")
+    assert states(world.on_disk(), "verify") == dict.fromkeys(HOSTS, "ok")
+    assert world.events[-1].data["round_trips"] == dict.fromkeys(HOSTS, 1 + (looked != "ok"))
+
+
 def test_without_look_ahead_each_step_probes_only_itself(world: World) -> None:
     world.engine().run(TWO_STEPS, world.journal())
     for host in HOSTS:

@@ -40,9 +40,11 @@ class LookAhead:
         self._later: dict[str, tuple[int, dict[str, list[Probe]]]] = {}
 
     def start_run(self, steps: tuple[Step, ...]) -> None:
-        """A run of `steps` begins: later steps are looked up among them."""
+        """A run of `steps` begins: later steps are looked up among them, and nothing read
+        before (the plan, which the operator may have read for minutes) counts as fresh."""
         self.steps = steps
         with self._lock:
+            self._generation += 1
             self._run_start = self._generation
 
     def command_ran(self) -> None:

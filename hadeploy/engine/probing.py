@@ -8,6 +8,7 @@ batch and gets an empty `Probe`; a host whose operations all know makes no round
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,7 +18,7 @@ from hadeploy import framing
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.errors import HadeployError
 from hadeploy.journal import Journal
-from hadeploy.ops.base import AnyOp, HostContext, Probe
+from hadeploy.ops.base import AnyOp, HostContext, Probe, SourceRead
 from hadeploy.steps import Step
 from hadeploy.transport.base import Transport
 
@@ -76,6 +77,10 @@ class Prober:
         self.hosts = hosts
         self.lookahead = lookahead
         self.token = secrets.token_hex(6)
+        # Source reads by (host, script): the generation they were read at, a lock the
+        # first reader holds, and their stdout once read (see `source`).
+        self._sources: dict[tuple[str, str], tuple[int, threading.Lock, list[str]]] = {}
+        self._sources_lock = threading.Lock()
 
     def run_batch(self, host: str, scripts: Sequence[str | None]) -> list[Probe]:
         """The probes of `scripts` on `host`, one round trip for all (none if every script
@@ -128,7 +133,25 @@ class Prober:
             if read.host not in self.hosts:
                 raise HadeployError(f"{op.title()}: source host {read.host!r} is not in the "
                                     "inventory", host=host)
-            result = self.transport.run(read.host, read.script)
-            result.check(f"probe of the source of {op.title()} (for {host})")
-            outputs.append(result.stdout)
+            outputs.append(self.source(read, f"probe of the source of {op.title()} "
+                                             f"(for {host})"))
         return replace(probe, sources=tuple(outputs))
+
+    def source(self, read: SourceRead, what: str) -> str:
+        """The stdout of `read` on its host, read once for every host that asks while no
+        command runs anywhere: the new controllers' copies of one tree compare with one
+        manifest of the original, not one each (a no-op re-run of the whole plane read
+        each of ten trees twice). A command run since makes the next ask read again."""
+        generation = self.lookahead.generation
+        with self._sources_lock:
+            entry = self._sources.get((read.host, read.script))
+            if entry is None or entry[0] != generation:
+                entry = (generation, threading.Lock(), [])
+                self._sources[(read.host, read.script)] = entry
+        _, lock, stdout = entry
+        with lock:  # a second host asking meanwhile waits for the first one's read
+            if not stdout:
+                result = self.transport.run(read.host, read.script)
+                result.check(what)
+                stdout.append(result.stdout)
+        return stdout[0]

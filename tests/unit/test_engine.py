@@ -36,7 +36,7 @@ from hadeploy.events import Event
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
 from hadeploy.ops import UNDO, AnyOp, Requirement
-from hadeploy.ops.base import Command, Fact, HostContext, Operation, Probe, Record
+from hadeploy.ops.base import Command, Fact, HostContext, Operation, Probe, Record, SourceRead
 from hadeploy.platforms import profile_for
 from hadeploy.redact import Redactor
 from hadeploy.steps import Runbook, Step
@@ -1021,6 +1021,44 @@ def test_a_waiting_probe_is_looked_at_ahead_and_run_only_if_the_look_fails(
         assert batches_with(world, host, "cat /w/wait") == (looked != "ok")
     assert states(world.on_disk(), "verify") == dict.fromkeys(HOSTS, "ok")
     assert world.events[-1].data["round_trips"] == dict.fromkeys(HOSTS, 1 + (looked != "ok"))
+
+
+@dataclass(frozen=True)
+class CopyOf(Operation[Probe]):
+    """/dst holds what /src on host a holds (a tree copy compares with the original's
+    manifest the same way: a source probe)."""
+
+    op_id: str
+
+    def fact(self, ctx: HostContext) -> Fact[Probe]:
+        return Fact.raw("cat /dst")
+
+    def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
+        return (SourceRead("a", "cat /src"),)
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        return seen.stdout == seen.sources[0]
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        return [Command(f"echo {seen.sources[0].strip()} > /dst")]
+
+
+def test_hosts_comparing_with_one_source_read_it_once_until_a_command_runs(
+        world: World) -> None:
+    world.hosts["a"].files["/src"] = "v1\n"
+    world.hosts["b"].files["/dst"] = "v1\n"
+    world.hosts["c"].files["/dst"] = "v1\n"
+    copy = Runbook("t", (Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),))
+    world.engine().run(copy, world.journal())
+    assert world.transport.commands_on("a").count("cat /src") == 1  # b and c: one read
+    world.restart()
+    world.hosts["c"].files["/dst"] = "old\n"
+    world.engine().run(copy, world.journal("20260101-000001-000-t-deploy"))
+    reads = [i for i, (h, s) in enumerate(world.transport.calls) if (h, s) == ("a", "cat /src")]
+    changed = world.transport.calls.index(("c", "echo v1 > /dst"))
+    # read once for both probes, and again for c's verify once its command ran
+    assert len(reads) == 2 and reads[0] < changed < reads[1]
+    assert world.files("c")["/dst"] == "v1"
 
 
 def test_without_look_ahead_each_step_probes_only_itself(world: World) -> None:

@@ -216,6 +216,11 @@ class LabHost:
         """Start the host's sshd and wait until it is ready."""
         self.exec(sshd.START_SSHD)
 
+    def kill_sshd(self) -> None:
+        """Kill every sshd of the host outright (sessions too), as a crash would, and wait
+        until port 22 refuses connections."""
+        self.exec(sshd.KILL_SSHD)
+
     def sshd_running(self) -> bool:
         """True if the host's sshd (from /run/sshd.pid) is running."""
         return self.exec(sshd.SSHD_RUNNING, check=False).returncode == 0

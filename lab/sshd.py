@@ -45,6 +45,22 @@ done
 rm -f /run/sshd.pid
 """
 
+#: sshd dies outright, the listener and every session (a crash, not a stop): SIGKILL to each
+#: sshd process of the host, by pid, then wait until nothing listens on port 22 (a connection
+#: made while the dying listener's socket still existed would be reset, not refused).
+KILL_SSHD = r"""
+for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2>/dev/null)" = sshd ] && kill -KILL "${d#/proc/}" 2>/dev/null
+done
+i=0
+while [ -n "$(awk '$4 == "0A" && $2 ~ /:0016$/' /proc/net/tcp /proc/net/tcp6 2>/dev/null)" ]; do
+    i=$((i + 1))
+    if [ "$i" -gt 1000 ]; then echo "port 22 still listens 5 s after sshd was killed" >&2; exit 1; fi
+    sleep 0.005
+done
+rm -f /run/sshd.pid
+"""
+
 #: Exit 0 if the sshd named in the pid file is running.
 SSHD_RUNNING = r"""
 pid=$(cat /run/sshd.pid 2>/dev/null) || exit 1

@@ -270,7 +270,7 @@ def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed: Dep
             return False
 
         wait_for(copying, "the copy to ctl3 to start", seconds=900)
-        lab.hosts["ctl3"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
+        lab.hosts["ctl3"].kill_sshd()
         output, _ = process.communicate(timeout=900)
     finally:
         if process.poll() is None:

@@ -338,7 +338,7 @@ def test_dropped_connection_mid_run_is_reported_and_resumable(lab: Lab, tmp_path
             pytest.fail("deploy-lb never reached lb.haproxy-cfg on lb2")
         # Kill the listener and every session inside lb2: the connection drops, and new ones
         # are refused.
-        lab.hosts["lb2"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
+        lab.hosts["lb2"].kill_sshd()
         out, err = deploy.communicate(timeout=300)
     finally:
         if deploy.poll() is None:
@@ -368,7 +368,7 @@ def test_dropped_connection_mid_run_is_reported_and_resumable(lab: Lab, tmp_path
 def test_a_host_refusing_connections_is_named_with_the_reason(lab: Lab, inv: Inventory,
                                                               ahead: bool) -> None:
     fresh(lab, "lb3")
-    lab.hosts["lb3"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
+    lab.hosts["lb3"].kill_sshd()
     try:
         message = refusal(inv, ahead, "lb3", TransportError)
     finally:
@@ -382,7 +382,7 @@ def test_transport_error_names_the_host_when_sshd_is_gone(lab: Lab, inv: Invento
                                                          transport: SshTransport) -> None:
     fresh(lab, "lb3")
     assert transport.run("lb3", "true").ok
-    lab.hosts["lb3"].exec("pkill -KILL -x sshd; rm -f /run/sshd.pid")
+    lab.hosts["lb3"].kill_sshd()
     try:
         with pytest.raises(TransportError) as lost:
             transport.run("lb3", "true")

@@ -55,7 +55,7 @@ done
 i=0
 while [ -n "$(awk '$4 == "0A" && $2 ~ /:0016$/' /proc/net/tcp /proc/net/tcp6 2>/dev/null)" ]; do
     i=$((i + 1))
-    if [ "$i" -gt 1000 ]; then echo "port 22 still listens 5 s after sshd was killed" >&2; exit 1; fi
+    if [ "$i" -gt 1000 ]; then echo "port 22 still listens 5 s after sshd died" >&2; exit 1; fi
     sleep 0.005
 done
 rm -f /run/sshd.pid

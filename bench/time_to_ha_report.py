@@ -21,6 +21,13 @@ def _met(value: float, target: float) -> str:
     return "yes" if value <= target else "NO"
 
 
+def _runs(seconds: list[float]) -> str:
+    """How the floor's figure was chosen among its runs."""
+    if len(seconds) == 1:
+        return "one run"
+    return f"the fastest of {', '.join(f'{r:.1f}' for r in seconds)}"
+
+
 def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
     """The section's markdown."""
     info = machine()
@@ -44,8 +51,8 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "| | seconds | share of the phase |",
         "|---|---:|---:|",
         f"| `deploy-controllers`, wall time | {f.phase:.1f} | 100 % |",
-        f"| floor: apt alone, {f.packages} packages on ctl2 and ctl3 at once (the faster "
-        f"of {' and '.join(f'{r:.1f}' for r in f.apt_runs)}) | "
+        f"| floor: apt alone, {f.packages} packages on ctl2 and ctl3 at once "
+        f"({_runs(f.apt_runs)}) | "
         f"{f.apt_alone:.1f} | {100 * f.apt_alone / f.phase:.0f} % |",
         f"| floor: the daemons' own starts, twice (new controllers, then the original) | "
         f"{2 * starts:.1f} | {100 * 2 * starts / f.phase:.0f} % |",

@@ -20,16 +20,17 @@ def worker_slot(environ: Mapping[str, str]) -> int | None:
 
 
 #: OpenStack modules that run with the other lab modules rather than with the OpenStack
-#: ones, so that the two workers take about as long. Measured in the CI run of 2026-12-03
-#: with this set (42:35 in all, on this 2-core machine, two labs side by side): the lab
-#: worker 34 min (the other lab modules ~17 with the unit tests, test_colocated ~7,
-#: test_live_changes ~15), the OpenStack worker 42 (test_deploy_controllers ~11, the full
-#: plane's module ~29, its scale-out 14). A run that also moved test_colocated_support,
-#: test_openstack_lab and test_shared_state here took 44:50: each provisions its original
-#: again, ~75 s of setup here against ~30 s there. test_controller_kill_points (~13 with one
-#: point) only runs when asked for.
+#: ones, so that the two workers take about as long. In the CI run of 2026-12-03 15:18
+#: (28:44 in all, before the co-located whole plane joined .ci/run) the lab worker took 25
+#: min (the other lab modules and the unit tests ~12, test_colocated ~5.5,
+#: test_live_changes ~7.5), the OpenStack worker 28.5 (test_deploy_controllers 9.5, the
+#: full plane's module 16, its scale-out 8.5). The co-located whole plane (19:38 beside
+#: another lab, 23 min alone before the controllers phase started new controllers together)
+#: joins the lab worker. test_controller_kill_points (~12 min with one point beside another
+#: lab) only runs when asked for.
 BESIDE_THE_LB_MODULES = frozenset({"tests/lab/test_live_changes.py",
                                    "tests/lab/test_colocated.py",
+                                   "tests/lab/test_colocated_full_plane.py",
                                    "tests/lab/test_controller_kill_points.py"})
 
 

@@ -45,7 +45,7 @@ def test_the_floor_counts_the_starts_twice_and_the_rest_is_hadeploys() -> None:
     assert text.startswith(TIME_TO_HA_SECTION)
     assert "**hadeploy's own share** (the rest) | **150.0** | **30 %**" in text
     assert "30 %, NOT met" in text
-    assert "(the faster of 310.0 and 300.0) | 300.0 | 60 % |" in text
+    assert "(the fastest of 310.0, 300.0) | 300.0 | 60 % |" in text
     assert "6.00 s" in text and "**3.00x** the floor (target 1.5x: NO)" in text
 
 

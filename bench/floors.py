@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.lab_setup import Setup, reset_hosts
+from lab import Lab
+
+# Blocks service starts from maintainer scripts during an install, as hadeploy's does.
+BLOCK_STARTS = ("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
+                "chmod 755 /usr/sbin/policy-rc.d && ")
 
 
-def run_floor(setup: Setup) -> float:
-    """`ssh HOST true` to every LB host at once, fresh connections: the wall time."""
+def ssh_floor(lab: Lab, hosts: Sequence[str]) -> float:
+    """`ssh HOST true` to every host of `hosts` at once, fresh connections: the wall time."""
     started = time.monotonic()
-    procs = [subprocess.Popen(["ssh", "-F", str(setup.lab.ssh_config), "-o", "ControlMaster=no",
+    procs = [subprocess.Popen(["ssh", "-F", str(lab.ssh_config), "-o", "ControlMaster=no",
                                "-o", "ControlPath=none", name, "true"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
-             for name in setup.lbs]
+             for name in hosts]
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         if proc.returncode != 0:
@@ -25,16 +31,32 @@ def run_floor(setup: Setup) -> float:
     return time.monotonic() - started
 
 
-def run_apt_alone(setup: Setup) -> float:
-    """The part of a cold run no tool can skip: `apt-get install haproxy keepalived` on every
-    LB host at once, entered directly (nsenter, no SSH, no deploy tool): the wall time."""
-    reset_hosts(setup)
+def apt_alone(lab: Lab, hosts: Sequence[str], packages: Sequence[str],
+              block_starts: bool = False) -> float:
+    """`apt-get install PACKAGES` on every host of `hosts` at once, entered directly
+    (nsenter, no SSH, no deploy tool): the wall time. `block_starts`: with a policy-rc.d
+    that keeps maintainer scripts from starting services (removed after)."""
     install = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-               "-o Dpkg::Options::=--force-confold haproxy keepalived >/dev/null 2>&1")
+               "-o Dpkg::Options::=--force-confold " + " ".join(packages) + " >/dev/null")
+    if block_starts:
+        install = (BLOCK_STARTS + install
+                   + "; status=$?; rm -f /usr/sbin/policy-rc.d; exit $status")
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(setup.lbs)) as pool:
-        for result in pool.map(lambda name: setup.lab.hosts[name].exec(install, check=False),
-                               setup.lbs):
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        for result in pool.map(lambda name: lab.hosts[name].exec(install, check=False,
+                                                                timeout=1800), hosts):
             if result.returncode != 0:
                 raise SystemExit(f"apt-get install failed in the lab: {result.stderr}")
     return time.monotonic() - started
+
+
+def run_floor(setup: Setup) -> float:
+    """`ssh HOST true` to every LB host at once, fresh connections: the wall time."""
+    return ssh_floor(setup.lab, setup.lbs)
+
+
+def run_apt_alone(setup: Setup) -> float:
+    """The part of a cold run no tool can skip: `apt-get install haproxy keepalived` on every
+    LB host at once, entered directly: the wall time."""
+    reset_hosts(setup)
+    return apt_alone(setup.lab, setup.lbs, ("haproxy", "keepalived"))

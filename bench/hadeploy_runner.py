@@ -36,18 +36,23 @@ def compile_bytecode(src: Path) -> None:
          "compiling hadeploy's bytecode")
 
 
+def run_finished(stdout: str) -> dict[str, Any]:
+    """The last `run-finished` event of a `--json` run's output ({} if it has none)."""
+    finished = [json.loads(line) for line in stdout.splitlines()
+                if line.startswith("{") and '"run-finished"' in line]
+    return finished[-1] if finished else {}
+
+
 def run_hadeploy(setup: Setup, what: str) -> HadeployRun:
     """One `deploy-lb --yes --json`: wall time, memory, round trips and connections per host."""
     env = setup.env if setup.src == ROOT else {**setup.env, "PYTHONPATH": str(setup.src)}
     result = must(timed([sys.executable, "-m", "hadeploy", "deploy-lb", "--hosts",
                          str(setup.inventory), "--yes", "--json"], env, setup.src),
                   f"hadeploy {what}")
-    finished: list[dict[str, Any]] = [
-        json.loads(line) for line in result.stdout.splitlines()
-        if line.startswith("{") and '"run-finished"' in line]
-    trips: dict[str, int] = finished[-1].get("round_trips", {}) if finished else {}
-    connections: dict[str, int] = finished[-1].get("connections", {}) if finished else {}
-    first: float | None = finished[-1].get("first_connection") if finished else None
+    finished = run_finished(result.stdout)
+    trips: dict[str, int] = finished.get("round_trips", {})
+    connections: dict[str, int] = finished.get("connections", {})
+    first: float | None = finished.get("first_connection")
     return HadeployRun(
         seconds=result.seconds, rss_mb=result.max_rss_kb / 1024,
         round_trips=statistics.mean(trips.values()) if trips else None,

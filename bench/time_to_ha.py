@@ -32,11 +32,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.floors import apt_alone, ssh_floor
+from bench.hadeploy_runner import run_finished
+from bench.lab_setup import STATS_PASSWORD
 from bench.process import log, must, timed
 from hadeploy.catalog import Service, load_catalog
 from hadeploy.ops.services import stop_and_wait
@@ -51,14 +53,10 @@ from lab.openstack.shared_store import share_directory, unshare_directory
 LBS = ("lb1", "lb2", "lb3")
 ORIGINAL = "ctl1"
 NEW = ("ctl2", "ctl3")
-STATS_PASSWORD = "bench-only-password"
 NOOP_RUNS = 3
 APT_RUNS = 2
 TIME_TO_HA_TARGET = 0.25  # issue 17: hadeploy's own share of the phase
 NOOP_TARGET = 1.5  # issue 17: a no-op within 1.5x the parallel fresh-connection SSH floor
-# Blocks service starts from maintainer scripts during the floor's install, as hadeploy does.
-BLOCKED = ("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
-           "chmod 755 /usr/sbin/policy-rc.d && ")
 
 
 @dataclass
@@ -124,17 +122,9 @@ def catalog_services() -> list[Service]:
 
 
 def _install_floor(lab: Lab, packages: list[str]) -> float:
-    """apt-get install of `packages` on the bare new controllers at once: the wall time."""
-    install = (BLOCKED + "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-               "-o Dpkg::Options::=--force-confold " + " ".join(packages)
-               + " >/dev/null; status=$?; rm -f /usr/sbin/policy-rc.d; exit $status")
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(NEW)) as pool:
-        for result in pool.map(lambda n: lab.hosts[n].exec(install, check=False,
-                                                          timeout=1800), NEW):
-            if result.returncode != 0:
-                raise SystemExit(f"apt-get install failed in the lab: {result.stderr[-2000:]}")
-    seconds = time.monotonic() - started
+    """apt-get install of `packages` on the bare new controllers at once (service starts
+    blocked, as hadeploy blocks them): the wall time; the hosts are reset after."""
+    seconds = apt_alone(lab, NEW, packages, block_starts=True)
     for name in NEW:
         lab.hosts[name].reset()
     return seconds
@@ -161,32 +151,11 @@ def _start_seconds(lab: Lab, service: Service) -> float:
     return seconds
 
 
-def _ssh_floor(lab: Lab) -> float:
-    """`ssh true` to every host of the phase at once on fresh connections: the wall time."""
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(LBS) + 3) as pool:
-        results = list(pool.map(lambda n: timed(
-            ["ssh", "-F", str(lab.ssh_config), "-o", "ControlMaster=no", "-o",
-             "ControlPath=none", n, "true"]), (*LBS, ORIGINAL, *NEW)))
-    for result in results:
-        must(result, "ssh true")
-    return time.monotonic() - started
-
-
 def _hadeploy(inventory: Path, env: dict[str, str], what: str, *args: str) -> tuple[float, str]:
     """`python -m hadeploy ARGS --hosts INV --yes --json`: wall time and stdout."""
     result = must(timed([sys.executable, "-m", "hadeploy", *args, "--hosts", str(inventory),
                          "--yes", "--json"], env), f"hadeploy {what}")
     return result.seconds, result.stdout
-
-
-def _round_trips(stdout: str) -> float | None:
-    """Mean round trips per host, from the run's run-finished event."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith("{") and '"run-finished"' in line:
-            trips: dict[str, int] = json.loads(line).get("round_trips", {})
-            return statistics.mean(trips.values()) if trips else None
-    return None
 
 
 def measure_time_to_ha(state_dir: Path, progress: Callable[[TimeToHa], None]) -> TimeToHa:
@@ -216,6 +185,8 @@ def measure_time_to_ha(state_dir: Path, progress: Callable[[TimeToHa], None]) ->
 
 def _measure(lab: Lab, work: Path, figures: TimeToHa,
              progress: Callable[[TimeToHa], None]) -> None:
+    """The measurements of the module docstring, in its order, on the provisioned lab;
+    `progress` gets the figures after each."""
     env = {**os.environ, "HADEPLOY_STATS_PASSWORD": STATS_PASSWORD, "NO_COLOR": "1"}
     inventory = write_lab_inventory(lab, work / "hosts.toml", services=FULL_PLANE_SERVICES,
                                     rc_files=[(ORIGINAL, ADMIN_RC)])
@@ -244,8 +215,9 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
         if '"event": "host-changed"' in stdout:
             raise SystemExit("the re-run of deploy-controllers changed something: not a no-op")
         figures.noop.append(seconds)
-        figures.noop_round_trips = _round_trips(stdout)
-        figures.ssh_floor.append(_ssh_floor(lab))
+        trips = run_finished(stdout).get("round_trips", {})
+        figures.noop_round_trips = statistics.mean(trips.values()) if trips else None
+        figures.ssh_floor.append(ssh_floor(lab, (*LBS, ORIGINAL, *NEW)))
     progress(figures)
 
 

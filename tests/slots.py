@@ -26,8 +26,8 @@ def worker_slot(environ: Mapping[str, str]) -> int | None:
 #: test_deploy_controllers 9.5, the full plane's module 17, the rest 2) and then unit tests;
 #: the lab worker took 41.5 (test_colocated 6.7, the co-located whole plane 20, the other
 #: lab modules with test_live_changes 14). test_colocated now runs with the OpenStack
-#: modules: about 36 and 35 min, not measured yet. test_controller_kill_points (~12 min with one point beside another
-#: lab) only runs when asked for.
+#: modules: about 36 and 35 min, not measured yet. test_controller_kill_points (~12 min
+#: with one point beside another lab) only runs when asked for.
 BESIDE_THE_LB_MODULES = frozenset({"tests/lab/test_live_changes.py",
                                    "tests/lab/test_colocated_full_plane.py",
                                    "tests/lab/test_controller_kill_points.py"})

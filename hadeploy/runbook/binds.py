@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hadeploy.catalog import Bind, Family, Service, load_catalog
+from hadeploy.catalog import Bind, Family, Service, Variant, load_catalog
 from hadeploy.inventory.model import Inventory, Node
-from hadeploy.ops import AnyOp, FileEdit, HostContext, ServiceRunning
+from hadeploy.ops import AnyOp, FileEdit, HostContext
 from hadeploy.render import get_ini_value, set_ini_value
 from hadeploy.render.binds import bind_setting, render_bind
+from hadeploy.runbook.drains import daemon_running
 from hadeploy.steps import Step
 
 RESTART_STEP = "lb.api-restart"
@@ -95,8 +96,7 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
     ports: set[int] = set()
     # a daemon serving several services (httpd: keystone and horizon on EL) restarts once
     restart_after: dict[str, set[str]] = {}
-    pidfiles: dict[str, tuple[str, ...]] = {}
-    stop_start: set[str] = set()
+    variants: dict[str, Variant] = {}
     for service in _bound_services(inv, family):
         edits = original_bind_ops(inv, service, family)
         if not edits:
@@ -109,14 +109,10 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
         variant = service.variant(family, inv.release)
         for daemon in variant.daemons:
             restart_after.setdefault(daemon, set()).add(step_id)
-            pidfiles[daemon] = variant.sysv_pidfiles(daemon)
-            if variant.sysv_stop_start:
-                stop_start.add(daemon)
+            variants[daemon] = variant
     if not steps:
         return OriginalBinds()
-    restarts = tuple(ServiceRunning(f"service:{d}", d, (), frozenset(ids), wait_seconds=30,
-                                    restart_only=True, sysv_pidfiles=pidfiles[d],
-                                    sysv_stop_start=d in stop_start)
+    restarts = tuple(daemon_running(variants[d], d, frozenset(ids), restart_only=True)
                      for d, ids in restart_after.items())
     steps.append(Step(RESTART_STEP, "Restart the original's APIs on their own address",
                       {node.name: restarts}))

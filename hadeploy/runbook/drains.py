@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from hadeploy.catalog import Family, Service, load_catalog
+from hadeploy.catalog import Family, Service, Variant, load_catalog
 from hadeploy.inventory.model import Inventory, Node
 from hadeploy.inventory.schema import haproxy_millis
 from hadeploy.ops import AnyOp, Balancers, DrainedRestart, ServiceRunning
@@ -54,14 +54,21 @@ def answers_script(inv: Inventory, node: Node, service: Service) -> str:
             f'[ "$out" = {ALL_ANSWER} ] || {{ echo "$out" >&2; exit 1; }}')
 
 
+def daemon_running(variant: Variant, daemon: str, restart_after: frozenset[str],
+                   restart_only: bool) -> ServiceRunning:
+    """`daemon` of a catalog `variant` running, restarted after `restart_after` steps, with
+    what the catalog says of its init script (pid file, a restart made of stop and start)."""
+    return ServiceRunning(f"service:{daemon}", daemon, (), restart_after, wait_seconds=30,
+                          restart_only=restart_only,
+                          sysv_pidfiles=variant.sysv_pidfiles(daemon),
+                          sysv_stop_start=variant.sysv_stop_start)
+
+
 def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family,
                     restart_after: frozenset[str], always: bool = False) -> tuple[AnyOp, ...]:
     """`service`'s daemons running on `node`, each restart drained on the balancers."""
     variant = service.variant(family, inv.release)
-    daemons = tuple(ServiceRunning(f"service:{d}", d, (), restart_after, wait_seconds=30,
-                                   restart_only=always, sysv_pidfiles=variant.sysv_pidfiles(d),
-                                   sysv_stop_start=variant.sysv_stop_start)
-                    for d in variant.daemons)
+    daemons = tuple(daemon_running(variant, d, restart_after, always) for d in variant.daemons)
     lbs = service_balancers(inv, service)
     if lbs is None:
         return daemons

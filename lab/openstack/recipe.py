@@ -183,3 +183,8 @@ class Recipe:
 def uwsgi_processes(path: str, processes: int) -> LineEdit:
     """Debian's uwsgi files set `processes` to 4-16, some twice: one value for all of them."""
     return LineEdit(path, r"processes\s*=.*", f"processes = {processes}")
+
+
+def uwsgi_threads(path: str, threads: int) -> LineEdit:
+    """uwsgi threads per process: every `threads` line of a Debian uwsgi file set to one value."""
+    return LineEdit(path, r"threads\s*=.*", f"threads = {threads}")

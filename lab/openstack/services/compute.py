@@ -16,6 +16,7 @@ from lab.openstack.recipe import (
     Recipe,
     Site,
     uwsgi_processes,
+    uwsgi_threads,
 )
 
 NOVA_API_PORT = 8774
@@ -56,6 +57,13 @@ def _configure(site: Site) -> Sequence[Edit]:
                  "NOVA_CONSOLE_PROXY_TYPE=novnc"),
         uwsgi_processes("/etc/nova/nova-api-uwsgi.ini", 1),
         uwsgi_processes("/etc/nova/nova-api-metadata-uwsgi.ini", 1),
+        # Nova's WSGI apps run under eventlet's monkey patching (nova.api.openstack imports
+        # nova.monkey_patch). Debian's nova-api-uwsgi.ini has one thread per process for it,
+        # its nova-api-metadata-uwsgi.ini 32: with those, the metadata API stopped accepting
+        # connections under haproxy's health checks (a connect to :8775 timed out for 60 s,
+        # on the original in one CI run, on a new controller in the next lab run). The lab's
+        # operator runs it as Debian runs nova-api.
+        uwsgi_threads("/etc/nova/nova-api-metadata-uwsgi.ini", 1),
     )
 
 

@@ -54,8 +54,22 @@ ORIGINAL_FILES = ("/etc/keystone /etc/glance /etc/placement /etc/nova /etc/neutr
                   f"{ADMIN_RC}")
 #: The daemons' main processes (children of the host's init).
 DAEMONS = "uwsgi|glance-api|nova-|neutron-|cinder-|heat-|swift-|apache2"
+#: What the original shows of its APIs when a phase or a rollback fails there: listeners
+#: with their processes, the daemons and how long they have run, the APIs' last log lines.
+ORIGINAL_DIAGNOSIS = (
+    f"ss -Hltnp | grep -E ':({'|'.join(map(str, API_PORTS))}) '; "
+    "ps -eo pid,etimes,stat,args | grep -E '[u]wsgi|[p]lacement|[n]eutron-server|[n]ova-'; "
+    "for f in /var/log/placement/*.log /var/log/neutron/neutron-server.log "
+    "/var/log/nova/nova-api.log /var/log/nova/nova-api-metadata.log; do "
+    "[ -f \"$f\" ] && echo \"== $f\" && tail -n 15 \"$f\"; done; true")
 #: Where a test that puts TLS on a VIP leaves its CA, for the CLI to trust.
 CA_ON_HOST = "/root/hadeploy-lab-ca.pem"
+
+
+def original_diagnosis(lab: Lab) -> str:
+    """ORIGINAL_DIAGNOSIS run on the original, for a failure message (the lab is gone
+    after the module)."""
+    return lab.hosts[ORIGINAL].exec(["sh", "-c", ORIGINAL_DIAGNOSIS], check=False).stdout[-6000:]
 
 
 def full_plane_original(lab: Lab, directory: Path,

@@ -37,6 +37,7 @@ from tests.lab.full_plane import (
     full_plane_original,
     openstack,
     openstack_json,
+    original_diagnosis,
     original_files,
 )
 from tests.lab.helpers import (
@@ -201,24 +202,14 @@ def test_rerun_changes_and_restarts_nothing(lab: Lab, colocated: Colocated) -> N
     assert {h: daemon_pids(lab, h) for h in CTLS} == pids
 
 
-#: What the original shows of its APIs when a rollback fails there: listeners with their
-#: processes, the uwsgi daemons and how long they have run, the APIs' last log lines.
-ORIGINAL_DIAGNOSIS = (
-    f"ss -Hltnp | grep -E ':({'|'.join(map(str, API_PORTS))}) '; "
-    "ps -eo pid,etimes,stat,args | grep -E '[u]wsgi|[p]lacement|[n]eutron-server'; "
-    "for f in /var/log/placement/*.log /var/log/neutron/neutron-server.log; do "
-    "[ -f \"$f\" ] && echo \"== $f\" && tail -n 15 \"$f\"; done; true")
-
-
 def test_rollback_of_both_phases_leaves_the_original_as_it_was(
         lab: Lab, original: OriginalController, colocated: Colocated) -> None:
     for phase in ("controllers", "lb"):
         back = hadeploy("rollback", "--phase", phase, "--hosts", str(colocated.inventory),
                         "--yes", timeout=1800)
         if back.returncode != 0:  # the lab is gone after the module: say what it showed
-            seen = lab.hosts[ORIGINAL].exec(["sh", "-c", ORIGINAL_DIAGNOSIS], check=False)
             pytest.fail(f"{back.stdout[-5000:]}{back.stderr[-3000:]}\n"
-                        f"the original then:\n{seen.stdout[-6000:]}")
+                        f"the original then:\n{original_diagnosis(lab)}")
     assert original_files(lab) == colocated.files_before
     wait_for(lambda: _listeners(lab, ORIGINAL) == colocated.listeners_before or None,
              "every API of the original on its old listen address", seconds=90)

@@ -51,6 +51,7 @@ from tests.lab.full_plane import (
     full_plane_original,
     openstack,
     openstack_json,
+    original_diagnosis,
     original_files,
     upload_random_image,
 )
@@ -314,7 +315,8 @@ def scaled(lab: Lab, original: OriginalController,
             run = hadeploy(f"deploy-{phase}", "--hosts", str(inventory), "--yes",
                            timeout=1800)
             output += run.stdout + run.stderr
-            assert run.returncode == 0, output[-6000:]
+            if run.returncode != 0:
+                pytest.fail(f"{output[-6000:]}\nthe original then:\n{original_diagnosis(lab)}")
         lab.hosts[ORIGINAL].exec(f"cat > {CA_ON_HOST}", input=ca.pem().decode())
         yield ScaledOut(inventory, files_before, output, ca, pki, serial)
     finally:

@@ -46,7 +46,8 @@ def test_each_xdist_worker_takes_its_own_slot(environ: dict[str, str],
 def test_openstack_modules_share_one_work_unit_every_other_module_has_its_own() -> None:
     assert work_unit("tests/lab/test_full_plane_original.py::test_a[x]", openstack=True) == \
         "openstack"
-    assert work_unit("tests/lab/test_colocated.py::test_a[x]", openstack=True) == "openstack"
+    assert work_unit("tests/lab/test_deploy_controllers.py::test_a[x]", openstack=True) == \
+        "openstack"
     assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == "lab"
     assert work_unit("tests/lab/test_live_changes.py::test_1", openstack=True) == "lab"
     assert work_unit("tests/lab/test_colocated_full_plane.py::test_2", openstack=True) == "lab"

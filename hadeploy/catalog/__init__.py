@@ -130,10 +130,20 @@ class Variant:
     # restart never restarts them (Debian 12's swift-proxy), and waiting for it to fail
     # before the fallback costs a minute per restart.
     sysv_stop_start: bool = False
+    # Daemons among `daemons` that serve no balanced port (RPC consumers: conductor,
+    # scheduler, engine, Neutron's RPC server). Their restart is not drained (draining the
+    # node's APIs protects no request of theirs: the other controllers' workers take the
+    # queue meanwhile), it comes before the APIs' (it overlaps the wait for the new
+    # controllers' APIs), and a bind of the APIs never restarts them.
+    workers: tuple[str, ...] = ()
 
     def binds_for(self, release: Release) -> tuple[Bind, ...]:
         """The bind files of this variant on `release`."""
         return tuple(b for b in self.binds if b.release in ("any", release))
+
+    def api_daemons(self) -> tuple[str, ...]:
+        """The daemons that serve the service's APIs: every daemon but the workers."""
+        return tuple(d for d in self.daemons if d not in self.workers)
 
     def sysv_pidfiles(self, daemon: str) -> tuple[str, ...]:
         """The pid file of `daemon` under a sysv init (none known: empty)."""
@@ -278,6 +288,10 @@ def _variant(raw: dict[str, Any], where: str) -> Variant:
     if strays:
         raise CatalogError(f"catalog {where}.sysv_pid_names: {', '.join(strays)} not among "
                            "the variant's daemons")
+    strays = sorted(set(raw.get("workers", ())) - set(raw.get("daemons", ())))
+    if strays:
+        raise CatalogError(f"catalog {where}.workers: {', '.join(strays)} not among the "
+                           "variant's daemons")
     for bind in binds:
         if bind.kind not in BIND_KINDS:
             raise CatalogError(f"catalog {where}.binds: kind {bind.kind!r} is not one of "

@@ -107,7 +107,7 @@ def original_bind_steps(inv: Inventory, families: Mapping[str, Family],
         steps.append(Step(step_id, f"{service.title}: bind the original's API to "
                           f"{node.api_bind}", {node.name: edits}))
         variant = service.variant(family, inv.release)
-        for daemon in variant.daemons:
+        for daemon in variant.api_daemons():  # the workers listen on no balanced port
             restart_after.setdefault(daemon, set()).add(step_id)
             variants[daemon] = variant
     if not steps:

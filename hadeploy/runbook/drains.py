@@ -2,8 +2,10 @@
 
 `controllers` restarts an API when its configuration changed (the original's VIP keys, say);
 `hadeploy restart --service NAME` restarts a service's daemons on every controller, one
-controller at a time. Either way each restart is drained (`ops.drain`): the server leaves
-every balancer's haproxy first and comes back once it answers and haproxy sees it UP.
+controller at a time. Either way each restart of an API daemon is drained (`ops.drain`): the
+server leaves every balancer's haproxy first and comes back once it answers and haproxy sees
+it UP. A service's workers (catalog `workers`: conductor, scheduler, engine) restart first and
+undrained: they serve no balanced port.
 """
 
 from __future__ import annotations
@@ -66,14 +68,17 @@ def daemon_running(variant: Variant, daemon: str, restart_after: frozenset[str],
 
 def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family,
                     restart_after: frozenset[str], always: bool = False) -> tuple[AnyOp, ...]:
-    """`service`'s daemons running on `node`, each restart drained on the balancers."""
+    """`service`'s daemons running on `node`: its workers first, as they are, then its API
+    daemons, each restart drained on the balancers."""
     variant = service.variant(family, inv.release)
-    daemons = tuple(daemon_running(variant, d, restart_after, always) for d in variant.daemons)
+    workers = tuple(daemon_running(variant, d, restart_after, always) for d in variant.workers)
+    apis = tuple(daemon_running(variant, d, restart_after, always)
+                 for d in variant.api_daemons())
     lbs = service_balancers(inv, service)
     if lbs is None:
-        return daemons
+        return workers + apis
     answers = answers_script(inv, node, service)
-    return tuple(DrainedRestart(d.op_id, d, lbs, answers, always) for d in daemons)
+    return workers + tuple(DrainedRestart(d.op_id, d, lbs, answers, always) for d in apis)
 
 
 def retire_steps(inv: Inventory, families: Mapping[str, Family]) -> list[Step]:

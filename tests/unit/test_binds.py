@@ -191,6 +191,10 @@ def test_colocated_lb_binds_the_original_before_haproxy(debian: Inventory) -> No
                 if isinstance(op, ServiceRunning)}
     assert restarts["keystone"] == frozenset({"lb.bind.keystone"})
     assert restarts["nova-api-metadata"] == frozenset({"lb.bind.nova"})
+    # a bind of the APIs restarts no worker (they listen on no balanced port)
+    workers = {w for s in services for v in load_catalog()[s].variants for w in v.workers}
+    assert {"nova-conductor", "neutron-rpc-server", "heat-engine"} <= workers
+    assert not workers & set(restarts)
     assert steps["lb.ports-free"].read_only
     # the preflight lets the original's keystone hold 0.0.0.0:5000 (lb.bind.keystone moves
     # it), but nobody else, and lb.ports-free after the restart lets nobody

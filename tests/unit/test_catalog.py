@@ -230,6 +230,8 @@ def test_proxy_options_from_guide2(catalog: Catalog) -> None:
      "glance_host: syntax is"),
     (lambda d: next(v for v in d["services"]["neutron"]["variants"] if "sysv_pid_names" in v)
      ["sysv_pid_names"].update({"neutron-serverr": "x"}), "neutron-serverr not among"),
+    (lambda d: next(v for v in d["services"]["heat"]["variants"] if "workers" in v)
+     ["workers"].append("heat-engin"), "workers: heat-engin not among"),
 ])
 def test_parse_catalog_rejects_inconsistencies(mutate: Any, message: str) -> None:
     data = copy.deepcopy(raw_catalog())

@@ -518,6 +518,26 @@ def _restart_summary(profile_name: str, service: ServiceRunning) -> str:
     return f"{_action(profile_name, daemon, 'restart')} (then wait until it runs)"
 
 
+#: (service, release, family) -> the catalog's workers: daemons on no balanced port, restarted
+#: first and undrained.
+WORKERS: dict[tuple[str, str, Family], tuple[str, ...]] = {
+    ("nova", "modern", "el"): ("openstack-nova-conductor", "openstack-nova-scheduler"),
+    ("nova", "modern", "debian"): ("nova-conductor", "nova-scheduler"),
+    ("neutron", "modern", "debian"): ("neutron-rpc-server",),
+    ("cinder", "modern", "el"): ("openstack-cinder-scheduler",),
+    ("cinder", "modern", "debian"): ("cinder-scheduler",),
+    ("heat", "modern", "el"): ("openstack-heat-engine",),
+    ("heat", "modern", "debian"): ("heat-engine",),
+}
+
+
+def _running(op: AnyOp) -> ServiceRunning:
+    """The ServiceRunning of a daemon's operation, drained or not."""
+    inner = op.service if isinstance(op, DrainedRestart) else op
+    assert isinstance(inner, ServiceRunning)
+    return inner
+
+
 @pytest.mark.parametrize(("release", "service", "profile_name"), PKG_MATRIX)
 def test_service_commands(inventories: Inventories, release: str, service: str,
                           profile_name: str) -> None:
@@ -530,13 +550,17 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
     profile = profile_for(platform, init)  # type: ignore[arg-type]
     original, *new = CONTROLLERS[release]
     prefix = f"ctl.{service}"
+    workers = WORKERS.get((service, release, family), ())
+    in_order = (*workers, *(d for d in daemons if d not in workers))
+    assert sorted(in_order) == sorted(daemons)
     for host in (original, *new):
         ops = ops_of(step, host)
-        assert all(isinstance(op, DrainedRestart) for op in ops)
-        assert tuple(op.service.service for op in ops if isinstance(op, DrainedRestart)) \
-            == daemons
+        assert tuple(_running(op).service for op in ops) == in_order
+        # the workers serve no balanced port: their restarts are not drained
+        assert [isinstance(op, DrainedRestart) for op in ops] == \
+            [d not in workers for d in in_order]
     assert step.serial and step.starts_together  # restarts one at a time, starts at once
-    for daemon, op in zip(daemons, ops_of(step, new[0]), strict=True):
+    for daemon, op in zip(in_order, ops_of(step, new[0]), strict=True):
         # a new controller: enable and start (the guide's chkconfig on + service start)
         ctx = ctx_for(inv, new[0], profile, step.id, frozenset({f"{prefix}.copy"}))
         fresh = Probe("disabled\nstopped\n")
@@ -556,8 +580,7 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
         # already running with a freshly copied tree: restart, no enable
         running = Probe("enabled\nrunning\n")
         restart = _local(op.apply(ctx, op.read(ctx, running)))[0]
-        assert isinstance(op, DrainedRestart)
-        assert restart.summary == _restart_summary(profile_name, op.service)
+        assert restart.summary == _restart_summary(profile_name, _running(op))
         assert not op.done(ctx, op.read(ctx, running))
         # a re-run that changed nothing there restarts nothing
         assert op.done(replace(ctx, changed_steps=frozenset({f"{prefix}.vip-keys"})),
@@ -574,8 +597,10 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
             assert not op.done(changed_ctx, op.read(changed_ctx, running))
             commands = op.apply(changed_ctx, op.read(changed_ctx, running))
             restart = _local(commands)[0]
-            assert isinstance(op, DrainedRestart)
-            assert restart.summary == _restart_summary(profile_name, op.service)
+            assert restart.summary == _restart_summary(profile_name, _running(op))
+            if not isinstance(op, DrainedRestart):  # a worker: restarted as it is
+                assert commands == [restart]
+                continue
             # drained first on every balancer, ready again on every balancer after
             lbs = [lb.name for lb in inv.balancers]
             assert [c.on for c in commands] == [*lbs, None, None, *lbs]

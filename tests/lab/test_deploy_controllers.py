@@ -206,6 +206,63 @@ def test_secrets_never_leave_the_original(deployed: Deployed) -> None:
             assert original.admin_password not in path.read_text(errors="replace"), path
 
 
+#: A file the sshd test adds to the original's /etc/keystone (and removes after): the next
+#: deploy-controllers copies the tree again without reinstalling a package.
+ADDED = "hadeploy-lab-resume.conf"
+
+
+def _without_added(state: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {k: [line for line in v if f"./{ADDED}" not in line] for k, v in state.items()}
+
+
+def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed: Deployed) -> None:
+    """A file added to the original's /etc/keystone makes the next run copy the tree again;
+    ctl3's sshd dies mid-copy, the run fails naming it, one --resume ends as a clean run
+    does, with the file on every controller (owner, mode, checksum as on the original)."""
+    lab, inventory, _, _ = deployed
+    added = f"/etc/keystone/{ADDED}"
+    lab.hosts["ctl1"].exec(f"printf '# hadeploy lab: resume probe\\n' > {added} && "
+                           f"chown root:keystone {added} && chmod 0640 {added}")
+    runs = inventory.parent / ".hadeploy" / "runs"
+    known = set(runs.glob("*.json"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hadeploy", "deploy-controllers", "--hosts", str(inventory),
+         "--yes"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        def copying() -> bool:
+            for path in set(runs.glob("*.json")) - known:
+                data = json.loads(path.read_text())
+                for step in data["steps"]:
+                    if step["id"] == "ctl.keystone.copy" and \
+                            step["hosts"]["ctl3"]["state"] in ("running", "changed"):
+                        return True
+            return False
+
+        wait_for(copying, "the copy to ctl3 to start", seconds=900)
+        lab.hosts["ctl3"].kill_sshd()
+        output, _ = process.communicate(timeout=900)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, output
+    assert "ctl3" in output and "ctl.keystone" in output, output
+    lab.hosts["ctl3"].start_sshd()
+    resumed = hadeploy("deploy-controllers", "--hosts", str(inventory), "--resume", "--yes",
+                       timeout=1200)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    end = _end_state(lab)
+    assert _without_added(end) == CLEAN_END_STATE
+    on_original = [line for line in end["ctl1:/etc/keystone"] if f"./{ADDED}" in line]
+    assert len(on_original) == 2, on_original  # its owner, mode and type; its checksum
+    for host in NEW:
+        assert [line for line in end[f"{host}:/etc/keystone"] if f"./{ADDED}" in line] == \
+            on_original, host
+    endpoints = json.loads(openstack_cli(lab, "ctl1", "endpoint list -f json"))
+    assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints
+    lab.hosts["ctl1"].exec(["rm", added])  # the test's own change (the rollback undoes the copies)
+
+
 def test_rollback_restores_the_original_and_the_catalog(deployed: Deployed) -> None:
     lab, inventory, original, _ = deployed
     back = hadeploy("rollback", "--phase", "controllers", "--hosts", str(inventory), "--yes",
@@ -248,39 +305,3 @@ def test_dry_run_changes_nothing(deployed: Deployed) -> None:
     assert original.admin_password not in plan.stdout + plan.stderr
     assert (_end_state(lab), openstack_cli(lab, "ctl1", "endpoint list -f value -c URL"),
             [installed(lab, h, "keystone") for h in NEW]) == untouched
-
-
-def test_sshd_of_a_new_controller_dies_during_the_copy_then_resume(deployed: Deployed) -> None:
-    """Runs after the rollback test: deploy again, drop ctl3 mid-copy, resume, compare."""
-    lab, inventory, _, _ = deployed
-    runs = inventory.parent / ".hadeploy" / "runs"
-    known = set(runs.glob("*.json"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hadeploy", "deploy-controllers", "--hosts", str(inventory),
-         "--yes"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        stdin=subprocess.DEVNULL)
-    try:
-        def copying() -> bool:
-            for path in set(runs.glob("*.json")) - known:
-                data = json.loads(path.read_text())
-                for step in data["steps"]:
-                    if step["id"] == "ctl.keystone.copy" and \
-                            step["hosts"]["ctl3"]["state"] in ("running", "changed"):
-                        return True
-            return False
-
-        wait_for(copying, "the copy to ctl3 to start", seconds=900)
-        lab.hosts["ctl3"].kill_sshd()
-        output, _ = process.communicate(timeout=900)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 1, output
-    assert "ctl3" in output and "ctl.keystone" in output, output
-    lab.hosts["ctl3"].start_sshd()
-    resumed = hadeploy("deploy-controllers", "--hosts", str(inventory), "--resume", "--yes",
-                       timeout=1200)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert _end_state(lab) == CLEAN_END_STATE
-    endpoints = json.loads(openstack_cli(lab, "ctl1", "endpoint list -f json"))
-    assert all(f"//{LAB_VIP}:" in e["URL"] for e in endpoints), endpoints

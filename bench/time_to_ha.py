@@ -89,7 +89,8 @@ class TimeToHa:
 
 def step_kind(step: str) -> str:
     """What a controllers step does, for the breakdown: ctl.SVC.KIND -> KIND (the config
-    edits and copies together), ctl.endpoints -> endpoints, the rest -> other."""
+    edits and copies together), ctl.packages -> packages, ctl.endpoints -> endpoints, the
+    rest -> other."""
     parts = step.split(".")
     if len(parts) == 3 and parts[0] == "ctl":
         kind = parts[2]

@@ -3,8 +3,10 @@
 First, read-only on the original:
   ctl.shared-state   state the catalog marks node-local (Glance's file store) is on a shared
                      filesystem, or confirmed in services.shared_storage; else stop here
+Then once, on the new controllers:
+  ctl.packages       one install of every service's packages (one apt-get, yum or dnf run:
+                     the package manager's own work per run, triggers included, is paid once)
 Per service, in the guide's order:
-  ctl.SVC.packages   install the service's packages on the new controllers
   ctl.SVC.vip-keys   on the original, point the service's config keys at the VIP
   ctl.SVC.copy       copy /etc/SVC from the original to each new controller (owners by name,
                      modes, symlinks), proven equal by a manifest comparison
@@ -136,12 +138,6 @@ def _service_steps(inv: Inventory, service: Service,
     release = inv.release
     steps: list[Step] = []
 
-    packages = {n.name: (PackagesInstalled(
-        "packages", service.variant(families[n.name], release).packages,
-        block_service_starts=True, creates=(service.etc,) if service.etc else ()),) for n in new}
-    steps.append(Step(f"{prefix}.packages", f"{service.title}: install on the new controllers",
-                      packages))
-
     vip = str(inv.vip.address)
     vip_keys = service.vip_keys_for(release)
     if inv.tls is not None:
@@ -222,6 +218,23 @@ def _service_steps(inv: Inventory, service: Service,
     return steps
 
 
+def packages_step(inv: Inventory, services: list[Service],
+                  families: Mapping[str, Family]) -> Step:
+    """Step `ctl.packages`: every service's packages on each new controller in one install,
+    with service starts blocked (an unconfigured API would crash-loop) and each service's
+    /etc tree recorded as created where it was absent (rollback deletes it after the purge)."""
+    ops: dict[str, tuple[AnyOp, ...]] = {}
+    for node in inv.new_controllers:
+        packages = tuple(dict.fromkeys(p for s in services
+                                       for p in s.variant(families[node.name],
+                                                          inv.release).packages))
+        creates = tuple(dict.fromkeys(s.etc for s in services if s.etc))
+        ops[node.name] = (PackagesInstalled("packages", packages, block_service_starts=True,
+                                            creates=creates),)
+    names = ", ".join(s.name for s in services)
+    return Step("ctl.packages", f"Install the packages of {names} on the new controllers", ops)
+
+
 def _rc_edit(path: str, vip: str) -> FileEdit:
     def edit(ctx: HostContext, text: str) -> str:
         current = get_shell_var(text, "OS_AUTH_URL")
@@ -271,6 +284,8 @@ def build_controllers_runbook(inv: Inventory, families: Mapping[str, Family],
             {inv.original.name: tuple(shared_state_check(s.name, entry) for s in unconfirmed
                                       for entry in s.node_local_for(inv.release))},
             read_only=True))
+    if inv.new_controllers and services:
+        steps.append(packages_step(inv, services, families))
     for service in services:
         steps += _service_steps(inv, service, families)
     original = inv.original

@@ -166,16 +166,16 @@ def command_steps(commands: Sequence[dict[str, object]], stdout: str) -> list[st
 
 
 # Steps whose commands the spread kills at: twice in each that installs packages, copies a
-# tree, starts or restarts services, or moves the endpoints; once in each that edits the
-# original's files in place (its config keys, the rc file).
-TWICE = re.compile(r"ctl\.\w+\.(packages|copy|services)|ctl\.endpoints")
-ONCE = re.compile(r"ctl\.\w+\.vip-keys|ctl\.rc-files")
+# tree, starts or restarts services, or moves the endpoints; once in each that edits files in
+# place (the original's config keys, the new controllers' host-specific keys, the rc file).
+TWICE = re.compile(r"ctl\.packages|ctl\.\w+\.(copy|services)|ctl\.endpoints")
+ONCE = re.compile(r"ctl\.\w+\.(vip-keys|host-keys)|ctl\.rc-files")
 
 
 def spread(steps: Sequence[str]) -> list[int]:
     """Command numbers to kill at, from the clean run's commands alone (the step of each):
     at a third and two thirds of each TWICE step's commands, in the middle of each ONCE
-    step's (2 x 7 + 2 = 16 commands, 32 kill points, on Keystone + Glance)."""
+    step's (2 x 6 + 4 = 16 commands, 32 kill points, on Keystone + Glance)."""
     chosen: set[int] = set()
     for step in dict.fromkeys(steps):
         numbers = [n for n, s in enumerate(steps, 1) if s == step]

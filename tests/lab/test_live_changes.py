@@ -269,7 +269,7 @@ def test_4_adding_a_fresh_controller_fails_no_request(deployed: Deployed) -> Non
     for lb in LBS:
         assert "server ctl3 " in lab.hosts[lb].exec(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
     assert {e["step"] for e in events(outputs[1]) if e["event"] == "host-changed"
-            and e["host"] == "ctl3"} >= {"ctl.keystone.packages", "ctl.keystone.copy",
+            and e["host"] == "ctl3"} >= {"ctl.packages", "ctl.keystone.copy",
                                          "ctl.keystone.services", "ctl.glance.services"}
     assert len(_api_sockets(lab, "ctl3")) == 2 and len(_start_links(lab, "ctl3")) == 2
     assert wait_for(lambda: servers_ready(lab) == {lb: [] for lb in LBS},

@@ -76,7 +76,7 @@ def test_without_confirmation_nothing_changes_and_the_refusal_names_the_store(
     plan = hadeploy("deploy-controllers", "--hosts", str(inventory), "--dry-run",
                     "--service", "glance")
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    shown = plan.stdout.split("ctl.shared-state", 1)[1].split("ctl.glance.packages", 1)[0]
+    shown = plan.stdout.split("ctl.shared-state", 1)[1].split("ctl.packages", 1)[0]
     assert "NOT MET: glance keeps its images on the node that receives them" in shown, shown
     assert ("/etc/glance/glance-api.conf: [glance_store] default_store not set (default "
             "file), [glance_store] filesystem_store_datadir = /var/lib/glance/images on a "
@@ -130,5 +130,5 @@ def test_confirmed_the_run_goes_on_past_where_the_check_was(original: Original) 
     said = "".join(lines)
     assert process.returncode == 130, said
     started = [e["step"] for e in events(said) if e["event"] == "step-started"]
-    assert started == ["ctl.keystone.packages"], said
+    assert started == ["ctl.packages"], said
     assert "ctl.shared-state" not in said

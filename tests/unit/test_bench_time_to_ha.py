@@ -13,7 +13,7 @@ from lab.openstack.planes import FULL_PLANE_SERVICES
 
 
 def test_steps_are_grouped_by_what_they_do() -> None:
-    assert step_kind("ctl.nova.packages") == "packages"
+    assert step_kind("ctl.packages") == "packages"
     assert step_kind("ctl.nova.services") == "services"
     assert {step_kind(f"ctl.swift.{k}") for k in ("vip-keys", "copy", "host-keys",
                                                   "shell-vars", "bind")} == {"copy and edit"}

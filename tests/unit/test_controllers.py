@@ -342,7 +342,7 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
     original, *new = CONTROLLERS[release]
     prefix = f"ctl.{service}"
     expected = ["ctl.shared-state"] if service in NODE_LOCAL else []
-    expected.append(f"{prefix}.packages")
+    expected.append("ctl.packages")
     if (service, release) in VIP_FILES:
         expected.append(f"{prefix}.vip-keys")
     if ETC[service]:
@@ -360,7 +360,7 @@ def test_steps_order_and_hosts(inventories: Inventories, release: str, service: 
 
     steps = by_id(runbook)
     every = [original, *new]
-    assert steps[f"{prefix}.packages"].hosts == tuple(new)
+    assert steps["ctl.packages"].hosts == tuple(new)
     if f"{prefix}.vip-keys" in steps:
         assert steps[f"{prefix}.vip-keys"].hosts == (original,)
         paths = tuple(op.path for op in ops_of(steps[f"{prefix}.vip-keys"], original)
@@ -423,7 +423,7 @@ def test_only_limits_the_services_but_keeps_endpoints_and_rc_files(
     runbook = build_controllers_runbook(inv, families(inv), only=("glance", "keystone"))
     ids = [s.id for s in runbook.steps]
     # balance order (keystone first), not the order of `only`
-    assert ids.index("ctl.keystone.packages") < ids.index("ctl.glance.packages")
+    assert ids.index("ctl.keystone.copy") < ids.index("ctl.glance.copy")
     assert {i.split(".")[1] for i in ids if i.count(".") == 2} == {"keystone", "glance"}
 
 
@@ -447,7 +447,7 @@ def test_package_install_command(inventories: Inventories, release: str, service
     family: Family = "debian" if platform == "debian" else "el"
     packages, _ = VARIANTS[service][(release, family)]
     step = by_id(build_controllers_runbook(inv, families(inv), only=(service,)))[
-        f"ctl.{service}.packages"]
+        "ctl.packages"]
     profile = profile_for(platform, init)  # type: ignore[arg-type]
     for host in CONTROLLERS[release][1:]:
         (op,) = ops_of(step, host)
@@ -472,10 +472,30 @@ def test_package_install_command(inventories: Inventories, release: str, service
         assert op.done(ctx, op.read(ctx, Probe("\n".join(packages) + "\n")))
 
 
+@pytest.mark.parametrize("release", RELEASES)
+def test_one_install_takes_every_services_packages(inventories: Inventories,
+                                                   release: str) -> None:
+    """The package manager runs once per new controller for the whole phase: every service's
+    packages in balance order, each once, every service's /etc tree recorded if it was absent."""
+    inv = inventories(release, "debian", "dedicated")
+    runbook = build_controllers_runbook(inv, families(inv))
+    ids = [s.id for s in runbook.steps]
+    assert [i for i in ids if i.endswith(".packages")] == ["ctl.packages"]
+    assert ids.index("ctl.packages") < min(i for i, s in enumerate(ids) if s.count(".") == 2)
+    wanted = tuple(dict.fromkeys(p for s in RELEASE_SERVICES[release]
+                                 for p in VARIANTS[s][(release, "debian")][0]))
+    for host in CONTROLLERS[release][1:]:
+        (op,) = ops_of(by_id(runbook)["ctl.packages"], host)
+        assert isinstance(op, PackagesInstalled) and op.block_service_starts
+        assert op.packages == wanted
+        assert op.creates == tuple(dict.fromkeys(ETC[s] for s in RELEASE_SERVICES[release]
+                                                 if ETC[s]))
+
+
 def test_only_missing_packages_are_installed(inventories: Inventories) -> None:
     inv = inventories("grizzly", "el6", "dedicated")
     step = by_id(build_controllers_runbook(inv, families(inv), only=("quantum",)))[
-        "ctl.quantum.packages"]
+        "ctl.packages"]
     (op,) = ops_of(step, "mesa-virt-02")
     ctx = ctx_for(inv, "mesa-virt-02", profile_for("el6"))
     (command,) = op.apply(ctx, op.read(ctx, Probe("openstack-quantum\n")))
@@ -1008,8 +1028,10 @@ def test_engine_plan_of_the_guides_deployment() -> None:
         "service openstack-keystone start (then wait until it runs)",
         *(f"{lb}: set mesa-virt-02 ready in keystone-admin-api, keystone-public-api where "
           "haproxy has it" for lb in lbs)]
-    assert [c.shown() for _, cs, _ in plan[("ctl.quantum.packages", "mesa-virt-03")].pending
-            for c in cs] == ["yum install -y -q openstack-quantum openstack-quantum-openvswitch"]
+    assert [c.shown() for _, cs, _ in plan[("ctl.packages", "mesa-virt-03")].pending
+            for c in cs] == ["yum install -y -q openstack-keystone openstack-quantum "
+                             "openstack-quantum-openvswitch openstack-glance openstack-nova-api "
+                             "python-cinderclient openstack-cinder"]  # one run for every service
     copy = plan[("ctl.glance.copy", "mesa-virt-02")]
     ((_, (tar,), _),) = copy.pending
     assert tar.stdin_from is not None and tar.stdin_from.host == "mesa-virt-01"

@@ -77,6 +77,9 @@ class Tls:
     certificate: str
     key: str
     name: str | None = None  # the name clients use for the public VIP (default: its address)
+    # Plain HTTP on the public VIP's port 80 answers a redirect to https (the dashboard,
+    # which TLS moves to 443); without it, nothing listens there.
+    redirect_http: bool = False
 
 
 @dataclass(frozen=True)

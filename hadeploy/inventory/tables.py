@@ -70,6 +70,7 @@ TLS = {
     "key": Key(str, REQUIRED, LOCAL, "the certificate's PEM private key, mode 0600"),
     "name": Key(str, None, matches(HOST_NAME, "a DNS name such as cloud.example.com"),
                 "the name clients use for the public VIP; the certificate must cover it"),
+    "redirect_http": Key(bool, False),
 }
 
 KEEPALIVED = {

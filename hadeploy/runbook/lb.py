@@ -59,7 +59,7 @@ from hadeploy.render import (
 )
 from hadeploy.render.haproxy_defaults import HAPROXY_DEFAULTS, render_haproxy_defaults
 from hadeploy.render.sysctl import SYSCTL_DROPIN
-from hadeploy.render.vip_binds import public_proxy
+from hadeploy.render.vip_binds import public_ports
 from hadeploy.runbook.binds import OriginalBinds, operator_binds, original_bind_steps
 from hadeploy.steps import Runbook, Step
 
@@ -177,11 +177,13 @@ def _haproxy_defaults(inv: Inventory, ctx: HostContext) -> bytes | None:
     return render_haproxy_defaults(inv, ctx.profile.init == "systemd").encode()
 
 
-def _listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
+def haproxy_listening(inv: Inventory) -> Requirement[tuple[Listening, ...]]:
+    """lb.verify's check: haproxy listens on every frontend's port of the VIP, and of the
+    public VIP those `public_ports` names."""
     vip = str(inv.vip.address)
     wanted = [(vip, p.port) for p in balanced_proxies(inv)]
-    wanted += [(str(inv.vip.public), p.port) for p in balanced_proxies(inv)
-               if public_proxy(inv, p)]
+    wanted += [(str(inv.vip.public), port) for p in balanced_proxies(inv)
+               for port in public_ports(inv, p)]
 
     def judge(ctx: HostContext, sockets: tuple[Listening, ...]) -> str | None:
         listening = {(s.address, s.port) for s in sockets}
@@ -283,6 +285,6 @@ def build_lb_runbook(inv: Inventory, first_deploy: bool = True,
              _each(nodes, *services), serial=True,
              last_probe=f"{holds_vip(vip)} && echo last || true"),
         Step("lb.verify", f"Verify haproxy serves every frontend on {vip}",
-             _each(nodes, _listening(inv)), read_only=True),
+             _each(nodes, haproxy_listening(inv)), read_only=True),
     )
     return Runbook("lb", steps)

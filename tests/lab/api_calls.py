@@ -99,7 +99,8 @@ class Session:
                                                    "/v1/AUTH_{project}?format=json")).json()
         assert f"c-{tag}" in {c["name"] for c in listed}, (self.address, listed)
         check("novnc", request(self.address, 6080, "GET", "/vnc_lite.html", tls=self.tls))
-        page = check("dashboard", request(self.address, 80, "GET", "/horizon/auth/login/",
-                                          tls=self.tls))
+        # Through a TLS-terminating VIP the dashboard is on HTTPS's port, 443.
+        page = check("dashboard", request(self.address, 443 if self.tls else 80, "GET",
+                                          "/horizon/auth/login/", tls=self.tls))
         assert b'name="username"' in page.body, (self.address, page.body[:300])
         return status

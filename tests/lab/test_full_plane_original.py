@@ -230,7 +230,8 @@ def test_configs_name_the_original(lab: Lab, original: OriginalController) -> No
 #: certificate from a CA the test makes; the internal VIP keeps plain HTTP.
 PUBLIC = f"{SUBNET}.101"
 #: Every API port the public VIP serves (tcp-mode proxies stay on the internal VIP).
-PUBLIC_PORTS = API_PORTS
+#: The ports the public VIP serves over https: every API's, the dashboard's 80 as 443.
+PUBLIC_PORTS = tuple(443 if port == 80 else port for port in API_PORTS)
 #: The APIs whose links follow X-Forwarded-Proto (the catalog's `proxy_headers`), with the
 #: path of their version document.
 HTTPS_LINKS = {5000: "/v3", 9292: "/", 8774: "/", 9696: "/", 8776: "/", 8004: "/"}
@@ -243,6 +244,7 @@ EXTRA = """
 [tls]
 certificate = "{cert}"
 key = "{key}"
+redirect_http = true
 
 [haproxy.monitor]
 metrics = true
@@ -427,6 +429,24 @@ def test_the_public_vip_serves_the_certificate_and_the_internal_one_plain_http(
     reply = request(LAB_VIP, 5000, "GET", "/v3")
     assert reply.status == 200
     assert reply.json()["version"]["links"][0]["href"] == f"http://{LAB_VIP}:5000/v3/"
+
+
+def test_plain_http_on_the_public_vip_is_redirected_to_https(
+        original: OriginalController, scaled: ScaledOut) -> None:
+    """tls.redirect_http: the dashboard answers over https on 443 of the public VIP, plain
+    HTTP on its port 80 gets a 301 to the same URL over https, the internal VIP's 80 stays
+    plain HTTP."""
+    path = "/horizon/auth/login/"
+    moved = request(PUBLIC, 80, "GET", f"{path}?next=/horizon/")
+    assert moved.status == 301, (moved.status, moved.body[:300])
+    assert moved.headers["location"] == f"https://{PUBLIC}{path}?next=/horizon/", moved.headers
+    page = request(PUBLIC, 443, "GET", path, tls=_client(scaled.ca))
+    assert page.status == 200 and b'name="username"' in page.body, page.body[:300]
+    internal = request(LAB_VIP, 80, "GET", path)
+    assert internal.status == 200 and b'name="username"' in internal.body
+    # no API port redirects: they speak TLS only on the public VIP
+    with pytest.raises((ConnectionError, OSError, http.client.HTTPException)):
+        request(PUBLIC, 5000, "GET", "/v3")
 
 
 def _self_links(document: object) -> list[str]:

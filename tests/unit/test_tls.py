@@ -14,6 +14,7 @@ import pytest
 
 from hadeploy.app import Deployment, _NoTransport, read_secrets
 from hadeploy.errors import InventoryError
+from hadeploy.facts.network import Listening
 from hadeploy.inventory import Inventory, load_inventory
 from hadeploy.inventory.tls import BUNDLE_SECRET, TLS_BUNDLE, load_tls_bundle
 from hadeploy.ops import HostContext, Probe
@@ -24,6 +25,7 @@ from hadeploy.render import render_haproxy_cfg, render_keepalived_conf
 from hadeploy.render.secrets import MASK
 from hadeploy.runbook import build_lb_runbook
 from hadeploy.runbook.controllers import build_controllers_runbook
+from hadeploy.runbook.lb import haproxy_listening
 from hadeploy.transport.base import Transport
 from tests.unit.examples import COLOCATED, DATA, edit
 from tests.unit.test_endpoints import MODERN_LIST, ctx_of, endpoints_op, wanted
@@ -63,6 +65,60 @@ def test_public_frontends_terminate_tls_and_set_the_forwarded_proto(tls_inv: Inv
     ]
     assert text.count("ssl crt") == len([ln for ln in text.splitlines()
                                          if ln.startswith("frontend ")])
+
+
+def _balanced_sockets(inv: Inventory) -> list[tuple[str, int]]:
+    """(address, port) of every bind line of the rendered haproxy.cfg's frontends."""
+    binds = [line.split()[1] for line in render_haproxy_cfg(inv).splitlines()
+             if line.strip().startswith("bind ") and ":" in line.split()[1]]
+    return [(b.rsplit(":", 1)[0], int(b.rsplit(":", 1)[1])) for b in binds]
+
+
+def _dashboard(tmp_path: Path, redirect: bool) -> Inventory:
+    """tls_inv with Horizon balanced too, and tls.redirect_http as given."""
+    inv = corpus_case(tmp_path, "good")
+    path = Path(inv.path)
+    text = edit(path.read_text(), *MODERN, ('"cinder"]', '"cinder", "horizon"]'))
+    if redirect:
+        text = text.replace("\n[tls]\n", "\n[tls]\nredirect_http = true\n", 1)
+    path.write_text(text)
+    return load_inventory(path)
+
+
+@pytest.mark.parametrize("redirect", [False, True])
+def test_the_dashboard_is_https_on_443_and_plain_http_redirects_if_asked(
+        tmp_path: Path, redirect: bool) -> None:
+    inv = _dashboard(tmp_path, redirect)
+    text = render_haproxy_cfg(inv)
+    front = text.split("frontend horizon-vip\n")[1].split("\n\n")[0].splitlines()
+    redirected = ["    bind 10.15.85.40:80",
+                  "    http-request redirect scheme https code 301 if !{ ssl_fc } "
+                  "{ dst 10.15.85.40 }"] if redirect else []
+    assert front[:2 + len(redirected)] == [
+        "    bind 10.15.85.31:80",  # the internal VIP stays plain HTTP
+        f"    bind 10.15.85.40:443 ssl crt {TLS_BUNDLE}", *redirected]
+    # the lb phase's verify wants haproxy on exactly those ports of the public VIP
+    listening = haproxy_listening(inv)
+    ctx = _ctx(inv, "mesa-virt-01", {})
+    sockets = tuple(Listening(f"{a}:{p}", a, p) for a, p in _balanced_sockets(inv))
+    assert listening.judge(ctx, sockets) is None
+    public = {(a, p) for a, p in _balanced_sockets(inv) if a == "10.15.85.40" and p in (80, 443)}
+    assert public == ({("10.15.85.40", 443), ("10.15.85.40", 80)} if redirect
+                      else {("10.15.85.40", 443)})
+    for gone in public:
+        problem = listening.judge(ctx, tuple(s for s in sockets
+                                             if (s.address, s.port) != gone))
+        assert problem == f"haproxy does not listen on 10.15.85.40 port(s) {gone[1]}"
+    if HAPROXY is not None:  # and the real haproxy takes the frontend
+        bundle = load_tls_bundle(inv)
+        assert bundle is not None
+        pem = tmp_path / "bundle.pem"
+        pem.write_bytes(bundle.pem)
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(text.replace(TLS_BUNDLE, str(pem)))
+        run = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True,
+                             check=False, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_databases_and_queues_stay_on_the_internal_vip(tmp_path: Path) -> None:

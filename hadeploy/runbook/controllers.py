@@ -223,12 +223,12 @@ def packages_step(inv: Inventory, services: list[Service],
     """Step `ctl.packages`: every service's packages on each new controller in one install,
     with service starts blocked (an unconfigured API would crash-loop) and each service's
     /etc tree recorded as created where it was absent (rollback deletes it after the purge)."""
+    creates = tuple(dict.fromkeys(s.etc for s in services if s.etc))
     ops: dict[str, tuple[AnyOp, ...]] = {}
     for node in inv.new_controllers:
         packages = tuple(dict.fromkeys(p for s in services
                                        for p in s.variant(families[node.name],
                                                           inv.release).packages))
-        creates = tuple(dict.fromkeys(s.etc for s in services if s.etc))
         ops[node.name] = (PackagesInstalled("packages", packages, block_service_starts=True,
                                             creates=creates),)
     names = ", ".join(s.name for s in services)

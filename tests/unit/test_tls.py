@@ -67,6 +67,21 @@ def test_public_frontends_terminate_tls_and_set_the_forwarded_proto(tls_inv: Inv
                                          if ln.startswith("frontend ")])
 
 
+def _haproxy_check(inv: Inventory, tmp_path: Path
+                   ) -> tuple[subprocess.CompletedProcess[str], tuple[Path, Path]]:
+    """The real `haproxy -c` of `inv`'s haproxy.cfg with its certificate bundle written to
+    `tmp_path` (the result, and the bundle's and the config's paths)."""
+    bundle = load_tls_bundle(inv)
+    assert bundle is not None and HAPROXY is not None
+    pem = tmp_path / "bundle.pem"
+    pem.write_bytes(bundle.pem)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy_cfg(inv).replace(TLS_BUNDLE, str(pem)))
+    run = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True,
+                         check=False, timeout=60)
+    return run, (pem, cfg)
+
+
 def _balanced_sockets(inv: Inventory) -> list[tuple[str, int]]:
     """(address, port) of every bind line of the rendered haproxy.cfg's frontends."""
     binds = [line.split()[1] for line in render_haproxy_cfg(inv).splitlines()
@@ -100,9 +115,10 @@ def test_the_dashboard_is_https_on_443_and_plain_http_redirects_if_asked(
     # the lb phase's verify wants haproxy on exactly those ports of the public VIP
     listening = haproxy_listening(inv)
     ctx = _ctx(inv, "mesa-virt-01", {})
-    sockets = tuple(Listening(f"{a}:{p}", a, p) for a, p in _balanced_sockets(inv))
+    bound = _balanced_sockets(inv)
+    sockets = tuple(Listening(f"{a}:{p}", a, p) for a, p in bound)
     assert listening.judge(ctx, sockets) is None
-    public = {(a, p) for a, p in _balanced_sockets(inv) if a == "10.15.85.40" and p in (80, 443)}
+    public = {(a, p) for a, p in bound if a == "10.15.85.40" and p in (80, 443)}
     assert public == ({("10.15.85.40", 443), ("10.15.85.40", 80)} if redirect
                       else {("10.15.85.40", 443)})
     for gone in public:
@@ -110,14 +126,7 @@ def test_the_dashboard_is_https_on_443_and_plain_http_redirects_if_asked(
                                              if (s.address, s.port) != gone))
         assert problem == f"haproxy does not listen on 10.15.85.40 port(s) {gone[1]}"
     if HAPROXY is not None:  # and the real haproxy takes the frontend
-        bundle = load_tls_bundle(inv)
-        assert bundle is not None
-        pem = tmp_path / "bundle.pem"
-        pem.write_bytes(bundle.pem)
-        cfg = tmp_path / "haproxy.cfg"
-        cfg.write_text(text.replace(TLS_BUNDLE, str(pem)))
-        run = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True,
-                             check=False, timeout=60)
+        run, _ = _haproxy_check(inv, tmp_path)
         assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -155,16 +164,10 @@ def test_keepalived_holds_both_vips(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed")
 def test_real_haproxy_loads_the_certificate(tls_inv: Inventory, tmp_path: Path) -> None:
-    bundle = load_tls_bundle(tls_inv)
-    assert bundle is not None
-    pem = tmp_path / "bundle.pem"
-    pem.write_bytes(bundle.pem)
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(render_haproxy_cfg(tls_inv).replace(TLS_BUNDLE, str(pem)))
-    assert HAPROXY is not None
-    run = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True,
-                         check=False, timeout=60)
+    run, (pem, cfg) = _haproxy_check(tls_inv, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+    bundle = load_tls_bundle(tls_inv)
+    assert bundle is not None and HAPROXY is not None
     pem.write_bytes(bundle.pem.split(b"-----BEGIN PRIVATE KEY")[0])  # no key: refused
     assert subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True,
                           check=False, timeout=60).returncode != 0

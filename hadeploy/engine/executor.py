@@ -97,10 +97,12 @@ class StepExecutor:
         valid look-ahead probes, else one probe now (an unreadable state: assume it does)."""
         ctx = self.contexts.context(step.id, host, journal)
         ops = list(step.ops[host])
-        probes = self.prober.lookahead.take(step, host, keep=True)
         try:
-            if probes is None:
-                probes = self.prober.probe(host, ops, ctx)
+            probes = self.prober.ahead(step, host, ctx)
+            if probes is None:  # probe now, later steps along; the step's turn reuses it
+                generation = self.prober.lookahead.generation
+                probes = self.prober.probe_step(step, host, ctx, journal)
+                self.prober.lookahead.keep(host, generation, step.id, probes)
             return any(not op.done(ctx, seen) and op.interrupts(ctx, seen)
                        for op, seen in zip(ops, read_all(host, ops, ctx, probes), strict=True))
         except (HadeployError, *OP_ERRORS):
@@ -108,15 +110,15 @@ class StepExecutor:
 
     def _done_ahead(self, step: Step, host: str, journal: Journal) -> bool:
         """Whether valid look-ahead probes already show `step` done on `host`."""
-        probes = self.prober.lookahead.take(step, host, keep=True)
-        if probes is None:
-            return False
         ctx = self.contexts.context(step.id, host, journal)
         try:
+            probes = self.prober.ahead(step, host, ctx)
+            if probes is None:
+                return False
             return all(op.done(ctx, op.read(ctx, probe))
                        for op, probe in zip(step.ops[host], probes, strict=True))
-        except OP_ERRORS:
-            return False
+        except (HadeployError, *OP_ERRORS):
+            return False  # the step's turn probes again and says what is wrong
 
     def host_step(self, step: Step, host: str, journal: Journal) -> HostOutcome:
         """Bring `host` to what `step` wants, journaling every transition."""

@@ -76,8 +76,7 @@ class LookAhead:
                 continue
             ctx = self.context(later.id, host, journal)
             ops = later.ops[host]
-            if any(op.source_probes(ctx) or (op.probe_waits() and op.look(ctx) is None)
-                   for op in ops):
+            if any(op.probe_waits() and op.look(ctx) is None for op in ops):
                 continue
             scripts = [op.look(ctx) if op.probe_waits() else op.probe(ctx) for op in ops]
             size += sum(len(script or "") for script in scripts)
@@ -93,6 +92,15 @@ class LookAhead:
         for (step_id, _), probe in zip(items, probes, strict=True):
             later.setdefault(step_id, []).append(probe)
         with self._lock:
+            self._later[host] = (generation, later)
+
+    def keep(self, host: str, generation: int, step_id: str, probes: Sequence[Probe]) -> None:
+        """Keep `step_id`'s own `probes` of `host`, taken at `generation`, beside the later
+        steps' (a step probed before its turn, to order a serial step, needs no second one)."""
+        with self._lock:
+            taken, later = self._later.get(host, (generation, {}))
+            later = dict(later) if taken == generation else {}
+            later[step_id] = list(probes)
             self._later[host] = (generation, later)
 
     def take(self, step: Step, host: str, keep: bool = False) -> list[Probe] | None:

@@ -96,8 +96,7 @@ class Prober:
 
     def probe(self, host: str, ops: Sequence[AnyOp], ctx: HostContext) -> list[Probe]:
         """Every operation's probe on `host` in one round trip, with its source probes."""
-        seen = self.run_batch(host, [op.probe(ctx) for op in ops])
-        return [self.with_sources(host, op, ctx, p) for op, p in zip(ops, seen, strict=True)]
+        return self._sourced(host, ops, ctx, self.run_batch(host, [op.probe(ctx) for op in ops]))
 
     def probe_step(self, step: Step, host: str, ctx: HostContext,
                    journal: Journal) -> list[Probe]:
@@ -107,7 +106,7 @@ class Prober:
         ops = step.ops[host]
         if cached is not None and all(_looked_done(op, ctx, probe)
                                       for op, probe in zip(ops, cached, strict=True)):
-            return cached
+            return self._sourced(host, ops, ctx, cached)
         scripts = [op.probe(ctx) for op in ops]
         # A step known locally makes no round trip, not even one to take later probes along.
         local = all(script is None for script in scripts)
@@ -116,8 +115,20 @@ class Prober:
         seen = self.run_batch(host, scripts + [script for _, script in ahead])
         if ahead:
             self.lookahead.store(host, generation, ahead, seen[len(ops):])
+        return self._sourced(host, ops, ctx, seen[:len(ops)])
+
+    def ahead(self, step: Step, host: str, ctx: HostContext) -> list[Probe] | None:
+        """The probes of `step` on `host` taken ahead, if still valid, with their source
+        reads; kept for the step's own turn."""
+        cached = self.lookahead.take(step, host, keep=True)
+        return None if cached is None else self._sourced(host, step.ops[host], ctx, cached)
+
+    def _sourced(self, host: str, ops: Sequence[AnyOp], ctx: HostContext,
+                 probes: Sequence[Probe]) -> list[Probe]:
+        """`probes` with each operation's reads on other hosts (`with_sources`): a probe
+        taken ahead carries none, so that a tree copy's rides in the batch like any other."""
         return [self.with_sources(host, op, ctx, probe)
-                for op, probe in zip(ops, seen[:len(ops)], strict=True)]
+                for op, probe in zip(ops, probes, strict=True)]
 
     def stdout(self, host: str, script: str) -> str:
         """The stdout of one read-only probe on `host` (its exit code does not matter)."""

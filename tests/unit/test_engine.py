@@ -334,6 +334,20 @@ def test_a_serial_steps_hosts_that_only_start_go_together_first(tmp_path: Path) 
                                              "d": "ok"}
 
 
+def test_a_serial_step_probed_to_order_its_hosts_is_not_probed_again(world: World) -> None:
+    """Deciding who only starts takes each host's probe; the host's turn reuses it while no
+    command ran since (a no-op: one round trip per host, not two)."""
+    for host in HOSTS:
+        world.hosts[host].files["/svc/x"] = "1\n"
+    step = Step("svc", "start", each(HOSTS, StartsOrRestarts("svc", "/svc/x", "1")),
+                serial=True, starts_together=True)
+    world.engine().run(runbook(step), world.journal())
+    for host in HOSTS:
+        (only,) = world.transport.commands_on(host)
+        assert batch_probes(only) is not None
+    assert states(world.on_disk(), "svc") == dict.fromkeys(HOSTS, "ok")
+
+
 # -- failure --------------------------------------------------------------------------------
 
 
@@ -1059,6 +1073,25 @@ def test_hosts_comparing_with_one_source_read_it_once_until_a_command_runs(
     # read once for both probes, and again for c's verify once its command ran
     assert len(reads) == 2 and reads[0] < changed < reads[1]
     assert world.files("c")["/dst"] == "v1"
+
+
+def test_a_copy_step_rides_in_the_look_ahead_and_its_source_is_read_once(
+        world: World) -> None:
+    world.hosts["a"].files["/src"] = "v1\n"
+    for host in ("b", "c"):
+        world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n"})
+    world.transport.probe_ahead = True
+    copy = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
+                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))))
+    world.engine().run(copy, world.journal())
+
+    # a no-op: the copy's probe went along with s1's, and a read /src once for both hosts
+    for host in ("b", "c"):
+        (only,) = world.transport.commands_on(host)
+        parsed = batch_probes(only)
+        assert parsed is not None and parsed[1] == ["cat /s1/x", "cat /dst"]
+    assert world.transport.commands_on("a") == ["cat /src"]
+    assert states(world.on_disk(), "copy") == {"b": "ok", "c": "ok"}
 
 
 def test_without_look_ahead_each_step_probes_only_itself(world: World) -> None:

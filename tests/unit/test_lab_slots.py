@@ -49,7 +49,8 @@ def test_openstack_modules_share_one_work_unit_every_other_module_has_its_own() 
     assert work_unit("tests/lab/test_deploy_controllers.py::test_a[x]", openstack=True) == \
         "openstack"
     assert work_unit("tests/lab/test_deploy_lb.py::test_b", openstack=False) == "lab"
-    assert work_unit("tests/lab/test_live_changes.py::test_1", openstack=True) == "lab"
+    assert work_unit("tests/lab/test_live_changes.py::test_1", openstack=True) == \
+        "openstack"
     assert work_unit("tests/lab/test_colocated_full_plane.py::test_2", openstack=True) == "lab"
     assert work_unit("tests/lab/test_controller_kill_points.py::test_2", openstack=True) == "lab"
     assert work_unit("tests/unit/test_ops.py::test_c", openstack=False) == \

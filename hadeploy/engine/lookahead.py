@@ -5,18 +5,20 @@ A round trip costs far more than a few more read-only probes, so when the transp
 step uses them instead of its own round trip only if no command has run on any host since
 (a no-op re-run: one probe round trip per host in all); otherwise it probes again. Once a
 command has run, nobody probes ahead any more, so a run executes each probe at most twice.
-Steps whose probes also read other hosts are left out, and so are those whose probes wait
-for something, unless the operation has a `look` that does not wait: that look is used only
-if it shows the operation done (a no-op's verify steps), else the step probes in its turn.
+Steps whose probes wait for something are left out, unless the operation has a `look` that
+does not wait: that look is used only if it shows the operation done (a no-op's verify
+steps), else the step probes in its turn. A probe that also reads another host (a tree
+copy's source manifest) rides too; its reads on the other host are listed by `sources`, so
+that the prober takes them there in one batch as well.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from hadeploy.journal import DONE_STATES, Journal
-from hadeploy.ops.base import HostContext, Probe
+from hadeploy.ops.base import HostContext, Probe, SourceRead
 from hadeploy.steps import Step
 
 # Probe text taken along per round trip: far below the kernel's limit for one argument.
@@ -70,11 +72,7 @@ class LookAhead:
                 return []
         items: list[AheadProbe] = []
         size = 0
-        for later in self.steps[index + 1:]:
-            entry = journal.step(later.id).hosts.get(host)
-            if host not in later.ops or entry is None or entry.state in DONE_STATES:
-                continue
-            ctx = self.context(later.id, host, journal)
+        for later, ctx in self._later_steps(index, host, journal):
             ops = later.ops[host]
             if any(op.probe_waits() and op.look(ctx) is None for op in ops):
                 continue
@@ -84,6 +82,26 @@ class LookAhead:
                 break
             items += [(later.id, script) for script in scripts]
         return items
+
+    def sources(self, step: Step, host: str, journal: Journal) -> list[SourceRead]:
+        """The reads on other hosts of `host`'s later steps, while they may be taken ahead
+        (see `items`): a no-op reads the original's trees in one round trip, not one each."""
+        index = next((i for i, s in enumerate(self.steps) if s is step), None)
+        if not self.enabled or index is None:
+            return []
+        with self._lock:
+            if self._generation != self._run_start:
+                return []
+        return [read for later, ctx in self._later_steps(index, host, journal)
+                for op in later.ops[host] for read in op.source_probes(ctx)]
+
+    def _later_steps(self, index: int, host: str,
+                     journal: Journal) -> Iterator[tuple[Step, HostContext]]:
+        """The steps after the `index`-th that `host` has yet to do, with its context."""
+        for later in self.steps[index + 1:]:
+            entry = journal.step(later.id).hosts.get(host)
+            if host in later.ops and entry is not None and entry.state not in DONE_STATES:
+                yield later, self.context(later.id, host, journal)
 
     def store(self, host: str, generation: int, items: Sequence[AheadProbe],
               probes: Sequence[Probe]) -> None:

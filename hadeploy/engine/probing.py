@@ -112,7 +112,17 @@ class Prober:
         local = all(script is None for script in scripts)
         ahead = [] if local else self.lookahead.items(step, host, journal)
         generation = self.lookahead.generation
-        seen = self.run_batch(host, scripts + [script for _, script in ahead])
+        # Reads on other hosts, the later steps' too, go meanwhile: one batch per host.
+        reads = [r for op in ops for r in op.source_probes(ctx)] + (
+            self.lookahead.sources(step, host, journal) if ahead else [])
+        prefetch = threading.Thread(target=self.read_sources, args=(reads, generation))
+        if several := len(reads) > 1:
+            prefetch.start()
+        try:
+            seen = self.run_batch(host, scripts + [script for _, script in ahead])
+        finally:
+            if several:
+                prefetch.join()
         if ahead:
             self.lookahead.store(host, generation, ahead, seen[len(ops):])
         return self._sourced(host, ops, ctx, seen[:len(ops)])
@@ -147,6 +157,34 @@ class Prober:
             outputs.append(self.source(read, f"probe of the source of {op.title()} "
                                              f"(for {host})"))
         return replace(probe, sources=tuple(outputs))
+
+    def read_sources(self, reads: Sequence[SourceRead], generation: int) -> None:
+        """Read every one of `reads` not read yet at `generation`, one batch per host, for
+        `source` to hand out (a read that fails is left for `source` to run and report)."""
+        by_host: dict[str, list[str]] = {}
+        for read in reads:
+            if read.host in self.hosts and read.script not in by_host.get(read.host, []):
+                by_host.setdefault(read.host, []).append(read.script)
+        for host, scripts in by_host.items():
+            with self._sources_lock:
+                if generation != self.lookahead.generation:
+                    return
+                todo = [s for s in scripts if (entry := self._sources.get((host, s))) is None
+                        or entry[0] != generation]
+                entries = [(generation, threading.Lock(), list[str]()) for _ in todo]
+                for script, entry in zip(todo, entries, strict=True):
+                    entry[1].acquire()  # a host asking for one waits until the batch is in
+                    self._sources[(host, script)] = entry
+            try:
+                if len(todo) > 1:
+                    for probe, entry in zip(self.run_batch(host, todo), entries, strict=True):
+                        if probe.exited == 0:
+                            entry[2].append(probe.stdout)
+            except HadeployError:
+                pass  # each read runs again on its own in `source`, which says what failed
+            finally:
+                for entry in entries:
+                    entry[1].release()
 
     def source(self, read: SourceRead, what: str) -> str:
         """The stdout of `read` on its host, read once for every host that asks while no

@@ -1043,18 +1043,20 @@ class CopyOf(Operation[Probe]):
     manifest the same way: a source probe)."""
 
     op_id: str
+    src: str = "/src"
+    dst: str = "/dst"
 
     def fact(self, ctx: HostContext) -> Fact[Probe]:
-        return Fact.raw("cat /dst")
+        return Fact.raw(f"cat {self.dst}")
 
     def source_probes(self, ctx: HostContext) -> tuple[SourceRead, ...]:
-        return (SourceRead("a", "cat /src"),)
+        return (SourceRead("a", f"cat {self.src}"),)
 
     def done(self, ctx: HostContext, seen: Probe) -> bool:
         return seen.stdout == seen.sources[0]
 
     def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
-        return [Command(f"echo {seen.sources[0].strip()} > /dst")]
+        return [Command(f"echo {seen.sources[0].strip()} > {self.dst}")]
 
 
 def test_hosts_comparing_with_one_source_read_it_once_until_a_command_runs(
@@ -1075,23 +1077,43 @@ def test_hosts_comparing_with_one_source_read_it_once_until_a_command_runs(
     assert world.files("c")["/dst"] == "v1"
 
 
-def test_a_copy_step_rides_in_the_look_ahead_and_its_source_is_read_once(
+def test_copy_steps_ride_in_the_look_ahead_and_their_sources_are_read_in_one_batch(
         world: World) -> None:
-    world.hosts["a"].files["/src"] = "v1\n"
+    world.hosts["a"].files.update({"/src": "v1\n", "/src2": "v2\n"})
     for host in ("b", "c"):
-        world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n"})
+        world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n", "/dst2": "v2\n"})
     world.transport.probe_ahead = True
     copy = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
-                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))))
+                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),
+                   Step("copy2", "copy", each(("b", "c"), CopyOf("copy2", "/src2", "/dst2"))))
     world.engine().run(copy, world.journal())
 
-    # a no-op: the copy's probe went along with s1's, and a read /src once for both hosts
+    # a no-op: the copies' probes went along with s1's, and a read both sources in one
+    # batch, once for both hosts
     for host in ("b", "c"):
         (only,) = world.transport.commands_on(host)
         parsed = batch_probes(only)
-        assert parsed is not None and parsed[1] == ["cat /s1/x", "cat /dst"]
-    assert world.transport.commands_on("a") == ["cat /src"]
-    assert states(world.on_disk(), "copy") == {"b": "ok", "c": "ok"}
+        assert parsed is not None and parsed[1] == ["cat /s1/x", "cat /dst", "cat /dst2"]
+    (read,) = world.transport.commands_on("a")
+    parsed = batch_probes(read)
+    assert parsed is not None and parsed[1] == ["cat /src", "cat /src2"]
+    assert states(world.on_disk(), "copy2") == {"b": "ok", "c": "ok"}
+
+
+def test_a_copy_whose_source_changed_reads_it_again(world: World) -> None:
+    world.hosts["a"].files.update({"/src": "v2\n", "/src2": "v2\n"})
+    for host in ("b", "c"):
+        world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n", "/dst2": "v2\n"})
+    world.transport.probe_ahead = True
+    copy = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
+                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),
+                   Step("copy2", "copy", each(("b", "c"), CopyOf("copy2", "/src2", "/dst2"))))
+    world.engine().run(copy, world.journal())
+    # the batch read served the first copy's probe; its commands made the rest read anew
+    assert world.files("b")["/dst"] == "v2" and world.files("c")["/dst"] == "v2"
+    assert states(world.on_disk(), "copy") == {"b": "changed", "c": "changed"}
+    assert states(world.on_disk(), "copy2") == {"b": "ok", "c": "ok"}
+    assert world.transport.commands_on("a").count("cat /src2") == 1
 
 
 def test_without_look_ahead_each_step_probes_only_itself(world: World) -> None:

@@ -86,7 +86,8 @@ class Engine:
         """Make this run hold its hosts: the lock is taken in the first round trip
         (`gather_facts`, or `claim`), and every change carries the host's own record of the
         run (see `hoststate`)."""
-        self.hoststate = HostState(self.transport, owner, self.redact, break_stale)
+        self.hoststate = HostState(self.transport, owner, self.redact, break_stale,
+                                   self.max_parallel)
         self.runner.records = self.hoststate.prefix
         return self.hoststate
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hadeploy import framing
+from hadeploy.engine.group import on_hosts
 from hadeploy.errors import HadeployError, JournalError
 from hadeploy.journal import Journal
 from hadeploy.ops.base import HADEPLOY_HOME, private_dir
@@ -294,8 +295,9 @@ class HostState:
     """A run's lock and records on its hosts, over the run's transport."""
 
     def __init__(self, transport: Transport, owner: Owner, redact: Callable[[str], str],
-                 break_stale: bool = False) -> None:
+                 break_stale: bool = False, limit: int = 32) -> None:
         self.transport = transport
+        self.limit = limit  # hosts given back at once
         self.owner = owner
         self.redact = redact
         self.break_stale = break_stale
@@ -352,9 +354,10 @@ class HostState:
 
     def release(self) -> None:
         """Write the final slices (where the host keeps a record of the run or the run
-        changed it), give the locks back; best effort: an unreachable host keeps a lock that
-        goes stale."""
-        for host in list(self.held):
+        changed it), give the locks back, every host at once; best effort: an unreachable
+        host keeps a lock that goes stale."""
+
+        def give_back(host: str) -> bool:
             script = ""
             for journal in self.journals.values():
                 data = host_slice(journal.to_json(), host)
@@ -363,5 +366,8 @@ class HostState:
             try:
                 self.transport.run(host, script + release_script(self.owner))
             except HadeployError:
-                continue
-            self.held.remove(host)
+                return False
+            return True
+
+        given = on_hosts(list(self.held), give_back, self.limit)
+        self.held = [host for host in self.held if not given[host]]

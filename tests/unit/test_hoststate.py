@@ -30,7 +30,7 @@ from hadeploy.engine.hoststate import (
     takeover_script,
     verdict,
 )
-from hadeploy.errors import JournalError
+from hadeploy.errors import JournalError, TransportError
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
 from hadeploy.ops.base import HADEPLOY_HOME, Command
@@ -182,3 +182,25 @@ def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(tmp_path: Path)
     assert isinstance(state, HostState)
     state.release()
     assert all("rm -f" in s for h, s in transport.calls[-2:])
+
+
+def test_the_locks_are_given_back_on_every_host_at_once_and_a_failed_one_is_kept() -> None:
+    transport = FakeTransport()
+    transport.on(lambda host, script, stdin: (0, DETECT + "@@lock-taken\n", "")
+                 if "id=%s" in script else None)
+    # each release waits for the other hosts' (one after another, the barrier breaks)
+    barrier = threading.Barrier(3, timeout=5)
+
+    def release(host: str, script: str, stdin: bytes | None) -> tuple[int, str, str]:
+        barrier.wait()
+        if host == "lb3":
+            raise TransportError("lb3", "connection lost")
+        return 0, "", ""
+
+    transport.on(release)
+    runner = engine(transport, ME)
+    runner.gather_facts(("lb1", "lb2", "lb3"))
+    state = runner.hoststate
+    assert isinstance(state, HostState)
+    state.release()
+    assert state.held == ["lb3"]

@@ -133,6 +133,8 @@ class HaproxySettings:
     timeout_client: str = "10s"
     timeout_server: str = "10s"
     check_inter: str = "10s"
+    check_fastinter: str = "500ms"  # between the checks of a server changing state
+    check_downinter: str = "1s"  # between the checks of a server that is DOWN
     balance: str = "roundrobin"
     stats_socket: str | None = "/var/lib/haproxy/stats"
     frontend_name: str = "{proxy}-vip"

@@ -90,6 +90,8 @@ HAPROXY = {
     "timeout_client": Key(str, "10s", TIME),
     "timeout_server": Key(str, "10s", TIME),
     "check_inter": Key(str, "10s", TIME),
+    "check_fastinter": Key(str, "500ms", TIME),
+    "check_downinter": Key(str, "1s", TIME),
     "balance": Key(str, "roundrobin",
                    one_of("roundrobin", "static-rr", "leastconn", "first", "source")),
     "stats_socket": Key(str, "/var/lib/haproxy/stats", PATH),

@@ -94,6 +94,11 @@ def _defaults(inv: Inventory, hitless: bool) -> list[str]:
     # haproxy considers a new server UP until its first check fails. Debian's haproxy 2.6
     # redispatches on every retry; haproxy 1.5 (EL6/EL7) knows only the last-retry form.
     lines += ["retries 3", "option redispatch 1" if hitless else "option redispatch"]
+    # A server coming back (a new controller started, the original restarted) is checked
+    # every `downinter` until it answers, then every `fastinter` until `rise` checks passed:
+    # UP within about 1.5 s of answering, not 2 x `inter` (20 s at the default 10 s), and a
+    # dying one DOWN as soon; a steady server is still checked every `inter`.
+    lines.append(f"default-server fastinter {h.check_fastinter} downinter {h.check_downinter}")
     if hitless and h.mode == "http":
         # After a reload the old process answers a kept-alive client's next request (with
         # `Connection: close`) instead of closing its idle connection under it.

@@ -17,6 +17,7 @@ import pytest
 from hadeploy.errors import InventoryError
 from hadeploy.inventory import Inventory, check_local_files, load_inventory
 from hadeploy.inventory.local import local_file_problems
+from hadeploy.render.haproxy import render_haproxy_cfg
 from tests.unit.examples import COLOCATED, DATA, HOSTS_EXAMPLE, edit
 
 BAD = DATA / "bad"
@@ -305,6 +306,19 @@ def test_weight_just_above_spread_is_fine(variant: Callable[..., Inventory]) -> 
 def test_haproxy_times_at_the_limits(variant: Callable[..., Inventory], value: str) -> None:
     inv = variant(HOSTS_EXAMPLE, ('check_inter = "10s"', f"check_inter = {value}"))
     assert inv.haproxy.check_inter == value.strip('"')
+
+
+def test_a_server_changing_state_is_checked_as_often_as_the_inventory_says(
+        variant: Callable[..., Inventory], tmp_path: Path) -> None:
+    inv = variant(HOSTS_EXAMPLE, ('check_inter = "10s"',
+                                  'check_inter = "10s"\ncheck_fastinter = "200ms"\n'
+                                  'check_downinter = "2s"'))
+    assert "    default-server fastinter 200ms downinter 2s\n" in render_haproxy_cfg(inv)
+    broken = tmp_path / "hosts.toml"
+    broken.write_text(HOSTS_EXAMPLE.read_text().replace(
+        'check_inter = "10s"', 'check_inter = "10s"\ncheck_fastinter = "fast"'))
+    with pytest.raises(InventoryError, match=r"haproxy\.check_fastinter"):
+        load_inventory(broken)
 
 
 def test_fingerprint_follows_content(tmp_path: Path) -> None:

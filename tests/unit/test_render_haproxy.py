@@ -33,8 +33,10 @@ GUIDE1 = "load-balance-openstack-api.md"
 GUIDE2 = "haproxy-on-controllers.md"
 PASSWORD_ENV = "HADEPLOY_STATS_PASSWORD"
 # Added to every rendering's defaults (the examples are EL: haproxy 1.5's form): a refused
-# connection is tried again on another server instead of failing the client's request.
-REDISPATCH = ["retries 3", "option redispatch"]
+# connection is tried again on another server instead of failing the client's request, and
+# a server changing state (or DOWN) is checked more often than a steady one.
+REDISPATCH = ["retries 3", "option redispatch",
+              "default-server fastinter 500ms downinter 1s"]
 # Debian's http backends: a GET or HEAD whose server closed without answering is retried.
 L7_RETRIES = ["retry-on conn-failure empty-response junk-response",
               "http-request disable-l7-retry if !METH_GET"]
@@ -645,6 +647,7 @@ def inventories(draw: st.DrawFn) -> str:
         f"maxconn = {draw(st.integers(1, 1_000_000))}",
         f'timeout_connect = "{draw(_time())}"', f'timeout_client = "{draw(_time())}"',
         f'timeout_server = "{draw(_time())}"', f'check_inter = "{draw(_time())}"',
+        f'check_fastinter = "{draw(_time())}"', f'check_downinter = "{draw(_time())}"',
         f'balance = "{draw(st.sampled_from(["roundrobin", "leastconn", "source", "first"]))}"',
         f"catalog_options = {str(draw(st.booleans())).lower()}",
         'frontend_name = "{}"'.format(draw(st.sampled_from(["{proxy}-vip", "vip-{proxy}",

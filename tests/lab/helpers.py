@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -307,6 +308,24 @@ def killable(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
     return subprocess.run([sys.executable, "-m", "tests.lab.killable", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def ended_before(run: subprocess.CompletedProcess[str], k: int, when: str) -> bool:
+    """Whether a `killable` run ended well having sent (or read) fewer than `k` commands:
+    the kill point lies past this run's end, not a kill that failed (see killable.py)."""
+    counts = re.search(r"^killable: (\d+) sent, (\d+) read$", run.stderr, re.MULTILINE)
+    return (run.returncode == 0 and counts is not None
+            and int(counts.group(1 if when == "sent" else 2)) < k)
+
+
+def kill_tally(points: int, failed: int, past: Sequence[KillPoint]) -> str:
+    """"k of N kill points survived", and the points past their run's end (each ended
+    well before it, with the clean end state) named apart."""
+    tally = f"{points - failed - len(past)} of {points} kill points survived"
+    if past:
+        tally += (f"; {len(past)} lay past their run's end, which was the clean one ("
+                  + ", ".join(f"{k} {when}" for k, when in past) + ")")
+    return tally
 
 
 def both_kill_points(commands: Iterable[int]) -> list[KillPoint]:

@@ -9,6 +9,9 @@ before). `--kill K --at sent` kills the process with SIGKILL right after the K-t
 sent (before its result is read); `--at read` right after the K-th exit status was read
 (before hadeploy acts on it). SIGKILL runs no handler, no `finally` and no atexit: the
 process dies as a laptop whose battery runs out, which is what the kill-point test needs.
+A run that ends instead prints `killable: S sent, R read` on stderr: a run's count varies a
+little (a verify whose look finds it done sends no waiting probe; a heartbeat is sent and
+never read), so a point past this run's end is told from one that failed to kill.
 Test-only: hadeploy itself has no such hook.
 """
 
@@ -79,7 +82,10 @@ def run(argv: list[str]) -> int:
     rest = args.hadeploy[1:] if args.hadeploy[:1] == ["--"] else args.hadeploy
     instrument(args.record, args.kill, args.at)
     sys.argv = ["hadeploy", *rest]
-    return main()
+    try:
+        return main()
+    finally:
+        print(f"killable: {_counts['sent']} sent, {_counts['read']} read", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,12 @@ class Profile:
         return f"rpm -q --qf '%{{NAME}}\\n' {sh(*packages)} 2>/dev/null | grep -v ' ' ; true"
 
     def all_installed_probe(self) -> str:
-        """Print every installed package name, one per line."""
+        """Print every installed package name, one per line, sorted. On Debian: present in
+        any state but not-installed and config-files only (a package a dead run's dpkg left
+        half-done, or with triggers pending, is there)."""
         if self.family == "debian":
-            return ("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "
-                    "| awk '$2 ~ /^ii/ {print $1}' | sort")
+            return ("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' 2>/dev/null "
+                    "| awk '$2 !~ /^.[nc]/ {print $1}' | sort")
         return "rpm -qa --qf '%{NAME}\\n' | sort"
 
     def install(self, packages: tuple[str, ...]) -> str:

@@ -3,6 +3,7 @@ exactly what this run added (dependencies included) and never what was there bef
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hadeploy import framing
@@ -16,7 +17,7 @@ from hadeploy.facts.system import (
     PackagesSeen,
     packages_installed,
 )
-from hadeploy.ops.base import Command, HostContext, Operation, Record
+from hadeploy.ops.base import HADEPLOY_HOME, Command, HostContext, Operation, Record, private_dir
 from hadeploy.ops.trees import check_tree_path
 from hadeploy.quoting import q, sh
 
@@ -46,6 +47,65 @@ BLOCK_STARTS = (
     f"(umask 022 && printf {q(GUARD)} > \"$p.hadeploy-new\")\n"
     "chmod 755 \"$p.hadeploy-new\"; mv -f \"$p.hadeploy-new\" \"$p\"\n"
 )
+# Where a run's install windows are kept (see `window_file`), and dpkg's logs of this month
+# and the last (logrotate's first rotation is not compressed).
+WINDOWS = f"{HADEPLOY_HOME}/runs"
+DPKG_LOGS = "/var/log/dpkg.log.1 /var/log/dpkg.log"
+
+
+def installed_since(listing: str) -> str:
+    """Shell: the packages dpkg installed afresh (not upgraded) from "$since" to "$until" (the
+    host's local time, as dpkg's log writes it; an empty "$until": up to now) that `listing`
+    (every present package) still shows, one per line."""
+    return ("{ " + listing + " | sed 's/^/present /'; cat " + DPKG_LOGS + " 2>/dev/null | "
+            "awk -v since=\"$since\" -v until=\"$until\" '($1 \" \" $2) >= since && "
+            "(until == \"\" || ($1 \" \" $2) <= until) && $3 == \"install\" && "
+            "$5 == \"<none>\" {sub(/:.*/, \"\", $4); print \"new\", $4}'; } | "
+            "awk '$1 == \"present\" {p[$2] = 1} $1 == \"new\" {n[$2] = 1} "
+            "END {for (k in n) if (k in p) print k}' | sort")
+
+
+def still_present(listing: str) -> str:
+    """Shell: those of the packages in "$asked" that `listing` still shows, one per line."""
+    return ("{ " + listing + " | sed 's/^/p /'; printf 'w %s\\n' $asked; } | "
+            "awk '$1 == \"p\" {p[$2] = 1} $1 == \"w\" {w[$2] = 1} "
+            "END {for (k in w) if (k in p) print k}' | sort")
+
+
+def window_file(run_id: str) -> str:
+    """Where a run's install on a host keeps the host's time it began (`since=`), and the time
+    it ended (`until=`) once it did. The file outlives a workstation that died mid-install or
+    before reading the result: the next attempt and the rollback count every package dpkg
+    installed afresh in that window as the run's, which the dead attempt never reported."""
+    return f"{WINDOWS}/{run_id}.packages"
+
+
+def read_window(path: str) -> str:
+    """Shell: `since` and `until` from the window file at `path` (both empty if absent)."""
+    return (f"since=; until=; if [ -s {q(path)} ]; then "
+            f"since=$(sed -n 's/^since=//p' {q(path)}); "
+            f"until=$(sed -n 's/^until=//p' {q(path)}); fi\n")
+
+
+def open_window(path: str) -> str:
+    """Shell: the window's start, kept from an earlier attempt of the run or written now
+    (owner-only, atomically)."""
+    now = "$(date '+%Y-%m-%d %H:%M:%S')"
+    return (read_window(path)
+            + 'if [ -z "$since" ]; then\n'
+            + f"  since={now}; {private_dir(q(WINDOWS))}\n"
+            + f"  (umask 077 && printf 'since=%s\\n' \"$since\" > {q(path + '.new')})\n"
+            + f"  mv -f {q(path + '.new')} {q(path)}\n"
+            + "fi\n")
+
+
+def close_window(path: str) -> str:
+    """Shell: the window's end written after its start (atomically)."""
+    return (f"(umask 077 && printf 'since=%s\\nuntil=%s\\n' \"$since\" "
+            f"\"$(date '+%Y-%m-%d %H:%M:%S')\" > {q(path + '.new')})\n"
+            f"mv -f {q(path + '.new')} {q(path)}\n")
+
+
 # How long an install or a removal waits for another package manager run to finish: a run
 # whose workstation died leaves its apt-get or dpkg running on the host, and a resume must
 # neither fail on the lock nor make the operator guess when to try again.
@@ -131,6 +191,8 @@ class PackagesInstalled(Operation[PackagesSeen]):
         record: Record = {"kind": "packages", "requested": list(self._missing(seen))}
         if seen.absent:
             record["created"] = list(seen.absent)
+        if ctx.profile.family == "debian" and self._missing(seen):
+            record["window"] = window_file(ctx.run_id)
         return record
 
     def apply(self, ctx: HostContext, seen: PackagesSeen) -> list[Command]:
@@ -138,15 +200,22 @@ class PackagesInstalled(Operation[PackagesSeen]):
         if not missing:  # only a dead run's guard to take away
             return [Command(UNGUARD + "restore\n",
                             summary=f"remove the {POLICY_RC} an interrupted install left")]
-        listing = ctx.profile.all_installed_probe()
         debian = ctx.profile.family == "debian"
+        listing = ctx.profile.all_installed_probe()
         block = self.block_service_starts and debian
         install = ctx.profile.install(missing)
+        window = window_file(ctx.run_id)
         # The listing before the install is kept in a variable, not a file: a shell that dies
         # with a dead workstation's session must leave nothing behind. Packages that appear
-        # once in `before, before, after` are exactly the new ones.
+        # once in `before, before, after` are the new ones; on Debian so are those dpkg
+        # installed afresh since the run's first attempt began (see `window_file`): a dead
+        # attempt's, which the listing above, taken after them, counts as there before.
+        new = "{ printf '%s\\n' \"$before\" \"$before\"; " + listing + "; } | sort | uniq -u\n"
+        if debian:
+            new = "{ " + new.strip() + "; " + installed_since(listing) + "; } | sort -u\n"
         script = (
             "set -e\n"
+            + (open_window(window) if debian else "")
             + (BLOCK_STARTS if block else "")
             + f"before=$({listing})\n"
             # Packages a left-over run finishes installing while this one waits count as
@@ -156,9 +225,9 @@ class PackagesInstalled(Operation[PackagesSeen]):
             # packages half-configured, and apt-get refuses everything until dpkg finishes
             # them: do what its message says, only when dpkg's own audit reports such packages.
             + (FINISH_DPKG if debian else "")
-            + (configure_again(install) if debian else f"{install} >&2\n") +
-            f"echo {NEW_MARK}\n"
-            "{ printf '%s\\n' \"$before\" \"$before\"; " + listing + "; } | sort | uniq -u\n"
+            + (configure_again(install) if debian else f"{install} >&2\n")
+            + (close_window(window) if debian else "")
+            + f"echo {NEW_MARK}\n" + new
         )
         note = " (service starts blocked during the install)" if block else ""
         return [Command(script, summary=ctx.profile.install(missing) + note,
@@ -234,13 +303,26 @@ def purge_keeping_mounted_data(probe: str, purge: str, mounts: str = "/proc/self
             + f"  {remove} $keep >&2\n"
             + f"  present=$({{ {probe}; }} | tr '\\n' ' ')\n"
             + "fi\n"
-            + f'if [ -n "$present" ]; then {purge} $present >&2; fi\n'
+            + f'if [ -n "$present" ]; then {purge} $present >&2 || exit $?; fi\n'
             + 'if [ -n "$kept" ]; then\n'
             + f"  left=$({left})\n"
             + f'  echo "{notice} removed, not purged: ${{left% }}: their purge deletes the '
             + "directory holding the mount point ${held% } (its data stays); once that is "
             + 'unmounted: apt-get purge ${left% }"\n'
             + "fi\n")
+
+
+def _window(record: Record) -> str | None:
+    """The record's window file (see `window_file`), if it names one where they are kept:
+    the journal is a file an operator can edit."""
+    window = record.get("window")
+    if window is None:
+        return None
+    if not isinstance(window, str) or not re.fullmatch(
+            re.escape(WINDOWS) + r"/[A-Za-z0-9_-]+\.packages", window):
+        raise ValueError(f"the journal's package window {window!r} is not a "
+                         f"{WINDOWS}/RUN.packages file")
+    return window
 
 
 def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
@@ -257,12 +339,19 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
     commands = []
     if installed:
         probe = ctx.profile.installed_probe(installed)
+        listing = ctx.profile.all_installed_probe()
+        window = _window(record)
         if ctx.profile.family == "debian":
-            # Also take away a guard that a deploy killed mid-install left behind.
+            # Also take away a guard that a deploy killed mid-install left behind, and what
+            # dpkg installed in the run's window (an attempt that died before it reported).
             script = (UNGUARD + "restore\n" + wait_for_pm()
                       + f"present=$({{ {probe}; }} | tr '\\n' ' ')\n"
+                      + ((read_window(window) + 'if [ -n "$since" ]; then present=$({ printf '
+                          "'%s\\n' $present; " + installed_since(listing) + "; } | sort -u | "
+                          "tr '\\n' ' '); fi\n") if window else "")
                       + 'if [ -n "$present" ]; then\n'
-                      + purge_keeping_mounted_data(probe, ctx.profile.remove_prefix())
+                      + purge_keeping_mounted_data(still_present(listing),
+                                                   ctx.profile.remove_prefix())
                       + "fi")
         else:
             script = (f"present=$({{ {probe}; }} | tr '\\n' ' '); if [ -n \"$present\" ]; then "

@@ -79,7 +79,6 @@ SAMPLE = 1  # points of a default run (or =sample), drawn with a fixed seed from
 SEED = 15
 ORIGINAL = "ctl1"
 NEW = ("ctl2", "ctl3")
-PACKAGES = ("keystone", "glance-api")
 DAEMONS = ("keystone", "glance-api")
 FILES = (RC, "/etc/default/keystone", "/etc/default/glance-api", "/usr/sbin/policy-rc.d")
 BACKUP_ROOT = "/var/lib/hadeploy/backup"
@@ -133,13 +132,14 @@ def _without_run(line: str) -> str:
 
 def before_deploy(state: State) -> State:
     """What a rollback must give back: the original's state but its backups (they stay),
-    and on the new controllers all but the backups and the package database's other lines
-    (dpkg may keep a record of a package purged); the catalog."""
+    and on the new controllers all but the backups and the packages that are not present
+    (dpkg may keep a record of a package purged): every dependency the deploy installed,
+    a dead attempt's too, must be gone again; the catalog."""
     kept: State = {"endpoints": state["endpoints"]}
     for host in CTLS:
         kept[host] = [line for line in state[host] if not line.startswith("backup ") and (
             host == ORIGINAL or not line.startswith("pkg ")
-            or line.split()[1] in PACKAGES)]
+            or line.split()[2][1:2] not in ("n", "c"))]
     return kept
 
 

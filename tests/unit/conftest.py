@@ -9,9 +9,21 @@ from pathlib import Path
 import pytest
 
 from hadeploy.inventory import Inventory, load_inventory
+from hadeploy.ops import packages
 from tests.unit.controller_inventories import Inventories, derived_inventory
 from tests.unit.examples import COLOCATED, HOSTS_EXAMPLE, edit
 from tests.unit.haproxy_cli import stand_in_cli
+
+
+@pytest.fixture(autouse=True)
+def package_windows(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install scripts that run on this machine keep their windows (and read dpkg's log) in
+    a temporary directory, never in the machine's /var/lib/hadeploy."""
+    directory = tmp_path_factory.mktemp("windows")
+    monkeypatch.setattr(packages, "WINDOWS", str(directory / "runs"))
+    monkeypatch.setattr(packages, "DPKG_LOGS", str(directory / "dpkg.log"))
+    return directory
 
 
 @pytest.fixture

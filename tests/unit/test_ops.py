@@ -304,11 +304,12 @@ def test_unified_diff_masks_secret_values() -> None:
 HAPROXY = PackagesInstalled("packages", ("haproxy", "keepalived"))
 
 
-def test_packages_done_and_intent() -> None:
+def test_packages_done_and_intent(package_windows: Path) -> None:
     assert HAPROXY.done(ctx(), HAPROXY.read(ctx(), Probe("haproxy\nkeepalived\n")))
     assert not HAPROXY.done(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
     assert HAPROXY.intent(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n"))) == {
-        "kind": "packages", "requested": ["keepalived"]}
+        "kind": "packages", "requested": ["keepalived"],
+        "window": str(package_windows / "runs" / "run1.packages")}
     (command,) = HAPROXY.apply(ctx(), HAPROXY.read(ctx(), Probe("haproxy\n")))
     assert ("apt-get install -y -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confold "
             "keepalived") in command.script
@@ -328,8 +329,8 @@ class ListProfile(Profile):
         return "{ " + "; ".join(f"echo {p} >> {self.db}" for p in ("libdep", *packages)) + "; }"
 
 
-def test_install_script_records_exactly_the_new_packages(tmp_path: Path) -> None:
-    db = tmp_path / "db"
+def test_install_script_records_exactly_the_new_packages(package_windows: Path) -> None:
+    db = package_windows / "db"
     db.write_text("haproxy\nlibc6\n")
     profile = ListProfile("debian", "debian", "apt-get", "systemd", db=str(db))
     (command,) = HAPROXY.apply(ctx(profile), HAPROXY.read(ctx(profile), Probe("haproxy\n")))
@@ -339,6 +340,63 @@ def test_install_script_records_exactly_the_new_packages(tmp_path: Path) -> None
         "installed": ["keepalived", "libdep"]}
     assert HAPROXY.outcome(ctx(profile), ["install cut off"]) == {}
     assert HAPROXY.outcome(ctx(profile), [f"{NEW_MARK}\n"]) == {"installed": []}
+    # the window it installed in stays, owner-only, closed
+    window = package_windows / "runs" / "run1.packages"
+    assert re.fullmatch(r"since=\S+ \S+\nuntil=\S+ \S+\n", window.read_text())
+    assert window.stat().st_mode & 0o777 == 0o600
+    assert (package_windows / "runs").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_resumed_install_counts_what_the_dead_attempt_added_not_what_it_upgraded(
+        package_windows: Path) -> None:
+    """The workstation died while its install ran: libdead and keepalived came in then (the
+    listing the resumed attempt takes counts them as there before), libc6 was upgraded (it was
+    there before the run). The window the dead attempt opened is what tells them apart."""
+    db = package_windows / "db"
+    db.write_text("haproxy\nlibc6\nlibdead\nkeepalived\n")
+    (package_windows / "runs").mkdir()
+    (package_windows / "runs" / "run1.packages").write_text("since=2026-12-03 22:51:40\n")
+    (package_windows / "dpkg.log").write_text(
+        "2026-12-03 22:51:39 install libearlier:amd64 <none> 1\n"
+        "2026-12-03 22:51:41 install libdead:amd64 <none> 1.0\n"
+        "2026-12-03 22:51:42 upgrade libc6:amd64 2.36-9 2.36-10\n"
+        "2026-12-03 22:51:43 install keepalived:amd64 <none> 2.2\n"
+        "2026-12-03 22:51:44 install libgone:amd64 <none> 1\n")
+    profile = ListProfile("debian", "debian", "apt-get", "systemd", db=str(db))
+    (command,) = HAPROXY.apply(ctx(profile), HAPROXY.read(ctx(profile), Probe("haproxy\n")))
+    result = sh(command.script)
+    assert result.returncode == 0, result.stderr
+    # libdep and keepalived again (the fake install appends), libdead from the window
+    assert HAPROXY.outcome(ctx(profile), [result.stdout]) == {
+        "installed": ["keepalived", "libdead", "libdep"]}
+    assert (package_windows / "runs" / "run1.packages").read_text().startswith(
+        "since=2026-12-03 22:51:40\nuntil=")
+
+
+def test_a_rollback_removes_what_dpkg_installed_in_the_runs_window(package_windows: Path) -> None:
+    """The install died before it reported (the record names only what was requested): the
+    rollback also removes what dpkg installed afresh in the window, never what it upgraded."""
+    (package_windows / "runs").mkdir()
+    window = package_windows / "runs" / "run1.packages"
+    window.write_text("since=2026-12-03 22:51:40\n")
+    (package_windows / "dpkg.log").write_text(
+        "2026-12-03 22:51:41 install libdead:amd64 <none> 1.0\n"
+        "2026-12-03 22:51:42 upgrade libc6:amd64 2.36-9 2.36-10\n")
+    db = package_windows / "db"
+    db.write_text("keepalived\nlibc6\nlibdead\n")
+    profile = ListProfile("debian", "debian", "apt-get", "systemd", db=str(db))
+    (command,) = undo_packages(ctx(profile), {"kind": "packages", "requested": ["keepalived"],
+                                              "window": str(window)})
+    assert f"since=$(sed -n 's/^since=//p' {window})" in command.script
+    script = command.script.replace("apt-get purge", "echo PURGE").replace(
+        "dpkg-query -W", "echo keepalived; : ")
+    script = re.sub(r"while holders=.*?done\n", "", script, flags=re.S)
+    result = sh(script)
+    assert result.returncode == 0, result.stderr
+    assert "PURGE -y -q -o DPkg::Lock::Timeout=60 keepalived libdead" in result.stderr
+    with pytest.raises(ValueError, match="package window"):
+        undo_packages(ctx(profile), {"kind": "packages", "requested": ["keepalived"],
+                                     "window": "/etc/passwd"})
 
 
 def test_undo_packages_removes_requested_and_new_dependencies() -> None:
@@ -355,7 +413,7 @@ def test_undo_packages_removes_requested_and_new_dependencies() -> None:
 
 
 def test_install_records_the_trees_it_will_create_and_rollback_deletes_them(
-        tmp_path: Path) -> None:
+        tmp_path: Path, package_windows: Path) -> None:
     existing, fresh = tmp_path / "etc-keystone", tmp_path / "etc-glance"
     existing.mkdir()
     op = PackagesInstalled("packages", ("glance-api",), creates=(str(existing), str(fresh)))
@@ -366,7 +424,8 @@ def test_install_records_the_trees_it_will_create_and_rollback_deletes_them(
     seen = Probe(probe.stdout)
     assert not op.done(ctx(), op.read(ctx(), seen))
     record = op.intent(ctx(), op.read(ctx(), seen))
-    assert record == {"kind": "packages", "requested": ["glance-api"], "created": [str(fresh)]}
+    assert record == {"kind": "packages", "requested": ["glance-api"], "created": [str(fresh)],
+                      "window": str(package_windows / "runs" / "run1.packages")}
     purge, remove = undo_packages(ctx(), record)
     assert "purge" in purge.shown()
     fresh.mkdir()

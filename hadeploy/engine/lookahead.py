@@ -64,12 +64,9 @@ class LookAhead:
         """The probes to take along with `step`'s on `host` (none once this run changed
         something: later steps will likely change too, and probing ahead again at every
         step would run each probe over and over)."""
-        index = next((i for i, s in enumerate(self.steps) if s is step), None)
-        if not self.enabled or index is None:
+        index = self._ahead_from(step)
+        if index is None:
             return []
-        with self._lock:
-            if self._generation != self._run_start:
-                return []
         items: list[AheadProbe] = []
         size = 0
         for later, ctx in self._later_steps(index, host, journal):
@@ -86,14 +83,20 @@ class LookAhead:
     def sources(self, step: Step, host: str, journal: Journal) -> list[SourceRead]:
         """The reads on other hosts of `host`'s later steps, while they may be taken ahead
         (see `items`): a no-op reads the original's trees in one round trip, not one each."""
-        index = next((i for i, s in enumerate(self.steps) if s is step), None)
-        if not self.enabled or index is None:
+        index = self._ahead_from(step)
+        if index is None:
             return []
-        with self._lock:
-            if self._generation != self._run_start:
-                return []
         return [read for later, ctx in self._later_steps(index, host, journal)
                 for op in later.ops[host] for read in op.source_probes(ctx)]
+
+    def _ahead_from(self, step: Step) -> int | None:
+        """The index of `step` in the run, if probes may be taken ahead from it: enabled,
+        and nothing changed yet in this run."""
+        index = next((i for i, s in enumerate(self.steps) if s is step), None)
+        if not self.enabled or index is None:
+            return None
+        with self._lock:
+            return index if self._generation == self._run_start else None
 
     def _later_steps(self, index: int, host: str,
                      journal: Journal) -> Iterator[tuple[Step, HostContext]]:

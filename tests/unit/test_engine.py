@@ -1077,16 +1077,19 @@ def test_hosts_comparing_with_one_source_read_it_once_until_a_command_runs(
     assert world.files("c")["/dst"] == "v1"
 
 
+#: A step, then two copies from host a (see CopyOf) on b and c.
+TWO_COPIES = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
+                     Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),
+                     Step("copy2", "copy", each(("b", "c"), CopyOf("copy2", "/src2", "/dst2"))))
+
+
 def test_copy_steps_ride_in_the_look_ahead_and_their_sources_are_read_in_one_batch(
         world: World) -> None:
     world.hosts["a"].files.update({"/src": "v1\n", "/src2": "v2\n"})
     for host in ("b", "c"):
         world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n", "/dst2": "v2\n"})
     world.transport.probe_ahead = True
-    copy = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
-                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),
-                   Step("copy2", "copy", each(("b", "c"), CopyOf("copy2", "/src2", "/dst2"))))
-    world.engine().run(copy, world.journal())
+    world.engine().run(TWO_COPIES, world.journal())
 
     # a no-op: the copies' probes went along with s1's, and a read both sources in one
     # batch, once for both hosts
@@ -1105,10 +1108,7 @@ def test_a_copy_whose_source_changed_reads_it_again(world: World) -> None:
     for host in ("b", "c"):
         world.hosts[host].files.update({"/s1/x": "1\n", "/dst": "v1\n", "/dst2": "v2\n"})
     world.transport.probe_ahead = True
-    copy = runbook(Step("s1", "first", each(("b", "c"), SetFile("x", "/s1/x", "1"))),
-                   Step("copy", "copy", each(("b", "c"), CopyOf("copy"))),
-                   Step("copy2", "copy", each(("b", "c"), CopyOf("copy2", "/src2", "/dst2"))))
-    world.engine().run(copy, world.journal())
+    world.engine().run(TWO_COPIES, world.journal())
     # the batch read served the first copy's probe; its commands made the rest read anew
     assert world.files("b")["/dst"] == "v2" and world.files("c")["/dst"] == "v2"
     assert states(world.on_disk(), "copy") == {"b": "changed", "c": "changed"}

@@ -132,15 +132,22 @@ def _without_run(line: str) -> str:
 
 def before_deploy(state: State) -> State:
     """What a rollback must give back: the original's state but its backups (they stay),
-    and on the new controllers all but the backups and the packages that are not present
-    (dpkg may keep a record of a package purged): every dependency the deploy installed,
-    a dead attempt's too, must be gone again; the catalog."""
+    and on the new controllers all but the backups, with the names of the packages present
+    (dpkg may keep a record of a package purged; one the install upgraded as a dependency,
+    systemd's libraries, stays upgraded): every package the deploy installed, a dead
+    attempt's too, must be gone again; the catalog."""
     kept: State = {"endpoints": state["endpoints"]}
     for host in CTLS:
-        kept[host] = [line for line in state[host] if not line.startswith("backup ") and (
-            host == ORIGINAL or not line.startswith("pkg ")
-            or line.split()[2][1:2] not in ("n", "c"))]
+        kept[host] = [_present_name(line) if host != ORIGINAL else line
+                      for line in state[host] if not line.startswith("backup ") and (
+                          host == ORIGINAL or not line.startswith("pkg ")
+                          or line.split()[2][1:2] not in ("n", "c"))]
     return kept
+
+
+def _present_name(line: str) -> str:
+    """A package's line without its status and version (`pkg NAME`); other lines as are."""
+    return " ".join(line.split()[:2]) if line.startswith("pkg ") else line
 
 
 def deploy_runs(inventory: Path) -> list[str]:

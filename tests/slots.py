@@ -20,13 +20,11 @@ def worker_slot(environ: Mapping[str, str]) -> int | None:
 
 
 #: OpenStack modules that run with the other lab modules rather than with the OpenStack
-#: ones, so that the two workers take about as long. In the CI run of 2026-12-03 19:43
-#: (30:05 in all, 1660 passed) the OpenStack worker took 26.3 min (test_colocated_support
-#: 0.5, test_deploy_controllers 5.9, the full plane's module 16.2, the rest 1.1, then unit
-#: tests), the lab worker 29.6 (the co-located whole plane 17.2, the other lab modules 6.7,
-#: test_live_changes 5.7). test_controller_kill_points' one point with its setup took 3:55
-#: alone on 2026-12-03 22:20 (about twice that beside another lab): it joined the lab worker,
-#: and test_live_changes moved to the OpenStack worker.
+#: ones, so that the two workers take about as long. In the CI run of 2026-12-04 00:08
+#: (28:07 in all, 1669 passed) the OpenStack worker ran test_deploy_controllers in 6.9 min,
+#: the full plane's module in 12.2 and test_live_changes in 5.7; the lab worker ran the
+#: co-located whole plane, the other lab modules and test_controller_kill_points (one point
+#: with its setup: 5.5 min).
 BESIDE_THE_LB_MODULES = frozenset({"tests/lab/test_colocated_full_plane.py",
                                    "tests/lab/test_controller_kill_points.py"})
 

@@ -51,25 +51,26 @@ BLOCK_STARTS = (
 # and the last (logrotate's first rotation is not compressed).
 WINDOWS = f"{HADEPLOY_HOME}/runs"
 DPKG_LOGS = "/var/log/dpkg.log.1 /var/log/dpkg.log"
+# The host's local time as dpkg's log writes it.
+HOST_NOW = "$(date '+%Y-%m-%d %H:%M:%S')"
+
+
+def present_among(listing: str, names: str) -> str:
+    """Shell: those of the package names `names` prints (one per line) that `listing` (every
+    present package) shows, one per line, sorted."""
+    return ("{ " + listing + " | sed 's/^/present /'; " + names + " | sed 's/^/name /'; } | "
+            "awk '$1 == \"present\" {p[$2] = 1} $1 == \"name\" {n[$2] = 1} "
+            "END {for (k in n) if (k in p) print k}' | sort")
 
 
 def installed_since(listing: str) -> str:
     """Shell: the packages dpkg installed afresh (not upgraded) from "$since" to "$until" (the
     host's local time, as dpkg's log writes it; an empty "$until": up to now) that `listing`
-    (every present package) still shows, one per line."""
-    return ("{ " + listing + " | sed 's/^/present /'; cat " + DPKG_LOGS + " 2>/dev/null | "
-            "awk -v since=\"$since\" -v until=\"$until\" '($1 \" \" $2) >= since && "
-            "(until == \"\" || ($1 \" \" $2) <= until) && $3 == \"install\" && "
-            "$5 == \"<none>\" {sub(/:.*/, \"\", $4); print \"new\", $4}'; } | "
-            "awk '$1 == \"present\" {p[$2] = 1} $1 == \"new\" {n[$2] = 1} "
-            "END {for (k in n) if (k in p) print k}' | sort")
-
-
-def still_present(listing: str) -> str:
-    """Shell: those of the packages in "$asked" that `listing` still shows, one per line."""
-    return ("{ " + listing + " | sed 's/^/p /'; printf 'w %s\\n' $asked; } | "
-            "awk '$1 == \"p\" {p[$2] = 1} $1 == \"w\" {w[$2] = 1} "
-            "END {for (k in w) if (k in p) print k}' | sort")
+    still shows, one per line."""
+    return present_among(listing, (
+        "cat " + DPKG_LOGS + " 2>/dev/null | awk -v since=\"$since\" -v until=\"$until\" "
+        "'($1 \" \" $2) >= since && (until == \"\" || ($1 \" \" $2) <= until) && "
+        "$3 == \"install\" && $5 == \"<none>\" {sub(/:.*/, \"\", $4); print $4}'"))
 
 
 def window_file(run_id: str) -> str:
@@ -90,19 +91,21 @@ def read_window(path: str) -> str:
 def open_window(path: str) -> str:
     """Shell: the window's start, kept from an earlier attempt of the run or written now
     (owner-only, atomically)."""
-    now = "$(date '+%Y-%m-%d %H:%M:%S')"
     return (read_window(path)
             + 'if [ -z "$since" ]; then\n'
-            + f"  since={now}; {private_dir(q(WINDOWS))}\n"
-            + f"  (umask 077 && printf 'since=%s\\n' \"$since\" > {q(path + '.new')})\n"
-            + f"  mv -f {q(path + '.new')} {q(path)}\n"
+            + f"  since={HOST_NOW}; {private_dir(q(WINDOWS))}\n"
+            + _write_window(path, "'since=%s\\n' \"$since\"")
             + "fi\n")
 
 
 def close_window(path: str) -> str:
     """Shell: the window's end written after its start (atomically)."""
-    return (f"(umask 077 && printf 'since=%s\\nuntil=%s\\n' \"$since\" "
-            f"\"$(date '+%Y-%m-%d %H:%M:%S')\" > {q(path + '.new')})\n"
+    return _write_window(path, f"'since=%s\\nuntil=%s\\n' \"$since\" \"{HOST_NOW}\"")
+
+
+def _write_window(path: str, printf_args: str) -> str:
+    """Shell: `printf PRINTF_ARGS` into the window file, owner-only and atomically."""
+    return (f"(umask 077 && printf {printf_args} > {q(path + '.new')})\n"
             f"mv -f {q(path + '.new')} {q(path)}\n")
 
 
@@ -350,7 +353,7 @@ def undo_packages(ctx: HostContext, record: Record) -> list[Command]:
                           "'%s\\n' $present; " + installed_since(listing) + "; } | sort -u | "
                           "tr '\\n' ' '); fi\n") if window else "")
                       + 'if [ -n "$present" ]; then\n'
-                      + purge_keeping_mounted_data(still_present(listing),
+                      + purge_keeping_mounted_data(present_among(listing, "printf '%s\\n' $asked"),
                                                    ctx.profile.remove_prefix())
                       + "fi")
         else:

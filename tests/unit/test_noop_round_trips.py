@@ -20,10 +20,12 @@ from hadeploy.ops.base import HostContext
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.testing import FakeTransport, batch_answer, batch_probes
 from lab.inventory import lab_inventory_text
+from lab.network import SUBNET
 from lab.openstack.planes import FULL_PLANE_SERVICES
 
-ADDRESSES = {"lb1": "198.18.0.11", "lb2": "198.18.0.12", "lb3": "198.18.0.13",
-             "ctl1": "198.18.0.21", "ctl2": "198.18.0.22", "ctl3": "198.18.0.23"}
+# in this process's lab slot, as the inventory's VIP is (CI's workers run in slots 0 and 1)
+ADDRESSES = {"lb1": f"{SUBNET}.11", "lb2": f"{SUBNET}.12", "lb3": f"{SUBNET}.13",
+             "ctl1": f"{SUBNET}.21", "ctl2": f"{SUBNET}.22", "ctl3": f"{SUBNET}.23"}
 
 
 def _done(ctx: HostContext, seen: Any) -> bool:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
 from hadeploy.facts.files import FileState
 from hadeploy.ops.base import HostContext
 from hadeploy.ops.files import FileContent
@@ -23,7 +20,13 @@ VALIDATE_BUNDLE = ("if command -v openssl >/dev/null 2>&1; then "
 
 
 def describe_bundle(pem: bytes) -> str:
-    """Which certificate a bundle holds, in one line; never anything of its key."""
+    """Which certificate a bundle holds, in one line; never anything of its key.
+
+    cryptography loads here, when a plan shows a bundle: a run without `[tls]` never needs it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     try:
         cert = x509.load_pem_x509_certificates(pem)[0]
     except ValueError:

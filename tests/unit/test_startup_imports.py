@@ -81,3 +81,30 @@ def test_deploy_lb_dials_its_hosts_before_loading_the_rest(tmp_path: Path) -> No
                      env=secrets, cwd=tmp_path)
     assert "hadeploy.transport.dial" in modules  # it did reach the dial
     assert loaded(modules, LAZY_AT_DIAL) == []
+
+
+# Runs `hadeploy deploy-lb --dry-run --offline` in-process, then prints the loaded modules.
+AFTER_PLAN = """
+import json, sys
+sys.argv = ["hadeploy", *sys.argv[1:]]
+from hadeploy.cli import main
+try:
+    main()
+finally:
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr, flush=True)
+"""
+
+
+def test_a_whole_plan_without_tls_never_loads_cryptography(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts.toml"
+    shutil.copy(ROOT / "hosts.example.toml", hosts)
+    assert "[tls]" not in hosts.read_text()
+    secrets = dict.fromkeys(load_inventory(str(hosts)).secret_env_names(), "x")
+    done = subprocess.run([sys.executable, "-c", AFTER_PLAN, "deploy-lb", "--hosts", str(hosts),
+                           "--dry-run", "--offline"], cwd=tmp_path, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          env={**os.environ, **secrets, "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    modules: list[str] = json.loads(done.stderr.splitlines()[-1])
+    assert "hadeploy.runbook.lb" in modules  # the plan was built
+    assert loaded(modules, ("cryptography",)) == []

@@ -1,55 +1,160 @@
-"""The `hadeploy` console script and `python -m hadeploy`: invoke's Program over the tasks of
-hadeploy/tasks.py, the same collection the repository's `invoke` runs."""
+"""The `hadeploy` console script and `python -m hadeploy`: one command of hadeploy/commands.py
+per run, with the flags `invoke TASK` takes, parsed by argparse.
+
+invoke is not loaded here: importing it costs every run ~50 ms of CPU before the first
+connection (its `invoke.context` imports unittest.mock and asyncio, its vendored YAML reader
+compiles a large regex), for parsing a handful of flags. A command line that does not parse
+exits 2, as every refusal that touched no host.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from invoke.exceptions import Exit, ParseError
-from invoke.program import Program
+import argparse
+import inspect
+import sys
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
 from hadeploy import __version__
-from hadeploy.tasks import ns
+from hadeploy.commands import COMMANDS, Command
+
+BINARY = "hadeploy"
 
 
-@contextmanager
-def usage_errors(binary: str) -> Iterator[None]:
-    """A command line invoke cannot parse exits 2, as every refusal that touched no host."""
+class UsageError(Exception):
+    """A command line that does not parse; the message says why."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, raising instead of printing its own usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One parameter of a command's function as it reads on a command line."""
+
+    name: str  # the function's parameter
+    kind: str  # "flag", "value", "repeated" or "positional"
+    short: str  # "-d", or "" when another argument took the letter first
+    help: str
+
+    @property
+    def long(self) -> str:
+        """The option: `dry_run` is `--dry-run`."""
+        return "--" + self.name.replace("_", "-")
+
+    def shown(self) -> str:
+        """How the help names it: `-d, --dry-run`, `-h STRING, --hosts=STRING`."""
+        if self.kind == "flag":
+            return f"{self.short}, {self.long}" if self.short else self.long
+        value = f"{self.long}=STRING"
+        return f"{self.short} STRING, {value}" if self.short else value
+
+
+def arguments(command: Command) -> list[Argument]:
+    """The command's arguments, read from its function's signature; each takes the first
+    letter of its name as short flag unless an earlier one took it (invoke's rule)."""
+    taken: set[str] = set()
+    found = []
+    for name, parameter in inspect.signature(command.function).parameters.items():
+        kind = ("positional" if parameter.default is inspect.Parameter.empty
+                else "repeated" if name in command.repeatable
+                else "flag" if parameter.default is False else "value")
+        short = "" if kind == "positional" or name[0] in taken else f"-{name[0]}"
+        taken.add(name[0])
+        found.append(Argument(name, kind, short, command.help.get(name, "")))
+    return found
+
+
+def parse(command: Command, argv: Sequence[str]) -> dict[str, object]:
+    """The keyword arguments of `command`'s function from its part of the command line."""
+    parser = _Parser(prog=f"{BINARY} {command.name}", add_help=False, allow_abbrev=False)
+    for argument in arguments(command):
+        if argument.kind == "positional":
+            parser.add_argument(argument.name)
+            continue
+        names = [n for n in (argument.short, argument.long) if n]
+        action = {"flag": "store_true", "repeated": "append", "value": "store"}[argument.kind]
+        parser.add_argument(*names, dest=argument.name, action=action)
+    return dict(vars(parser.parse_args(list(argv))))
+
+
+def command_help(command: Command) -> str:
+    """What `hadeploy COMMAND --help` prints: what it does, its usage, then its options."""
+    found = arguments(command)
+    positionals = "".join(f" {a.name.upper()}" for a in found if a.kind == "positional")
+    options = sorted((a for a in found if a.kind != "positional"), key=lambda a: a.name)
+    width = max((len(a.shown()) for a in options), default=0) + 4
+    lines = [inspect.cleandoc(command.function.__doc__ or ""), "",
+             f"Usage: {BINARY} {command.name} [--options]{positionals}", "", "Options:"]
+    shown = [(a.shown(), a.help) for a in options]
+    shown += [(a.name.upper(), a.help) for a in found if a.kind == "positional"]
+    for name, text in shown:
+        wrapped = textwrap.wrap(text, max(30, 78 - width)) or [""]
+        lines.append(f"  {name:<{width}}{wrapped[0]}")
+        lines += [f"  {'':<{width}}{more}" for more in wrapped[1:]]
+    return "\n".join(lines + (["", command.usage] if command.usage else [])) + "\n"
+
+
+def listing() -> str:
+    """The commands, one line each (`hadeploy --list`)."""
+    lines = ["Commands:", ""]
+    for command in COMMANDS.values():
+        summary = inspect.cleandoc(command.function.__doc__ or "").split("\n\n")[0]
+        wrapped = textwrap.wrap(" ".join(summary.split()), 56)
+        lines.append(f"  {command.name:<20} {wrapped[0]}")
+        lines += [f"  {'':<20} {more}" for more in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def overview() -> str:
+    """What `hadeploy --help` prints."""
+    return (f"Usage: {BINARY} COMMAND [--options]\n"
+            f"       {BINARY} --help COMMAND | --list | --version\n\n"
+            f"Each command takes the same flags as `invoke COMMAND` in hadeploy's repository.\n\n"
+            f"{listing()}")
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the command line `argv` (without the program's name); return the exit code."""
+    if not argv or argv[0] in ("-h", "--help"):
+        if len(argv) > 1:
+            return run([argv[1], "--help"])
+        sys.stdout.write(overview())
+        return 0
+    if argv[0] in ("-l", "--list"):
+        sys.stdout.write(listing())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        sys.stdout.write(f"{BINARY} {__version__}\n")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        return usage(f"no command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", None)
+    if "--help" in argv[1:]:
+        sys.stdout.write(command_help(command))
+        return 0
     try:
-        yield
-    except ParseError as exc:
-        context = exc.context.name if exc.context is not None else None
-        usage = (f"usage: {binary} {context} [--options]; `{binary} --help {context}` lists "
-                 "them" if context else f"usage: {binary} TASK [--options]; `{binary} --list` "
-                 "lists the tasks")
-        raise Exit(f"error: {exc}\n{usage}", code=2) from None
+        keywords = parse(command, argv[1:])
+    except UsageError as exc:
+        return usage(str(exc), command)
+    return command.function(**keywords)
 
 
-class HadeployProgram(Program):
-    """invoke's Program, with usage errors exiting 2 (invoke's own says 1)."""
-
-    def parse_core(self, argv: list[str] | None) -> None:
-        """Parse the core flags and the task names."""
-        with usage_errors(self.binary):
-            super().parse_core(argv)
-
-    def parse_tasks(self) -> None:
-        """Parse each task's arguments."""
-        with usage_errors(self.binary):
-            super().parse_tasks()
-
-    def parse_cleanup(self) -> None:
-        """Act on --help TASK, --list and the like."""
-        with usage_errors(self.binary):
-            super().parse_cleanup()
-
-
-program = HadeployProgram(namespace=ns, version=__version__, name="hadeploy",
-                          binary="hadeploy")
+def usage(problem: str, command: Command | None) -> int:
+    """A command line that does not parse: say why and how to list what does; exit 2."""
+    hint = (f"usage: {BINARY} {command.name} [--options]; `{BINARY} --help {command.name}` "
+            "lists them" if command else
+            f"usage: {BINARY} COMMAND [--options]; `{BINARY} --list` lists the commands")
+    sys.stderr.write(f"error: {problem}\n{hint}\n")
+    return 2
 
 
 def main() -> int:
-    """Run `hadeploy TASK ...` (exits with the task's code, see hadeploy.tasks)."""
-    program.run()
-    return 0
+    """Run `hadeploy COMMAND ...` (exits with the command's code, see hadeploy.commands)."""
+    return run(sys.argv[1:])

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from invoke.context import Context
 from invoke.exceptions import Exit
 
-from hadeploy import tasks
+from hadeploy import commands, tasks
 from hadeploy.app import Deployment
 from hadeploy.errors import HadeployError, InventoryError, JournalError, StepFailed
 from hadeploy.events import Event, Listener
@@ -180,8 +179,8 @@ class UndoSixHostSteps:
 
 def test_rollback_says_how_many_host_steps_it_undid(hosts: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(tasks, "Deployment", UndoSixHostSteps)
-    tasks.rollback(Context(), phase="lb", hosts=str(hosts), yes=True)
+    monkeypatch.setattr(commands, "Deployment", UndoSixHostSteps)
+    assert commands.rollback(phase="lb", hosts=str(hosts), yes=True) == 0
     out = capsys.readouterr().out
     assert "\nRolled back 6 host-steps. Journal: " in out, out
     assert "0 changed" not in out
@@ -235,7 +234,7 @@ def test_a_missing_known_hosts_file_exits_2_naming_the_key(hosts: Path, tmp_path
     assert cli("render", "haproxy", "--hosts", str(hosts)).returncode == 0
 
 
-def test_guard_gives_every_task_the_same_exit_codes() -> None:
+def test_guard_gives_every_task_the_same_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     def raising(exc: BaseException) -> Callable[[], int]:
         def action() -> int:
             raise exc
@@ -251,9 +250,12 @@ def test_guard_gives_every_task_the_same_exit_codes() -> None:
         (raising(KeyboardInterrupt()), 130),
     ]
     for action, code in cases:
-        with pytest.raises(Exit) as stopped:
+        assert commands.guard(action) == code
+        with pytest.raises(Exit) as stopped:  # the same, as an invoke task
             tasks.guard(action)
         assert stopped.value.code == code
+    assert "error: hosts.toml" in capsys.readouterr().err
+    assert commands.guard(lambda: 0) == 0
     tasks.guard(lambda: 0)  # done: no exit raised
 
 

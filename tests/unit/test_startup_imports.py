@@ -21,12 +21,12 @@ from hadeploy.inventory import load_inventory
 ROOT = Path(__file__).resolve().parents[2]
 
 # Never loaded by importing the entry point (`hadeploy` / `python -m hadeploy`).
-LAZY_AT_IMPORT = ("rich", "cryptography", "paramiko", "fabric", "lab", "hadeploy.engine",
+LAZY_AT_IMPORT = ("invoke", "rich", "cryptography", "paramiko", "fabric", "lab", "hadeploy.engine",
                   "hadeploy.runbook", "hadeploy.ops", "hadeploy.render", "hadeploy.console",
                   "hadeploy.live", "hadeploy.verify", "hadeploy.verify_console",
                   "hadeploy.status", "hadeploy.transport.ssh")
 # Still not loaded when deploy-lb starts dialling its hosts (the rest loads meanwhile).
-LAZY_AT_DIAL = ("rich", "cryptography", "paramiko", "fabric", "lab", "hadeploy.engine",
+LAZY_AT_DIAL = ("invoke", "rich", "cryptography", "paramiko", "fabric", "lab", "hadeploy.engine",
                 "hadeploy.runbook", "hadeploy.ops", "hadeploy.render", "hadeploy.console",
                 "hadeploy.live", "hadeploy.verify", "hadeploy.verify_console", "hadeploy.status")
 
@@ -65,7 +65,7 @@ def python(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> l
 def test_importing_the_entry_point_loads_no_presentation_engine_or_ssh() -> None:
     modules = python("-c", "import json, sys, hadeploy.cli, hadeploy.__main__; "
                      "print(json.dumps(sorted(sys.modules)))")
-    assert "invoke" in modules  # the check itself sees what it should
+    assert "hadeploy.commands" in modules  # the check itself sees what it should
     assert loaded(modules, LAZY_AT_IMPORT) == []
 
 

@@ -41,10 +41,12 @@ class CommandRunner:
         """Run `command` on `host`; raise `CommandFailed` (holding the result) if it fails,
         `Interrupted` before it starts if the operator asked to stop (unless not
         `interruptible`: the undo of a failed step finishes anyway). A change of `journal`'s
-        run carries the host's record of it along (`hoststate`)."""
+        run on `host` itself carries the host's record of it along (`hoststate`)."""
         if interruptible and self.stop.is_set():
             raise stopped()
-        if journal is not None and self.records is not None:
+        # The host's record rides on its own commands only: one run on a balancer for it (a
+        # drain) would leave the controller's record of the run on the balancer.
+        if journal is not None and self.records is not None and command.on in (None, host):
             ahead = self.records(host, journal)
             command = replace(command, script=ahead + command.script, summary=command.shown())
         stdin = command.stdin

@@ -131,6 +131,16 @@ def test_backups_are_owner_only_at_every_level(deployed: Deployed) -> None:
     assert backup_audit(lab, inventory, LBS + CTLS) == {h: [] for h in LBS + CTLS}
 
 
+def test_each_host_keeps_the_records_of_its_own_runs_only(deployed: Deployed) -> None:
+    """The controllers phase drains on the balancers, but changes nothing there: no balancer
+    keeps a record of it (a controller's record once rode along with its drain commands)."""
+    lab = deployed[0]
+    listing = "ls /var/lib/hadeploy/runs/ | grep -c -- '-controllers-.*\\.json$' || true"
+    kept = {host: lab.hosts[host].exec(["sh", "-c", listing]).stdout.strip()
+            for host in LBS + CTLS}
+    assert all(kept[h] == "0" for h in LBS) and all(kept[h] != "0" for h in CTLS), kept
+
+
 def test_token_through_the_vip_and_every_backend(deployed: Deployed) -> None:
     lab, _, _, _ = deployed
     token = openstack_cli(lab, "ctl1", "token issue -f value -c id",

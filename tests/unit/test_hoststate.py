@@ -178,6 +178,11 @@ def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(tmp_path: Path)
     assert result.command.startswith("{\n") and "runs/20261202-125000-000-lb-deploy.json" in (
         result.command)
     assert result.command.endswith("\ntrue") and '"lb2"' not in result.command  # its own
+    # a command of lb1's step run on another host (a drain on a balancer) carries no record:
+    # lb1's would be left on that host
+    elsewhere = runner.runner.run("lb1", Command("true", summary="drain", on="lb9"),
+                                  "lb.sysctl", journal=log)
+    assert elsewhere.command == "true" and transport.calls[-1] == ("lb9", "true")
     state = runner.hoststate
     assert isinstance(state, HostState)
     state.release()

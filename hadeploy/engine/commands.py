@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from hadeploy import framing
 from hadeploy.engine.lookahead import LookAhead
-from hadeploy.errors import Interrupted
+from hadeploy.errors import CommandFailed, Interrupted
 from hadeploy.events import Emitter
 from hadeploy.journal import Journal
 from hadeploy.ops.base import Command
@@ -64,3 +66,28 @@ class CommandRunner:
         for words in framing.tagged_words(framing.NOTICE, result.stdout):
             self.emit("notice", step_id, host, text=" ".join(words))
         return result.check(command.shown())
+
+    def run_all(self, host: str, commands: Sequence[Command], step_id: str | None,
+                outputs: list[str], interruptible: bool = True,
+                journal: Journal | None = None) -> None:
+        """Run `commands` in order as `run` does, adding each one's stdout to `outputs`;
+        consecutive commands with the same `alongside` key run at once, and the first of
+        their failures is raised once every one of them has ended."""
+        for key, group in itertools.groupby(commands, lambda c: c.alongside):
+            together = list(group)
+            if not key or len(together) == 1:
+                for command in together:
+                    outputs.append(self.run(host, command, step_id, interruptible,
+                                            journal).stdout)
+                continue
+            with ThreadPoolExecutor(len(together)) as pool:
+                futures = [pool.submit(self.run, host, command, step_id, interruptible,
+                                       journal) for command in together]
+            failures: list[Exception] = []
+            for future in futures:
+                try:
+                    outputs.append(future.result().stdout)
+                except (CommandFailed, Interrupted) as exc:
+                    failures.append(exc)
+            if failures:
+                raise failures[0]

@@ -192,9 +192,7 @@ class StepExecutor:
             # A change the host must be able to undo carries the host's record of the run
             # (hoststate); a read-only requirement's refusal leaves the host as it was.
             recorded = journal if change.get("record") else None
-            for command in commands:
-                outputs.append(self.runner.run(host, command, step_id,
-                                               journal=recorded).stdout)
+            self.runner.run_all(host, commands, step_id, outputs, journal=recorded)
         except CommandFailed as exc:
             # What a command that failed half-way reported it had done (endpoints moved,
             # packages added) is what the undo of this failure must know.

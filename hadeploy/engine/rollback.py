@@ -71,6 +71,7 @@ class Undoer:
                     f"step {step_id} recorded a change of unknown kind {kind!r} "
                     f"({change.get('title')}); this version of hadeploy cannot undo it",
                     host=host)
+            now_run: list[Command] = []
             for command in undo(ctx, change["record"]):
                 if command.deferred and deferred is not None:
                     with self._lock:
@@ -78,7 +79,8 @@ class Undoer:
                         if command not in queue:
                             queue.append(command)
                     continue
-                self.runner.run(host, command, step_id, interruptible)
+                now_run.append(command)
+            self.runner.run_all(host, now_run, step_id, [], interruptible)
             change["rolled_back"] = True
             self.writer.save(journal)
 
@@ -139,8 +141,7 @@ class Undoer:
 
         def run_all(host: str) -> HostOutcome:
             try:
-                for command in deferred[host]:
-                    self.runner.run(host, command, step_id)
+                self.runner.run_all(host, deferred[host], step_id, [])
             except Interrupted as exc:
                 return HostOutcome(host, "interrupted", exc)
             except HadeployError as exc:

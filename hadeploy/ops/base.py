@@ -68,6 +68,9 @@ class Command:
     # Run on this other host instead (a drained restart sets the server's state on each
     # balancer): the operation's host still owns the step, its journal and its failure.
     on: str | None = None
+    # Consecutive commands with the same key run at once, each on its own host (the drain of
+    # one server on every balancer): they wait on independent haproxies, not on each other.
+    alongside: str = ""
 
     def shown(self) -> str:
         """How the command appears in plans and logs (stdin is never shown)."""

@@ -134,7 +134,7 @@ def drained(lbs: Balancers, server: str, restart: list[Command], answers: str) -
     """`restart` with `server` drained on every balancer first and made ready after, once
     `answers` (shell on the controller, exit 0 when its APIs answer) succeeds."""
     backends = ", ".join(lbs.backends)
-    drain = [Command(drain_script(lbs, server), on=lb,
+    drain = [Command(drain_script(lbs, server), on=lb, alongside="drain",
                      summary=f"{lb}: set {server} to drain in {backends} (stats socket), "
                              f"wait until its sessions reach 0 (at most {lbs.drain_seconds} s)",
                      notice=f"{lb}: draining {server} in {backends}: waits at most "
@@ -142,7 +142,7 @@ def drained(lbs: Balancers, server: str, restart: list[Command], answers: str) -
                             "anyway")
              for lb in lbs.hosts]
     answer = Command(answers, summary=f"wait until {server}'s APIs answer on its own address")
-    ready = [Command(ready_script(lbs, server), on=lb,
+    ready = [Command(ready_script(lbs, server), on=lb, alongside="ready",
                      summary=f"{lb}: wait until haproxy sees {server} UP in {backends} "
                              f"(at most {lbs.up_seconds} s), then set it ready")
              for lb in lbs.hosts]
@@ -189,7 +189,7 @@ class DrainedRestart(Operation[ServiceState]):
         sends it traffic once its checks pass."""
         node = ctx.node.name
         return [Command(_cli(self.balancers.socket) + _listed(self.balancers, node)
-                        + _set_state(self.balancers, node, "ready"), on=lb,
+                        + _set_state(self.balancers, node, "ready"), on=lb, alongside="ready",
                         summary=f"{lb}: set {node} ready in "
                                 f"{', '.join(self.balancers.backends)} where haproxy has it")
                 for lb in self.balancers.hosts]
@@ -233,7 +233,7 @@ def undo_drained(ctx: HostContext, record: Record) -> list[Command]:
     server = str(record["server"])
     commands = undo_service(ctx, record)
     if not record.get("was_running"):
-        drains = [Command(drain_script(lbs, server, if_listed=True), on=lb,
+        drains = [Command(drain_script(lbs, server, if_listed=True), on=lb, alongside="drain",
                           summary=f"{lb}: set {server} to drain in {', '.join(lbs.backends)} "
                                   "where haproxy has it, wait until its sessions reach 0",
                           notice=f"{lb}: draining {server} before its stop: waits at most "

@@ -84,7 +84,7 @@ class ServiceRetired(Operation[ServiceState]):
             lbs = self.balancers
             if lbs is not None:
                 commands += [Command(
-                    drain_script(lbs, node, if_listed=True), on=lb,
+                    drain_script(lbs, node, if_listed=True), on=lb, alongside="drain",
                     summary=f"{lb}: set {node} to drain in {', '.join(lbs.backends)} where "
                             "haproxy still has it, wait until its sessions reach 0",
                     notice=f"{lb}: draining {node}: waits at most {lbs.drain_seconds} s for "
@@ -140,6 +140,7 @@ def undo_retired(ctx: HostContext, record: Record) -> list[Command]:
             lbs = Balancers.from_record(data)
             server = str(record["server"])
             commands += [Command(ready_script(lbs, server, if_listed=True), on=lb,
+                                 alongside="ready",
                                  summary=f"{lb}: once haproxy sees {server} UP, set it ready "
                                          "(where haproxy still has it)")
                          for lb in lbs.hosts]

@@ -9,9 +9,10 @@ Glance's store on a directory the controllers share, `deploy-lb` run once. Then,
                    service starts blocked as hadeploy blocks them; the hosts are reset after.
                    Twice, the faster counting: the first reads the .debs from disk, and
                    hadeploy's install after it finds them in the page cache
-  daemon starts    on the original, each service's daemons stopped, then started, and timed
-                   until every API of the service answers as haproxy's check expects (polled
-                   every 0.1 s): their sum is what one controller's starts cost
+  daemon stops     on the original, each service's daemons stopped (in reverse order, each
+  and starts       until its process is gone), timed; then started, and timed until every
+                   API of the service answers as haproxy's check expects (polled every
+                   0.1 s): the sums are what one controller's stops and starts cost
   hadeploy         `deploy-controllers --yes --json` on the bare ctl2 and ctl3: the phase's
                    wall time, and each step's from its events
   no-op            the same command again, three times (nothing changes), against `ssh true`
@@ -19,8 +20,11 @@ Glance's store on a directory the controllers share, `deploy-lb` run once. Then,
 
 The floor of the phase: apt alone, plus the daemon starts twice (on the new controllers, in
 parallel, and then on the original, which restarts only once they serve: a client must not
-notice). hadeploy's own share is the phase's wall time less that floor. Needs root; the lab
-lock of HADEPLOY_LAB_SLOT is held throughout.
+notice), plus the daemons' stops on the original (a restart waits for the old process to
+end: heat-engine's graceful stop alone takes seconds). hadeploy's own share is the phase's
+wall time less that floor. Needs root; the lab
+lock of HADEPLOY_LAB_SLOT is held throughout. The runs' events stay in the state directory
+(time-to-ha-events.log, owner-only as hadeploy writes it).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class TimeToHa:
     apt_alone: float = 0.0
     apt_runs: list[float] = field(default_factory=list)
     starts: dict[str, float] = field(default_factory=dict)
+    stops: dict[str, float] = field(default_factory=dict)
     phase: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
     noop: list[float] = field(default_factory=list)
@@ -78,8 +83,9 @@ class TimeToHa:
 
     @property
     def floor(self) -> float:
-        """apt alone, plus the daemons' starts on the new controllers and on the original."""
-        return self.apt_alone + 2 * sum(self.starts.values())
+        """apt alone, plus the daemons' starts on the new controllers and on the original,
+        plus their stops on the original."""
+        return self.apt_alone + 2 * sum(self.starts.values()) + sum(self.stops.values())
 
     @property
     def own(self) -> float:
@@ -131,15 +137,18 @@ def _install_floor(lab: Lab, packages: list[str]) -> float:
     return seconds
 
 
-def _start_seconds(lab: Lab, service: Service) -> float:
-    """On the original: the service's daemons stopped, then started (in the catalog's order)
-    and timed until every API of the service answers as haproxy's check expects."""
+def _stop_start_seconds(lab: Lab, service: Service) -> tuple[float, float]:
+    """On the original: the service's daemons stopped (timed until each one's process is
+    gone), then started (in the catalog's order) and timed until every API of the service
+    answers as haproxy's check expects; (stop seconds, start seconds)."""
     host = lab.hosts[ORIGINAL]
     profile = profile_for("debian", "sysv")
     variant = service.variant("debian", "modern")
+    stopping = time.monotonic()
     for daemon in reversed(variant.daemons):
         host.exec(stop_and_wait(profile, daemon, variant.sysv_pidfiles(daemon)),
                   check=False, timeout=60)
+    stopped = time.monotonic() - stopping
     targets = [api_target(host.address, p, "modern") for p in service.proxies_for("modern")]
     starts = "; ".join(f"{profile.action(d, 'start')} >/dev/null 2>&1" for d in variant.daemons)
     started = time.monotonic()
@@ -149,7 +158,7 @@ def _start_seconds(lab: Lab, service: Service) -> float:
     if done.stdout.strip() != ALL_ANSWER:
         raise SystemExit(f"{service.name} did not answer on {ORIGINAL} after its start: "
                          f"{done.stdout}{done.stderr}")
-    return seconds
+    return stopped, seconds
 
 
 def _hadeploy(inventory: Path, env: dict[str, str], what: str, *args: str) -> tuple[float, str]:
@@ -181,6 +190,10 @@ def measure_time_to_ha(state_dir: Path, progress: Callable[[TimeToHa], None]) ->
             if shared is not None:
                 unshare_directory(lab, (ORIGINAL, *NEW), shared)
             lab.down()
+            # the runs' events, for a closer look at where the phase's time went
+            events = work / ".hadeploy" / "events.log"
+            if events.exists():
+                shutil.copy2(events, state_dir / "time-to-ha-events.log")
             shutil.rmtree(work, ignore_errors=True)
 
 
@@ -202,8 +215,9 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
     figures.apt_alone = min(figures.apt_runs)
     progress(figures)
     for service in services:
-        figures.starts[service.name] = _start_seconds(lab, service)
-        log(f"time to HA: {service.name} starts in {figures.starts[service.name]:.1f} s")
+        stop, start = _stop_start_seconds(lab, service)
+        figures.stops[service.name], figures.starts[service.name] = stop, start
+        log(f"time to HA: {service.name} stops in {stop:.1f} s, starts in {start:.1f} s")
     progress(figures)
     log("time to HA: hadeploy deploy-controllers")
     figures.phase, stdout = _hadeploy(inventory, env, "deploy-controllers",

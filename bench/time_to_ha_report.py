@@ -33,6 +33,8 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
     info = machine()
     share = f.own / f.phase
     starts = sum(f.starts.values())
+    stops = sum(f.stops.values())
+    without_stops = (f.own + stops) / f.phase
     noop = statistics.median(f.noop)
     ssh = statistics.median(f.ssh_floor)
     steps = [(k, f.steps[k]) for k in KINDS if k in f.steps]
@@ -56,10 +58,14 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         f"{f.apt_alone:.1f} | {100 * f.apt_alone / f.phase:.0f} % |",
         f"| floor: the daemons' own starts, twice (new controllers, then the original) | "
         f"{2 * starts:.1f} | {100 * 2 * starts / f.phase:.0f} % |",
+        f"| floor: the daemons' own stops on the original (its restarts wait for them) | "
+        f"{stops:.1f} | {100 * stops / f.phase:.0f} % |",
         f"| **hadeploy's own share** (the rest) | **{f.own:.1f}** | **{100 * share:.0f} %** |",
         "",
         f"Target (issue 17): hadeploy's own share under {100 * TIME_TO_HA_TARGET:.0f} % of the "
-        f"phase: {100 * share:.0f} %, {'met' if share < TIME_TO_HA_TARGET else 'NOT met'}.",
+        f"phase: {100 * share:.0f} %, {'met' if share < TIME_TO_HA_TARGET else 'NOT met'}. "
+        f"Counted as the issue's floor has it, without the stops (apt alone and the starts "
+        f"only): {100 * without_stops:.0f} %.",
         "",
         "Where the phase's time went, by step kind (from its `--json` events; a kind's steps "
         "summed):",
@@ -68,12 +74,15 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "|---|---:|",
         *(f"| {kind} | {seconds:.1f} |" for kind, seconds in steps),
         "",
-        "Each service's start on the original (its daemons started, until every API of the "
-        "service answers as haproxy's check expects, polled every 0.1 s):",
+        "Each service's stop and start on the original (its daemons stopped, each until its "
+        "process is gone; then started, until every API of the service answers as haproxy's "
+        "check expects, polled every 0.1 s):",
         "",
-        "| " + " | ".join(f.starts) + " | sum |",
-        "|" + "---:|" * (len(f.starts) + 1),
-        "| " + " | ".join(f"{s:.1f}" for s in f.starts.values()) + f" | {starts:.1f} |",
+        "| | " + " | ".join(f.starts) + " | sum |",
+        "|---|" + "---:|" * (len(f.starts) + 1),
+        "| stop | " + " | ".join(f"{f.stops.get(n, 0.0):.1f}" for n in f.starts)
+        + f" | {stops:.1f} |",
+        "| start | " + " | ".join(f"{s:.1f}" for s in f.starts.values()) + f" | {starts:.1f} |",
         "",
         f"**No-op re-run** of `deploy-controllers` (nothing changes), median of {len(f.noop)}: "
         f"{noop:.2f} s, against `ssh true` to its {3 + 3} hosts at once on fresh connections, "
@@ -87,7 +96,9 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "blocks service starts as hadeploy's install does; no `apt-get update`.",
         "- the daemons' starts are counted twice: a new controller's daemons must serve "
         "before the original's restart (for its keys now naming the VIP), or a client would "
-        "notice; the new controllers start theirs in parallel.",
+        "notice; the new controllers start theirs in parallel. Their stops count once: the "
+        "original's restart waits for each old process to end, as `service X restart` does "
+        "for an operator.",
         "- hadeploy's own share is everything else: facts and probes, the copies of the "
         "/etc trees and their proofs, the key edits, draining the original before its "
         "restarts and waiting for haproxy to see each server UP again, the endpoint moves, "

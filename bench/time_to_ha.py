@@ -9,20 +9,21 @@ Glance's store on a directory the controllers share, `deploy-lb` run once. Then,
                    service starts blocked as hadeploy blocks them; the hosts are reset after.
                    Twice, the faster counting: the first reads the .debs from disk, and
                    hadeploy's install after it finds them in the page cache
-  daemon stops     on the original, each service's daemons stopped (in reverse order, each
-  and starts       until its process is gone), timed; then started, and timed until every
-                   API of the service answers as haproxy's check expects (polled every
-                   0.1 s): the sums are what one controller's stops and starts cost
+  daemon starts    on the original, each service's daemons stopped, then started and timed
+  and restarts     until every API of the service answers as haproxy's check expects (polled
+                   every 0.1 s); then restarted as the phase restarts them (the same
+                   commands, workers first) and timed until its APIs answer again
   hadeploy         `deploy-controllers --yes --json` on the bare ctl2 and ctl3: the phase's
                    wall time, and each step's from its events
   no-op            the same command again, three times (nothing changes), against `ssh true`
                    to its five hosts at once on fresh connections, three times
 
-The floor of the phase: apt alone, plus the daemon starts twice (on the new controllers, in
-parallel, and then on the original, which restarts only once they serve: a client must not
-notice), plus the daemons' stops on the original (a restart waits for the old process to
-end: heat-engine's graceful stop alone takes seconds). hadeploy's own share is the phase's
-wall time less that floor. Needs root; the lab
+The floor of the phase: apt alone, plus the daemons' starts on the new controllers (in
+parallel), plus, for each service the phase restarted on the original (its events say which:
+only a service whose config there changed restarts), that restart's own time: the original
+restarts only once the new controllers serve (a client must not notice), and a restart waits
+for the old process to end (heat-engine's graceful stop alone takes seconds). hadeploy's own
+share is the phase's wall time less that floor. Needs root; the lab
 lock of HADEPLOY_LAB_SLOT is held throughout. The runs' events stay in the state directory
 (time-to-ha-events.log, owner-only as hadeploy writes it).
 """
@@ -44,9 +45,9 @@ from bench.floors import apt_alone, ssh_floor
 from bench.hadeploy_runner import run_finished
 from bench.lab_setup import STATS_PASSWORD
 from bench.process import log, must, timed
-from hadeploy.catalog import Service, load_catalog
-from hadeploy.ops.services import stop_and_wait
-from hadeploy.platforms import profile_for
+from hadeploy.catalog import Service, Variant, load_catalog
+from hadeploy.ops.services import restart_and_wait, stop_and_wait, stop_then_start
+from hadeploy.platforms import Profile, profile_for
 from hadeploy.runbook.api_answers import ALL_ANSWER, api_probe_script, api_target
 from lab import LAB_LOCK, Lab, ensure_repo, lab_lock
 from lab.inventory import write_lab_inventory
@@ -71,7 +72,8 @@ class TimeToHa:
     apt_alone: float = 0.0
     apt_runs: list[float] = field(default_factory=list)
     starts: dict[str, float] = field(default_factory=dict)
-    stops: dict[str, float] = field(default_factory=dict)
+    restarts: dict[str, float] = field(default_factory=dict)  # on the original
+    restarted: list[str] = field(default_factory=list)  # on the original, by the phase
     phase: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
     noop: list[float] = field(default_factory=list)
@@ -83,9 +85,10 @@ class TimeToHa:
 
     @property
     def floor(self) -> float:
-        """apt alone, plus the daemons' starts on the new controllers and on the original,
-        plus their stops on the original."""
-        return self.apt_alone + 2 * sum(self.starts.values()) + sum(self.stops.values())
+        """apt alone, the daemons' starts on the new controllers, and the restart on the
+        original of each service the phase restarted there."""
+        again = sum(self.restarts.get(s, 0.0) for s in self.restarted)
+        return self.apt_alone + sum(self.starts.values()) + again
 
     @property
     def own(self) -> float:
@@ -122,6 +125,21 @@ def step_seconds(stdout: str) -> dict[str, float]:
     return kinds
 
 
+def restarted_services(stdout: str, host: str = ORIGINAL) -> list[str]:
+    """The services whose daemons a `--json` run changed on `host` in their services step
+    (on the original, running daemons: a restart), in the run's order."""
+    found: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        parts = str(event.get("step") or "").split(".")
+        if (event["event"] == "host-changed" and event.get("host") == host and len(parts) == 3
+                and parts[0] == "ctl" and parts[2] == "services" and parts[1] not in found):
+            found.append(parts[1])
+    return found
+
+
 def catalog_services() -> list[Service]:
     """The balanced services that deploy-controllers scales out, in the inventory's order."""
     catalog = load_catalog()
@@ -137,28 +155,41 @@ def _install_floor(lab: Lab, packages: list[str]) -> float:
     return seconds
 
 
-def _stop_start_seconds(lab: Lab, service: Service) -> tuple[float, float]:
-    """On the original: the service's daemons stopped (timed until each one's process is
-    gone), then started (in the catalog's order) and timed until every API of the service
-    answers as haproxy's check expects; (stop seconds, start seconds)."""
+def _restart_script(profile: Profile, variant: Variant, daemon: str) -> str:
+    """The command the phase restarts `daemon` with on the original (as
+    `ops.services.ServiceRunning.apply` chooses it: a stop, then a start, where the catalog
+    says the init script's restart does not restart it)."""
+    pidfiles = variant.sysv_pidfiles(daemon)
+    if variant.sysv_stop_start:
+        return stop_then_start(profile, daemon, pidfiles).script
+    return restart_and_wait(profile, daemon, pidfiles, "restart", 30, True).script
+
+
+def _start_restart_seconds(lab: Lab, service: Service) -> tuple[float, float]:
+    """On the original: the service's daemons stopped, then started (in the catalog's order)
+    and timed until every API of the service answers as haproxy's check expects; then
+    restarted as the phase restarts them (workers first, then the APIs) and timed until its
+    APIs answer again. (start seconds, restart seconds)."""
     host = lab.hosts[ORIGINAL]
     profile = profile_for("debian", "sysv")
     variant = service.variant("debian", "modern")
-    stopping = time.monotonic()
     for daemon in reversed(variant.daemons):
         host.exec(stop_and_wait(profile, daemon, variant.sysv_pidfiles(daemon)),
                   check=False, timeout=60)
-    stopped = time.monotonic() - stopping
     targets = [api_target(host.address, p, "modern") for p in service.proxies_for("modern")]
+    answers = api_probe_script(targets, 120, pause=0.1)
     starts = "; ".join(f"{profile.action(d, 'start')} >/dev/null 2>&1" for d in variant.daemons)
-    started = time.monotonic()
-    done = host.exec(f"{starts}; {api_probe_script(targets, 120, pause=0.1)}", check=False,
-                     timeout=180)
-    seconds = time.monotonic() - started
-    if done.stdout.strip() != ALL_ANSWER:
-        raise SystemExit(f"{service.name} did not answer on {ORIGINAL} after its start: "
-                         f"{done.stdout}{done.stderr}")
-    return stopped, seconds
+    restarts = "; ".join(f"( {_restart_script(profile, variant, d)} ) >/dev/null 2>&1"
+                         for d in (*variant.workers, *variant.api_daemons()))
+    seconds = []
+    for what, script in (("start", starts), ("restart", restarts)):
+        began = time.monotonic()
+        done = host.exec(f"{script}; {answers}", check=False, timeout=240)
+        seconds.append(time.monotonic() - began)
+        if done.stdout.strip() != ALL_ANSWER:
+            raise SystemExit(f"{service.name} did not answer on {ORIGINAL} after its {what}: "
+                             f"{done.stdout}{done.stderr}")
+    return seconds[0], seconds[1]
 
 
 def _hadeploy(inventory: Path, env: dict[str, str], what: str, *args: str) -> tuple[float, str]:
@@ -215,14 +246,15 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
     figures.apt_alone = min(figures.apt_runs)
     progress(figures)
     for service in services:
-        stop, start = _stop_start_seconds(lab, service)
-        figures.stops[service.name], figures.starts[service.name] = stop, start
-        log(f"time to HA: {service.name} stops in {stop:.1f} s, starts in {start:.1f} s")
+        start, restart = _start_restart_seconds(lab, service)
+        figures.starts[service.name], figures.restarts[service.name] = start, restart
+        log(f"time to HA: {service.name} starts in {start:.1f} s, restarts in {restart:.1f} s")
     progress(figures)
     log("time to HA: hadeploy deploy-controllers")
     figures.phase, stdout = _hadeploy(inventory, env, "deploy-controllers",
                                       "deploy-controllers")
     figures.steps = step_seconds(stdout)
+    figures.restarted = restarted_services(stdout)
     figures.load = os.getloadavg()[0]
     progress(figures)
     for _ in range(NOOP_RUNS):

@@ -33,8 +33,9 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
     info = machine()
     share = f.own / f.phase
     starts = sum(f.starts.values())
-    stops = sum(f.stops.values())
-    without_stops = (f.own + stops) / f.phase
+    again = sum(f.restarts.get(s, 0.0) for s in f.restarted)
+    # the floor with each restart counted as a second start only (no stop, no wait for it)
+    as_starts = (f.own + again - sum(f.starts[s] for s in f.restarted)) / f.phase
     noop = statistics.median(f.noop)
     ssh = statistics.median(f.ssh_floor)
     steps = [(k, f.steps[k]) for k in KINDS if k in f.steps]
@@ -56,16 +57,17 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         f"| floor: apt alone, {f.packages} packages on ctl2 and ctl3 at once "
         f"({_runs(f.apt_runs)}) | "
         f"{f.apt_alone:.1f} | {100 * f.apt_alone / f.phase:.0f} % |",
-        f"| floor: the daemons' own starts, twice (new controllers, then the original) | "
-        f"{2 * starts:.1f} | {100 * 2 * starts / f.phase:.0f} % |",
-        f"| floor: the daemons' own stops on the original (its restarts wait for them) | "
-        f"{stops:.1f} | {100 * stops / f.phase:.0f} % |",
+        f"| floor: the daemons' own starts on the new controllers (in parallel) | "
+        f"{starts:.1f} | {100 * starts / f.phase:.0f} % |",
+        f"| floor: the original's restarts of the {len(f.restarted)} services the phase "
+        f"restarted there ({', '.join(f.restarted) or 'none'}) | "
+        f"{again:.1f} | {100 * again / f.phase:.0f} % |",
         f"| **hadeploy's own share** (the rest) | **{f.own:.1f}** | **{100 * share:.0f} %** |",
         "",
         f"Target (issue 17): hadeploy's own share under {100 * TIME_TO_HA_TARGET:.0f} % of the "
         f"phase: {100 * share:.0f} %, {'met' if share < TIME_TO_HA_TARGET else 'NOT met'}. "
-        f"Counted as the issue's floor has it, without the stops (apt alone and the starts "
-        f"only): {100 * without_stops:.0f} %.",
+        f"With each of those restarts counted as a second start only (no stop, no wait for "
+        f"the old process): {100 * as_starts:.0f} %.",
         "",
         "Where the phase's time went, by step kind (from its `--json` events; a kind's steps "
         "summed):",
@@ -74,15 +76,18 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "|---|---:|",
         *(f"| {kind} | {seconds:.1f} |" for kind, seconds in steps),
         "",
-        "Each service's stop and start on the original (its daemons stopped, each until its "
-        "process is gone; then started, until every API of the service answers as haproxy's "
-        "check expects, polled every 0.1 s):",
+        "Each service's start and restart on the original (its daemons started, then "
+        "restarted with the phase's own commands, each timed until every API of the service "
+        "answers as haproxy's check expects, polled every 0.1 s):",
         "",
         "| | " + " | ".join(f.starts) + " | sum |",
         "|---|" + "---:|" * (len(f.starts) + 1),
-        "| stop | " + " | ".join(f"{f.stops.get(n, 0.0):.1f}" for n in f.starts)
-        + f" | {stops:.1f} |",
         "| start | " + " | ".join(f"{s:.1f}" for s in f.starts.values()) + f" | {starts:.1f} |",
+        "| restart | " + " | ".join(f"{f.restarts.get(n, 0.0):.1f}" for n in f.starts)
+        + f" | {sum(f.restarts.values()):.1f} |",
+        "| restarted on the original by the phase | "
+        + " | ".join("yes" if n in f.restarted else "no" for n in f.starts)
+        + f" | {len(f.restarted)} |",
         "",
         f"**No-op re-run** of `deploy-controllers` (nothing changes), median of {len(f.noop)}: "
         f"{noop:.2f} s, against `ssh true` to its {3 + 3} hosts at once on fresh connections, "
@@ -94,11 +99,12 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         "- apt alone: `apt-get install -y` of every package the catalog names for the "
         "services, entered into the hosts directly (nsenter: no SSH), with a policy-rc.d that "
         "blocks service starts as hadeploy's install does; no `apt-get update`.",
-        "- the daemons' starts are counted twice: a new controller's daemons must serve "
-        "before the original's restart (for its keys now naming the VIP), or a client would "
-        "notice; the new controllers start theirs in parallel. Their stops count once: the "
-        "original's restart waits for each old process to end, as `service X restart` does "
-        "for an operator.",
+        "- the daemons' starts count once, for the new controllers, which start theirs in "
+        "parallel; a service whose config on the original changed (its keys now naming the "
+        "VIP) counts its restart there too, as the phase's own commands take it (the old "
+        "process ends first, as with `service X restart` for an operator), since it comes only "
+        "once the new controllers serve, or a client would notice. Which services the phase "
+        "restarted there comes from its events.",
         "- hadeploy's own share is everything else: facts and probes, the copies of the "
         "/etc trees and their proofs, the key edits, draining the original before its "
         "restarts and waiting for haproxy to see each server UP again, the endpoint moves, "

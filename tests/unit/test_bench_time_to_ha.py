@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 
 from bench.sections import write_section
-from bench.time_to_ha import TimeToHa, catalog_services, step_kind, step_seconds
+from bench.time_to_ha import (
+    TimeToHa,
+    catalog_services,
+    restarted_services,
+    step_kind,
+    step_seconds,
+)
 from bench.time_to_ha_report import TIME_TO_HA_SECTION, time_to_ha_section
 from lab.openstack.planes import FULL_PLANE_SERVICES
 
@@ -35,22 +41,35 @@ def test_step_seconds_sum_each_kinds_steps_from_the_events() -> None:
     assert step_seconds("banner\n" + "\n".join(lines)) == {"packages": 15.5, "endpoints": 2.0}
 
 
-def test_the_floor_counts_the_starts_twice_the_stops_once_and_the_rest_is_hadeploys() -> None:
+def test_the_floor_counts_each_start_once_and_the_originals_restarts_and_the_rest_is_hadeploys(
+        ) -> None:
     figures = TimeToHa(packages=40, apt_alone=300.0, apt_runs=[310.0, 300.0],
                        starts={"keystone": 5.0, "nova": 20.0},
-                       stops={"keystone": 1.0, "nova": 9.0},
+                       restarts={"keystone": 6.0, "nova": 29.0}, restarted=["nova"],
                        phase=500.0, steps={"packages": 320.0, "services": 150.0},
                        noop=[6.0, 5.0, 7.0], noop_round_trips=4.0, ssh_floor=[1.0, 2.0, 2.0])
-    assert figures.floor == 360.0 and figures.own == 140.0
+    # keystone's config on the original did not change: the phase does not restart it there
+    assert figures.floor == 300.0 + 25.0 + 29.0 and figures.own == 146.0
     text = time_to_ha_section(figures, "python bench/run.py --hosts none --time-to-ha", 0.0)
     assert text.startswith(TIME_TO_HA_SECTION)
-    assert "**hadeploy's own share** (the rest) | **140.0** | **28 %**" in text
-    assert "stops on the original (its restarts wait for them) | 10.0 | 2 % |" in text
-    assert "| stop | 1.0 | 9.0 | 10.0 |" in text and "| start | 5.0 | 20.0 | 25.0 |" in text
-    assert "28 %, NOT met" in text and "without the stops (apt alone and the starts only): " \
-        "30 %" in text
+    assert "**hadeploy's own share** (the rest) | **146.0** | **29 %**" in text
+    assert "restarts of the 1 services the phase restarted there (nova) | 29.0 | 6 % |" in text
+    assert "| start | 5.0 | 20.0 | 25.0 |" in text and "| restart | 6.0 | 29.0 | 35.0 |" in text
+    assert "| restarted on the original by the phase | no | yes | 1 |" in text
+    # as a second start only: 500 - (300 + 25 + 20) = 155
+    assert "29 %, NOT met" in text and "(no stop, no wait for the old process): 31 %" in text
     assert "(the fastest of 310.0, 300.0) | 300.0 | 60 % |" in text
     assert "6.00 s" in text and "**3.00x** the floor (target 1.5x: NO)" in text
+
+
+def test_the_services_restarted_on_the_original_come_from_the_runs_events() -> None:
+    events = [{"event": "host-changed", "host": "ctl1", "step": "ctl.nova.services"},
+              {"event": "host-ok", "host": "ctl1", "step": "ctl.keystone.services"},
+              {"event": "host-changed", "host": "ctl2", "step": "ctl.glance.services"},
+              {"event": "host-changed", "host": "ctl1", "step": "ctl.nova.vip-keys"},
+              {"event": "host-changed", "host": "ctl1", "step": "ctl.heat.services"}]
+    stdout = "plain line\n" + "".join(json.dumps(e) + "\n" for e in events)
+    assert restarted_services(stdout) == ["nova", "heat"]
 
 
 def test_the_services_measured_are_those_deploy_controllers_scales_out() -> None:

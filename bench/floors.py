@@ -37,7 +37,7 @@ def apt_alone(lab: Lab, hosts: Sequence[str], packages: Sequence[str],
     (nsenter, no SSH, no deploy tool): the wall time. `block_starts`: with a policy-rc.d
     that keeps maintainer scripts from starting services (removed after)."""
     install = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-               "-o Dpkg::Options::=--force-confold " + " ".join(packages) + " >/dev/null")
+               "-o Dpkg::Options::=--force-confold " + " ".join(packages) + " 2>&1")
     if block_starts:
         install = (BLOCK_STARTS + install
                    + "; status=$?; rm -f /usr/sbin/policy-rc.d; exit $status")
@@ -45,8 +45,9 @@ def apt_alone(lab: Lab, hosts: Sequence[str], packages: Sequence[str],
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
         for result in pool.map(lambda name: lab.hosts[name].exec(install, check=False,
                                                                 timeout=1800), hosts):
-            if result.returncode != 0:
-                raise SystemExit(f"apt-get install failed in the lab: {result.stderr}")
+            if result.returncode != 0:  # what apt and dpkg said last, to see why
+                said = "\n".join(result.stdout.splitlines()[-40:])
+                raise SystemExit(f"apt-get install failed in the lab:\n{said}\n{result.stderr}")
     return time.monotonic() - started
 
 

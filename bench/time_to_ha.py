@@ -47,9 +47,14 @@ from bench.hadeploy_runner import run_finished
 from bench.lab_setup import STATS_PASSWORD
 from bench.process import log, must, timed
 from hadeploy.catalog import Service, Variant, load_catalog
-from hadeploy.ops.services import restart_and_wait, stop_and_wait, stop_then_start
-from hadeploy.platforms import Profile, profile_for
+from hadeploy.facts.system import ServiceState
+from hadeploy.inventory import load_inventory
+from hadeploy.inventory.model import Node
+from hadeploy.ops.base import HostContext
+from hadeploy.ops.services import stop_and_wait
+from hadeploy.platforms import profile_for
 from hadeploy.runbook.api_answers import ALL_ANSWER, api_probe_script, api_target
+from hadeploy.runbook.drains import daemon_running
 from lab import LAB_LOCK, Lab, ensure_repo, lab_lock
 from lab.inventory import write_lab_inventory
 from lab.openstack import ADMIN_RC, FULL_PLANE, FULL_PLANE_REPO_PACKAGES, provision_original
@@ -156,17 +161,19 @@ def _install_floor(lab: Lab, packages: list[str]) -> float:
     return seconds
 
 
-def _restart_script(profile: Profile, variant: Variant, daemon: str) -> str:
-    """The command the phase restarts `daemon` with on the original (as
-    `ops.services.ServiceRunning.apply` chooses it: a stop, then a start, where the catalog
-    says the init script's restart does not restart it)."""
-    pidfiles = variant.sysv_pidfiles(daemon)
-    if variant.sysv_stop_start:
-        return stop_then_start(profile, daemon, pidfiles).script
-    return restart_and_wait(profile, daemon, pidfiles, "restart", 30, True).script
+def phase_restart_script(node: Node, variant: Variant, daemon: str) -> str:
+    """The command the phase restarts `daemon` on the original with: that of the runbook's
+    own operation (`runbook.drains.daemon_running`) for a running daemon whose config
+    changed."""
+    changed = frozenset({"config"})
+    op = daemon_running(variant, daemon, changed, restart_only=False)
+    ctx = HostContext(node, profile_for("debian", "sysv"), "bench", "bench",
+                      changed_steps=changed)
+    (command,) = op.apply(ctx, ServiceState(enabled=True, running=True))
+    return command.script
 
 
-def _start_restart_seconds(lab: Lab, service: Service) -> tuple[float, float]:
+def _start_restart_seconds(lab: Lab, node: Node, service: Service) -> tuple[float, float]:
     """On the original: the service's running daemons restarted as the phase restarts them
     (the same commands, workers first, then the APIs) and timed until every API of the
     service answers as haproxy's check expects; then stopped, started (in the catalog's
@@ -180,7 +187,7 @@ def _start_restart_seconds(lab: Lab, service: Service) -> tuple[float, float]:
     variant = service.variant("debian", "modern")
     targets = [api_target(host.address, p, "modern") for p in service.proxies_for("modern")]
     answers = api_probe_script(targets, 120, pause=0.1)
-    restarts = "; ".join(f"( {_restart_script(profile, variant, d)} ) >/dev/null 2>&1"
+    restarts = "; ".join(f"( {phase_restart_script(node, variant, d)} ) >/dev/null 2>&1"
                          for d in (*variant.workers, *variant.api_daemons()))
     starts = "; ".join(f"{profile.action(d, 'start')} >/dev/null 2>&1" for d in variant.daemons)
     seconds: dict[str, float] = {}
@@ -242,6 +249,7 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
     inventory = write_lab_inventory(lab, work / "hosts.toml", services=FULL_PLANE_SERVICES,
                                     rc_files=[(ORIGINAL, ADMIN_RC)])
     figures.deploy_lb, _ = _hadeploy(inventory, env, "deploy-lb", "deploy-lb")
+    original = load_inventory(str(inventory)).node(ORIGINAL)
     services = catalog_services()
     packages = list(dict.fromkeys(p for s in services
                                   for p in s.variant("debian", "modern").packages))
@@ -252,7 +260,7 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
     figures.apt_alone = min(figures.apt_runs)
     progress(figures)
     for service in services:
-        start, restart = _start_restart_seconds(lab, service)
+        start, restart = _start_restart_seconds(lab, original, service)
         figures.starts[service.name], figures.restarts[service.name] = start, restart
         log(f"time to HA: {service.name} starts in {start:.1f} s, restarts in {restart:.1f} s")
     progress(figures)

@@ -10,12 +10,17 @@ from bench.sections import write_section
 from bench.time_to_ha import (
     TimeToHa,
     catalog_services,
+    phase_restart_script,
     restarted_services,
     step_kind,
     step_seconds,
 )
 from bench.time_to_ha_report import TIME_TO_HA_SECTION, time_to_ha_section
+from hadeploy.inventory import load_inventory
+from hadeploy.ops.services import restart_and_wait, stop_then_start
+from hadeploy.platforms import profile_for
 from lab.openstack.planes import FULL_PLANE_SERVICES
+from tests.unit.examples import HOSTS_EXAMPLE
 
 
 def test_steps_are_grouped_by_what_they_do() -> None:
@@ -85,3 +90,17 @@ def test_a_section_replaces_its_earlier_version_and_leaves_the_others(tmp_path: 
     assert out.read_text() == "# Benchmark\n\n## A\n\nnew a\n\n## B\n\nb\n"
     write_section(out, "## C", "## C\n\nc\n")
     assert out.read_text().endswith("## B\n\nb\n\n## C\n\nc\n")
+
+
+def test_the_floors_restart_is_the_phases_own_command() -> None:
+    """The bench restarts each daemon with what the runbook's operation would run: a stop,
+    then a start, where the catalog says the init script's restart does not restart it."""
+    node = load_inventory(HOSTS_EXAMPLE).controllers[0]
+    profile = profile_for("debian", "sysv")
+    catalog = {s.name: s.variant("debian", "modern") for s in catalog_services()}
+    swift, nova = catalog["swift"], catalog["nova"]
+    assert phase_restart_script(node, swift, "swift-proxy") == stop_then_start(
+        profile, "swift-proxy", swift.sysv_pidfiles("swift-proxy")).script
+    assert phase_restart_script(node, nova, "nova-conductor") == restart_and_wait(
+        profile, "nova-conductor", nova.sysv_pidfiles("nova-conductor"), "restart", 30,
+        True).script

@@ -12,7 +12,9 @@ from hadeploy.engine.lookahead import LookAhead
 from hadeploy.errors import CommandFailed
 from hadeploy.events import Emitter, Event
 from hadeploy.ops.base import Command
+from hadeploy.ops.drain import drained
 from hadeploy.testing import FakeTransport
+from tests.unit.haproxy_cli import LBS
 
 
 def runner(transport: FakeTransport, events: list[Event]) -> CommandRunner:
@@ -86,3 +88,13 @@ def test_commands_without_a_key_or_alone_in_theirs_run_in_turn() -> None:
     commands = [Command("a", on="lb1"), Command("b", on="lb2"), *on_each("ready", "lb3")]
     runner(transport, []).run_all("ctl1", commands, "s", [])
     assert [h for h, _ in transport.calls] == ["lb1", "lb2", "lb3"] and max(peak) == 1
+
+
+def test_a_drained_restart_drains_and_readies_on_every_balancer_alongside() -> None:
+    """What the README promises of a drained restart: each balancer's drain (and its return to
+    ready) is one group, the restart and the answer wait stand alone between them."""
+    commands = drained(LBS, "ctl1", [Command("service glance-api restart")], "true")
+    keys = [(c.on, c.alongside) for c in commands]
+    lbs = list(LBS.hosts)
+    assert keys == [*((lb, "drain") for lb in lbs), (None, ""), (None, ""),
+                    *((lb, "ready") for lb in lbs)]

@@ -190,19 +190,20 @@ def _start_restart_seconds(lab: Lab, node: Node, service: Service) -> tuple[floa
     restarts = "; ".join(f"( {phase_restart_script(node, variant, d)} ) >/dev/null 2>&1"
                          for d in (*variant.workers, *variant.api_daemons()))
     starts = "; ".join(f"{profile.action(d, 'start')} >/dev/null 2>&1" for d in variant.daemons)
-    seconds: dict[str, float] = {}
-    for what, script in (("restart", restarts), ("start", starts)):
-        if what == "start":
-            for daemon in reversed(variant.daemons):
-                host.exec(stop_and_wait(profile, daemon, variant.sysv_pidfiles(daemon)),
-                          check=False, timeout=60)
+
+    def until_answers(script: str, what: str) -> float:
         began = time.monotonic()
         done = host.exec(f"{script}; {answers}", check=False, timeout=240)
-        seconds[what] = time.monotonic() - began
         if done.stdout.strip() != ALL_ANSWER:
             raise SystemExit(f"{service.name} did not answer on {ORIGINAL} after its {what}: "
                              f"{done.stdout}{done.stderr}")
-    return seconds["start"], seconds["restart"]
+        return time.monotonic() - began
+
+    restart = until_answers(restarts, "restart")
+    for daemon in reversed(variant.daemons):
+        host.exec(stop_and_wait(profile, daemon, variant.sysv_pidfiles(daemon)),
+                  check=False, timeout=60)
+    return until_answers(starts, "start"), restart
 
 
 def _hadeploy(inventory: Path, env: dict[str, str], what: str, *args: str) -> tuple[float, str]:

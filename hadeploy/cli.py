@@ -94,22 +94,25 @@ def command_help(command: Command) -> str:
              f"Usage: {BINARY} {command.name} [--options]{positionals}", "", "Options:"]
     shown = [(a.shown(), a.help) for a in options]
     shown += [(a.name.upper(), a.help) for a in found if a.kind == "positional"]
-    for name, text in shown:
-        wrapped = textwrap.wrap(text, max(30, 78 - width)) or [""]
-        lines.append(f"  {name:<{width}}{wrapped[0]}")
-        lines += [f"  {'':<{width}}{more}" for more in wrapped[1:]]
+    lines += columns(shown, width, max(30, 78 - width))
     return "\n".join(lines + (["", command.usage] if command.usage else [])) + "\n"
 
 
 def listing() -> str:
     """The commands, one line each (`hadeploy --list`)."""
-    lines = ["Commands:", ""]
-    for command in COMMANDS.values():
-        summary = inspect.cleandoc(command.function.__doc__ or "").split("\n\n")[0]
-        wrapped = textwrap.wrap(" ".join(summary.split()), 56)
-        lines.append(f"  {command.name:<20} {wrapped[0]}")
-        lines += [f"  {'':<20} {more}" for more in wrapped[1:]]
-    return "\n".join(lines) + "\n"
+    rows = [(command.name, inspect.cleandoc(command.function.__doc__ or "").split("\n\n")[0])
+            for command in COMMANDS.values()]
+    return "\n".join(["Commands:", "", *columns(rows, 21, 56)]) + "\n"
+
+
+def columns(rows: Sequence[tuple[str, str]], width: int, text_width: int) -> list[str]:
+    """Two columns: each name padded to `width`, its text wrapped at `text_width` beside it."""
+    lines = []
+    for name, text in rows:
+        wrapped = textwrap.wrap(" ".join(text.split()), text_width) or [""]
+        lines.append(f"  {name:<{width}}{wrapped[0]}")
+        lines += [f"  {'':<{width}}{more}" for more in wrapped[1:]]
+    return lines
 
 
 def overview() -> str:

@@ -37,7 +37,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,15 +114,17 @@ def step_kind(step: str) -> str:
     return parts[1] if len(parts) == 2 and parts[0] == "ctl" else "other"
 
 
+def json_events(stdout: str) -> Iterator[dict[str, Any]]:
+    """The events of a `--json` run's output, in order (its other lines skipped)."""
+    return (json.loads(line) for line in stdout.splitlines() if line.startswith("{"))
+
+
 def step_seconds(stdout: str) -> dict[str, float]:
     """Seconds per step kind (`step_kind`), from a `--json` run's step-started and
     step-finished events."""
     started: dict[str, float] = {}
     kinds: dict[str, float] = {}
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        event = json.loads(line)
+    for event in json_events(stdout):
         if event["event"] == "step-started":
             started[event["step"]] = float(event["time"])
         elif event["event"] == "step-finished" and event["step"] in started:
@@ -135,10 +137,7 @@ def restarted_services(stdout: str, host: str = ORIGINAL) -> list[str]:
     """The services whose daemons a `--json` run changed on `host` in their services step
     (on the original, running daemons: a restart), in the run's order."""
     found: list[str] = []
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        event = json.loads(line)
+    for event in json_events(stdout):
         parts = str(event.get("step") or "").split(".")
         if (event["event"] == "host-changed" and event.get("host") == host and len(parts) == 3
                 and parts[0] == "ctl" and parts[2] == "services" and parts[1] not in found):

@@ -30,7 +30,7 @@ from hadeploy.errors import CommandFailed, HostKeyError, TransportError
 from hadeploy.inventory.model import Node, SshSettings
 from hadeploy.quoting import q
 from hadeploy.transport.base import Result
-from hadeploy.transport.dial import Dialer, Unreachable
+from hadeploy.transport.dial import Dialer, Unreachable, no_delay
 from hadeploy.transport.hostkeys import RecordUnknown, RefuseUnknown
 
 SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in the sudoers",
@@ -43,13 +43,12 @@ _PROMPT_LOCK = threading.Lock()
 
 
 def _no_delay(conn: Connection) -> None:
-    """Send small SSH packets at once: a command is a few of them, and with Nagle's algorithm
-    against the server's delayed ACKs each round trip waited ~40 ms instead of ~10."""
+    """`no_delay` on the connection's socket when fabric dialled it (an ssh_config or a
+    gateway): the dialler's own sockets have it from the start, the handshake included."""
     transport = conn.client.get_transport()
     sock = getattr(transport, "sock", None)
     if isinstance(sock, socket.socket):  # not through a gateway (a paramiko channel)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(sock)
 
 
 def dead_peer_options(connect_timeout: float) -> list[tuple[int, int, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from hadeploy.ops import AnyOp, FileContent, TreeCopied
 from hadeploy.ops.trees import differences
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.base import Transport
+from hadeploy.transport.dial import dial
 from hadeploy.transport.ssh import SshTransport
 from lab import Lab
 from tests.lab.helpers import LBS, ROOT, STATS_PASSWORD, hadeploy, inventory_variant
@@ -412,3 +414,23 @@ def test_a_connection_dropped_between_commands_fails_the_next_one(
     assert "resumable" in str(lost.value)
     assert lab.hosts["lb3"].exec("test -e /root/should-not-exist", check=False).returncode == 1
     assert transport.run("lb3", "hostname").stdout == "lb3\n"  # reconnects
+
+
+@AHEAD
+def test_connections_send_small_packets_at_once(lab: Lab, inv: Inventory, ahead: bool) -> None:
+    """TCP_NODELAY on every connection's socket: set by the dialler before the handshake
+    (whose small packets waited for delayed ACKs without it), or after it when paramiko
+    dialled; `dial`'s socket has it from the start."""
+    socket_ahead = dial(lab.hosts["lb2"].address, inv.ssh.port, inv.ssh.connect_timeout)
+    try:
+        assert socket_ahead.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        socket_ahead.close()
+    ssh = open_transport(inv, ahead, "lb2")
+    try:
+        assert ssh.run("lb2", "true").ok
+        assert isinstance(ssh, SshTransport)
+        sock = ssh._connections["lb2"].client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        ssh.close()

@@ -343,6 +343,7 @@ class Deployment:
                 yield connect
         finally:
             for engine in engines:
+                engine.settle_facts()
                 if engine.hoststate is not None:
                     engine.hoststate.release()
             for transport in transports:
@@ -368,17 +369,20 @@ class Deployment:
         with self._session() as connect:
             from_hosts = resume and not self._resumable(phase)
             journal = None if from_hosts else self.journal_for(phase, resume)
-            engine = connect(secrets, phase_hosts(self.inv, phase))
-            if connecting is not None:
-                connecting()
-            load_runbook_code(phase)
+            hosts = phase_hosts(self.inv, phase)
+            records_of = phase if from_hosts else None
+            engine = connect(secrets, hosts)
             from hadeploy.engine.hoststate import this_workstation
 
             state = engine.hold(this_workstation(phase, "deploy"), break_lock)
+            # the first round trip goes on while the display and the runbook's code load
+            engine.start_facts(hosts, records_of)
+            if connecting is not None:
+                connecting()
+            load_runbook_code(phase)
             if journal is not None:
                 engine.run_id = journal.run_id
-            engine.gather_facts(phase_hosts(self.inv, phase), journal,
-                                records_of=phase if from_hosts else None)
+            engine.gather_facts(hosts, journal, records_of)
             if journal is None:
                 self.adopt(state, phase)
                 journal = self.journal_for(phase, resume=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 from hadeploy.engine.commands import CommandRunner, stopped
@@ -26,6 +27,9 @@ from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect
 from hadeploy.redact import Redactor
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.base import Transport
+
+# Each host's outcome of the detection round trip, and its claim's output.
+_Detected = tuple[dict[str, HostOutcome], dict[str, str]]
 
 
 class Engine:
@@ -60,6 +64,7 @@ class Engine:
         runner = CommandRunner(transport, self.lookahead, self.emit, self.stop)
         self.runner = runner
         self.hoststate: HostState | None = None
+        self._facts_ahead: tuple[tuple[str, ...], str | None, Future[_Detected]] | None = None
         self.undoer = Undoer(runner, self.writer, self.emit, self.hosts, self.redact,
                              max_parallel)
         self.executor = StepExecutor(self.prober, runner, self.undoer, self.writer,
@@ -91,11 +96,38 @@ class Engine:
         self.runner.records = self.hoststate.prefix
         return self.hoststate
 
-    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None,
-                     records_of: str | None = None) -> None:
-        """Detect platform and init system on every host in one round trip each; a run that
-        holds its hosts takes their locks in the same round trip (and reads their records
-        of phase `records_of`)."""
+    def start_facts(self, hosts: tuple[str, ...], records_of: str | None = None) -> None:
+        """Begin `gather_facts`' round trips (and, for a run holding its hosts, the lock
+        claims) in the background, so that they go on while the caller loads the run's code;
+        `gather_facts` with the same hosts then takes their results. A run that ends before
+        `gather_facts` gives back what they took (`settle_facts`)."""
+        ahead: Future[_Detected] = Future()
+        self._facts_ahead = (hosts, records_of, ahead)
+
+        def detect() -> None:
+            try:
+                ahead.set_result(self._detect(hosts, records_of))
+            except BaseException as exc:  # raised where gather_facts waits for it
+                ahead.set_exception(exc)
+
+        threading.Thread(target=detect, name="facts-ahead", daemon=True).start()
+
+    def settle_facts(self) -> None:
+        """Give back the locks that facts started ahead took, when `gather_facts` never
+        took their results (the run ended before it)."""
+        if self._facts_ahead is None:
+            return
+        _, _, ahead = self._facts_ahead
+        self._facts_ahead = None
+        try:
+            _, claims = ahead.result()
+        except HadeployError:
+            return  # raised before any host answered: nothing was taken
+        if self.hoststate is not None:
+            self.hoststate.claim(claims, give_back=True)
+
+    def _detect(self, hosts: tuple[str, ...], records_of: str | None) -> _Detected:
+        """The detection round trip on every host: its outcome, and the claim's output."""
         claim = claim_script(self.hoststate.owner, records_of) if self.hoststate else ""
         claims: dict[str, str] = {}
 
@@ -110,7 +142,19 @@ class Engine:
             self.hosts.facts[host] = {"platform": detected, "init": init}
             return HostOutcome(host, "ok")
 
-        outcomes = on_hosts(list(hosts), detect, self.max_parallel)
+        return on_hosts(list(hosts), detect, self.max_parallel), claims
+
+    def gather_facts(self, hosts: tuple[str, ...], journal: Journal | None = None,
+                     records_of: str | None = None) -> None:
+        """Detect platform and init system on every host in one round trip each; a run that
+        holds its hosts takes their locks in the same round trip (and reads their records
+        of phase `records_of`). Started ahead (`start_facts`), it waits for those."""
+        ahead = self._facts_ahead
+        self._facts_ahead = None
+        if ahead is not None and ahead[:2] == (hosts, records_of):
+            outcomes, claims = ahead[2].result()
+        else:
+            outcomes, claims = self._detect(hosts, records_of)
         if any(o.failed for o in outcomes.values()):
             if self.hoststate is not None:
                 self.hoststate.claim({h: claims[h] for h in claims}, give_back=True)

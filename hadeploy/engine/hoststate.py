@@ -335,8 +335,8 @@ class HostState:
             self.release()
             raise JournalError("\n".join(f"{host}: {why}" for host, why in
                                          sorted(refusals.items())))
-        for host in self.held:
-            self.transport.keep(host, heartbeat_script(self.owner))
+        heartbeat = heartbeat_script(self.owner)
+        on_hosts(self.held, lambda host: self.transport.keep(host, heartbeat), self.limit)
 
     def prefix(self, host: str, journal: Journal) -> str:
         """Lines to run ahead of a change command on `host`: the host's slice of `journal`."""

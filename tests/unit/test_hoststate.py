@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -209,3 +210,42 @@ def test_the_locks_are_given_back_on_every_host_at_once_and_a_failed_one_is_kept
     assert isinstance(state, HostState)
     state.release()
     assert state.held == ["lb3"]
+
+
+def test_facts_started_ahead_run_while_the_caller_goes_on_and_are_taken_once() -> None:
+    """`start_facts` sends the detection (and the claims) at once in the background: the
+    caller goes on while the hosts answer, and `gather_facts` takes those answers instead of
+    asking again; the heartbeats then start on every host at once."""
+    transport = FakeTransport()
+    answering = threading.Event()
+    transport.on(lambda host, script, stdin: (answering.wait(5), (0, DETECT + "@@lock-taken\n",
+                                                                  ""))[1]
+                 if "id=%s" in script else None)
+    runner = engine(transport, ME)
+    runner.start_facts(("lb1", "lb2"))
+    deadline = time.monotonic() + 5
+    while len(transport.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(h for h, _ in transport.calls) == ["lb1", "lb2"]  # sent before gathering
+    answering.set()
+    runner.gather_facts(("lb1", "lb2"))
+    assert len(transport.calls) == 2, "the facts were not asked for twice"
+    assert runner.hosts.facts["lb2"] == {"platform": "debian", "init": "sysv"}
+    state = runner.hoststate
+    assert isinstance(state, HostState) and sorted(state.held) == ["lb1", "lb2"]
+    assert sorted(h for h, _ in transport.kept) == ["lb1", "lb2"]
+
+
+def test_a_run_ending_before_it_gathers_the_facts_started_ahead_gives_their_locks_back(
+        ) -> None:
+    transport = FakeTransport()
+    transport.on(lambda host, script, stdin: (0, DETECT + "@@lock-taken\n", "")
+                 if "id=%s" in script else None)
+    transport.on(lambda host, script, stdin: (0, "", ""))
+    runner = engine(transport, ME)
+    runner.start_facts(("lb1", "lb2"))
+    runner.settle_facts()  # as the session ends (the display failed to load, say)
+    assert sorted(h for h, s in transport.calls if "rm -f" in s) == ["lb1", "lb2"]
+    assert transport.kept == []
+    runner.settle_facts()  # only once
+    assert sum("rm -f" in s for _, s in transport.calls) == 2

@@ -9,9 +9,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import paramiko
-
 from hadeploy.errors import HostKeyError
+from hadeploy.transport.links import paramiko
 
 
 class RefuseUnknown(paramiko.MissingHostKeyPolicy):

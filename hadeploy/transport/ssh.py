@@ -1,4 +1,4 @@
-"""The SSH transport: the only module that imports fabric and paramiko.
+"""The SSH transport: with `links`, the only modules that import paramiko (and fabric).
 
 One connection per host, opened on first use and reused for the whole run. Scripts run as
 `sh -c` (through `sudo -n` for a non-root user) on a raw paramiko channel, so stdin is
@@ -23,15 +23,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import paramiko
-from fabric import Config, Connection
-
 from hadeploy.errors import CommandFailed, HostKeyError, TransportError
 from hadeploy.inventory.model import Node, SshSettings
 from hadeploy.quoting import q
 from hadeploy.transport.base import Result
 from hadeploy.transport.dial import Dialer, Unreachable, no_delay
 from hadeploy.transport.hostkeys import RecordUnknown, RefuseUnknown
+from hadeploy.transport.links import DirectLink, Link, fabric_link, paramiko
 
 SUDO_ERRORS = ("a password is required", "a terminal is required", "is not in the sudoers",
                "may not run sudo")
@@ -42,7 +40,7 @@ _TYPED_PASSWORDS: dict[str, str] = {}
 _PROMPT_LOCK = threading.Lock()
 
 
-def _no_delay(conn: Connection) -> None:
+def _no_delay(conn: Link) -> None:
     """`no_delay` on the connection's socket when fabric dialled it (an ssh_config or a
     gateway): the dialler's own sockets have it from the start, the handshake included."""
     transport = conn.client.get_transport()
@@ -72,7 +70,7 @@ def dead_peer_options(connect_timeout: float) -> list[tuple[int, int, int]]:
             if hasattr(socket, name)]
 
 
-def _detect_dead_peer(conn: Connection, connect_timeout: float) -> None:
+def _detect_dead_peer(conn: Link, connect_timeout: float) -> None:
     """Apply `dead_peer_options` to the connection's socket (not through a gateway, whose
     own connection carries the channel)."""
     transport = conn.client.get_transport()
@@ -128,24 +126,17 @@ class SshTransport:
     def __init__(self, settings: SshSettings, nodes: list[Node]) -> None:
         self.settings = settings
         self.addresses = {n.name: n.connect_to for n in nodes}
-        self._connections: dict[str, Connection] = {}
+        self._connections: dict[str, Link] = {}
         self._kept: list[paramiko.Channel] = []
         self._locks = {name: threading.Lock() for name in self.addresses}
         self._password_needed: dict[str, bool] = {}
         self.round_trips_by_host: dict[str, int] = {}
         self.connections_opened: dict[str, int] = {}
         self.first_connection: float | None = None  # Unix time of the first attempt
-        self._opening: dict[str, Future[Connection]] = {}
+        self._opening: dict[str, Future[Link]] = {}
         self._dialer: Dialer | None = None
 
     # -- connections -----------------------------------------------------------------------
-
-    def _config(self) -> Config:
-        overrides = {"load_ssh_configs": bool(self.settings.config)}
-        if self.settings.config:
-            return Config(runtime_ssh_path=os.path.expanduser(self.settings.config),
-                          overrides=overrides)
-        return Config(overrides=overrides)
 
     def connect_ahead(self, dialer: Dialer) -> None:
         """Open the connections to the hosts `dialer` dials, in background threads, while the
@@ -155,18 +146,18 @@ class SshTransport:
         self._dialer = dialer
         for name in self.addresses:
             if name in dialer:
-                opening: Future[Connection] = Future()
+                opening: Future[Link] = Future()
                 self._opening[name] = opening
                 threading.Thread(target=self._open_into, args=(name, opening),
                                  name=f"ssh-{name}", daemon=True).start()
 
-    def _open_into(self, name: str, opening: Future[Connection]) -> None:
+    def _open_into(self, name: str, opening: Future[Link]) -> None:
         try:
             opening.set_result(self._open(name))
         except BaseException as exc:  # raised where the host's command runs
             opening.set_exception(exc)
 
-    def _connect(self, name: str) -> Connection:
+    def _connect(self, name: str) -> Link:
         conn = self._connections.pop(name, None)
         if conn is not None:
             if conn.is_connected:
@@ -185,7 +176,7 @@ class SshTransport:
         self._connections[name] = conn
         return conn
 
-    def _open(self, name: str) -> Connection:
+    def _open(self, name: str) -> Link:
         """A new, hardened connection to `name` (on the socket dialled ahead, if any)."""
         if self.first_connection is None:
             self.first_connection = time.time()
@@ -202,14 +193,14 @@ class SshTransport:
                     "was run. Point ssh.identity at the key whose public half is in the "
                     "user's ~/.ssh/authorized_keys on the hosts")
             connect_kwargs["key_filename"] = [identity]
-        gateway = None
-        if settings.gateway:
-            gateway = Connection(settings.gateway, config=self._config(),
-                                 connect_kwargs=dict(connect_kwargs))
-            self._harden(gateway, known_hosts, settings.gateway)
-        conn = Connection(address, user=settings.user, port=settings.port,
-                          config=self._config(), gateway=gateway,
-                          connect_kwargs=connect_kwargs, connect_timeout=settings.connect_timeout)
+        conn: Link
+        if settings.gateway or settings.config:
+            conn = fabric_link(address, settings.user, settings.port, connect_kwargs,
+                               settings.connect_timeout, settings.config, settings.gateway,
+                               lambda link, host: self._harden(link, known_hosts, host))
+        else:
+            conn = DirectLink(address, settings.user, settings.port, connect_kwargs,
+                              settings.connect_timeout)
         self._harden(conn, known_hosts, name)
         try:
             dialer = self._dialer
@@ -228,7 +219,7 @@ class SshTransport:
         self.connections_opened[name] = self.connections_opened.get(name, 0) + 1
         return conn
 
-    def _connect_error(self, name: str, conn: Connection,
+    def _connect_error(self, name: str, conn: Link,
                        exc: BaseException) -> TransportError | None:
         """The hadeploy error, naming host and fix, for a failed connection (None: not ours)."""
         settings = self.settings
@@ -268,10 +259,11 @@ class SshTransport:
             )
         return None
 
-    def _harden(self, conn: Connection, known_hosts: Path, name: str) -> None:
+    def _harden(self, conn: Link, known_hosts: Path, name: str) -> None:
         """Only the operator's known_hosts counts, and unknown keys are refused unless opted in."""
         client = conn.client
-        client._system_host_keys = paramiko.HostKeys()  # fabric preloads system keys
+        # fabric preloads the system's keys
+        client._system_host_keys = paramiko.HostKeys()  # type: ignore[attr-defined]
         client.get_host_keys().clear()
         if known_hosts.exists():
             client.load_host_keys(str(known_hosts))

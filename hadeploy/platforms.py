@@ -98,7 +98,10 @@ class Profile:
         elif self.family == "el":
             test = f"chkconfig --list {q(service)} 2>/dev/null | grep -q '3:on'"
         else:
-            test = f"ls /etc/rc2.d/S??{q(service)} >/dev/null 2>&1"
+            # the glob in the shell itself (no `ls` process): an unmatched glob stays as it
+            # is written, a name that does not exist
+            test = (f"for hadeploy_rc in /etc/rc2.d/S??{q(service)}; do break; done; "
+                    '[ -e "$hadeploy_rc" ]')
         return f"if {test}; then echo enabled; else echo disabled; fi"
 
     def action(self, service: str, verb: str) -> str:

@@ -26,7 +26,9 @@ class FileState:
 def file_probe(path: str, with_content: bool) -> str:
     """Print owner, group, mode and sha256 of `path` (and base64 content), or `absent`."""
     p = q(path)
-    body = f"stat -c '%U %G %a' {p} && sha256sum < {p} | cut -d' ' -f1"
+    # sha256sum prints `DIGEST  -`: the parser takes the first word (no `cut` process per
+    # file: a probe reads every file a host's steps write)
+    body = f"stat -c '%U %G %a' {p} && sha256sum < {p}"
     if with_content:
         body += f" && base64 -w0 < {p} && echo"
     return f"if [ -f {p} ]; then {body}; else echo {ABSENT}; fi"
@@ -38,7 +40,7 @@ def parse_file_probe(stdout: str) -> FileState:
     if not lines or lines[0].strip() == ABSENT:
         return FileState(exists=False)
     owner, group, mode = lines[0].split()
-    sha = lines[1].strip() if len(lines) > 1 else ""
+    sha = lines[1].split(" ", 1)[0] if len(lines) > 1 else ""
     content = base64.b64decode(lines[2]) if len(lines) > 2 else None
     return FileState(True, owner, group, mode.zfill(4), sha, content)
 

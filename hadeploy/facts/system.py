@@ -70,8 +70,16 @@ def packages_installed(profile: Profile, packages: tuple[str, ...],
     the package manager's lock (a run whose workstation died leaves its apt-get running)
     and, with `guard`, whether such a run left its policy-rc.d guard, in one round trip."""
     absent = "".join(f"; [ -e {q(p)} ] || echo {framing.tag(ABSENT)} {q(p)}" for p in paths)
-    busy = (f"\n{PM_LOCK_HOLDERS}hadeploy_pm_holders {sh(*DPKG_LOCKS)} "
-            f"| sed 's/^/{framing.tag(PM_LOCK)} /'" if profile.family == "debian" else "")
+    listing = profile.installed_probe(packages)
+    busy = ""
+    if profile.family == "debian":
+        # the lock's holders matter only to an install: looked for only when a package is
+        # missing (fewer names listed than asked for), not on every probe of a no-op
+        listing = (f'installed=$({listing}); [ -z "$installed" ] || '
+                   "printf '%s\\n' \"$installed\"")
+        busy = (f"\n{PM_LOCK_HOLDERS}set -- $installed\n"
+                f"[ $# -ge {len(set(packages))} ] || hadeploy_pm_holders {sh(*DPKG_LOCKS)} "
+                f"| sed 's/^/{framing.tag(PM_LOCK)} /'")
     stale = f"\n{STALE_GUARD_PROBE}" if guard and profile.family == "debian" else ""
 
     def parse(probe: Probe) -> PackagesSeen:
@@ -85,7 +93,7 @@ def packages_installed(profile: Profile, packages: tuple[str, ...],
                             tuple(p for p in paths if p.split() in said),
                             holders, bool(framing.tagged_words(STALE_GUARD, probe.stdout)))
 
-    return Fact(profile.installed_probe(packages) + absent + busy + stale, parse)
+    return Fact(listing + absent + busy + stale, parse)
 
 
 def daemon_state(service: str, pidfiles: tuple[str, ...], init: Init) -> Fact[str]:

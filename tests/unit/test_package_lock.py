@@ -124,6 +124,28 @@ def test_the_probe_reports_the_holders_beside_the_installed_packages() -> None:
     assert el.parse(Probe("haproxy\n")).busy == ()
 
 
+@pytest.mark.parametrize("listed", ["haproxy keepalived", "haproxy"], ids=["all", "one-missing"])
+def test_the_probe_looks_for_the_locks_holders_only_when_a_package_is_missing(
+        tmp_path: Path, listed: str) -> None:
+    """A no-op's probe pays for no lock search: the holders matter only to an install. Run
+    for real with a `dpkg-query` that lists `listed` and a `stat` that logs its calls."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "stat.log"
+    bin_dir.mkdir()
+    lines = "".join(f"{name} ii \n" for name in listed.split())
+    (bin_dir / "dpkg-query").write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+    (bin_dir / "stat").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec /usr/bin/stat "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    fact = packages_installed(profile_for("debian"), ("haproxy", "keepalived"))
+    assert fact.command is not None
+    run = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=60,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert fact.parse(Probe(run.stdout)).installed == frozenset(listed.split())
+    searched = log.read_text().split("\n")[:-1] if log.exists() else []
+    assert searched == ([] if listed == "haproxy keepalived" else
+                        [f"-c %i {lock}" for lock in DPKG_LOCKS])
+
+
 def test_the_install_waits_after_listing_and_before_finishing_dpkg_and_names_the_holder() -> None:
     busy = HAPROXY.read(ctx(), Probe(f"keepalived\n@@pm-lock 812 {APT}\n"))
     (command,) = HAPROXY.apply(ctx(), busy)

@@ -103,6 +103,21 @@ def test_debian_sysv_commands() -> None:
     assert "/etc/rc2.d/S??keepalived" in p.enabled_probe("keepalived")
 
 
+@pytest.mark.parametrize(("links", "said"), [((), "disabled"), (("K01keepalived",), "disabled"),
+                                             (("S01keepalived-extra",), "disabled"),
+                                             (("K01keepalived", "S01keepalived"), "enabled"),
+                                             (("S01keepalived", "S02keepalived"), "enabled")])
+def test_sysv_enabled_probe_run_for_real(tmp_path: Path, links: tuple[str, ...],
+                                         said: str) -> None:
+    """Enabled at boot: a start link in runlevel 2 (the shell's own glob, no `ls`)."""
+    for link in links:
+        (tmp_path / link).symlink_to("/etc/init.d/keepalived")
+    probe = profile_for("debian", "sysv").enabled_probe("keepalived")
+    run = subprocess.run(["sh", "-c", probe.replace("/etc/rc2.d", str(tmp_path))],
+                         capture_output=True, text=True, timeout=30)
+    assert run.stdout == f"{said}\n"
+
+
 def test_el_commands() -> None:
     el6, el9 = profile_for("el6"), profile_for("el9")
     assert el6.install(("haproxy",)) == "yum install -y -q haproxy"

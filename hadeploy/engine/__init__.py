@@ -1,5 +1,5 @@
-"""The engine: executes runbooks, journals every transition, resumes, and rolls back
-newest-first. It never imports rich or invoke: it reports through events.
+"""The engine: executes runbooks, journals every change before it is made, resumes, and
+rolls back newest-first. It never imports rich or invoke: it reports through events.
 
 `Engine` (coordinator.py) only wires the parts and decides, step by step, whether the run
 goes on: a step whose hosts all succeeded lets the next one start; an interruption stops the

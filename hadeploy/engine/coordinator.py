@@ -33,7 +33,7 @@ _Detected = tuple[dict[str, HostOutcome], dict[str, str]]
 
 
 class Engine:
-    """Runs, plans and rolls back runbooks over a transport, journaling every transition.
+    """Runs, plans and rolls back runbooks over a transport, journaling every change.
 
     It wires the parts together and decides, step by step, whether the run goes on; secrets
     it hands operations are added to `redactor`, which masks events, journals and the text
@@ -231,6 +231,9 @@ class Engine:
             return
         self.emit("step-started", step.id, title=step.title, hosts=todo)
         outcomes = self.executor.run_hosts(step, todo, journal)
+        # one write for the step's progress on every host (their changes and failures were
+        # written as they happened): a no-op step costs one journal write, not two per host
+        self.writer.save(journal)
         interrupted = first_interruption(outcomes)
         if interrupted is not None:
             raise interrupted

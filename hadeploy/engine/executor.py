@@ -121,10 +121,12 @@ class StepExecutor:
             return False  # the step's turn probes again and says what is wrong
 
     def host_step(self, step: Step, host: str, journal: Journal) -> HostOutcome:
-        """Bring `host` to what `step` wants, journaling every transition."""
+        """Bring `host` to what `step` wants, journaling every change before it is made and
+        every failure; the host's progress (running, ok, changed) is written with the next
+        save, at the latest when the step ends (`Engine`): a progress state lost in a crash
+        costs a resume one probe, never a change it does not know of."""
         entry = journal.step(step.id).hosts[host]
         entry.state, entry.started, entry.error = "running", now(), None
-        self.writer.save(journal)
         self.emit("host-started", step.id, host)
         ctx = self.contexts.context(step.id, host, journal)
         try:
@@ -140,7 +142,6 @@ class StepExecutor:
         # host already done.
         state: OutcomeState = "changed" if applied or live_changes(entry) else "ok"
         entry.state, entry.finished = state, now()
-        self.writer.save(journal)
         self.emit(f"host-{state}", step.id, host,
                   duration=round(entry.finished - (entry.started or entry.finished), 3))
         return HostOutcome(host, state)

@@ -543,29 +543,29 @@ def test_a_bug_in_an_operation_leaves_the_journal_failed_not_running(world: Worl
 # -- the journal during a run ---------------------------------------------------------------
 
 
-def test_journal_on_disk_after_every_transition(world: World) -> None:
+def test_journal_on_disk_holds_every_change_and_failure_as_it_happens(world: World) -> None:
+    """A change is on disk with its host's record before the host says it changed, a failure
+    when the host says it failed; the hosts' progress (running, ok) follows at the latest
+    when the step ends, and a resume re-probes a host whose progress was not written yet."""
     world.hosts["b"].files["/s1/x"] = "1\n"  # ok on b
     world.fail("c", "echo 1 > /s1/x")
-    seen: list[tuple[str, dict[str, str]]] = []
+    seen: list[tuple[str, dict[str, str], list[str]]] = []
 
     def snapshot(event: Event) -> None:
-        if event.kind in ("run-started", "host-started", "host-ok", "host-changed",
-                          "host-failed"):
-            seen.append((f"{event.kind} {event.host or ''}".strip(),
-                         states(Journal.load(world.path), "s1")))
+        if event.kind in ("run-started", "host-changed", "host-failed", "step-finished"):
+            journal = Journal.load(world.path)
+            seen.append((f"{event.kind} {event.host or ''}".strip(), states(journal, "s1"),
+                         sorted(h for h, e in journal.step("s1").hosts.items() if e.changes)))
 
     step = Step("s1", "first", each(HOSTS, SetFile("x", "/s1/x", "1")), serial=True)
     with pytest.raises(StepFailed):
         world.engine(snapshot).run(runbook(step), world.journal())
 
     assert seen == [
-        ("run-started", {"a": "pending", "b": "pending", "c": "pending"}),
-        ("host-started a", {"a": "running", "b": "pending", "c": "pending"}),
-        ("host-changed a", {"a": "changed", "b": "pending", "c": "pending"}),
-        ("host-started b", {"a": "changed", "b": "running", "c": "pending"}),
-        ("host-ok b", {"a": "changed", "b": "ok", "c": "pending"}),
-        ("host-started c", {"a": "changed", "b": "ok", "c": "running"}),
-        ("host-failed c", {"a": "changed", "b": "ok", "c": "failed"}),
+        ("run-started", {"a": "pending", "b": "pending", "c": "pending"}, []),
+        ("host-changed a", {"a": "running", "b": "pending", "c": "pending"}, ["a"]),
+        ("host-failed c", {"a": "changed", "b": "ok", "c": "failed"}, ["a", "c"]),
+        ("step-finished", {"a": "changed", "b": "ok", "c": "failed"}, ["a", "c"]),
     ]
     changes = world.on_disk().step("s1").hosts
     assert changes["a"].changes == [{"op": "x", "title": "x", "record": {
@@ -576,6 +576,26 @@ def test_journal_on_disk_after_every_transition(world: World) -> None:
     world.restart()
     world.engine().rollback([world.on_disk()], world.journal("rb", kind="rollback"))
     assert states(world.on_disk(), "s1") == {"a": "rolled-back", "b": "ok", "c": "failed"}
+
+
+def test_a_step_that_changes_nothing_costs_one_journal_write(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each write of the journal is two fsyncs: a no-op re-run writes it once per step (and
+    at the start and end), not twice per host and step."""
+    for host in HOSTS:
+        world.hosts[host].files.update({"/s1/x": "1\n", "/s2/y": "2\n"})
+    writes: list[str] = []
+    save = Journal.save
+
+    def counted(journal: Journal, redact: Callable[[str], str] | None = None) -> None:
+        writes.append(journal.run_id)
+        save(journal, redact)
+
+    monkeypatch.setattr(Journal, "save", counted)
+    world.engine().run(TWO_STEPS, world.journal())
+    assert states(world.on_disk(), "s1") == dict.fromkeys(HOSTS, "ok")
+    assert states(world.on_disk(), "s2") == dict.fromkeys(HOSTS, "ok")
+    assert len(writes) == 2 + len(TWO_STEPS.steps)  # started, each step, finished
 
 
 def test_intent_is_journaled_before_the_apply_command_runs(world: World) -> None:

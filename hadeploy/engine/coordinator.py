@@ -220,8 +220,50 @@ class Engine:
         self.emit("run-started", phase=runbook.phase, kind=journal.kind,
                   steps=len(runbook.steps))
         with self._closing(journal, stats=True):
-            for step in runbook.steps:
-                self._run_step(step, journal)
+            early, probed = self._probe_the_others_early(runbook, journal)
+            try:
+                for step in runbook.steps:
+                    if probed & set(step.hosts):
+                        early.result()  # their probes are about to be used
+                    self._run_step(step, journal)
+            finally:
+                early.result()
+
+    def _probe_the_others_early(self, runbook: Runbook,
+                                journal: Journal) -> tuple[Future[None], set[str]]:
+        """Probe the hosts the first step does not involve, each for its own first step, in
+        the background while that step runs (when the transport probes ahead); return the
+        work and the hosts it probes. The original controller's probe of a whole-plane
+        scale-out, the longest of all (the endpoint listing, every API), no longer waits
+        for the new controllers' to end before it starts."""
+        firsts: dict[str, Step] = {}
+        for step in runbook.steps:
+            entry = journal.step(step.id)
+            for host in step.hosts:
+                if host not in firsts and entry.hosts[host].state not in DONE_STATES:
+                    firsts[host] = step
+        started = min((runbook.steps.index(step) for step in firsts.values()), default=0)
+        early = {host: step for host, step in firsts.items()
+                 if runbook.steps.index(step) != started}
+        work: Future[None] = Future()
+        if not early or not self.lookahead.enabled:
+            work.set_result(None)
+            return work, set()
+
+        first = runbook.steps[started]
+        in_first = [h for h in first.hosts if firsts.get(h) is first]
+
+        def probe() -> None:
+            try:
+                self.executor.read_sources_first(first, in_first, journal)
+                on_hosts(list(early), lambda host: self.executor.probe_before_turn(
+                    early[host], host, journal), self.max_parallel)
+                work.set_result(None)
+            except BaseException as exc:  # a bug: raised where the run waits for the work
+                work.set_exception(exc)
+
+        threading.Thread(target=probe, name="early-probes", daemon=True).start()
+        return work, set(early)
 
     def _run_step(self, step: Step, journal: Journal) -> None:
         entry = journal.ensure_step(step.id, step.title, list(step.hosts))
@@ -231,9 +273,12 @@ class Engine:
             return
         self.emit("step-started", step.id, title=step.title, hosts=todo)
         outcomes = self.executor.run_hosts(step, todo, journal)
-        # one write for the step's progress on every host (their changes and failures were
-        # written as they happened): a no-op step costs one journal write, not two per host
-        self.writer.save(journal)
+        # The hosts' progress, in one write where the step changed something (changes and
+        # failures were written as they happened); a step that changed nothing is not worth
+        # a write (two fsyncs): its progress goes with the next one, and a resume after a
+        # crash meanwhile probes it again and finds it done.
+        if any(o.state != "ok" for o in outcomes.values()):
+            self.writer.save(journal)
         interrupted = first_interruption(outcomes)
         if interrupted is not None:
             raise interrupted

@@ -108,6 +108,31 @@ class StepExecutor:
         except (HadeployError, *OP_ERRORS):
             return True  # the host's own step says what is wrong, in its turn
 
+    def read_sources_first(self, step: Step, hosts: list[str], journal: Journal) -> None:
+        """Read, one batch per host, what `step`'s probes on `hosts` (and their later steps',
+        taken along) compare with on other hosts (a tree copy's source), as their probes
+        would: before a host probed early (`probe_before_turn`) takes its connection for
+        a longer probe of its own."""
+        generation = self.prober.lookahead.generation
+        reads = []
+        for host in hosts:
+            ctx = self.contexts.context(step.id, host, journal)
+            reads += [read for op in step.ops[host] for read in op.source_probes(ctx)]
+            reads += self.prober.lookahead.sources(step, host, journal)
+        self.prober.read_sources(reads, generation)
+
+    def probe_before_turn(self, step: Step, host: str, journal: Journal) -> None:
+        """Probe `host` for `step`, its later steps taken along, before the step's turn,
+        kept for that turn while no command runs anywhere meanwhile (a no-op); a failure is
+        left for the turn, which probes again and says what is wrong."""
+        ctx = self.contexts.context(step.id, host, journal)
+        generation = self.prober.lookahead.generation
+        try:
+            probes = self.prober.probe_step(step, host, ctx, journal)
+        except (HadeployError, *OP_ERRORS):
+            return
+        self.prober.lookahead.keep(host, generation, step.id, probes)
+
     def _done_ahead(self, step: Step, host: str, journal: Journal) -> bool:
         """Whether valid look-ahead probes already show `step` done on `host`."""
         ctx = self.contexts.context(step.id, host, journal)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 SECTION = re.compile(r"^[ \t]*\[(?P<name>[^\]\r\n]+)\][ \t]*(?:\r\n|\n|\r)?$")
 KEY = re.compile(
@@ -28,8 +29,11 @@ class _Line:
     key: str | None
 
 
-def _lines(text: str) -> list[_Line]:
-    """Each line with the section it belongs to and, for key lines, its key."""
+@lru_cache(maxsize=64)
+def _lines(text: str) -> tuple[_Line, ...]:
+    """Each line with the section it belongs to and, for key lines, its key; remembered per
+    text, since a run reads many keys of one file (a no-op re-run of the whole plane parsed
+    nova.conf and its like 54 times, 0.65 s of CPU)."""
     result: list[_Line] = []
     section: str | None = None
     for line in LINE.findall(text):
@@ -41,7 +45,7 @@ def _lines(text: str) -> list[_Line]:
         match = KEY.match(line)
         key = match.group("key").strip() if match else None
         result.append(_Line(line, section, key))
-    return result
+    return tuple(result)
 
 
 def _newline(text: str) -> str:

@@ -430,7 +430,8 @@ def test_connections_send_small_packets_at_once(lab: Lab, inv: Inventory, ahead:
     try:
         assert ssh.run("lb2", "true").ok
         assert isinstance(ssh, SshTransport)
-        sock = ssh._connections["lb2"].client.get_transport().sock
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        link = ssh._connections["lb2"].client.get_transport()
+        assert link is not None and isinstance(link.sock, socket.socket)
+        assert link.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         ssh.close()

@@ -578,10 +578,10 @@ def test_journal_on_disk_holds_every_change_and_failure_as_it_happens(world: Wor
     assert states(world.on_disk(), "s1") == {"a": "rolled-back", "b": "ok", "c": "failed"}
 
 
-def test_a_step_that_changes_nothing_costs_one_journal_write(
+def test_a_step_that_changes_nothing_costs_no_journal_write(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each write of the journal is two fsyncs: a no-op re-run writes it once per step (and
-    at the start and end), not twice per host and step."""
+    """Each write of the journal is two fsyncs: a no-op re-run writes it when it starts and
+    when it ends, not twice per host and step; a step that changes something once."""
     for host in HOSTS:
         world.hosts[host].files.update({"/s1/x": "1\n", "/s2/y": "2\n"})
     writes: list[str] = []
@@ -595,7 +595,12 @@ def test_a_step_that_changes_nothing_costs_one_journal_write(
     world.engine().run(TWO_STEPS, world.journal())
     assert states(world.on_disk(), "s1") == dict.fromkeys(HOSTS, "ok")
     assert states(world.on_disk(), "s2") == dict.fromkeys(HOSTS, "ok")
-    assert len(writes) == 2 + len(TWO_STEPS.steps)  # started, each step, finished
+    assert len(writes) == 2  # started, finished
+    world.hosts["b"].files["/s2/y"] = "3\n"
+    writes.clear()
+    world.engine().run(TWO_STEPS, world.journal("run-2"))
+    # started, the change's intent and outcome (one write: nothing to add), s2, finished
+    assert len(writes) == 4
 
 
 def test_intent_is_journaled_before_the_apply_command_runs(world: World) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hadeploy.render import get_ini_value, set_ini_value
+from hadeploy.render import get_ini_value, ini, set_ini_value
 from tests.unit.strategies import encodable_text
 
 API_PASTE = """\
@@ -289,3 +289,18 @@ def test_property_arbitrary_text_never_loses_bytes(text: str, section: str, key:
     old, now = flat(text), flat(after)
     inserted = [f"{key} = {new}", f"[{section}]{key} = {new}"]
     assert any(now == old[:i] + x + old[i:] for x in inserted for i in range(len(old) + 1))
+
+
+def test_one_text_is_parsed_once_for_all_the_keys_read_from_it() -> None:
+    """A run reads many keys of one config (each edit of nova.conf probes its own key):
+    the text is split into lines once, and an edited text, a new text, is parsed anew."""
+    text = "[DEFAULT]\nmy_ip = 10.0.0.1\n[database]\nconnection = x\n" + "# note\n" * 5000
+    ini._lines.cache_clear()
+    assert get_ini_value(text, "DEFAULT", "my_ip") == "10.0.0.1"
+    assert get_ini_value(text, "database", "connection") == "x"
+    assert get_ini_value(text, "api", "auth_strategy") is None
+    assert ini._lines.cache_info().misses == 1
+    edited = set_ini_value(text, "DEFAULT", "my_ip", "198.18.0.12")
+    assert get_ini_value(edited, "DEFAULT", "my_ip") == "198.18.0.12"
+    assert get_ini_value(text, "DEFAULT", "my_ip") == "10.0.0.1"
+    assert ini._lines.cache_info().misses == 2

@@ -1445,3 +1445,26 @@ def test_json_events_carry_the_fields_the_readme_documents(world: World) -> None
         assert all(f"`{f}`" in rows[kind] for f in fields), (kind, rows.get(kind))
     failed = next(e for e in emitted if e["event"] == "host-failed")
     assert failed["exited"] == 1 and "disk on fire" in failed["stderr"], failed
+
+
+def test_a_host_the_first_step_leaves_out_is_probed_while_that_step_runs(world: World) -> None:
+    """`c` has nothing to do in the first step: its probe (for its own first step, the
+    later ones taken along) goes while `a` and `b` probe theirs, not after them, and its
+    step then uses it. The barrier breaks, failing the run, if `c` waits its turn."""
+    for host in HOSTS:
+        world.hosts[host].files.update({"/s1/x": "1\n", "/s2/y": "2\n"})
+    barrier = threading.Barrier(3, timeout=5)
+
+    def meet(host: str, script: str) -> None:
+        if batch_probes(script) is not None and host in HOSTS:
+            barrier.wait()
+
+    world.observe(meet)
+    world.transport.probe_ahead = True
+    steps = runbook(Step("s1", "first", each(("a", "b"), SetFile("x", "/s1/x", "1"))),
+                    Step("s2", "second", each(HOSTS, SetFile("y", "/s2/y", "2"))))
+    world.engine().run(steps, world.journal())
+    assert states(world.on_disk(), "s2") == dict.fromkeys(HOSTS, "ok")
+    probes = [[s for s in world.transport.commands_on(h) if batch_probes(s) is not None]
+              for h in HOSTS]
+    assert [len(p) for p in probes] == [1, 1, 1]  # one round trip each, s2's taken along

@@ -2,10 +2,12 @@
 one process, and the shell that runs it there with the admin credentials file sourced.
 
 One `openstack` process per endpoint cost 1-2 s of start-up each (26.7 s for the demo's
-catalog); this program authenticates once with keystoneauth1 (the library the openstack CLI
-uses, so it is on every host that has the CLI) and sends every request over one session. The
-credentials stay in the sourced file's environment: never on a command line, in stdin or in
-the journal. Endpoint ids and URLs reach it as JSON on stdin.
+catalog); this program logs in once and sends every request over one HTTP connection, with
+Python's standard library only: keystoneauth1, the openstack CLI's library, took ~0.9 s of
+every run's start-up on a lab controller just to import, and the program runs in a whole
+plane's probe, its move and its verify. The credentials stay in the sourced file's
+environment: never on a command line, in stdin or in the journal. Endpoint ids and URLs
+reach it as JSON on stdin.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ endpoint its URL in that order, printing a tagged line for each one it changed a
 those already right; it stops at the first failure, so what it printed is what moved.
 
 Credentials are the OS_* variables of the sourced admin rc file (v3 password, user and
-project domains, OS_CACERT, OS_INSECURE, OS_CERT/OS_KEY); one keystoneauth1 session
-authenticates once. Every request goes to the identity API that OS_AUTH_URL names, never to
-one the catalog names: the catalog is what is being changed (moving the public identity
-endpoint must not strand this program), which is also why OS_REGION_NAME and OS_INTERFACE,
-which only choose a catalog entry, play no part.
+project domains, OS_CACERT, OS_INSECURE, OS_CERT/OS_KEY), scoped as the openstack CLI scopes
+them; one login, one token, one connection (http.client). Every request goes to the
+identity API that OS_AUTH_URL names, never to one the catalog names: the catalog is what is
+being changed (moving the public identity endpoint must not strand this program), which is
+also why OS_REGION_NAME and OS_INTERFACE, which only choose a catalog entry, play no part.
 """
 import json
 import os
@@ -44,6 +46,7 @@ import sys
 
 SET_MARK = "@@SET"
 ERROR_MARK = "@@ERROR"
+TIMEOUT = 60  # seconds for a connection or an answer, as long as a host's probe waits
 
 
 def fail(message):
@@ -69,59 +72,139 @@ def identity_api():
     return url if url.endswith("/v3") else url + "/v3"
 
 
-def session(api):
-    """One keystoneauth1 session with the rc file's v3 password credentials."""
-    try:
-        from keystoneauth1 import session as ksa_session
-        from keystoneauth1.identity import v3
-    except ImportError as exc:
-        fail("python3 cannot import keystoneauth1, which the openstack CLI needs too "
-             "(package python3-keystoneauth1): %s" % exc)
-    # As the openstack CLI does: a name without its domain is in OS_DEFAULT_DOMAIN.
+def domain(prefix, default=None):
+    """{"id": ...} or {"name": ...} from OS_<PREFIX>DOMAIN_ID/_NAME, else `default`'s id."""
+    ident = env("OS_%sDOMAIN_ID" % prefix)
+    name = env("OS_%sDOMAIN_NAME" % prefix)
+    if ident or (default and not name):
+        return {"id": ident or default}
+    return {"name": name} if name else None
+
+
+def auth_request():
+    """Keystone v3's password authentication of the rc file's credentials, scoped as the
+    openstack CLI (keystoneauth1's v3.Password) scopes them: a name without its domain is in
+    OS_DEFAULT_DOMAIN; a project, else a domain, else the system scope."""
     default = env("OS_DEFAULT_DOMAIN", "default")
-    user_domain = env("OS_USER_DOMAIN_NAME")
-    project_domain = env("OS_PROJECT_DOMAIN_NAME")
-    scope = {"system_scope": env("OS_SYSTEM_SCOPE")} if env("OS_SYSTEM_SCOPE") else {}
-    auth = v3.Password(
-        auth_url=api, username=env("OS_USERNAME"), user_id=env("OS_USER_ID"),
-        password=env("OS_PASSWORD"), user_domain_name=user_domain,
-        user_domain_id=env("OS_USER_DOMAIN_ID", None if user_domain else default),
-        project_name=env("OS_PROJECT_NAME", env("OS_TENANT_NAME")),
-        project_id=env("OS_PROJECT_ID", env("OS_TENANT_ID")),
-        project_domain_name=project_domain,
-        project_domain_id=env("OS_PROJECT_DOMAIN_ID", None if project_domain else default),
-        domain_name=env("OS_DOMAIN_NAME"), domain_id=env("OS_DOMAIN_ID"),
-        **scope)  # keystoneauth1 older than 3.4 (Queens) has no system scope
-    verify = env("OS_CACERT", True)
+    user = {"password": env("OS_PASSWORD")}
+    if env("OS_USER_ID"):
+        user["id"] = env("OS_USER_ID")
+    else:
+        user["name"] = env("OS_USERNAME")
+    user_domain = domain("USER_", default)
+    if user_domain:
+        user["domain"] = user_domain
+    body = {"identity": {"methods": ["password"], "password": {"user": user}}}
+    project_id = env("OS_PROJECT_ID", env("OS_TENANT_ID"))
+    project_name = env("OS_PROJECT_NAME", env("OS_TENANT_NAME"))
+    if env("OS_DOMAIN_ID") or env("OS_DOMAIN_NAME"):
+        body["scope"] = {"domain": domain("")}
+    elif project_id:
+        body["scope"] = {"project": {"id": project_id}}
+    elif project_name:
+        body["scope"] = {"project": {"name": project_name,
+                                     "domain": domain("PROJECT_", default)}}
+    elif env("OS_SYSTEM_SCOPE"):
+        body["scope"] = {"system": {env("OS_SYSTEM_SCOPE"): True}}
+    return {"auth": body}
+
+
+def tls():
+    """The TLS context of OS_CACERT, OS_INSECURE and OS_CERT/OS_KEY."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=env("OS_CACERT"))
     if env("OS_INSECURE", "").lower() in ("1", "true", "yes"):
-        verify = False
-    cert = env("OS_CERT")
-    return ksa_session.Session(auth=auth, verify=verify,
-                               cert=(cert, env("OS_KEY")) if cert and env("OS_KEY") else cert)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if env("OS_CERT"):
+        context.load_cert_chain(env("OS_CERT"), env("OS_KEY"))
+    return context
 
 
-def call(ksa, method, url, **kwargs):
-    """The JSON answer of one request, or exit saying which request failed and why."""
+class Keystone:
+    """Keystone's v3 API at `api` over one HTTP connection, with one token: the standard
+    library's http.client (keystoneauth1, which the CLI uses, takes ~1 s to import)."""
+
+    def __init__(self, api):
+        import http.client
+        from urllib.parse import urlsplit
+
+        self.http = http.client
+        parts = urlsplit(api)
+        self.api, self.path = api, parts.path
+        if parts.scheme == "https":
+            self.connection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=TIMEOUT, context=tls())
+        else:
+            self.connection = http.client.HTTPConnection(parts.hostname, parts.port,
+                                                         timeout=TIMEOUT)
+        self.token = None
+        self.token = self.send("POST", "/auth/tokens", auth_request(), "X-Subject-Token")
+
+    def send(self, method, path, body=None, header=None):
+        """The JSON answer of one request (or the answer's `header`), else exit saying
+        which request failed and why."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["X-Auth-Token"] = self.token
+        try:
+            self.connection.request(method, self.path + path, body=data, headers=headers)
+            answer = self.connection.getresponse()
+            text = answer.read()
+        except (OSError, self.http.HTTPException) as exc:
+            raise Failed("%s: %s" % (type(exc).__name__, exc))
+        if answer.status >= 400:
+            said = " ".join(text.decode("utf-8", "replace").split())[:300]
+            raise Failed("HTTP %d %s: %s" % (answer.status, answer.reason, said))
+        if header is not None:
+            value = answer.getheader(header)
+            if not value:
+                raise Failed("HTTP %d without the %s header" % (answer.status, header))
+            return value
+        try:
+            return json.loads(text or b"{}")
+        except ValueError as exc:
+            raise Failed("not JSON: %s" % exc)
+
+    def call(self, method, path, body=None):
+        """`send`, exiting with the request named when it fails."""
+        try:
+            return self.send(method, path, body)
+        except Failed as exc:
+            fail("%s %s failed: %s" % (method, self.api + path, exc))
+
+
+class Failed(Exception):
+    """A request that got no answer, or an error."""
+
+
+def session(api):
+    """The authenticated API, or exit saying why the login failed."""
     try:
-        return ksa.request(url, method, **kwargs).json()
-    except Exception as exc:  # keystoneauth1's errors and the network's alike
-        fail("%s %s failed: %s: %s" % (method, url, type(exc).__name__, exc))
+        return Keystone(api)
+    except Failed as exc:
+        fail("POST %s/auth/tokens (login of the rc file's user) failed: %s" % (api, exc))
 
 
-def endpoints(ksa, api):
+def endpoints(ksa):
     """Every endpoint of the catalog (refused when keystone's list_limit cut the list)."""
-    answer = call(ksa, "GET", api + "/endpoints")
+    answer = ksa.call("GET", "/endpoints")
     if answer.get("truncated"):
         fail("keystone truncated the endpoint list (its [DEFAULT] list_limit): "
              "raise the limit so that every endpoint can be seen")
     return answer["endpoints"]
 
 
-def listing(ksa, api):
+def listing(ksa):
     """The endpoints as `openstack endpoint list -f json` shows them."""
-    services = {s["id"]: s for s in call(ksa, "GET", api + "/services")["services"]}
+    services = {s["id"]: s for s in ksa.call("GET", "/services")["services"]}
     rows = []
-    for e in endpoints(ksa, api):
+    for e in endpoints(ksa):
         service = services.get(e.get("service_id"), {})
         rows.append({"ID": e["id"], "Region": e.get("region_id") or e.get("region") or "",
                      "Service Name": service.get("name", ""),
@@ -131,9 +214,9 @@ def listing(ksa, api):
     return rows
 
 
-def set_urls(ksa, api, wanted):
+def set_urls(ksa, wanted):
     """Give each endpoint of `wanted` its URL, in order; print each one changed."""
-    current = dict((e["id"], e.get("url")) for e in endpoints(ksa, api))
+    current = dict((e["id"], e.get("url")) for e in endpoints(ksa))
     missing = [w["id"] for w in wanted if w["id"] not in current]
     if missing:
         fail("endpoint(s) %s are not in the catalog any more; nothing was changed"
@@ -143,10 +226,10 @@ def set_urls(ksa, api, wanted):
         if current[w["id"]] == w["url"]:
             continue
         try:
-            ksa.patch(api + "/endpoints/" + w["id"], json={"endpoint": {"url": w["url"]}})
-        except Exception as exc:
-            fail("PATCH of endpoint %s (url %s) failed: %s: %s; changed before it: %s"
-                 % (w["id"], w["url"], type(exc).__name__, exc, ", ".join(changed) or "none"))
+            ksa.send("PATCH", "/endpoints/" + w["id"], {"endpoint": {"url": w["url"]}})
+        except Failed as exc:
+            fail("PATCH of endpoint %s (url %s) failed: %s; changed before it: %s"
+                 % (w["id"], w["url"], exc, ", ".join(changed) or "none"))
         changed.append(w["id"])
         sys.stdout.write(SET_MARK + " " + w["id"] + " " + w["url"] + "\\n")
         sys.stdout.flush()
@@ -157,12 +240,11 @@ def main():
     if mode not in ("list", "set"):
         fail("usage: python3 -c PROGRAM list|set")
     wanted = json.load(sys.stdin) if mode == "set" else None
-    api = identity_api()
-    ksa = session(api)
+    ksa = session(identity_api())
     if mode == "list":
-        sys.stdout.write(json.dumps(listing(ksa, api)) + "\\n")
+        sys.stdout.write(json.dumps(listing(ksa)) + "\\n")
     else:
-        set_urls(ksa, api, wanted)
+        set_urls(ksa, wanted)
 
 
 main()

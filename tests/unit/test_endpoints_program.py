@@ -1,11 +1,11 @@
 """The endpoint program itself, run by python3 under /bin/sh as on the original controller.
 
-keystoneauth1 is not a dependency of hadeploy, so a stand-in package on PYTHONPATH plays it:
-its `Session` answers the Keystone v3 calls the program makes from a JSON file (the catalog)
-and logs every request, and `v3.Password` records the credentials it was given. What runs
-for real is the shell the operation builds (the rc file sourced by `.`), the program's text
-and, in the last test, the engine: a move that fails half-way, and the undo the engine runs
-from the journal at once.
+No Keystone runs here: a stand-in on PYTHONPATH (sitecustomize) answers the Keystone v3
+calls the program makes through http.client from a JSON file (the catalog) and logs every
+login and request. What runs for real is the shell the operation builds (the rc file
+sourced by `.`), the program's text, its requests and TLS settings and, in the last test,
+the engine: a move that fails half-way, and the undo the engine runs from the journal at
+once. The lab's tests run it against a real Keystone.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from hadeploy.ops.endpoints import undo_endpoints
 from hadeploy.ops.endpoints_program import ERROR, SET, list_command
 from hadeploy.steps import Runbook, Step
 from hadeploy.testing import FakeTransport
+from tests.certs import CertAuthority
 from tests.unit.examples import COLOCATED
 from tests.unit.test_endpoints import (
     IDENTITY_PUBLIC,
@@ -43,32 +44,18 @@ PASSWORD = "Adm1n-S3cret"  # a test value that must never show up
 AUTH_URL = "http://192.168.1.221:5000/v3"
 API = "http://192.168.1.221:5000/v3"
 
-# keystoneauth1 as far as the program uses it; the state file is the catalog plus a log.
+# Keystone's v3 API as far as the program uses it, behind http.client: a sitecustomize on
+# PYTHONPATH swaps the connection classes for one answering from the state file (the
+# catalog), which logs every login and request. The program's own HTTP, JSON and TLS
+# settings run for real; only the socket is not opened.
 STAND_IN = {
-    "keystoneauth1/__init__.py": "",
-    "keystoneauth1/identity/__init__.py": "",
-    "keystoneauth1/identity/v3.py": """
-class Password:
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-""",
-    "keystoneauth1/session.py": """
+    "sitecustomize.py": """
+import http.client
 import json
 import os
 
 PATH = os.environ["FAKE_KEYSTONE"]
-
-
-class ServiceUnavailable(Exception):
-    pass
-
-
-class Response:
-    def __init__(self, body):
-        self.body = body
-
-    def json(self):
-        return self.body
+TOKEN = "gAAAAA-test-token"
 
 
 def load():
@@ -81,32 +68,64 @@ def save(state):
         json.dump(state, f)
 
 
-class Session:
-    def __init__(self, auth, verify=True, cert=None):
-        state = load()
-        state["sessions"].append({"auth": auth.kwargs, "verify": verify, "cert": cert})
-        save(state)
+class Answer:
+    def __init__(self, status, body, headers=None):
+        self.status, self.reason = status, {200: "OK", 201: "Created"}.get(status, "Error")
+        self.body = json.dumps(body).encode()
+        self.headers = headers or {}
 
-    def request(self, url, method, json=None, **kwargs):
+    def read(self):
+        return self.body
+
+    def getheader(self, name, default=None):
+        return self.headers.get(name, default)
+
+
+class Connection:
+    def __init__(self, host, port=None, timeout=None, context=None):
+        self.base = "%s://%s%s" % ("https" if context is not None else "http", host,
+                                   ":%s" % port if port else "")
+        self.context = context
+        self.answer = None
+
+    def request(self, method, path, body=None, headers=None):
+        url = self.base + path
+        body = json.loads(body) if body else None
         state = load()
-        state["requests"].append([method, url, json])
+        if method == "POST" and path.endswith("/auth/tokens"):
+            tls = None
+            if self.context is not None:
+                tls = {"verify": self.context.verify_mode != 0,
+                       "check_hostname": self.context.check_hostname}
+            state["sessions"].append({"url": url, "auth": body["auth"], "tls": tls})
+            save(state)
+            self.answer = Answer(201, {"token": {}}, {"X-Subject-Token": TOKEN})
+            return
+        assert headers["X-Auth-Token"] == TOKEN, "a request without the login's token"
+        state["requests"].append([method, url, body])
         save(state)
         if method == "GET" and url.endswith("/endpoints"):
-            return Response({"endpoints": state["endpoints"]})
-        if method == "GET" and url.endswith("/services"):
-            return Response({"services": state["services"]})
-        if method == "PATCH":
+            self.answer = Answer(200, {"endpoints": state["endpoints"]})
+        elif method == "GET" and url.endswith("/services"):
+            self.answer = Answer(200, {"services": state["services"]})
+        elif method == "PATCH":
             ident = url.rsplit("/", 1)[1]
             if ident == state["fail"]:
-                raise ServiceUnavailable("Service Unavailable (HTTP 503)")
+                self.answer = Answer(503, {"error": {"message": "Service Unavailable"}})
+                return
             (endpoint,) = [e for e in state["endpoints"] if e["id"] == ident]
-            endpoint["url"] = json["endpoint"]["url"]
+            endpoint["url"] = body["endpoint"]["url"]
             save(state)
-            return Response({"endpoint": endpoint})
-        raise AssertionError("unexpected request %s %s" % (method, url))
+            self.answer = Answer(200, {"endpoint": endpoint})
+        else:
+            raise AssertionError("unexpected request %s %s" % (method, url))
 
-    def patch(self, url, **kwargs):
-        return self.request(url, "PATCH", **kwargs)
+    def getresponse(self):
+        return self.answer
+
+
+http.client.HTTPConnection = Connection
+http.client.HTTPSConnection = Connection
 """,
 }
 
@@ -122,7 +141,7 @@ def v3_catalog(listing: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
 
 
 class FakeKeystone:
-    """A tmp dir with the stand-in keystoneauth1, a `python3` on PATH, an admin rc file with a
+    """A tmp dir with the stand-in Keystone, a `python3` on PATH, an admin rc file with a
     space in its path, and the catalog's state file."""
 
     def __init__(self, root: Path, auth_url: str = AUTH_URL, extra_rc: str = "") -> None:
@@ -193,8 +212,15 @@ def probe_of(fake: FakeKeystone, op: EndpointsOnVip) -> Probe:
     return Probe(out, exited=code)
 
 
-def test_the_listing_is_the_openstack_cli_s_with_one_authentication(tmp_path: Path) -> None:
-    fake = FakeKeystone(tmp_path, extra_rc="export OS_CACERT=/etc/ssl/certs/ca.pem\n")
+# What Keystone gets at the login: the rc file's v3 password credentials, as the openstack
+# CLI sends them (names with their domains, the project scope).
+LOGIN = {"identity": {"methods": ["password"], "password": {"user": {
+    "name": "admin", "password": PASSWORD, "domain": {"name": "Default"}}}},
+    "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}
+
+
+def test_the_listing_is_the_openstack_cli_s_with_one_login(tmp_path: Path) -> None:
+    fake = FakeKeystone(tmp_path)
     code, out, err = fake.shell(list_command(str(fake.rc)))
     assert code == 0, err
     assert json.loads(out) == MODERN_LIST  # the very records the openstack CLI printed
@@ -202,12 +228,50 @@ def test_the_listing_is_the_openstack_cli_s_with_one_authentication(tmp_path: Pa
     assert [r[:2] for r in state["requests"]] == [["GET", f"{API}/services"],
                                                  ["GET", f"{API}/endpoints"]]
     (session,) = state["sessions"]
-    assert session["verify"] == "/etc/ssl/certs/ca.pem"
-    auth = {k: v for k, v in session["auth"].items() if v is not None}
-    assert auth == {"auth_url": API, "username": "admin", "password": PASSWORD,
-                    "user_domain_name": "Default", "project_name": "admin",
-                    "project_domain_name": "Default"}
+    assert session == {"url": f"{API}/auth/tokens", "auth": LOGIN, "tls": None}
     assert PASSWORD not in out + err + list_command(str(fake.rc))
+
+
+@pytest.mark.parametrize(("rc", "scope"), [
+    ("export OS_USER_ID=u1\nexport OS_PROJECT_ID=p1\n",
+     {"user": {"id": "u1", "password": PASSWORD, "domain": {"name": "Default"}},
+      "scope": {"project": {"id": "p1"}}}),
+    ("unset OS_USER_DOMAIN_NAME OS_PROJECT_DOMAIN_NAME\n",
+     {"user": {"name": "admin", "password": PASSWORD, "domain": {"id": "default"}},
+      "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}),
+    ("unset OS_PROJECT_NAME\nexport OS_DOMAIN_NAME=Default\n",
+     {"user": {"name": "admin", "password": PASSWORD, "domain": {"name": "Default"}},
+      "scope": {"domain": {"name": "Default"}}}),
+    ("unset OS_PROJECT_NAME\nexport OS_SYSTEM_SCOPE=all\n",
+     {"user": {"name": "admin", "password": PASSWORD, "domain": {"name": "Default"}},
+      "scope": {"system": {"all": True}}}),
+], ids=["ids", "default-domain", "domain-scope", "system-scope"])
+def test_the_login_scopes_as_the_openstack_cli_does(tmp_path: Path, rc: str,
+                                                    scope: dict[str, Any]) -> None:
+    fake = FakeKeystone(tmp_path, extra_rc=rc)
+    code, _, err = fake.shell(list_command(str(fake.rc)))
+    assert code == 0, err
+    (session,) = fake.load()["sessions"]
+    auth = session["auth"]
+    assert auth["identity"] == {"methods": ["password"], "password": {"user": scope["user"]}}
+    assert auth["scope"] == scope["scope"]
+
+
+def test_https_takes_the_rc_files_ca_or_its_insecure(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(CertAuthority.create().pem())
+    https = AUTH_URL.replace("http:", "https:")
+    for extra, verify in ((f"export OS_CACERT='{ca}'\n", True),
+                          ("export OS_INSECURE=true\n", False)):
+        fake = FakeKeystone(tmp_path / str(verify), auth_url=https, extra_rc=extra)
+        code, _, err = fake.shell(list_command(str(fake.rc)))
+        assert code == 0, err
+        (session,) = fake.load()["sessions"]
+        assert session["url"] == https + "/auth/tokens"
+        assert session["tls"] == {"verify": verify, "check_hostname": verify}
+    fake = FakeKeystone(tmp_path / "missing", auth_url=https,
+                        extra_rc=f"export OS_CACERT='{tmp_path / 'none.pem'}'\n")
+    assert fake.shell(list_command(str(fake.rc)))[0] != 0  # a CA file that is not there
 
 
 @pytest.mark.parametrize("auth_url", ["http://192.168.1.221:5000/v2.0/",
@@ -216,7 +280,7 @@ def test_requests_go_to_the_v3_api_of_os_auth_url(tmp_path: Path, auth_url: str)
     fake = FakeKeystone(tmp_path, auth_url=auth_url)
     assert fake.shell(list_command(str(fake.rc)))[0] == 0
     (session,) = fake.load()["sessions"]
-    assert session["auth"]["auth_url"] == API
+    assert session["url"] == f"{API}/auth/tokens"
     assert {r[1] for r in fake.load()["requests"]} == {f"{API}/services", f"{API}/endpoints"}
 
 
@@ -254,18 +318,6 @@ def test_set_refuses_an_endpoint_that_is_gone_before_changing_anything(
     assert framing.after_tag(ERROR, out) == (" endpoint(s) deleted-by-hand are not in the "
                                              "catalog any more; nothing was changed\n")
     assert "deleted-by-hand" in err and fake.patches() == []
-
-
-def test_without_keystoneauth1_the_error_names_the_package(tmp_path: Path) -> None:
-    fake = FakeKeystone(tmp_path)
-    broken = tmp_path / "broken" / "keystoneauth1"
-    broken.mkdir(parents=True)
-    (broken / "__init__.py").write_text("raise ImportError('No module named keystoneauth1')\n")
-    fake.env["PYTHONPATH"] = str(broken.parent)
-    code, out, _ = fake.shell(list_command(str(fake.rc)))
-    assert code == 1
-    assert "python3 cannot import keystoneauth1, which the openstack CLI needs too (package " \
-           "python3-keystoneauth1)" in (framing.after_tag(ERROR, out) or "")
 
 
 def test_a_move_that_fails_half_way_is_undone_exactly_from_the_journal(

@@ -21,8 +21,11 @@ from hadeploy.journal import DONE_STATES, Journal
 from hadeploy.ops.base import HostContext, Probe, SourceRead
 from hadeploy.steps import Step
 
-# Probe text taken along per round trip: far below the kernel's limit for one argument.
-AHEAD_BYTES = 32_000
+# Probe text taken along per round trip: well below the kernel's limit for one argument
+# (MAX_ARG_STRLEN, 128 KiB: sshd hands the whole command to the login shell as one), with
+# the step's own probes and the quoting (tests/unit/test_noop_round_trips.py checks the
+# whole plane's largest batch); a whole plane's controller takes ~40 KB.
+AHEAD_BYTES = 64_000
 
 AheadProbe = tuple[str, str | None]  # step id, probe script (None: known locally)
 ContextFor = Callable[[str, str, Journal], HostContext]

@@ -24,8 +24,12 @@ ALL_ANSWER = "all-answer"
 # Targets are HOST:PORT (a TCP connect) or HOST:PORT/PATH=STATUSES (GET PATH, expecting a
 # status in haproxy's list of codes and ranges). Prints `all-answer`, or one line per target
 # that never answered as expected, with what it did answer.
-API_PROBE = """python3 - {targets} <<'PYEOF'
-import http.client, socket, sys, time
+# The status line is read off a plain socket (HTTP/1.1, `Connection: close`), which is all
+# haproxy's check reads of the answer too: python3 with no site packages and no module
+# beyond socket starts in ~20 ms on a lab controller, against ~60 ms with http.client, and a
+# whole plane's probe of one controller runs eleven of these.
+API_PROBE = """python3 -I -S - {targets} <<'PYEOF'
+import socket, sys, time
 
 def accepts(statuses, code):
     for item in statuses.split(","):
@@ -33,6 +37,23 @@ def accepts(statuses, code):
         if int(low) <= code <= int(high or low):
             return True
     return False
+
+def status(host, port, path):
+    request = ("GET /" + path + " HTTP/1.1\\r\\nHost: " + host + ":" + port +
+               "\\r\\nAccept: */*\\r\\nConnection: close\\r\\n\\r\\n")
+    with socket.create_connection((host, int(port)), 2) as conn:
+        conn.settimeout(2)
+        conn.sendall(request.encode("ascii"))
+        head = b""
+        while b"\\r\\n" not in head and len(head) < 8192:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    words = head.split(b"\\r\\n", 1)[0].split()
+    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+        raise ValueError("not an HTTP answer")
+    return int(words[1])
 
 def problem(target):
     where, _, statuses = target.partition("=")
@@ -44,14 +65,10 @@ def problem(target):
             return None
         except OSError:
             return address + ": no answer"
-    conn = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
-        conn.request("GET", "/" + path)
-        code = conn.getresponse().status
-    except (OSError, http.client.HTTPException):
+        code = status(host, port, path)
+    except (OSError, ValueError):
         return address + " GET /" + path + ": no answer"
-    finally:
-        conn.close()
     if accepts(statuses, code):
         return None
     return address + " GET /" + path + ": answered " + str(code) + ", expected " + statuses

@@ -648,7 +648,7 @@ def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, rel
         assert isinstance(op, Requirement)
         ctx = ctx_for(inv, host, profile_for("el7"))
         targets = [_target(a, p, release) for a in (address, vip) for p in ports]
-        assert host_script(op, ctx).startswith(f"python3 - {' '.join(targets)} <<'PYEOF'\n")
+        assert host_script(op, ctx).startswith(f"python3 -I -S - {' '.join(targets)} <<'PYEOF'\n")
         assert op.done(ctx, op.read(ctx, Probe("all-answer\n")))
         failing = f"{vip}:{ports[0]}: no answer\n{address}:{ports[0]}: no answer\n"
         assert not op.done(ctx, op.read(ctx, Probe(failing)))
@@ -958,7 +958,7 @@ def _grizzly_world(inv: Inventory) -> FakeTransport:
         if "chkconfig --list" in script:
             return (0, "enabled\nrunning\n") if host == "mesa-virt-01" else (
                 0, "disabled\nstopped\n")
-        if script.startswith("python3 - "):
+        if script.startswith("python3 -I -S - "):
             return 0, "all-answer\n"
         if "keystone endpoint-list" in script:
             return 0, GUIDE_ENDPOINT_LIST.read_text()

@@ -19,6 +19,7 @@ from hadeploy.journal import Journal, now
 from hadeploy.ops.base import HostContext
 from hadeploy.runbook.controllers import build_controllers_runbook
 from hadeploy.testing import FakeTransport, batch_answer, batch_probes
+from hadeploy.transport.ssh import wrap
 from lab.inventory import lab_inventory_text
 from lab.network import SUBNET
 from lab.openstack.planes import FULL_PLANE_SERVICES
@@ -75,3 +76,7 @@ def test_a_no_op_scale_out_of_the_whole_plane_costs_one_batch_per_host(tmp_path:
     # batch's reads of its ten trees in one, and its own batch
     assert trips == {"ctl1": 2, "ctl2": 1, "ctl3": 1}, trips
     assert all(batch_probes(script) for _, script in transport.calls)
+    # sshd passes the command, as sudo runs it, to the login shell as one argument: the
+    # kernel refuses one of more than MAX_ARG_STRLEN (128 KiB); keep a wide margin
+    largest = max(len(wrap(script, sudo=True)) for _, script in transport.calls)
+    assert largest < 96 * 1024, largest

@@ -149,6 +149,15 @@ def engine(transport: FakeTransport, owner: Owner) -> Engine:
     return made
 
 
+def taking_every_lock() -> FakeTransport:
+    """Hosts where the claim takes the lock, and every other command succeeds quietly."""
+    transport = FakeTransport()
+    transport.on(lambda host, script, stdin: (0, DETECT + "@@lock-taken\n", "")
+                 if "id=%s" in script else None)
+    transport.on(lambda host, script, stdin: (0, "", ""))
+    return transport
+
+
 def test_a_run_held_elsewhere_is_refused_in_its_first_round_trip_and_gives_back_what_it_took(
         ) -> None:
     transport = FakeTransport()
@@ -166,10 +175,7 @@ def test_a_run_held_elsewhere_is_refused_in_its_first_round_trip_and_gives_back_
 
 
 def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(tmp_path: Path) -> None:
-    transport = FakeTransport()
-    transport.on(lambda host, script, stdin: (0, DETECT + "@@lock-taken\n", "")
-                 if "id=%s" in script else None)
-    transport.on(lambda host, script, stdin: (0, "", ""))
+    transport = taking_every_lock()
     runner = engine(transport, ME)
     runner.gather_facts(("lb1", "lb2"))
     assert sorted(h for h, _ in transport.kept) == ["lb1", "lb2"]
@@ -238,10 +244,7 @@ def test_facts_started_ahead_run_while_the_caller_goes_on_and_are_taken_once() -
 
 def test_a_run_ending_before_it_gathers_the_facts_started_ahead_gives_their_locks_back(
         ) -> None:
-    transport = FakeTransport()
-    transport.on(lambda host, script, stdin: (0, DETECT + "@@lock-taken\n", "")
-                 if "id=%s" in script else None)
-    transport.on(lambda host, script, stdin: (0, "", ""))
+    transport = taking_every_lock()
     runner = engine(transport, ME)
     runner.start_facts(("lb1", "lb2"))
     runner.settle_facts()  # as the session ends (the display failed to load, say)

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from bench.lab_setup import Setup, reset_hosts
 from lab import Lab
@@ -31,11 +32,16 @@ def ssh_floor(lab: Lab, hosts: Sequence[str]) -> float:
     return time.monotonic() - started
 
 
+class AptFailed(SystemExit):
+    """apt-get failed in a lab host: no measurement. Its whole output is kept in `log`."""
+
+
 def apt_alone(lab: Lab, hosts: Sequence[str], packages: Sequence[str],
-              block_starts: bool = False) -> float:
+              block_starts: bool = False, logs: Path | None = None) -> float:
     """`apt-get install PACKAGES` on every host of `hosts` at once, entered directly
     (nsenter, no SSH, no deploy tool): the wall time. `block_starts`: with a policy-rc.d
-    that keeps maintainer scripts from starting services (removed after)."""
+    that keeps maintainer scripts from starting services (removed after). A failure raises
+    `AptFailed` with apt's last lines, its whole output written to `logs`/apt-HOST.log."""
     install = ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                "-o Dpkg::Options::=--force-confold " + " ".join(packages) + " 2>&1")
     if block_starts:
@@ -43,11 +49,19 @@ def apt_alone(lab: Lab, hosts: Sequence[str], packages: Sequence[str],
                    + "; status=$?; rm -f /usr/sbin/policy-rc.d; exit $status")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        for result in pool.map(lambda name: lab.hosts[name].exec(install, check=False,
-                                                                timeout=1800), hosts):
+        for name, result in zip(hosts, pool.map(
+                lambda name: lab.hosts[name].exec(install, check=False, timeout=1800), hosts),
+                strict=True):
             if result.returncode != 0:  # what apt and dpkg said last, to see why
                 said = "\n".join(result.stdout.splitlines()[-40:])
-                raise SystemExit(f"apt-get install failed in the lab:\n{said}\n{result.stderr}")
+                kept = ""
+                if logs is not None:
+                    logs.mkdir(parents=True, exist_ok=True)
+                    whole = logs / f"apt-{name}.log"
+                    whole.write_text(result.stdout + result.stderr)
+                    kept = f"\n(whole output: {whole})"
+                raise AptFailed(f"apt-get install failed in the lab:\n{said}\n{result.stderr}"
+                                + kept)
     return time.monotonic() - started
 
 

@@ -4,11 +4,17 @@ the floor and hadeploy's share, the RESULTS.md section and its in-place replacem
 from __future__ import annotations
 
 import json
+import subprocess
+import types
 from pathlib import Path
 
+import pytest
+
+from bench.floors import AptFailed
 from bench.sections import write_section
 from bench.time_to_ha import (
     TimeToHa,
+    _install_floor,
     catalog_services,
     phase_restart_script,
     restarted_services,
@@ -104,3 +110,32 @@ def test_the_floors_restart_is_the_phases_own_command() -> None:
     assert phase_restart_script(node, nova, "nova-conductor") == restart_and_wait(
         profile, "nova-conductor", nova.sysv_pidfiles("nova-conductor"), "restart", 30,
         True).script
+
+
+class _Host:
+    """A lab host whose apt-get fails `failures` times, counting its resets."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        self.name, self.failures, self.resets = name, failures, 0
+
+    def exec(self, script: str, check: bool = True,
+             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        failed = self.failures > 0
+        self.failures -= 1
+        return subprocess.CompletedProcess([self.name], 100 if failed else 0,
+                                           "Errors were encountered\n" if failed else "", "")
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_a_failed_apt_floor_runs_once_more_on_reset_hosts_and_keeps_apts_output(
+        tmp_path: Path) -> None:
+    hosts = {"ctl2": _Host("ctl2", 1), "ctl3": _Host("ctl3", 0)}
+    lab = types.SimpleNamespace(hosts=hosts)
+    assert _install_floor(lab, ["nova-api"], tmp_path) >= 0  # type: ignore[arg-type]
+    assert [h.resets for h in hosts.values()] == [2, 2]  # after each attempt
+    assert (tmp_path / "apt-ctl2.log").read_text() == "Errors were encountered\n"
+    hosts["ctl2"].failures = hosts["ctl3"].failures = 2
+    with pytest.raises(AptFailed, match=r"whole output: .*apt-ctl"):
+        _install_floor(lab, ["nova-api"], tmp_path)  # type: ignore[arg-type]

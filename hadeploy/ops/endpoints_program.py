@@ -140,6 +140,7 @@ class Keystone:
             self.connection = http.client.HTTPConnection(parts.hostname, parts.port,
                                                          timeout=TIMEOUT)
         self.token = None
+        self.used = False  # whether the connection has carried a request (may be stale)
         self.token = self.send("POST", "/auth/tokens", auth_request(), "X-Subject-Token")
 
     def send(self, method, path, body=None, header=None):
@@ -152,12 +153,23 @@ class Keystone:
             headers["Content-Type"] = "application/json"
         if self.token:
             headers["X-Auth-Token"] = self.token
-        try:
-            self.connection.request(method, self.path + path, body=data, headers=headers)
-            answer = self.connection.getresponse()
-            text = answer.read()
-        except (OSError, self.http.HTTPException) as exc:
-            raise Failed("%s: %s" % (type(exc).__name__, exc))
+        for attempt in (1, 2):
+            try:
+                self.connection.request(method, self.path + path, body=data, headers=headers)
+                answer = self.connection.getresponse()
+                text = answer.read()
+                break
+            except (self.http.RemoteDisconnected, ConnectionResetError,
+                    BrokenPipeError) as exc:
+                # a server that closed the kept-alive connection between two requests
+                # without saying so: every request after the login is idempotent (a GET,
+                # a PATCH setting a URL), so it goes once more on a new connection
+                self.connection.close()
+                if attempt == 2 or not self.used:
+                    raise Failed("%s: %s" % (type(exc).__name__, exc))
+            except (OSError, self.http.HTTPException) as exc:
+                raise Failed("%s: %s" % (type(exc).__name__, exc))
+        self.used = True
         if answer.status >= 400:
             said = " ".join(text.decode("utf-8", "replace").split())[:300]
             raise Failed("HTTP %d %s: %s" % (answer.status, answer.reason, said))

@@ -102,6 +102,10 @@ class Connection:
             self.answer = Answer(201, {"token": {}}, {"X-Subject-Token": TOKEN})
             return
         assert headers["X-Auth-Token"] == TOKEN, "a request without the login's token"
+        if state["drops"] > 0:  # the server closed the kept-alive connection unannounced
+            state["drops"] -= 1
+            save(state)
+            raise http.client.RemoteDisconnected("Remote end closed connection")
         state["requests"].append([method, url, body])
         save(state)
         if method == "GET" and url.endswith("/endpoints"):
@@ -122,6 +126,9 @@ class Connection:
 
     def getresponse(self):
         return self.answer
+
+    def close(self):
+        self.answer = None
 
 
 http.client.HTTPConnection = Connection
@@ -155,7 +162,8 @@ class FakeKeystone:
         self.state = root / "keystone.json"
         endpoints, services = v3_catalog(MODERN_LIST)
         self.state.write_text(json.dumps({"endpoints": endpoints, "services": services,
-                                          "fail": None, "requests": [], "sessions": []}))
+                                          "fail": None, "requests": [], "sessions": [],
+                                          "drops": 0}))
         self.rc = root / "admin creds" / "keystonerc_admin"
         self.rc.parent.mkdir()
         self.rc.write_text("unset OS_SERVICE_TOKEN\n"
@@ -282,6 +290,20 @@ def test_requests_go_to_the_v3_api_of_os_auth_url(tmp_path: Path, auth_url: str)
     (session,) = fake.load()["sessions"]
     assert session["url"] == f"{API}/auth/tokens"
     assert {r[1] for r in fake.load()["requests"]} == {f"{API}/services", f"{API}/endpoints"}
+
+
+def test_a_connection_the_server_closed_unannounced_is_opened_again_once(
+        tmp_path: Path) -> None:
+    fake = FakeKeystone(tmp_path)
+    fake.state.write_text(json.dumps({**fake.load(), "drops": 1}))
+    code, out, err = fake.shell(list_command(str(fake.rc)))
+    assert code == 0, err
+    assert json.loads(out) == MODERN_LIST
+    fake.state.write_text(json.dumps({**fake.load(), "drops": 2}))  # twice: it says so
+    code, out, _ = fake.shell(list_command(str(fake.rc)))
+    assert code == 1
+    assert "GET http://192.168.1.221:5000/v3/services failed: RemoteDisconnected" in (
+        framing.after_tag(ERROR, out) or "")
 
 
 def test_set_moves_in_order_says_what_moved_and_skips_what_is_right(

@@ -11,7 +11,7 @@ from hadeploy.engine.commands import CommandRunner, stopped
 from hadeploy.engine.contexts import HostContexts
 from hadeploy.engine.executor import StepExecutor
 from hadeploy.engine.failures import first_interruption
-from hadeploy.engine.group import on_hosts
+from hadeploy.engine.group import in_background, on_hosts
 from hadeploy.engine.hoststate import HostState, Owner, claim_script, split_detect
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.engine.planner import PlanItem, Planner
@@ -101,16 +101,8 @@ class Engine:
         claims) in the background, so that they go on while the caller loads the run's code;
         `gather_facts` with the same hosts then takes their results. A run that ends before
         `gather_facts` gives back what they took (`settle_facts`)."""
-        ahead: Future[_Detected] = Future()
-        self._facts_ahead = (hosts, records_of, ahead)
-
-        def detect() -> None:
-            try:
-                ahead.set_result(self._detect(hosts, records_of))
-            except BaseException as exc:  # raised where gather_facts waits for it
-                ahead.set_exception(exc)
-
-        threading.Thread(target=detect, name="facts-ahead", daemon=True).start()
+        self._facts_ahead = (hosts, records_of, in_background(
+            lambda: self._detect(hosts, records_of), "facts-ahead"))
 
     def settle_facts(self) -> None:
         """Give back the locks that facts started ahead took, when `gather_facts` never
@@ -245,25 +237,19 @@ class Engine:
         started = min((runbook.steps.index(step) for step in firsts.values()), default=0)
         early = {host: step for host, step in firsts.items()
                  if runbook.steps.index(step) != started}
-        work: Future[None] = Future()
         if not early or not self.lookahead.enabled:
-            work.set_result(None)
-            return work, set()
-
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done, set()
         first = runbook.steps[started]
         in_first = [h for h in first.hosts if firsts.get(h) is first]
 
         def probe() -> None:
-            try:
-                self.executor.read_sources_first(first, in_first, journal)
-                on_hosts(list(early), lambda host: self.executor.probe_before_turn(
-                    early[host], host, journal), self.max_parallel)
-                work.set_result(None)
-            except BaseException as exc:  # a bug: raised where the run waits for the work
-                work.set_exception(exc)
+            self.executor.read_sources_first(first, in_first, journal)
+            on_hosts(list(early), lambda host: self.executor.probe_before_turn(
+                early[host], host, journal), self.max_parallel)
 
-        threading.Thread(target=probe, name="early-probes", daemon=True).start()
-        return work, set(early)
+        return in_background(probe, "early-probes"), set(early)
 
     def _run_step(self, step: Step, journal: Journal) -> None:
         entry = journal.ensure_step(step.id, step.title, list(step.hosts))

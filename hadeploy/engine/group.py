@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -20,3 +21,18 @@ def on_hosts(hosts: Sequence[str], work: Callable[[str], T], limit: int) -> dict
     with ThreadPoolExecutor(max_workers=min(limit, len(hosts))) as pool:
         futures = {host: pool.submit(work, host) for host in hosts}
         return {host: future.result() for host, future in futures.items()}
+
+
+def in_background(work: Callable[[], T], name: str) -> Future[T]:
+    """`work()` in a thread of its own, started now: its result, or what it raised, is the
+    future's (raised where the caller waits for it)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

@@ -148,8 +148,9 @@ class StepExecutor:
     def host_step(self, step: Step, host: str, journal: Journal) -> HostOutcome:
         """Bring `host` to what `step` wants, journaling every change before it is made and
         every failure; the host's progress (running, ok, changed) is written with the next
-        save, at the latest when the step ends (`Engine`): a progress state lost in a crash
-        costs a resume one probe, never a change it does not know of."""
+        save: at the end of a step that changed something (`Engine`), else of the run. A
+        progress state lost in a crash costs a resume one probe, never a change it does not
+        know of."""
         entry = journal.step(step.id).hosts[host]
         entry.state, entry.started, entry.error = "running", now(), None
         self.emit("host-started", step.id, host)

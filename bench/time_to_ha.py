@@ -17,7 +17,8 @@ Glance's store on a directory the controllers share, `deploy-lb` run once. Then,
   hadeploy         `deploy-controllers --yes --json` on the bare ctl2 and ctl3: the phase's
                    wall time, and each step's from its events
   no-op            the same command again, three times (nothing changes), against `ssh true`
-                   to its five hosts at once on fresh connections, three times
+                   to the hosts it connected to (the controllers) at once on fresh
+                   connections, three times
 
 The floor of the phase: apt alone, plus the daemons' starts on the new controllers (in
 parallel), plus, for each service the phase restarted on the original (its events say which:
@@ -84,6 +85,7 @@ class TimeToHa:
     steps: dict[str, float] = field(default_factory=dict)
     noop: list[float] = field(default_factory=list)
     noop_round_trips: float | None = None
+    noop_hosts: list[str] = field(default_factory=list)  # the hosts the no-op connected to
     ssh_floor: list[float] = field(default_factory=list)
     load: float = 0.0
     provision: float = 0.0
@@ -288,9 +290,14 @@ def _measure(lab: Lab, work: Path, figures: TimeToHa,
         if '"event": "host-changed"' in stdout:
             raise SystemExit("the re-run of deploy-controllers changed something: not a no-op")
         figures.noop.append(seconds)
-        trips = run_finished(stdout).get("round_trips", {})
+        finished = run_finished(stdout)
+        trips = finished.get("round_trips", {})
         figures.noop_round_trips = statistics.mean(trips.values()) if trips else None
-        figures.ssh_floor.append(ssh_floor(lab, (*LBS, ORIGINAL, *NEW)))
+        # the floor: the hosts the no-op connected to (the controllers: a no-op drains
+        # nothing, so it never reaches the balancers)
+        reached = tuple(finished.get("connections", {})) or (ORIGINAL, *NEW)
+        figures.noop_hosts = list(reached)
+        figures.ssh_floor.append(ssh_floor(lab, reached))
     progress(figures)
 
 

@@ -38,6 +38,7 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
     as_starts = (f.own + again - sum(f.starts[s] for s in f.restarted)) / f.phase
     noop = statistics.median(f.noop)
     ssh = statistics.median(f.ssh_floor)
+    reached = ", ".join(f.noop_hosts) or "the controllers"
     steps = [(k, f.steps[k]) for k in KINDS if k in f.steps]
     steps += [(k, v) for k, v in f.steps.items() if k not in KINDS]
     return "\n".join([
@@ -90,7 +91,8 @@ def time_to_ha_section(f: TimeToHa, command: str, when: float) -> str:
         + f" | {len(f.restarted)} |",
         "",
         f"**No-op re-run** of `deploy-controllers` (nothing changes), median of {len(f.noop)}: "
-        f"{noop:.2f} s, against `ssh true` to its {3 + 3} hosts at once on fresh connections, "
+        f"{noop:.2f} s, against `ssh true` to the hosts it connected to ({reached}) at once "
+        "on fresh connections, "
         f"median of {len(f.ssh_floor)}: {ssh:.2f} s, **{noop / ssh:.2f}x** the floor "
         f"(target {NOOP_TARGET}x: {_met(noop / ssh, NOOP_TARGET)}); "
         + (f"{f.noop_round_trips:.1f} round trips per host." if f.noop_round_trips is not None

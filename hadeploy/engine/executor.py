@@ -11,6 +11,8 @@ not raised, so the other hosts finish their part.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from hadeploy.engine.commands import CommandRunner, stopped
@@ -182,8 +184,7 @@ class StepExecutor:
             with op_errors(host, op):
                 if not op.done(ctx, state):
                     pending.append((op, state))
-        for op, state in pending:
-            self._apply(step.id, host, op, state, ctx, entry, journal)
+        self._apply_all(step.id, host, pending, ctx, entry, journal)
         if not pending:
             return False
         applied = [op for op, _ in pending]
@@ -198,9 +199,37 @@ class StepExecutor:
                                 host=host)
         return True
 
+    def _apply_all(self, step_id: str, host: str, pending: list[tuple[AnyOp, Any]],
+                   ctx: HostContext, entry: HostEntry, journal: Journal) -> None:
+        """Apply `pending` in order; a `background` operation's intent is journaled in its
+        turn, its commands run while the next operations apply, and every one of them has
+        ended before this returns or raises (the first failure, in the operations' order,
+        once all have ended): a failed step's undo never races a command still running."""
+        if not any(op.background for op, _ in pending):
+            for op, state in pending:
+                self._apply(step_id, host, op, state, ctx, entry, journal)
+            return
+        behind: list[Future[None]] = []
+        failure: Exception | None = None
+        with ThreadPoolExecutor(len(pending)) as pool:
+            try:
+                for op, state in pending:
+                    run = self._apply(step_id, host, op, state, ctx, entry, journal,
+                                      later=op.background)
+                    if op.background:
+                        behind.append(pool.submit(run))
+            except Exception as exc:  # raised below, after the operations before it
+                failure = exc
+            wait(behind)
+        for done in behind:  # each came before a failure of the loop
+            done.result()
+        if failure is not None:
+            raise failure
+
     def _apply(self, step_id: str, host: str, op: AnyOp, seen: Any, ctx: HostContext,
-               entry: HostEntry, journal: Journal) -> None:
-        """Journal `op`'s intent, run its commands, then journal what they reported."""
+               entry: HostEntry, journal: Journal, later: bool = False) -> Callable[[], None]:
+        """Journal `op`'s intent, run its commands, then journal what they reported;
+        `later`: journal the intent only, and return what runs the commands."""
         # An earlier, interrupted attempt's record describes the state before the run, which
         # is what rollback must restore: keep it rather than journal the half-done state.
         change = next((c for c in entry.changes
@@ -214,19 +243,25 @@ class StepExecutor:
                     entry.changes.append(change)
                     self.writer.save(journal)
             commands = op.apply(ctx, seen)
-        outputs: list[str] = []
-        try:
-            # A change the host must be able to undo carries the host's record of the run
-            # (hoststate); a read-only requirement's refusal leaves the host as it was.
-            recorded = journal if change.get("record") else None
-            self.runner.run_all(host, commands, step_id, outputs, journal=recorded)
-        except CommandFailed as exc:
-            # What a command that failed half-way reported it had done (endpoints moved,
-            # packages added) is what the undo of this failure must know.
-            self._record_outcome(host, op, ctx, [*outputs, exc.result.stdout], change, entry,
-                                 journal)
-            raise
-        self._record_outcome(host, op, ctx, outputs, change, entry, journal)
+
+        def run() -> None:
+            outputs: list[str] = []
+            try:
+                # A change the host must be able to undo carries the host's record of the
+                # run (hoststate); a read-only requirement's refusal leaves the host as it was.
+                recorded = journal if change.get("record") else None
+                self.runner.run_all(host, commands, step_id, outputs, journal=recorded)
+            except CommandFailed as exc:
+                # What a command that failed half-way reported it had done (endpoints moved,
+                # packages added) is what the undo of this failure must know.
+                self._record_outcome(host, op, ctx, [*outputs, exc.result.stdout], change,
+                                     entry, journal)
+                raise
+            self._record_outcome(host, op, ctx, outputs, change, entry, journal)
+
+        if not later:
+            run()
+        return run
 
     def _record_outcome(self, host: str, op: AnyOp, ctx: HostContext, outputs: list[str],
                         change: dict[str, Any], entry: HostEntry, journal: Journal) -> None:

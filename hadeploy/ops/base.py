@@ -102,6 +102,10 @@ class Operation(ABC, Generic[T]):
     docstring."""
 
     op_id: str
+    # Applied while the host's next operations of the step are (a worker daemon's restart,
+    # which no balancer sees, beside the API's drained restart); the step waits for it
+    # before it re-probes, and its failure is the step's once everything else ended.
+    background: bool = False
 
     @abstractmethod
     def fact(self, ctx: HostContext) -> Fact[T]:

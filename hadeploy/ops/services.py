@@ -47,6 +47,10 @@ class ServiceRunning(Operation[ServiceState]):
     # Restarted by a stop, then a start, under a sysv init (catalog `sysv_stop_start`): its
     # init script's own restart never restarts it.
     sysv_stop_start: bool = False
+    # Applied while the step's next operations are (see `Operation.background`).
+    background: bool = False
+    # Restart it whenever it runs, though nothing changed (`hadeploy restart`).
+    always: bool = False
 
     def pid_files(self, ctx: HostContext) -> tuple[str, ...]:
         """The pid files that tell whether the daemon runs on this host's init."""
@@ -74,6 +78,8 @@ class ServiceRunning(Operation[ServiceState]):
         return ""
 
     def done(self, ctx: HostContext, state: ServiceState) -> bool:
+        if self.always and state.running:
+            return False
         if self.restart_only:
             return not state.running or not self.verb(ctx, state)
         return state.enabled and not self.verb(ctx, state)

@@ -4,14 +4,16 @@
 `hadeploy restart --service NAME` restarts a service's daemons on every controller, one
 controller at a time. Either way each restart of an API daemon is drained (`ops.drain`): the
 server leaves every balancer's haproxy first and comes back once it answers and haproxy sees
-it UP. A service's workers (catalog `workers`: conductor, scheduler, engine) restart first and
-undrained: they serve no balanced port.
+it UP. A service's workers (catalog `workers`: conductor, scheduler, engine) restart
+undrained, while its APIs' drained restarts go on: they serve no balanced port, and the other
+controllers' workers take the RPC calls meanwhile.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 from hadeploy.catalog import Family, Service, Variant, load_catalog
 from hadeploy.inventory.model import Inventory, Node
@@ -68,11 +70,15 @@ def daemon_running(variant: Variant, daemon: str, restart_after: frozenset[str],
 
 def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family,
                     restart_after: frozenset[str], always: bool = False) -> tuple[AnyOp, ...]:
-    """`service`'s daemons running on `node`: its workers first, as they are, then its API
-    daemons, each restart drained on the balancers."""
+    """`service`'s daemons running on `node`: its workers, as they are, each started or
+    restarted while the next daemons are (`background`: no balancer sends them traffic, and
+    the other controllers' workers serve meanwhile), then its API daemons one by one, each
+    restart drained on the balancers. `always` (phase `restart`): each one that runs is
+    restarted though nothing changed, workers included."""
     variant = service.variant(family, inv.release)
-    workers = tuple(daemon_running(variant, d, restart_after, always) for d in variant.workers)
-    apis = tuple(daemon_running(variant, d, restart_after, always)
+    workers = tuple(replace(daemon_running(variant, d, restart_after, always), background=True,
+                            always=always) for d in variant.workers)
+    apis = tuple(replace(daemon_running(variant, d, restart_after, always), always=always)
                  for d in variant.api_daemons())
     lbs = service_balancers(inv, service)
     if lbs is None:

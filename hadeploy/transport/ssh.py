@@ -286,7 +286,12 @@ class SshTransport:
 
     def _exec(self, name: str, command: str, stdin: bytes | None,
               timeout: float | None) -> tuple[int, bytes, bytes]:
-        channel = self._channel(name)
+        return self._exec_on(self._channel(name), name, command, stdin, timeout)
+
+    def _exec_on(self, channel: paramiko.Channel, name: str, command: str,
+                 stdin: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
+        """Run `command` on a new session `channel` of `name`'s connection: exit status,
+        stdout, stderr."""
         channel.settimeout(timeout)
         channel.exec_command(command)
         errors: list[bytes] = []
@@ -324,25 +329,30 @@ class SshTransport:
 
     def _call(self, host: str, script: str, stdin: bytes | None,
               timeout: float | None) -> tuple[int, bytes, str]:
-        """Run `script` as root (sudo when configured): exit status, stdout, stderr text."""
-        with self._locks[host]:
-            try:
+        """Run `script` as root (sudo when configured): exit status, stdout, stderr text.
+
+        The host's lock covers connecting, the sudo check and opening the session channel;
+        the command then runs on its own channel, so commands of one host may run at once
+        (SSH multiplexes channels on the one connection)."""
+        try:
+            with self._locks[host]:
                 password = self._sudo_password(host)
-                command = wrap(script, self.settings.sudo, password is not None)
-                data = stdin
-                if password is not None:
-                    data = password.encode() + b"\n" + (stdin or b"")
-                status, out, err = self._exec(host, command, data, timeout)
-            except (TransportError, HostKeyError):
-                self._drop(host)
-                raise
-            except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
-                self._drop(host)
-                raise TransportError(
-                    host, f"connection to {self.addresses[host]} lost while running a "
-                    f"command ({exc or type(exc).__name__}); the journal is resumable once the "
-                    "host is reachable again") from exc
-            self.round_trips_by_host[host] = self.round_trips_by_host.get(host, 0) + 1
+                channel = self._channel(host)
+                self.round_trips_by_host[host] = self.round_trips_by_host.get(host, 0) + 1
+            command = wrap(script, self.settings.sudo, password is not None)
+            data = stdin
+            if password is not None:
+                data = password.encode() + b"\n" + (stdin or b"")
+            status, out, err = self._exec_on(channel, host, command, data, timeout)
+        except (TransportError, HostKeyError):
+            self._drop(host)
+            raise
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+            self._drop(host)
+            raise TransportError(
+                host, f"connection to {self.addresses[host]} lost while running a "
+                f"command ({exc or type(exc).__name__}); the journal is resumable once the "
+                "host is reachable again") from exc
         stderr = err.decode("utf-8", "replace")
         if status != 0 and password is not None and "incorrect password attempt" in stderr:
             raise TransportError(

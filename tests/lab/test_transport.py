@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,6 +111,25 @@ def test_run_and_sudo_as_the_non_root_user(lab: Lab, inv: Inventory,
     per_command = (time.monotonic() - started) / 20
     assert transport.stats()["connections"] == {"lb1": 1}, "one reused connection per host"
     print(f"reused connection: {per_command * 1000:.1f} ms per sudo command")
+
+
+def test_two_commands_on_one_host_run_at_once_on_its_one_connection(
+        lab: Lab, transport: SshTransport) -> None:
+    """Each command holds the host's lock only to open its session channel: two commands
+    that each wait (bounded) for the other's file both succeed, which they cannot in turn;
+    still one connection."""
+    fresh(lab, "lb1")
+
+    def meet(mine: str, theirs: str) -> str:
+        return (f"touch /root/{mine}; i=0; while [ ! -e /root/{theirs} ] && [ $i -lt 100 ]; "
+                f"do sleep 0.1; i=$((i+1)); done; test -e /root/{theirs}")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda pair: transport.run("lb1", meet(*pair)),
+                                [("one", "two"), ("two", "one")]))
+    assert [r.exited for r in results] == [0, 0]
+    assert transport.stats()["connections"] == {"lb1": 1}
+    assert transport.stats()["round_trips"] == {"lb1": 2}
 
 
 # -- atomic upload ------------------------------------------------------------------------------

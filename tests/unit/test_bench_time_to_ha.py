@@ -58,7 +58,8 @@ def test_the_floor_counts_each_start_once_and_the_originals_restarts_and_the_res
                        starts={"keystone": 5.0, "nova": 20.0},
                        restarts={"keystone": 6.0, "nova": 29.0}, restarted=["nova"],
                        phase=500.0, steps={"packages": 320.0, "services": 150.0},
-                       noop=[6.0, 5.0, 7.0], noop_round_trips=4.0, ssh_floor=[1.0, 2.0, 2.0])
+                       noop=[6.0, 5.0, 7.0], noop_round_trips=4.0, ssh_floor=[1.0, 2.0, 2.0],
+                       noop_hosts=["ctl1", "ctl2", "ctl3"])
     # keystone's config on the original did not change: the phase does not restart it there
     assert figures.floor == 300.0 + 25.0 + 29.0 and figures.own == 146.0
     text = time_to_ha_section(figures, "python bench/run.py --hosts none --time-to-ha", 0.0)
@@ -71,6 +72,7 @@ def test_the_floor_counts_each_start_once_and_the_originals_restarts_and_the_res
     assert "29 %, NOT met" in text and "(no stop, no wait for the old process): 31 %" in text
     assert "(the fastest of 310.0, 300.0) | 300.0 | 60 % |" in text
     assert "6.00 s" in text and "**3.00x** the floor (target 1.5x: NO)" in text
+    assert "to the hosts it connected to (ctl1, ctl2, ctl3) at once" in text
 
 
 def test_the_services_restarted_on_the_original_come_from_the_runs_events() -> None:

@@ -539,7 +539,7 @@ def _restart_summary(profile_name: str, service: ServiceRunning) -> str:
 
 
 #: (service, release, family) -> the catalog's workers: daemons on no balanced port, restarted
-#: first and undrained.
+#: undrained, in the background.
 WORKERS: dict[tuple[str, str, Family], tuple[str, ...]] = {
     ("nova", "modern", "el"): ("openstack-nova-conductor", "openstack-nova-scheduler"),
     ("nova", "modern", "debian"): ("nova-conductor", "nova-scheduler"),
@@ -579,6 +579,8 @@ def test_service_commands(inventories: Inventories, release: str, service: str,
         # the workers serve no balanced port: their restarts are not drained
         assert [isinstance(op, DrainedRestart) for op in ops] == \
             [d not in workers for d in in_order]
+        # and they restart in the background, beside the APIs' drained restarts
+        assert [op.background for op in ops] == [d in workers for d in in_order]
     assert step.serial and step.starts_together  # restarts one at a time, starts at once
     for daemon, op in zip(in_order, ops_of(step, new[0]), strict=True):
         # a new controller: enable and start (the guide's chkconfig on + service start)

@@ -14,6 +14,7 @@ from hadeploy.catalog import load_catalog
 from hadeploy.engine.contexts import HostContexts
 from hadeploy.errors import InventoryError
 from hadeploy.facts import Probe
+from hadeploy.facts.system import ServiceState
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal
 from hadeploy.ops import Balancers, DrainedRestart, HostContext, ServiceRunning
@@ -228,6 +229,23 @@ def test_the_restart_phase_is_one_drained_step_per_service_and_controller(
     everything = build_restart_runbook(inv, families(inv), ())
     assert {s.id.split(".")[1] for s in everything.steps} == {
         s for s in inv.services if not load_catalog()[s].lb_only}
+
+
+def test_the_restart_phase_restarts_a_services_running_workers_too_in_the_background(
+        inventories: Inventories) -> None:
+    inv = inventories("modern", "debian", "dedicated")
+    step = build_restart_runbook(inv, families(inv), ("nova",)).steps[0]
+    (name,) = step.ops
+    conductor, scheduler, *apis = step.ops[name]
+    running = ServiceState(enabled=True, running=True)
+    for worker in (conductor, scheduler):
+        assert isinstance(worker, ServiceRunning) and worker.background
+        ctx = _ctx()
+        assert not worker.done(ctx, running)  # nothing changed, and still restarted
+        assert "restart" in worker.apply(ctx, running)[-1].shown()
+        assert worker.done(ctx, ServiceState(enabled=True, running=False))  # stays stopped
+    assert [op.service.service for op in apis if isinstance(op, DrainedRestart)] == [
+        "nova-api", "nova-api-metadata"]
 
 
 def test_restart_refuses_a_service_the_inventory_does_not_scale_out(

@@ -395,6 +395,87 @@ def test_failed_host_rolls_back_its_changes_in_the_step_newest_first(world: Worl
     assert "exited 28" in (disk.step("p").hosts["b"].error or "")
 
 
+@dataclass(frozen=True)
+class Behind(SetFile):
+    """A SetFile applied in the background (like a worker daemon's restart)."""
+
+    background: bool = True
+
+
+def test_a_background_operation_runs_while_the_next_ones_apply(world: World) -> None:
+    # The background write and the next operation's write each wait for the other: applied
+    # one after the other, the first would wait alone and the barrier would break.
+    barrier = threading.Barrier(2, timeout=5)
+
+    def hold(host: str, script: str) -> None:
+        if script in ("echo w > /w", "echo n > /n"):
+            barrier.wait()
+
+    world.observe(hold)
+    step = Step("b", "background", {"a": (Behind("w", "/w", "w"), SetFile("n", "/n", "n"))})
+    world.engine().run(runbook(step), world.journal())
+
+    assert world.files("a") == {"/w": "w", "/n": "n"}
+    scripts = world.transport.commands_on("a")
+    verify = max(i for i, s in enumerate(scripts) if batch_probes(s) is not None)
+    assert verify > scripts.index("echo w > /w")  # re-probed once the background one ended
+    entry = world.on_disk().step("b").hosts["a"]
+    assert entry.state == "changed"
+    assert [c["op"] for c in entry.changes] == ["w", "n"]  # journaled in the step's order
+
+
+def test_a_failed_background_operation_fails_the_step_once_the_rest_ended(
+        world: World) -> None:
+    world.hosts["a"].files.update({"/w": "old-w\n", "/n": "old-n\n"})
+    ended = threading.Event()
+
+    def slow_failure(host: str, script: str) -> None:
+        if script == "exit 3":  # the background failure waits until the next write is done
+            assert ended.wait(5)
+        if script == "echo n > /n":
+            ended.set()
+
+    world.observe(slow_failure)
+    step = Step("b", "background", {"a": (Behind("w", "/w", "w", then=("exit 3",)),
+                                          SetFile("n", "/n", "n"))})
+    with pytest.raises(StepFailed, match="exited 3"):
+        world.engine().run(runbook(step), world.journal())
+
+    applied = world.applied("a")
+    assert applied.index("exit 3") < applied.index("echo old-n > /n")  # no undo raced it
+    assert world.files("a") == {"/w": "old-w", "/n": "old-n"}  # both undone
+    entry = world.on_disk().step("b").hosts["a"]
+    assert entry.state == "failed"
+    assert [(c["op"], c["rolled_back"]) for c in entry.changes] == [("w", True), ("n", True)]
+
+
+def test_a_failure_after_a_background_operation_waits_for_it_before_the_undo(
+        world: World) -> None:
+    world.hosts["a"].files["/w"] = "old-w\n"
+    failed, released, undone_after = threading.Event(), threading.Event(), []
+    world.fail("a", "wait-for-failure", code=0, stderr="")  # answered once the observer lets it
+
+    def late(host: str, script: str) -> None:
+        if script == "wait-for-failure":  # the background command ends after the failure
+            assert failed.wait(5)
+            released.set()
+        if script == "exit 4":
+            failed.set()
+        if script == "echo old-w > /w":
+            undone_after.append(released.is_set())
+
+    world.observe(late)
+    step = Step("b", "background", {"a": (Behind("w", "/w", "w", then=("wait-for-failure",)),
+                                          SetFile("n", "/n", "n", then=("exit 4",)))})
+    with pytest.raises(StepFailed, match="exited 4"):
+        world.engine().run(runbook(step), world.journal())
+
+    assert undone_after == [True]
+    assert world.files("a") == {"/w": "old-w"}
+    entry = world.on_disk().step("b").hosts["a"]
+    assert [(c["op"], c["rolled_back"]) for c in entry.changes] == [("w", True), ("n", True)]
+
+
 def test_verify_after_apply_catches_an_operation_without_effect(world: World) -> None:
     world.hosts["a"].files["/v"] = "before\n"
     step = Step("v", "verify", {"a": (SetFile("w", "/w", "1"), NoEffect("v", "/v", "after"))})

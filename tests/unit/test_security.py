@@ -114,10 +114,11 @@ def sudo_inv(variant: Callable[..., Inventory]) -> Inventory:
 
 def _transport(inv: Inventory, mocker: MockerFixture, probe_status: int,
                command_stderr: bytes = b"") -> tuple[SshTransport, list[tuple[str, bytes]]]:
-    """A transport whose `_exec` (the SSH channel) records (command, stdin) instead."""
+    """A transport whose session channels are never opened and whose `_exec_on` records
+    (command, stdin) instead of running it."""
     sent: list[tuple[str, bytes]] = []
 
-    def fake_exec(name: str, command: str, stdin: bytes | None,
+    def fake_exec(channel: object, name: str, command: str, stdin: bytes | None,
                   timeout: float | None) -> tuple[int, bytes, bytes]:
         sent.append((command, stdin or b""))
         if command == "sudo -n true":
@@ -125,7 +126,8 @@ def _transport(inv: Inventory, mocker: MockerFixture, probe_status: int,
         return (1 if command_stderr else 0), b"out", command_stderr
 
     transport = SshTransport(inv.ssh, list(inv.nodes))
-    mocker.patch.object(transport, "_exec", side_effect=fake_exec)
+    mocker.patch.object(transport, "_channel", return_value=None)
+    mocker.patch.object(transport, "_exec_on", side_effect=fake_exec)
     return transport, sent
 
 

@@ -27,27 +27,58 @@ def tag(name: str) -> str:
 
 # -- batches: many probes in one round trip, each with its own output and exit code ---------
 
+# A probe that waits mostly on something other than its host's shell (a Keystone login
+# hashing a password, an API's answer) starts with this no-op: a batch runs it beside the
+# others (`batch_script`).
+BESIDE = f": '{tag('beside')}'; "
+
+
+def beside(probe: str) -> str:
+    """`probe`, marked to run beside the other probes of a batch (`batch_script`); alone it
+    runs as it is."""
+    return probe if probe.startswith(BESIDE) else BESIDE + probe
+
+
+def _frame(index: int, probe: str, token: str) -> str:
+    return f"echo '{tag(token)} {index}'; ( {probe}\n) 2>/dev/null; echo \"{tag(token)} rc $?\""
+
+
 def batch_script(probes: Sequence[str], token: str) -> str:
     """One script running every probe in a subshell, framed by `@@TOKEN INDEX` and
-    `@@TOKEN rc CODE` lines; a probe's stderr is dropped (probes are read-only checks)."""
-    return "\n".join(
-        f"echo '{tag(token)} {index}'; ( {probe}\n) 2>/dev/null; echo \"{tag(token)} rc $?\""
-        for index, probe in enumerate(probes)
-    )
+    `@@TOKEN rc CODE` lines; a probe's stderr is dropped (probes are read-only checks).
+
+    Each probe marked `beside` runs at once, as the left side of a pipe whose right side
+    runs the rest (the other probes, on the script's own stdin, then the pipes' frames
+    copied out): nothing is written on the host, and the frames say which probe each is."""
+    lanes = [i for i, probe in enumerate(probes) if probe.startswith(BESIDE)]
+    if not lanes or len(lanes) == len(probes):
+        return "\n".join(_frame(i, probe, token) for i, probe in enumerate(probes))
+    rest = "\n".join(_frame(i, probe, token) for i, probe in enumerate(probes)
+                     if i not in lanes)
+    script = f"{{ {rest}\n}} <&4 4<&-"
+    for i in lanes:
+        script = f"{{ {_frame(i, probes[i], token)}\n}} </dev/null 4<&- | {{ {script}; cat; }}"
+    return f"exec 4<&0\n{script}"
 
 
 def split_batch(stdout: str, count: int, token: str) -> list[tuple[str, int]]:
-    """`batch_script` output back into (stdout, exit code) per probe; a probe whose frame is
-    missing (output cut short) gets empty output and exit code `LOST`."""
-    chunks = stdout.split(f"{tag(token)} ")[1:]
-    bodies = [c for c in chunks if not c.startswith("rc ")]
-    codes = [c for c in chunks if c.startswith("rc ")]
-    results: list[tuple[str, int]] = []
-    for i in range(count):
-        body = bodies[i].split("\n", 1)[1] if i < len(bodies) else ""
-        code = codes[i][3:].split("\n", 1)[0] if i < len(codes) else str(LOST)
-        results.append((body, int(code) if code.isdigit() else LOST))
-    return results
+    """`batch_script` output back into (stdout, exit code) per probe, by the index each
+    frame names; a probe whose frame is missing or unfinished (output cut short) gets
+    empty output and exit code `LOST`."""
+    found: dict[int, tuple[str, int]] = {}
+    index: int | None = None
+    for chunk in stdout.split(f"{tag(token)} ")[1:]:
+        if chunk.startswith("rc "):
+            code = chunk[3:].split("\n", 1)[0]
+            if index is not None:
+                found[index] = (found[index][0], int(code) if code.isdigit() else LOST)
+            index = None
+            continue
+        head, _, body = chunk.partition("\n")
+        index = int(head) if head.isdigit() else None
+        if index is not None:
+            found[index] = (body, LOST)  # until its exit code arrives
+    return [found.get(i, ("", LOST)) for i in range(count)]
 
 
 def is_batch_output(stdout: str, token: str) -> bool:
@@ -63,12 +94,13 @@ _BATCH_PART = re.compile(
 
 
 def parse_batch_script(script: str) -> tuple[str, list[str]] | None:
-    """The token and probes of a script built by `batch_script`, or None for other scripts
-    (test doubles answer batches one probe at a time with this)."""
+    """The token and probes of a script built by `batch_script`, in index order, or None
+    for other scripts (test doubles answer batches one probe at a time with this)."""
     parts = list(_BATCH_PART.finditer(script))
-    if not parts or not script.startswith(f"echo '{PREFIX}"):
+    if not parts or not script.startswith((f"echo '{PREFIX}", f"exec 4<&0\n{{ echo '{PREFIX}")):
         return None
-    return parts[0]["token"], [m["probe"] for m in parts]
+    ordered = sorted(parts, key=lambda m: int(m["index"]))
+    return parts[0]["token"], [m["probe"] for m in ordered]
 
 
 def batch_answer(token: str, answers: Sequence[tuple[int, str]]) -> str:

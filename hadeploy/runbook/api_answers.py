@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hadeploy import framing
 from hadeploy.catalog import Proxy, Release
 from hadeploy.facts import Fact, Probe
 from hadeploy.inventory.model import Inventory, Node
@@ -121,6 +122,7 @@ def apis_answer(inv: Inventory, node: Node, proxies: Sequence[Proxy]) -> Require
     ports = ", ".join(str(p.port) for p in proxies)
     # A no-op re-run takes one look along with its first probe (every target tried once):
     # where everything answers, the step needs no round trip of its own.
-    return Requirement("ports", Fact(api_probe_script(targets), _answer), judge,
+    # Each answer is a python3 start and a wait on a daemon: beside the batch's shell probes.
+    return Requirement("ports", Fact(framing.beside(api_probe_script(targets)), _answer), judge,
                        f"APIs answer on {own} and the VIP: ports {ports}", waits=True,
-                       glance=Fact(api_probe_script(targets, 0), _answer))
+                       glance=Fact(framing.beside(api_probe_script(targets, 0)), _answer))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from hadeploy import framing
 from hadeploy.catalog import Family, load_catalog
 from hadeploy.engine import Engine, PlanItem
 from hadeploy.errors import HadeployError
@@ -650,7 +651,8 @@ def test_verify_probes_each_controller_and_the_vip(inventories: Inventories, rel
         assert isinstance(op, Requirement)
         ctx = ctx_for(inv, host, profile_for("el7"))
         targets = [_target(a, p, release) for a in (address, vip) for p in ports]
-        assert host_script(op, ctx).startswith(f"python3 -I -S - {' '.join(targets)} <<'PYEOF'\n")
+        assert host_script(op, ctx).startswith(
+            f"{framing.BESIDE}python3 -I -S - {' '.join(targets)} <<'PYEOF'\n")
         assert op.done(ctx, op.read(ctx, Probe("all-answer\n")))
         failing = f"{vip}:{ports[0]}: no answer\n{address}:{ports[0]}: no answer\n"
         assert not op.done(ctx, op.read(ctx, Probe(failing)))
@@ -960,7 +962,7 @@ def _grizzly_world(inv: Inventory) -> FakeTransport:
         if "chkconfig --list" in script:
             return (0, "enabled\nrunning\n") if host == "mesa-virt-01" else (
                 0, "disabled\nstopped\n")
-        if script.startswith("python3 -I -S - "):
+        if script.startswith(framing.BESIDE + "python3 -I -S - "):
             return 0, "all-answer\n"
         if "keystone endpoint-list" in script:
             return 0, GUIDE_ENDPOINT_LIST.read_text()
@@ -1050,7 +1052,7 @@ def test_engine_plan_of_the_guides_deployment() -> None:
     assert "+OS_AUTH_URL=http://10.15.85.31:35357/v2.0/\n" in rc_preview
     assert "8f7e6d5c4b3a" not in rc_preview
     # a plan never writes
-    assert all(script.startswith("echo '@@") or script.startswith("LC_ALL=C; export")
+    assert all(script.startswith(("echo '@@", "LC_ALL=C; export", "exec 4<&0\n{ echo '@@"))
                for _, script in transport.calls)
 
 

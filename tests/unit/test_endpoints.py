@@ -115,7 +115,7 @@ def test_modern_moves_every_original_url_in_one_process_identity_public_last(
         guide2: Inventory) -> None:
     op = endpoints_op(guide2)
     ctx = ctx_of(guide2)
-    assert op.probe(ctx) == program("list")
+    assert op.probe(ctx) == framing.beside(program("list"))  # beside its batch's shell probes
     seen = Probe(json.dumps(MODERN_LIST))
     assert not op.done(ctx, op.read(ctx, seen))
     (command,) = op.apply(ctx, op.read(ctx, seen))
@@ -244,7 +244,8 @@ def test_parse_the_keystone_v2_table() -> None:
 def test_grizzly_creates_then_deletes_each_guide_endpoint(guide1: Inventory) -> None:
     op = endpoints_op(guide1)
     ctx = ctx_of(guide1)
-    assert op.probe(ctx) == ". /root/keystonerc_admin >/dev/null && keystone endpoint-list"
+    assert op.probe(ctx) == framing.beside(
+        ". /root/keystonerc_admin >/dev/null && keystone endpoint-list")
     seen = Probe(GRIZZLY_LIST)
     assert not op.done(ctx, op.read(ctx, seen))
     (command,) = op.apply(ctx, op.read(ctx, seen))

@@ -238,7 +238,7 @@ class Deployment:
     def first_deploy(self, phase: str) -> bool:
         """Whether no run of `phase` has completed yet (then the VIP must be free)."""
         return not any(j.phase == phase and j.kind == "deploy" and j.status == "done"
-                       and not j.rolled_back_by for j in self.store.all())
+                       and not j.rolled_back_by for j in self.store.summaries())
 
     def plan(self, phase: str, offline: bool,
              only: tuple[str, ...] = ()) -> tuple[Runbook, list[PlanItem]]:
@@ -290,7 +290,7 @@ class Deployment:
 
     def _undoable(self, phase: str) -> list[Journal]:
         """Deploy runs of `phase` in the state directory that no rollback undid yet."""
-        return [j for j in self.store.all()
+        return [Journal.load(j.path) for j in self.store.summaries()
                 if j.phase == phase and j.kind == "deploy" and not j.rolled_back_by]
 
     def adopt(self, state: HostState, phase: str) -> list[str]:
@@ -299,7 +299,7 @@ class Deployment:
         together from every host's slice. Returns their ids."""
         from hadeploy.engine.hoststate import merge_slices
 
-        known = {j.run_id for j in self.store.all()}
+        known = {j.run_id for j in self.store.summaries()}
         adopted = []
         slices = [piece for pieces in state.records.values() for piece in pieces]
         for run_id, data in sorted(merge_slices(slices).items()):

@@ -258,6 +258,18 @@ class JournalWriter:
                 self._turn.notify_all()
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """A journal's few fields that say which runs matter (`RunStore.summaries`)."""
+
+    path: Path
+    run_id: str
+    phase: str
+    kind: str
+    status: str
+    rolled_back_by: str | None
+
+
 class RunStore:
     """The state directory: journals of every run and the lock."""
 
@@ -265,6 +277,10 @@ class RunStore:
         self.dir = state_dir
         self.runs = state_dir / "runs"
         self._lock_fd: int | None = None
+        # (file name, inode, mtime ns, size) -> what `summaries` tells of it (a journal is
+        # replaced by a rename: a new inode): a run asks several times, and every journal of
+        # the state directory was read each time
+        self._summaries: dict[tuple[str, int, int, int], RunSummary] = {}
 
     def new_run_id(self, phase: str, kind: str) -> str:
         """A sortable, unique id such as 20261121-070501-123-lb-deploy."""
@@ -282,10 +298,28 @@ class RunStore:
             return []
         return [Journal.load(p) for p in sorted(self.runs.glob("*.json"))]
 
+    def summaries(self) -> list[RunSummary]:
+        """What decides which runs matter (phase, kind, status, undone), oldest first; each
+        journal is read once per process while its file stays as it was."""
+        if not self.runs.is_dir():
+            return []
+        found = []
+        for path in sorted(self.runs.glob("*.json")):
+            stat = path.stat()
+            key = (path.name, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            summary = self._summaries.get(key)
+            if summary is None:
+                j = Journal.load(path)
+                summary = RunSummary(path, j.run_id, j.phase, j.kind, j.status,
+                                     j.rolled_back_by)
+                self._summaries[key] = summary
+            found.append(summary)
+        return found
+
     def latest(self, phase: str, kind: str = "deploy") -> Journal | None:
         """The newest journal of `phase` and `kind`."""
-        found = [j for j in self.all() if j.phase == phase and j.kind == kind]
-        return found[-1] if found else None
+        found = [s for s in self.summaries() if s.phase == phase and s.kind == kind]
+        return Journal.load(found[-1].path) if found else None
 
     def lock(self) -> None:
         """Take the inventory's lock or raise `JournalError` naming the holder.

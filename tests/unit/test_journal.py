@@ -237,6 +237,31 @@ def test_run_store_lists_and_finds_the_latest(tmp_path: Path) -> None:
     assert rollback is not None and rollback.kind == "rollback"
 
 
+def test_the_store_reads_a_journal_once_while_its_file_stays_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path / ".hadeploy")
+    first = Journal(store.journal_path("20260101-000000-000-lb-deploy"),
+                    "20260101-000000-000-lb-deploy", "lb", "deploy", "i", "f", 0.0)
+    first.save()
+    Journal(store.journal_path("20260102-000000-000-lb-deploy"),
+            "20260102-000000-000-lb-deploy", "lb", "deploy", "i", "f", 0.0).save()
+    loaded: list[str] = []
+    load = Journal.load.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Journal], path: Path) -> Journal:
+        loaded.append(path.name)
+        return load(cls, path)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Journal, "load", classmethod(counted))
+    assert [s.status for s in store.summaries()] == ["running", "running"]
+    assert [s.status for s in store.summaries()] == ["running", "running"]
+    assert len(loaded) == 2  # once each, not once per question
+    first.status = "done"
+    first.save()  # changed on disk: read again
+    assert [s.status for s in store.summaries()] == ["done", "running"]
+    assert loaded[2:] == ["20260101-000000-000-lb-deploy.json"]
+
+
 def test_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
     first, second = RunStore(tmp_path / ".hadeploy"), RunStore(tmp_path / ".hadeploy")
     first.lock()

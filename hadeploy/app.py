@@ -157,13 +157,15 @@ def render_file(hosts: str, what: str, node: str | None = None) -> str:
     return render_keepalived_conf(inv, inv.node(node))
 
 
-def make_transport(inv: Inventory, ahead: Sequence[str] = ()) -> Transport:
+def make_transport(inv: Inventory, ahead: Sequence[str] = (),
+                   first: str | None = None) -> Transport:
     """The SSH transport for `inv` (imported here so plans offline never load paramiko).
 
     With hosts `ahead`, their TCP connections are dialled first, then their SSH handshakes
     run in the background while the caller goes on (paramiko loads meanwhile): callers pass
     them only once every refusal before connecting has passed. Direct connections only: a
     gateway or an ssh_config leaves the connecting to fabric, when each host is first used.
+    `first`: the run's first round trip, sent to each of them as soon as it is connected.
     """
     from hadeploy.transport.dial import Dialer
 
@@ -176,7 +178,7 @@ def make_transport(inv: Inventory, ahead: Sequence[str] = ()) -> Transport:
 
     transport = SshTransport(ssh, list(inv.nodes))
     if dialer is not None:
-        transport.connect_ahead(dialer)
+        transport.connect_ahead(dialer, first)
     return transport
 
 
@@ -216,14 +218,14 @@ class Deployment:
         for listener in self.listeners:
             listener(event)
 
-    def new_transport(self, ahead: Sequence[str] = ()) -> Transport:
+    def new_transport(self, ahead: Sequence[str] = (), first: str | None = None) -> Transport:
         """A transport to the inventory's hosts, once the local files the inventory names
         (SSH key, known_hosts, ssh_config) are known to be usable: the last check before
         anything connects. The SSH transport starts connecting to the hosts `ahead` at
-        once (`make_transport`)."""
+        once, and runs `first` on each as soon as it is connected (`make_transport`)."""
         check_local_files(self.inv)
         if self.transport_factory is make_transport:
-            return make_transport(self.inv, ahead)
+            return make_transport(self.inv, ahead, first)
         return self.transport_factory(self.inv)
 
     def engine(self, transport: Transport, secrets: dict[str, str]) -> Engine:
@@ -321,9 +323,11 @@ class Deployment:
         return adopted
 
     @contextmanager
-    def _session(self) -> Iterator[Callable[[dict[str, str], Sequence[str]], Engine]]:
-        """Hold the inventory's lock and stop on signals; yields `connect(secrets, hosts) ->
-        Engine` (it starts connecting to `hosts` at once).
+    def _session(self) -> Iterator[Callable[[dict[str, str], Sequence[str], str | None],
+                                            Engine]]:
+        """Hold the inventory's lock and stop on signals; yields `connect(secrets, hosts,
+        first) -> Engine` (it starts connecting to `hosts` at once, and sends each the script
+        `first`, the run's first round trip, once connected).
 
         Nothing connects until `connect` is called, so refusals inside the session (a
         journal that does not fit) touch no host; every host lock an engine took is given
@@ -333,8 +337,9 @@ class Deployment:
         transports: list[Transport] = []
         engines: list[Engine] = []
 
-        def connect(secrets: dict[str, str], hosts: Sequence[str]) -> Engine:
-            transports.append(self.new_transport(hosts))
+        def connect(secrets: dict[str, str], hosts: Sequence[str],
+                    first: str | None) -> Engine:
+            transports.append(self.new_transport(hosts, first))
             engines.append(self.engine(transports[-1], secrets))
             return engines[-1]
 
@@ -371,11 +376,13 @@ class Deployment:
             journal = None if from_hosts else self.journal_for(phase, resume)
             hosts = phase_hosts(self.inv, phase)
             records_of = phase if from_hosts else None
-            engine = connect(secrets, hosts)
-            from hadeploy.engine.hoststate import this_workstation
+            from hadeploy.engine.hoststate import facts_script, this_workstation
 
-            state = engine.hold(this_workstation(phase, "deploy"), break_lock)
-            # the first round trip goes on while the display and the runbook's code load
+            # The first round trip (detection, the lock's claim) goes as soon as each host
+            # is connected, while the engine's, the display's and the runbook's code load.
+            owner = this_workstation(phase, "deploy")
+            engine = connect(secrets, hosts, facts_script(owner, records_of))
+            state = engine.hold(owner, break_lock)
             engine.start_facts(hosts, records_of)
             if connecting is not None:
                 connecting()
@@ -397,7 +404,8 @@ class Deployment:
         """Undo every not-yet-undone run of `phase`, newest first; from the hosts' own records
         when the state directory has none (the workstation that ran them is lost)."""
         with self._session() as connect:
-            engine = connect(read_secrets(self.inv, required=False), phase_hosts(self.inv, phase))
+            engine = connect(read_secrets(self.inv, required=False), phase_hosts(self.inv, phase),
+                             None)
             from hadeploy.engine.hoststate import this_workstation
 
             state = engine.hold(this_workstation(phase, "rollback"), break_lock)

@@ -23,7 +23,26 @@ Journal writes from parallel hosts are group-committed by `hadeploy.journal.Jour
 events leave through `hadeploy.events.Emitter`. Both mask secrets on the way out.
 """
 
-from hadeploy.engine.coordinator import Engine
-from hadeploy.engine.planner import PlanItem
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hadeploy.engine.coordinator import Engine
+    from hadeploy.engine.planner import PlanItem
 
 __all__ = ["Engine", "PlanItem"]
+
+
+def __getattr__(name: str) -> Any:
+    """`Engine` and `PlanItem` load when first asked for: the first round trip's script
+    (`hoststate`) is built, and sent, before the rest of the engine has loaded."""
+    if name == "Engine":
+        from hadeploy.engine.coordinator import Engine
+
+        return Engine
+    if name == "PlanItem":
+        from hadeploy.engine.planner import PlanItem
+
+        return PlanItem
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from hadeploy.engine.contexts import HostContexts
 from hadeploy.engine.executor import StepExecutor
 from hadeploy.engine.failures import first_interruption
 from hadeploy.engine.group import in_background, on_hosts
-from hadeploy.engine.hoststate import HostState, Owner, claim_script, split_detect
+from hadeploy.engine.hoststate import HostState, Owner, claim_script, facts_script, split_detect
 from hadeploy.engine.lookahead import LookAhead
 from hadeploy.engine.planner import PlanItem, Planner
 from hadeploy.engine.probing import Prober
@@ -23,7 +23,7 @@ from hadeploy.inventory.model import Node
 from hadeploy.journal import DONE_STATES, Journal, JournalWriter, now
 from hadeploy.ops.base import AnyOp, HostContext, Probe
 from hadeploy.outcome import HostOutcome
-from hadeploy.platforms import DETECT_PROBE, Profile, parse_detect
+from hadeploy.platforms import Profile, parse_detect
 from hadeploy.redact import Redactor
 from hadeploy.steps import Runbook, Step
 from hadeploy.transport.base import Transport
@@ -120,12 +120,12 @@ class Engine:
 
     def _detect(self, hosts: tuple[str, ...], records_of: str | None) -> _Detected:
         """The detection round trip on every host: its outcome, and the claim's output."""
-        claim = claim_script(self.hoststate.owner, records_of) if self.hoststate else ""
+        script = facts_script(self.hoststate.owner if self.hoststate else None, records_of)
         claims: dict[str, str] = {}
 
         def detect(host: str) -> HostOutcome:
             try:
-                result = self.transport.run(host, DETECT_PROBE + "\n" + claim)
+                result = self.transport.run(host, script)
                 result.check("detect platform")
             except HadeployError as exc:
                 return HostOutcome(host, "failed", exc)

@@ -35,8 +35,9 @@ from typing import Any
 from hadeploy import framing
 from hadeploy.engine.group import on_hosts
 from hadeploy.errors import HadeployError, JournalError
+from hadeploy.hostdirs import HADEPLOY_HOME, private_dir
 from hadeploy.journal import Journal
-from hadeploy.ops.base import HADEPLOY_HOME, private_dir
+from hadeploy.platforms import DETECT_PROBE
 from hadeploy.quoting import q
 from hadeploy.transport.base import Transport
 
@@ -103,6 +104,12 @@ def pid_alive(pid: int) -> bool:
 
 
 # -- the shell -------------------------------------------------------------------------------
+
+def facts_script(owner: Owner | None, records_of: str | None = None) -> str:
+    """The run's first round trip on a host: platform detection, then for a run holding its
+    hosts (`owner`) the lock's claim (`claim_script`)."""
+    return DETECT_PROBE + "\n" + (claim_script(owner, records_of) if owner else "")
+
 
 def claim_script(owner: Owner, records_of: str | None = None) -> str:
     """Lines run after platform detection: take the lock if nobody holds it, else print the

@@ -16,31 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from hadeploy.facts import Fact, Probe
+from hadeploy.hostdirs import BACKUP_ROOT, HADEPLOY_HOME, private_dir
 from hadeploy.inventory.model import Node
 from hadeploy.platforms import Profile
 
 __all__ = ["BACKUP_ROOT", "HADEPLOY_HOME", "AnyOp", "Command", "Fact", "HostContext",
            "Operation", "Probe", "Record", "SourceRead", "Undo", "private_dir"]
 
-# hadeploy's own directory on a host; every level of it is owner-only (backups hold old
-# secrets, and their paths say what the host runs).
-HADEPLOY_HOME = "/var/lib/hadeploy"
-BACKUP_ROOT = f"{HADEPLOY_HOME}/backup"
 Record = dict[str, Any]
 Undo = Callable[["HostContext", Record], list["Command"]]
 T = TypeVar("T")
-
-
-def private_dir(directory: str) -> str:
-    """Shell lines creating `directory` (a shell word naming a path below HADEPLOY_HOME) and
-    making it and every level above it up to HADEPLOY_HOME mode 0700: `mkdir -p -m` sets only
-    the last level's mode, and a level an earlier version left wider is narrowed too."""
-    return (f"hadeploy_dir={directory}\n"
-            '(umask 077 && mkdir -p "$hadeploy_dir")\n'
-            'while chmod 700 "$hadeploy_dir"; do\n'
-            f'  case "$hadeploy_dir" in {HADEPLOY_HOME}/*) ;; *) break ;; esac\n'
-            '  hadeploy_dir=$(dirname "$hadeploy_dir")\n'
-            "done\n")
 
 
 @dataclass(frozen=True)

@@ -134,28 +134,41 @@ class SshTransport:
         self.connections_opened: dict[str, int] = {}
         self.first_connection: float | None = None  # Unix time of the first attempt
         self._opening: dict[str, Future[Link]] = {}
+        self._sent_ahead: dict[tuple[str, str], Future[Result]] = {}
         self._dialer: Dialer | None = None
 
     # -- connections -----------------------------------------------------------------------
 
-    def connect_ahead(self, dialer: Dialer) -> None:
+    def connect_ahead(self, dialer: Dialer, first: str | None = None) -> None:
         """Open the connections to the hosts `dialer` dials, in background threads, while the
         caller builds the run: each host's first command waits for its own, and gets its
-        error (the same as connecting then) if it failed."""
+        error (the same as connecting then) if it failed. `first`: a script each thread
+        runs as soon as its connection is up (the run's first round trip); a later `run` of
+        that very script on that host takes its result instead of running it again."""
         self.first_connection = dialer.started
         self._dialer = dialer
         for name in self.addresses:
             if name in dialer:
                 opening: Future[Link] = Future()
                 self._opening[name] = opening
-                threading.Thread(target=self._open_into, args=(name, opening),
+                ran: Future[Result] | None = None
+                if first is not None:
+                    ran = self._sent_ahead[(name, first)] = Future()
+                threading.Thread(target=self._open_into, args=(name, opening, first, ran),
                                  name=f"ssh-{name}", daemon=True).start()
 
-    def _open_into(self, name: str, opening: Future[Link]) -> None:
+    def _open_into(self, name: str, opening: Future[Link], first: str | None,
+                   ran: Future[Result] | None) -> None:
         try:
             opening.set_result(self._open(name))
         except BaseException as exc:  # raised where the host's command runs
             opening.set_exception(exc)
+        if first is None or ran is None:
+            return
+        try:
+            ran.set_result(self._run(name, first, None, None))
+        except BaseException as exc:  # raised where that script is run
+            ran.set_exception(exc)
 
     def _connect(self, name: str) -> Link:
         conn = self._connections.pop(name, None)
@@ -369,7 +382,17 @@ class SshTransport:
 
     def run(self, host: str, script: str, stdin: bytes | None = None,
             timeout: float | None = None) -> Result:
-        """Run `script` on `host` as root (sudo when configured); one round trip."""
+        """Run `script` on `host` as root (sudo when configured); one round trip. A script
+        sent ahead to that host (`connect_ahead`) is not run again: its result is taken,
+        once."""
+        if stdin is None and self._sent_ahead:
+            sent = self._sent_ahead.pop((host, script), None)
+            if sent is not None:
+                return sent.result()
+        return self._run(host, script, stdin, timeout)
+
+    def _run(self, host: str, script: str, stdin: bytes | None,
+             timeout: float | None) -> Result:
         started = time.monotonic()
         status, out, stderr = self._call(host, script, stdin, timeout)
         return Result(host, script, status, out.decode("utf-8", "replace"), stderr,

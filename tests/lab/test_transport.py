@@ -132,6 +132,27 @@ def test_two_commands_on_one_host_run_at_once_on_its_one_connection(
     assert transport.stats()["round_trips"] == {"lb1": 2}
 
 
+def test_the_first_script_runs_once_connected_and_its_result_is_taken_once(
+        lab: Lab, inv: Inventory) -> None:
+    """`first` runs on the host as soon as its connection is up, before anything asks; the
+    run of that very script takes its result (not run a second time), a later one runs."""
+    fresh(lab, "lb2")
+    first = "echo x >> /root/first-count; wc -l < /root/first-count"
+    ssh = make_transport(inv, ("lb2",), first)
+    try:
+        assert isinstance(ssh, SshTransport)
+        deadline = time.monotonic() + 20
+        while (lab.hosts["lb2"].exec("test -e /root/first-count", check=False).returncode
+               and time.monotonic() < deadline):
+            time.sleep(0.05)  # ran though nothing asked for it yet
+        assert ssh.run("lb2", first).stdout == "1\n"
+        assert ssh.run("lb2", first).stdout == "2\n"  # asked again: runs again
+        assert ssh.stats()["round_trips"] == {"lb2": 2}
+        assert ssh.stats()["connections"] == {"lb2": 1}
+    finally:
+        ssh.close()
+
+
 # -- atomic upload ------------------------------------------------------------------------------
 
 

@@ -26,9 +26,11 @@ LAZY_AT_IMPORT = ("invoke", "rich", "cryptography", "paramiko", "fabric", "lab",
                   "hadeploy.live", "hadeploy.verify", "hadeploy.verify_console",
                   "hadeploy.status", "hadeploy.transport.ssh")
 # Still not loaded when deploy-lb starts dialling its hosts (the rest loads meanwhile).
-LAZY_AT_DIAL = ("invoke", "rich", "cryptography", "paramiko", "fabric", "lab", "hadeploy.engine",
+LAZY_AT_DIAL = ("invoke", "rich", "cryptography", "paramiko", "fabric", "lab",
                 "hadeploy.runbook", "hadeploy.ops", "hadeploy.render", "hadeploy.console",
                 "hadeploy.live", "hadeploy.verify", "hadeploy.verify_console", "hadeploy.status")
+# Of the engine, only what builds the first round trip's script (sent once connected).
+ENGINE_AT_DIAL = {"hadeploy.engine", "hadeploy.engine.group", "hadeploy.engine.hoststate"}
 
 # Runs `hadeploy deploy-lb --yes` in-process, but the dialler prints the loaded modules and
 # ends the process instead of connecting anywhere.
@@ -81,6 +83,7 @@ def test_deploy_lb_dials_its_hosts_before_loading_the_rest(tmp_path: Path) -> No
                      env=secrets, cwd=tmp_path)
     assert "hadeploy.transport.dial" in modules  # it did reach the dial
     assert loaded(modules, LAZY_AT_DIAL) == []
+    assert {m for m in modules if m.startswith("hadeploy.engine")} == ENGINE_AT_DIAL
 
 
 # Runs `hadeploy deploy-lb --dry-run --offline` in-process, then prints the loaded modules.

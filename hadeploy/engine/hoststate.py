@@ -4,10 +4,12 @@ nothing: another workstation with the same inventory resumes or rolls back from 
 On every host of a run, under /var/lib/hadeploy (owner-only at every level):
 
     lock           one JSON line naming the run's owner (user@workstation, pid, phase, kind,
-                   start time); its mtime is the heartbeat, refreshed every
-                   HEARTBEAT_SECONDS by a loop on its own channel of the run's SSH connection
-                   that ends when the connection does (its next write fails), and by every
-                   change command
+                   start time); its mtime is the heartbeat, set by the claim and refreshed
+                   every HEARTBEAT_SECONDS by a loop on its own channel of the run's SSH
+                   connection that ends when the connection does (its next write fails),
+                   started HEARTBEAT_SECONDS after the claim (a shorter run, such as a
+                   no-op, needs none: the lock goes stale only after STALE_SECONDS), and by
+                   every change command
     runs/RUN.json  the host's own slice of run RUN's journal (every step, with only this
                    host's entries and facts), written ahead of each change command (so the
                    intent is on the host before the change is) and at the end of the run
@@ -22,6 +24,7 @@ since when. A takeover swaps the lock only if it is still the one that was read.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -301,6 +304,9 @@ def merge_slices(slices: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any
 class HostState:
     """A run's lock and records on its hosts, over the run's transport."""
 
+    #: Seconds from the claim to the heartbeats' start (0: at once).
+    heartbeat_after: float = HEARTBEAT_SECONDS
+
     def __init__(self, transport: Transport, owner: Owner, redact: Callable[[str], str],
                  break_stale: bool = False, limit: int = 32) -> None:
         self.transport = transport
@@ -312,6 +318,7 @@ class HostState:
         self.records: dict[str, tuple[dict[str, Any], ...]] = {}
         self.journals: dict[str, Journal] = {}
         self._lock = threading.Lock()
+        self._beats: threading.Timer | None = None
 
     def claim(self, outputs: Mapping[str, str], give_back: bool = False) -> None:
         """Decide from every host's claim output (see `verdict`); take stale or dead locks
@@ -342,8 +349,24 @@ class HostState:
             self.release()
             raise JournalError("\n".join(f"{host}: {why}" for host, why in
                                          sorted(refusals.items())))
+        held = list(self.held)
+        if self.heartbeat_after <= 0:
+            self._heartbeats(held)
+            return
+        self._beats = threading.Timer(self.heartbeat_after, self._heartbeats, (held,))
+        self._beats.daemon = True
+        self._beats.start()
+
+    def _heartbeats(self, hosts: list[str]) -> None:
+        """Start the heartbeat loop on every one of `hosts` at once; a host whose connection
+        is gone keeps a lock that goes stale (its run's next command there fails anyway)."""
         heartbeat = heartbeat_script(self.owner)
-        on_hosts(self.held, lambda host: self.transport.keep(host, heartbeat), self.limit)
+
+        def keep(host: str) -> None:
+            with contextlib.suppress(HadeployError):
+                self.transport.keep(host, heartbeat)
+
+        on_hosts(hosts, keep, self.limit)
 
     def prefix(self, host: str, journal: Journal) -> str:
         """Lines to run ahead of a change command on `host`: the host's slice of `journal`."""
@@ -363,6 +386,8 @@ class HostState:
         """Write the final slices (where the host keeps a record of the run or the run
         changed it), give the locks back, every host at once; best effort: an unreachable
         host keeps a lock that goes stale."""
+        if self._beats is not None:
+            self._beats.cancel()
 
         def give_back(host: str) -> bool:
             script = ""

@@ -17,6 +17,8 @@ import pytest
 
 from hadeploy.engine import Engine
 from hadeploy.engine.hoststate import (
+    HEARTBEAT_SECONDS,
+    STALE_SECONDS,
     HostState,
     LockSeen,
     Owner,
@@ -174,7 +176,9 @@ def test_a_run_held_elsewhere_is_refused_in_its_first_round_trip_and_gives_back_
     assert "rm -f" in transport.calls[-1][1] and transport.kept == []
 
 
-def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(tmp_path: Path) -> None:
+def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HostState, "heartbeat_after", 0)
     transport = taking_every_lock()
     runner = engine(transport, ME)
     runner.gather_facts(("lb1", "lb2"))
@@ -218,10 +222,33 @@ def test_the_locks_are_given_back_on_every_host_at_once_and_a_failed_one_is_kept
     assert state.held == ["lb3"]
 
 
-def test_facts_started_ahead_run_while_the_caller_goes_on_and_are_taken_once() -> None:
+def test_the_heartbeats_start_only_once_the_run_has_lasted_their_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim sets the lock's mtime: a run shorter than HEARTBEAT_SECONDS (a no-op) starts
+    no heartbeat; a longer one starts them on every host, and the release stops the wait."""
+    assert HostState.heartbeat_after == HEARTBEAT_SECONDS < STALE_SECONDS
+    transport = taking_every_lock()
+    runner = engine(transport, ME)
+    runner.gather_facts(("lb1", "lb2"))
+    state = runner.hoststate
+    assert isinstance(state, HostState)
+    state.release()
+    assert transport.kept == []
+    monkeypatch.setattr(HostState, "heartbeat_after", 0.05)
+    runner = engine(transport, ME)
+    runner.gather_facts(("lb1", "lb2"))
+    deadline = time.monotonic() + 5
+    while len(transport.kept) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(h for h, _ in transport.kept) == ["lb1", "lb2"]
+
+
+def test_facts_started_ahead_run_while_the_caller_goes_on_and_are_taken_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """`start_facts` sends the detection (and the claims) at once in the background: the
     caller goes on while the hosts answer, and `gather_facts` takes those answers instead of
     asking again; the heartbeats then start on every host at once."""
+    monkeypatch.setattr(HostState, "heartbeat_after", 0)
     transport = FakeTransport()
     answering = threading.Event()
     transport.on(lambda host, script, stdin: (answering.wait(5), (0, DETECT + "@@lock-taken\n",

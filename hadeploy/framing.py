@@ -51,10 +51,13 @@ def batch_script(probes: Sequence[str], token: str) -> str:
     runs the rest (the other probes, on the script's own stdin, then the pipes' frames
     copied out): nothing is written on the host, and the frames say which probe each is."""
     lanes = [i for i, probe in enumerate(probes) if probe.startswith(BESIDE)]
-    if not lanes or len(lanes) == len(probes):
+    if len(lanes) == len(probes):
+        lanes = lanes[1:]  # the first of them is the rest
+    if not lanes:
         return "\n".join(_frame(i, probe, token) for i, probe in enumerate(probes))
+    aside = set(lanes)
     rest = "\n".join(_frame(i, probe, token) for i, probe in enumerate(probes)
-                     if i not in lanes)
+                     if i not in aside)
     script = f"{{ {rest}\n}} <&4 4<&-"
     for i in lanes:
         script = f"{{ {_frame(i, probes[i], token)}\n}} </dev/null 4<&- | {{ {script}; cat; }}"

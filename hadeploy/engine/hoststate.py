@@ -350,6 +350,7 @@ class HostState:
             raise JournalError("\n".join(f"{host}: {why}" for host, why in
                                          sorted(refusals.items())))
         held = list(self.held)
+        self._stop_beats()
         if self.heartbeat_after <= 0:
             self._heartbeats(held)
             return
@@ -367,6 +368,15 @@ class HostState:
                 self.transport.keep(host, heartbeat)
 
         on_hosts(hosts, keep, self.limit)
+
+    def _stop_beats(self) -> None:
+        """No heartbeat starts from now on: the wait for them is cancelled, or, when it has
+        just ended, their start is waited for (before the locks go back and the connections
+        close)."""
+        if self._beats is not None:
+            self._beats.cancel()
+            self._beats.join()
+            self._beats = None
 
     def prefix(self, host: str, journal: Journal) -> str:
         """Lines to run ahead of a change command on `host`: the host's slice of `journal`."""
@@ -386,8 +396,7 @@ class HostState:
         """Write the final slices (where the host keeps a record of the run or the run
         changed it), give the locks back, every host at once; best effort: an unreachable
         host keeps a lock that goes stale."""
-        if self._beats is not None:
-            self._beats.cancel()
+        self._stop_beats()
 
         def give_back(host: str) -> bool:
             script = ""

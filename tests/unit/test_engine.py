@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from hadeploy import framing
 from hadeploy.engine import Engine, PlanItem
 from hadeploy.engine.probing import batch_probe, split_probe
 from hadeploy.errors import (
@@ -1408,6 +1409,33 @@ def test_batch_probe_round_trip_with_real_sh() -> None:
         Probe("rc 7\n", 7), Probe("", 1), Probe("", 0)]
     # the FakeTransport helpers read the same framing
     assert batch_probes(script) == ("tok123", scripts)
+
+
+def test_probes_marked_beside_run_at_once_with_real_sh_and_keep_their_frames(
+        tmp_path: Path) -> None:
+    """Each `beside` probe waits (bounded) for a file that the probe after it creates: run
+    one after another, the first would give up. Their frames come out of the pipes after
+    the others' yet each probe gets its own output and code; the script's own stdin goes to
+    the other probes only, and the host is left as it was."""
+    d = tmp_path
+    scripts = [framing.beside(f"i=0; until [ -e {d}/b ] || [ $i -ge 50 ]; do sleep 0.1; "
+                              f"i=$((i+1)); done; [ -e {d}/b ] && echo saw-b; exit 4"),
+               framing.beside(f"touch {d}/b; i=0; until [ -e {d}/c ] || [ $i -ge 50 ]; do "
+                              f"sleep 0.1; i=$((i+1)); done; [ -e {d}/c ] && echo saw-c"),
+               f"read line; echo got-$line; touch {d}/c", "echo last"]
+    ops = tuple(ShellProbe(f"p{i}", s) for i, s in enumerate(scripts))
+    script = batch_probe(ops, ctx_for(), "tok9")
+    out = subprocess.run(["/bin/sh", "-c", script], input="stdin-line\n", capture_output=True,
+                         text=True, check=True)
+    assert split_probe(out.stdout, len(ops), "tok9") == [
+        Probe("saw-b\n", 4), Probe("saw-c\n", 0), Probe("got-stdin-line\n", 0),
+        Probe("last\n", 0)]
+    assert batch_probes(script) == ("tok9", scripts)
+    assert sorted(p.name for p in d.iterdir()) == ["b", "c"]  # what the probes made, only
+    # alone, a marked probe runs as it is
+    alone = subprocess.run(["/bin/sh", "-c", framing.beside("echo alone")],
+                           capture_output=True, text=True, check=True)
+    assert alone.stdout == "alone\n"
 
 
 def test_batch_answer_is_what_split_probe_reads() -> None:

@@ -67,6 +67,14 @@ class CommandRunner:
             self.emit("notice", step_id, host, text=" ".join(words))
         return result.check(command.shown())
 
+    def keep_record(self, host: str, journal: Journal) -> None:
+        """Write `host`'s record of `journal`'s run there now, in a round trip of its own:
+        for commands that run beside others on the host and so carry none (two writers of
+        the one record file at once would race)."""
+        ahead = self.records(host, journal) if self.records is not None else ""
+        if ahead:
+            self.transport.run(host, ahead + "true").check("keep the run's record on the host")
+
     def run_all(self, host: str, commands: Sequence[Command], step_id: str | None,
                 outputs: list[str], interruptible: bool = True,
                 journal: Journal | None = None) -> None:

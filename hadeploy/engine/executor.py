@@ -243,13 +243,17 @@ class StepExecutor:
                     entry.changes.append(change)
                     self.writer.save(journal)
             commands = op.apply(ctx, seen)
+        # A change the host must be able to undo carries the host's record of the run
+        # (hoststate); a read-only requirement's refusal leaves the host as it was. Commands
+        # run beside others carry none: the record is written first, alone.
+        recorded = journal if change.get("record") else None
+        if later and recorded is not None:
+            self.runner.keep_record(host, recorded)
+            recorded = None
 
         def run() -> None:
             outputs: list[str] = []
             try:
-                # A change the host must be able to undo carries the host's record of the
-                # run (hoststate); a read-only requirement's refusal leaves the host as it was.
-                recorded = journal if change.get("record") else None
                 self.runner.run_all(host, commands, step_id, outputs, journal=recorded)
             except CommandFailed as exc:
                 # What a command that failed half-way reported it had done (endpoints moved,

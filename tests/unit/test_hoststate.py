@@ -9,7 +9,7 @@ import os
 import subprocess
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -34,10 +34,12 @@ from hadeploy.engine.hoststate import (
     verdict,
 )
 from hadeploy.errors import JournalError, TransportError
+from hadeploy.facts import Fact, Probe
 from hadeploy.inventory.model import Node
 from hadeploy.journal import Journal, now
-from hadeploy.ops.base import HADEPLOY_HOME, Command
+from hadeploy.ops.base import HADEPLOY_HOME, Command, HostContext, Operation
 from hadeploy.redact import Redactor
+from hadeploy.steps import Runbook, Step
 from hadeploy.testing import FakeTransport
 
 ME = Owner("root", "ws1", 4242, "lb", "deploy", 1_764_680_000.0)
@@ -198,6 +200,50 @@ def test_a_held_run_beats_and_its_changes_carry_the_hosts_record(
     assert isinstance(state, HostState)
     state.release()
     assert all("rm -f" in s for h, s in transport.calls[-2:])
+
+
+@dataclass(frozen=True)
+class Touches(Operation[Probe]):
+    """Makes `path` exist; `background` as a worker daemon's restart."""
+
+    op_id: str
+    path: str
+    background: bool = False
+
+    def fact(self, ctx: HostContext) -> Fact[Probe]:
+        return Fact.raw(f"test -e {self.path}")
+
+    def done(self, ctx: HostContext, seen: Probe) -> bool:
+        return seen.exited == 0
+
+    def verify(self, ctx: HostContext, seen: Probe) -> bool:
+        return True
+
+    def intent(self, ctx: HostContext, seen: Probe) -> dict[str, object]:
+        return {"kind": "test-file", "path": self.path, "previous": None}
+
+    def apply(self, ctx: HostContext, seen: Probe) -> list[Command]:
+        return [Command(f"touch {self.path}")]
+
+
+def test_a_background_change_writes_the_hosts_record_first_and_alone(tmp_path: Path) -> None:
+    """The host's record is one file: commands that run beside others on the host carry
+    none (two writers of it at once raced: `mv: cannot stat ...json.new`). The record is
+    written first, in a round trip of its own, and only the foreground command carries it."""
+    transport = taking_every_lock()
+    runner = engine(transport, ME)
+    runner.gather_facts(("lb1",))
+    log = journal(tmp_path)
+    step = Step("lb.files", "files", {"lb1": (Touches("w", "/w", background=True),
+                                              Touches("n", "/n"))})
+    runner.run(Runbook("t", (step,)), log)
+    scripts = [script for host, script in transport.calls if host == "lb1"]
+    record = f"runs/{log.run_id}.json"
+    behind = scripts.index("touch /w")  # no record of its own
+    kept = [i for i, script in enumerate(scripts) if record in script and script.endswith("\ntrue")]
+    assert kept and kept[0] < behind  # the record went first, alone
+    (front,) = [script for script in scripts if script.endswith("\ntouch /n")]
+    assert record in front  # the one in the foreground carries it
 
 
 def test_the_locks_are_given_back_on_every_host_at_once_and_a_failed_one_is_kept() -> None:

@@ -20,5 +20,3 @@ def private_dir(directory: str) -> str:
             f'  case "$hadeploy_dir" in {HADEPLOY_HOME}/*) ;; *) break ;; esac\n'
             '  hadeploy_dir=$(dirname "$hadeploy_dir")\n'
             "done\n")
-
-

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 
 from hadeploy.catalog import Family, Service, Variant, load_catalog
 from hadeploy.inventory.model import Inventory, Node
@@ -59,13 +58,16 @@ def answers_script(inv: Inventory, node: Node, service: Service) -> str:
 
 
 def daemon_running(variant: Variant, daemon: str, restart_after: frozenset[str],
-                   restart_only: bool) -> ServiceRunning:
-    """`daemon` of a catalog `variant` running, restarted after `restart_after` steps, with
-    what the catalog says of its init script (pid file, a restart made of stop and start)."""
+                   restart_only: bool, always: bool = False,
+                   background: bool = False) -> ServiceRunning:
+    """`daemon` of a catalog `variant` running, restarted after `restart_after` steps (or
+    `always`), with what the catalog says of its init script (pid file, a restart made of
+    stop and start); `background`: applied beside the step's next operations."""
     return ServiceRunning(f"service:{daemon}", daemon, (), restart_after, wait_seconds=30,
                           restart_only=restart_only,
                           sysv_pidfiles=variant.sysv_pidfiles(daemon),
-                          sysv_stop_start=variant.sysv_stop_start)
+                          sysv_stop_start=variant.sysv_stop_start,
+                          background=background, always=always)
 
 
 def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family,
@@ -76,9 +78,9 @@ def drained_daemons(inv: Inventory, service: Service, node: Node, family: Family
     restart drained on the balancers. `always` (phase `restart`): each one that runs is
     restarted though nothing changed, workers included."""
     variant = service.variant(family, inv.release)
-    workers = tuple(replace(daemon_running(variant, d, restart_after, always), background=True,
-                            always=always) for d in variant.workers)
-    apis = tuple(replace(daemon_running(variant, d, restart_after, always), always=always)
+    workers = tuple(daemon_running(variant, d, restart_after, always, always, background=True)
+                    for d in variant.workers)
+    apis = tuple(daemon_running(variant, d, restart_after, always, always)
                  for d in variant.api_daemons())
     lbs = service_balancers(inv, service)
     if lbs is None:
